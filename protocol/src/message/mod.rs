@@ -1,0 +1,148 @@
+//! Messages: [`Request`] from the programmer, [`Response`] from the pump.
+//!
+//! Bodies are postcard-encoded. Every collection is a `heapless` type with a bound
+//! stated beside it, so every message has a maximum encoded size; the largest one fits
+//! in [`crate::frame::MAX_BODY`] (asserted by a test).
+
+use heapless::Vec;
+use serde::{Deserialize, Serialize};
+
+mod log;
+mod refusal;
+mod report;
+mod request;
+
+pub use log::{Event, LogEntry, LogPage, ResetCause};
+pub use refusal::Refusal;
+pub use report::{
+    AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, Capabilities,
+    Identity, LinkStats, PrescriptionRecord, ReservoirReport, StatusReport, TherapyState, Version,
+    MAX_ALARMS, MAX_ID_LEN,
+};
+pub use request::{BolusRequest, DrugChange, Request, MAX_LOG_PAGE};
+
+use crate::time::Timestamp;
+use crate::units::{Nanograms, Nanolitres};
+
+/// Revision of the prescription memory. Starts at 1 and increases with every change.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Revision(pub u32);
+
+/// Session roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Patient's therapy manager: status and patient bolus.
+    Patient,
+    /// Clinician programmer: everything therapeutic.
+    Clinician,
+    /// Manufacturer service: provisioning and diagnostics.
+    Service,
+}
+
+/// A bolus the pump accepted and started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BolusReport {
+    /// Kind.
+    pub kind: BolusKind,
+    /// Dose.
+    pub dose: Nanograms,
+    /// Volume.
+    pub volume: Nanolitres,
+    /// Planned end.
+    pub ends_at: Timestamp,
+}
+
+/// A response. `Refused` is tag 0; every other answer has its request's tag plus one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// 0: the request was refused; nothing changed.
+    Refused(Refusal),
+    /// 1: answers [`Request::Identify`].
+    Identity(Identity),
+    /// 2: answers [`Request::Ping`].
+    Pong {
+        /// The request's token.
+        token: u32,
+    },
+    /// 3: answers [`Request::Status`].
+    Status(StatusReport),
+    /// 4: answers [`Request::Battery`].
+    Battery(BatteryReport),
+    /// 5: answers [`Request::Reservoir`].
+    Reservoir(ReservoirReport),
+    /// 6: answers [`Request::ReadPrescription`].
+    Prescription(PrescriptionRecord),
+    /// 7: answers [`Request::WritePrescription`]: stored, verified and in force.
+    PrescriptionWritten {
+        /// New revision.
+        revision: Revision,
+    },
+    /// 8: answers [`Request::Refill`].
+    Refilled {
+        /// Revision in force (new if the drug changed).
+        revision: Revision,
+        /// Reservoir after the refill, with new projections.
+        reservoir: ReservoirReport,
+    },
+    /// 9: answers [`Request::ClinicianBolus`].
+    BolusStarted(BolusReport),
+    /// 10: answers [`Request::PatientBolus`].
+    PatientBolusStarted(BolusReport),
+    /// 11: answers [`Request::StopTherapy`].
+    TherapyStopped,
+    /// 12: answers [`Request::ResumeTherapy`].
+    TherapyResumed,
+    /// 13: answers [`Request::ReadAlarms`].
+    Alarms(Vec<AlarmEntry, MAX_ALARMS>),
+    /// 14: answers [`Request::AcknowledgeAlarm`].
+    AlarmAcknowledged,
+    /// 15: answers [`Request::ReadLog`].
+    LogPage(LogPage),
+    /// 16: answers [`Request::SetClock`].
+    ClockSet {
+        /// Clock before the change.
+        previous: Timestamp,
+    },
+    /// 17: answers [`Request::LinkStats`].
+    LinkStats(LinkStats),
+    /// 18: answers [`Request::SessionHello`] (placeholder).
+    SessionChallenge {
+        /// Pump's fresh nonce.
+        nonce: [u8; 16],
+        /// Pump's proof of the role key.
+        proof: [u8; 32],
+    },
+    /// 19: answers [`Request::SessionProof`] (placeholder).
+    SessionEstablished,
+}
+
+impl Response {
+    /// Short name, for logs.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Response::Refused(_) => "Refused",
+            Response::Identity(_) => "Identity",
+            Response::Pong { .. } => "Pong",
+            Response::Status(_) => "Status",
+            Response::Battery(_) => "Battery",
+            Response::Reservoir(_) => "Reservoir",
+            Response::Prescription(_) => "Prescription",
+            Response::PrescriptionWritten { .. } => "PrescriptionWritten",
+            Response::Refilled { .. } => "Refilled",
+            Response::BolusStarted(_) => "BolusStarted",
+            Response::PatientBolusStarted(_) => "PatientBolusStarted",
+            Response::TherapyStopped => "TherapyStopped",
+            Response::TherapyResumed => "TherapyResumed",
+            Response::Alarms(_) => "Alarms",
+            Response::AlarmAcknowledged => "AlarmAcknowledged",
+            Response::LogPage(_) => "LogPage",
+            Response::ClockSet { .. } => "ClockSet",
+            Response::LinkStats(_) => "LinkStats",
+            Response::SessionChallenge { .. } => "SessionChallenge",
+            Response::SessionEstablished => "SessionEstablished",
+        }
+    }
+}

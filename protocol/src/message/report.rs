@@ -1,0 +1,306 @@
+//! The data records carried by responses: identity, status, battery, reservoir, alarms,
+//! link counters.
+
+use core::fmt;
+use heapless::String;
+use serde::{Deserialize, Serialize};
+
+use crate::drug::Drug;
+use crate::message::Revision;
+use crate::prescription::Prescription;
+use crate::time::{Timestamp, UtcOffset};
+use crate::units::{
+    Nanograms, NanogramsPerDay, NanogramsPerMillilitre, Nanolitres, NanolitresPerDay,
+};
+
+/// Most alarms reported at once (there are 7 kinds).
+pub const MAX_ALARMS: usize = 8;
+/// Longest model name and serial number, bytes of UTF-8.
+pub const MAX_ID_LEN: usize = 16;
+
+/// Who the pump is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Model name.
+    pub model: String<MAX_ID_LEN>,
+    /// Serial number.
+    pub serial: String<MAX_ID_LEN>,
+    /// Firmware version.
+    pub firmware: Version,
+    /// Wire protocol version ([`crate::PROTOCOL_VERSION`]).
+    pub protocol: u8,
+    /// [`crate::SCHEMA_HASH`] of the firmware's message definitions.
+    pub schema: u32,
+    /// What this pump supports.
+    pub capabilities: Capabilities,
+    /// Reservoir capacity (20 or 40 mL).
+    pub reservoir_capacity: Nanolitres,
+}
+
+/// A semantic version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct Version {
+    pub major: u8,
+    pub minor: u8,
+    pub patch: u8,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// Capability bits; unknown bits are ignored by older programmers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Capabilities(pub u32);
+
+impl Capabilities {
+    /// Flexible (stepped) daily profiles.
+    pub const FLEXIBLE: u32 = 1 << 0;
+    /// Profiles that differ by weekday.
+    pub const WEEKLY: u32 = 1 << 1;
+    /// Patient-activated bolus.
+    pub const PATIENT_BOLUS: u32 = 1 << 2;
+    /// Persistent event log.
+    pub const EVENT_LOG: u32 = 1 << 3;
+    /// Authenticated, encrypted sessions.
+    pub const SECURE_SESSION: u32 = 1 << 4;
+
+    /// Whether every bit of `bits` is set.
+    pub const fn has(self, bits: u32) -> bool {
+        self.0 & bits == bits
+    }
+}
+
+/// Whether the pump is delivering the prescription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TherapyState {
+    /// Delivering the prescription.
+    Running,
+    /// Stopped by a clinician; minimum flow only.
+    Stopped,
+    /// Delivery halted by a critical alarm.
+    Halted(AlarmKind),
+}
+
+/// Kinds of bolus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum BolusKind {
+    Single,
+    Priming,
+    Bridge,
+    Patient,
+}
+
+/// A bolus that is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BolusProgress {
+    /// Kind.
+    pub kind: BolusKind,
+    /// Volume delivered so far.
+    pub delivered: Nanolitres,
+    /// Total volume.
+    pub total: Nanolitres,
+    /// Planned end.
+    pub ends_at: Timestamp,
+}
+
+/// One-screen summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Device clock (UTC).
+    pub now: Timestamp,
+    /// Patient's UTC offset.
+    pub offset: UtcOffset,
+    /// Running, stopped or halted.
+    pub therapy: TherapyState,
+    /// Revision of the prescription in force.
+    pub revision: Revision,
+    /// Drug in the reservoir.
+    pub drug: Drug,
+    /// Basal dose rate now.
+    pub basal_dose: NanogramsPerDay,
+    /// Basal flow now.
+    pub basal_flow: NanolitresPerDay,
+    /// Drug delivered in the last 24 h, boluses included.
+    pub delivered_24h: Nanograms,
+    /// Hard daily limit.
+    pub daily_limit: NanogramsPerDay,
+    /// Reservoir volume.
+    pub reservoir: Nanolitres,
+    /// Battery state.
+    pub battery: BatteryState,
+    /// Active alarms.
+    pub alarms: u8,
+    /// Whether one of them is critical.
+    pub critical: bool,
+    /// The bolus running, if any.
+    pub bolus: Option<BolusProgress>,
+}
+
+/// Battery service state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum BatteryState {
+    /// Normal service.
+    Ok,
+    /// Elective replacement indicator: about 90 days of service left.
+    ElectiveReplacement,
+    /// End of service: replace now.
+    EndOfService,
+}
+
+/// Battery report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BatteryReport {
+    /// Terminal voltage.
+    pub millivolts: u16,
+    /// Remaining capacity, 0..=100.
+    pub percent: u8,
+    /// Service state.
+    pub state: BatteryState,
+    /// Estimated days until ERI (0 once reached).
+    pub days_to_eri: u16,
+    /// Estimated days until EOS (0 once reached).
+    pub days_to_eos: u16,
+}
+
+/// Reservoir report, with projections under the active schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReservoirReport {
+    /// Capacity.
+    pub capacity: Nanolitres,
+    /// Volume now.
+    pub volume: Nanolitres,
+    /// Low-reservoir alarm threshold.
+    pub low_threshold: Nanolitres,
+    /// Drug.
+    pub drug: Drug,
+    /// Concentration.
+    pub concentration: NanogramsPerMillilitre,
+    /// When the low threshold is reached on the basal schedule (`None`: already, or
+    /// never within a year).
+    pub low_at: Option<Timestamp>,
+    /// When the reservoir is empty on the basal schedule.
+    pub empty_at: Option<Timestamp>,
+    /// When the low threshold is reached if the patient takes every allowed bolus.
+    pub worst_low_at: Option<Timestamp>,
+    /// When the reservoir is empty if the patient takes every allowed bolus.
+    pub worst_empty_at: Option<Timestamp>,
+    /// Last refill.
+    pub last_refill: Option<Timestamp>,
+}
+
+/// The prescription in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrescriptionRecord {
+    /// Its revision; increases with every accepted write or drug change.
+    pub revision: Revision,
+    /// When it was stored.
+    pub written_at: Timestamp,
+    /// The prescription (validated again when decoded).
+    pub prescription: Prescription,
+}
+
+/// Alarm kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AlarmKind {
+    /// Reservoir at or below the programmed threshold.
+    LowReservoir,
+    /// Reservoir empty: delivery halted. Critical.
+    EmptyReservoir,
+    /// Battery at the elective replacement indicator.
+    ElectiveReplacement,
+    /// Battery low. Critical.
+    LowBattery,
+    /// Battery at end of service: delivery halted. Critical.
+    EndOfService,
+    /// The motor did not complete a stroke: delivery halted. Critical.
+    MotorStall,
+    /// Persistent storage failed to write or verify. Critical.
+    StorageFault,
+}
+
+impl AlarmKind {
+    /// All kinds.
+    pub const ALL: [AlarmKind; 7] = [
+        AlarmKind::LowReservoir,
+        AlarmKind::EmptyReservoir,
+        AlarmKind::ElectiveReplacement,
+        AlarmKind::LowBattery,
+        AlarmKind::EndOfService,
+        AlarmKind::MotorStall,
+        AlarmKind::StorageFault,
+    ];
+
+    /// Critical alarms need action now; they re-assert after acknowledgement while their
+    /// cause remains.
+    pub const fn is_critical(self) -> bool {
+        !matches!(
+            self,
+            AlarmKind::LowReservoir | AlarmKind::ElectiveReplacement
+        )
+    }
+
+    /// Whether this alarm halts delivery.
+    pub const fn halts_delivery(self) -> bool {
+        matches!(
+            self,
+            AlarmKind::EmptyReservoir | AlarmKind::EndOfService | AlarmKind::MotorStall
+        )
+    }
+
+    /// Readable name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AlarmKind::LowReservoir => "low reservoir",
+            AlarmKind::EmptyReservoir => "empty reservoir",
+            AlarmKind::ElectiveReplacement => "elective replacement indicator",
+            AlarmKind::LowBattery => "low battery",
+            AlarmKind::EndOfService => "end of service",
+            AlarmKind::MotorStall => "motor stall",
+            AlarmKind::StorageFault => "storage fault",
+        }
+    }
+}
+
+impl fmt::Display for AlarmKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An active alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AlarmEntry {
+    /// Kind.
+    pub kind: AlarmKind,
+    /// When raised.
+    pub raised_at: Timestamp,
+    /// Whether a programmer acknowledged it.
+    pub acknowledged: bool,
+}
+
+/// Link counters since the last reset: how a clinic diagnoses a poor radio link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct LinkStats {
+    /// Valid frames received.
+    pub frames_in: u32,
+    /// Frames sent.
+    pub frames_out: u32,
+    /// Frames dropped for a bad CRC.
+    pub bad_crc: u32,
+    /// Frames dropped for bad COBS, a bad header or a short length.
+    pub malformed: u32,
+    /// Frames dropped for exceeding the buffer.
+    pub oversize: u32,
+    /// Times the decoder discarded bytes to resynchronise on a delimiter.
+    pub resyncs: u32,
+    /// Requests refused.
+    pub refusals: u32,
+    /// Retried requests answered from the reply cache.
+    pub replays: u32,
+}

@@ -1,0 +1,171 @@
+//! Requests from a programmer to the pump.
+
+use serde::{Deserialize, Serialize};
+
+use crate::drug::Drug;
+use crate::message::{AlarmKind, Revision, Role};
+use crate::prescription::PrescriptionDraft;
+use crate::time::{Timestamp, UtcOffset};
+use crate::units::{Minutes, Nanograms, NanogramsPerMillilitre, Nanolitres};
+
+/// Most log entries one [`Request::ReadLog`] may ask for.
+pub const MAX_LOG_PAGE: usize = 8;
+
+/// A request. The postcard tag of each variant is its position, starting at 0; the
+/// answer's tag is the request's tag plus one (see [`crate::message::Response`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// 0: model, serial, firmware and protocol versions. Served without a session.
+    Identify,
+    /// 1: liveness check; the token comes back unchanged.
+    Ping {
+        /// Echoed.
+        token: u32,
+    },
+    /// 2: one-screen summary.
+    Status,
+    /// 3: battery report.
+    Battery,
+    /// 4: reservoir report with projections.
+    Reservoir,
+    /// 5: the active prescription and its revision.
+    ReadPrescription,
+    /// 6: replace the prescription, atomically. Refused unless `expected` is the
+    /// revision in force (another programmer may have written since it was read).
+    WritePrescription {
+        /// Revision the programmer read.
+        expected: Revision,
+        /// The new prescription.
+        prescription: PrescriptionDraft,
+    },
+    /// 7: record a refill: the reservoir now holds `volume`.
+    Refill {
+        /// Revision the programmer read.
+        expected: Revision,
+        /// Volume in the reservoir after the refill.
+        volume: Nanolitres,
+        /// New drug and concentration, if they changed.
+        change: Option<DrugChange>,
+    },
+    /// 8: a bolus given by the clinician.
+    ClinicianBolus(BolusRequest),
+    /// 9: a patient-activated bolus, under the prescription's patient-bolus rules.
+    PatientBolus,
+    /// 10: stop therapy (the pump keeps the catheter open at the minimum flow).
+    StopTherapy,
+    /// 11: resume the prescription after a stop.
+    ResumeTherapy,
+    /// 12: the active alarms.
+    ReadAlarms,
+    /// 13: acknowledge an alarm (a critical one re-asserts while its cause remains).
+    AcknowledgeAlarm {
+        /// Which.
+        alarm: AlarmKind,
+    },
+    /// 14: a page of the event log, from entry index `first`.
+    ReadLog {
+        /// First index to return.
+        first: u32,
+        /// At most this many (capped at [`MAX_LOG_PAGE`]).
+        max: u8,
+    },
+    /// 15: set the device clock and the patient's UTC offset.
+    SetClock {
+        /// UTC now.
+        now: Timestamp,
+        /// Patient's offset from UTC.
+        offset: UtcOffset,
+    },
+    /// 16: link counters (frames in/out, CRC errors, resyncs, …).
+    LinkStats,
+    /// 17: first handshake message (placeholder until secure sessions land).
+    SessionHello {
+        /// Role asked for.
+        role: Role,
+        /// Programmer's fresh nonce.
+        nonce: [u8; 16],
+    },
+    /// 18: second handshake message (placeholder until secure sessions land).
+    SessionProof {
+        /// Proof of the role key.
+        proof: [u8; 32],
+    },
+}
+
+/// A drug or concentration change at refill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DrugChange {
+    /// New drug.
+    pub drug: Drug,
+    /// New concentration.
+    pub concentration: NanogramsPerMillilitre,
+}
+
+/// A clinician bolus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BolusRequest {
+    /// A single dose delivered over `duration`.
+    Single {
+        /// Dose.
+        dose: Nanograms,
+        /// Over.
+        duration: Minutes,
+    },
+    /// Fills the catheter after implant or catheter revision.
+    Priming {
+        /// Volume.
+        volume: Nanolitres,
+        /// Over.
+        duration: Minutes,
+    },
+    /// After a drug or concentration change: moves the old drug out of the pump and
+    /// catheter at the rate that keeps the old dose.
+    Bridge {
+        /// Volume.
+        volume: Nanolitres,
+        /// Over.
+        duration: Minutes,
+    },
+}
+
+impl Request {
+    /// Whether this request changes therapy (needs a clinician session once secure
+    /// sessions land; answered from the reply cache on retry).
+    pub const fn changes_therapy(&self) -> bool {
+        matches!(
+            self,
+            Request::WritePrescription { .. }
+                | Request::Refill { .. }
+                | Request::ClinicianBolus(_)
+                | Request::PatientBolus
+                | Request::StopTherapy
+                | Request::ResumeTherapy
+                | Request::SetClock { .. }
+        )
+    }
+
+    /// Short name, for logs.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Request::Identify => "Identify",
+            Request::Ping { .. } => "Ping",
+            Request::Status => "Status",
+            Request::Battery => "Battery",
+            Request::Reservoir => "Reservoir",
+            Request::ReadPrescription => "ReadPrescription",
+            Request::WritePrescription { .. } => "WritePrescription",
+            Request::Refill { .. } => "Refill",
+            Request::ClinicianBolus(_) => "ClinicianBolus",
+            Request::PatientBolus => "PatientBolus",
+            Request::StopTherapy => "StopTherapy",
+            Request::ResumeTherapy => "ResumeTherapy",
+            Request::ReadAlarms => "ReadAlarms",
+            Request::AcknowledgeAlarm { .. } => "AcknowledgeAlarm",
+            Request::ReadLog { .. } => "ReadLog",
+            Request::SetClock { .. } => "SetClock",
+            Request::LinkStats => "LinkStats",
+            Request::SessionHello { .. } => "SessionHello",
+            Request::SessionProof { .. } => "SessionProof",
+        }
+    }
+}
