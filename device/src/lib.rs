@@ -1,1 +1,21 @@
+//! # thecal-device
+//!
+//! The pump core: a sans-IO state machine driven by `handle(now, request)` and
+//! `tick(now)`, reaching storage and the motor only through traits, so the same code runs
+//! in unit tests, the `thecal-sim` simulator, QEMU and the board.
+//!
+//! The panic rule: library code has no `unwrap`, `expect`, `panic!` or unchecked
+//! indexing (clippy lints below); no input makes the core panic.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+#![allow(clippy::large_enum_variant)]
 
+pub mod storage;
