@@ -48,8 +48,8 @@ pub struct Snapshot {
     pub battery_used_nah: u64,
     /// Rolling window: device time of the start of bucket 0's period, in bucket units.
     pub window_epoch: u64,
-    /// Delivered volume per bucket, nL.
-    pub window: [u32; WINDOW_BUCKETS],
+    /// Delivered volume per bucket, nL (bucket `i` covers window period `epoch + i`, modulo the length).
+    pub window: Vec<u32, WINDOW_BUCKETS>,
     /// Device times of recent patient boluses.
     pub patient_boluses: Vec<Timestamp, MAX_PATIENT_HISTORY>,
     /// Alarms acknowledged by a programmer (cleared when the alarm clears).
