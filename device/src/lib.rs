@@ -19,3 +19,5 @@
 #![allow(clippy::large_enum_variant)]
 
 pub mod storage;
+pub mod flash;
+pub mod store;

@@ -1,0 +1,1 @@
+//! FlashStore: the Storage trait over any NorFlash.
