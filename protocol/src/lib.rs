@@ -10,6 +10,7 @@
 //! * [`time`] — device clock, UTC offset, weekdays.
 //! * [`drug`] — drugs and the firmware's hard ceilings.
 //! * [`prescription`] and [`rules`] — the prescription model and its validation.
+//! * [`projection`] — low-reservoir and empty dates under a schedule.
 //! * [`message`] — `Request` / `Response` and the records they carry.
 //! * [`frame`] — COBS + CRC-16 framing and the streaming decoder.
 //!
@@ -37,6 +38,7 @@ pub mod drug;
 pub mod frame;
 pub mod message;
 pub mod prescription;
+pub mod projection;
 pub mod rules;
 pub mod time;
 pub mod units;

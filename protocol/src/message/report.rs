@@ -181,8 +181,8 @@ pub struct ReservoirReport {
     pub drug: Drug,
     /// Concentration.
     pub concentration: NanogramsPerMillilitre,
-    /// When the low threshold is reached on the basal schedule (`None`: already, or
-    /// never within a year).
+    /// When the low threshold is reached on the basal schedule (`now` if already;
+    /// `None` if not within the projection horizon, see `projection::HORIZON_DAYS`).
     pub low_at: Option<Timestamp>,
     /// When the reservoir is empty on the basal schedule.
     pub empty_at: Option<Timestamp>,
