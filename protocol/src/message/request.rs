@@ -144,6 +144,31 @@ impl Request {
         )
     }
 
+    /// The postcard tag of this variant (its position), as kept in the event log.
+    pub const fn tag(&self) -> u8 {
+        match self {
+            Request::Identify => 0,
+            Request::Ping { .. } => 1,
+            Request::Status => 2,
+            Request::Battery => 3,
+            Request::Reservoir => 4,
+            Request::ReadPrescription => 5,
+            Request::WritePrescription { .. } => 6,
+            Request::Refill { .. } => 7,
+            Request::ClinicianBolus(_) => 8,
+            Request::PatientBolus => 9,
+            Request::StopTherapy => 10,
+            Request::ResumeTherapy => 11,
+            Request::ReadAlarms => 12,
+            Request::AcknowledgeAlarm { .. } => 13,
+            Request::ReadLog { .. } => 14,
+            Request::SetClock { .. } => 15,
+            Request::LinkStats => 16,
+            Request::SessionHello { .. } => 17,
+            Request::SessionProof { .. } => 18,
+        }
+    }
+
     /// Short name, for logs.
     pub const fn name(&self) -> &'static str {
         match self {
