@@ -18,6 +18,13 @@
 )]
 #![allow(clippy::large_enum_variant)]
 
-pub mod storage;
+pub mod alarms;
+pub mod battery;
+pub mod dosing;
 pub mod flash;
+pub mod motor;
+pub mod pump;
+pub mod server;
+pub mod storage;
 pub mod store;
+pub mod window;

@@ -19,8 +19,9 @@ use thecal_protocol::message::{AlarmKind, LogEntry, PrescriptionRecord, MAX_LOG_
 use thecal_protocol::time::{Timestamp, UtcOffset};
 use thecal_protocol::units::Nanolitres;
 
-/// Buckets of the rolling 24 h delivery window.
-pub const WINDOW_BUCKETS: usize = 96;
+/// Buckets of the rolling 24 h delivery window (15 min each: the current one and the 96
+/// before it, so the window always looks back at least 24 h).
+pub const WINDOW_BUCKETS: usize = 97;
 /// Most patient boluses remembered (the rules allow at most 24 per 24 h).
 pub const MAX_PATIENT_HISTORY: usize = 24;
 

@@ -1,0 +1,370 @@
+//! Requests: `handle(now, request) -> response`. Every handler checks everything first
+//! and changes state only when it answers with success; a refusal changes nothing but the
+//! event log.
+
+use heapless::Vec;
+use thecal_protocol::message::{
+    AlarmKind, BolusKind, BolusReport, BolusRequest, DrugChange, Event, LogPage, Refusal, Request,
+    Response, Revision, MAX_LOG_PAGE,
+};
+use thecal_protocol::prescription::{Prescription, PrescriptionDraft};
+use thecal_protocol::rules::MAX_FLOW;
+use thecal_protocol::time::{Timestamp, UtcOffset};
+use thecal_protocol::units::{Minutes, Nanograms, Nanolitres, MS_PER_DAY, MS_PER_MINUTE};
+
+use super::Pump;
+use crate::motor::{Motor, STROKE_NL};
+use crate::storage::Storage;
+
+/// Wall clock values the pump accepts: 2020-01-01 ..= 2100-01-01 UTC.
+pub const CLOCK_RANGE: core::ops::RangeInclusive<u64> = 1_577_836_800_000..=4_102_444_800_000;
+/// Longest bolus.
+pub const MAX_BOLUS_MS: u64 = MS_PER_DAY;
+
+impl<S: Storage, M: Motor> Pump<S, M> {
+    /// Serves one request at device time `now`.
+    pub fn handle(&mut self, now: Timestamp, request: &Request) -> Response {
+        self.tick(now);
+        let response = match self.serve(now, request) {
+            Ok(response) => response,
+            Err(refusal) => {
+                self.log_event(
+                    now,
+                    Event::Refused {
+                        request: request.tag(),
+                        reason: refusal.code(),
+                    },
+                );
+                Response::Refused(refusal)
+            }
+        };
+        self.evaluate_alarms(now);
+        response
+    }
+
+    fn serve(&mut self, now: Timestamp, request: &Request) -> Result<Response, Refusal> {
+        Ok(match request {
+            Request::Identify => Response::Identity(self.identity()),
+            Request::Ping { token } => Response::Pong { token: *token },
+            Request::Status => Response::Status(self.status(now)),
+            Request::Battery => Response::Battery(self.battery_report()),
+            Request::Reservoir => Response::Reservoir(self.reservoir_report(now)),
+            Request::ReadPrescription => Response::Prescription(self.record.clone()),
+            Request::WritePrescription {
+                expected,
+                prescription,
+            } => self.write_prescription(now, *expected, prescription)?,
+            Request::Refill {
+                expected,
+                volume,
+                change,
+            } => self.refill(now, *expected, *volume, *change)?,
+            Request::ClinicianBolus(b) => Response::BolusStarted(self.clinician_bolus(now, *b)?),
+            Request::PatientBolus => Response::PatientBolusStarted(self.patient_bolus(now)?),
+            Request::StopTherapy => {
+                if !self.stopped {
+                    self.stopped = true;
+                    self.dosing.cancel_bolus();
+                    self.save_snapshot(now);
+                    self.log_event(now, Event::TherapyStopped);
+                }
+                Response::TherapyStopped
+            }
+            Request::ResumeTherapy => self.resume(now)?,
+            Request::ReadAlarms => {
+                let offset = self.wall_offset_ms;
+                Response::Alarms(self.alarms.entries(now, |t| wall_of(t, offset)))
+            }
+            Request::AcknowledgeAlarm { alarm } => {
+                if !self.alarms.acknowledge(*alarm, now) {
+                    return Err(Refusal::AlarmNotActive(*alarm));
+                }
+                self.save_snapshot(now);
+                self.log_event(now, Event::AlarmAcknowledged(*alarm));
+                Response::AlarmAcknowledged
+            }
+            Request::ReadLog { first, max } => Response::LogPage(self.read_log(*first, *max)?),
+            Request::SetClock { now: wall, offset } => self.set_clock(now, *wall, *offset)?,
+            // Served by the request server (link counters), or not yet (sessions).
+            Request::LinkStats | Request::SessionHello { .. } | Request::SessionProof { .. } => {
+                return Err(Refusal::Unsupported)
+            }
+        })
+    }
+
+    fn check_revision(&self, expected: Revision) -> Result<(), Refusal> {
+        if expected != self.record.revision {
+            return Err(Refusal::RevisionMismatch {
+                expected,
+                current: self.record.revision,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores `prescription` as the next revision: validate → store → verify → activate.
+    fn commit(&mut self, now: Timestamp, prescription: Prescription) -> Result<Revision, Refusal> {
+        let old = self.record.revision;
+        let record = thecal_protocol::message::PrescriptionRecord {
+            revision: Revision(old.0.wrapping_add(1).max(1)),
+            written_at: self.wall(now),
+            prescription,
+        };
+        if self.storage.save_prescription(&record).is_err() {
+            self.note_storage(false);
+            return Err(Refusal::StorageFault);
+        }
+        let new = record.revision;
+        self.record = record;
+        self.log_event(now, Event::PrescriptionChanged { old, new });
+        Ok(new)
+    }
+
+    fn write_prescription(
+        &mut self,
+        now: Timestamp,
+        expected: Revision,
+        draft: &PrescriptionDraft,
+    ) -> Result<Response, Refusal> {
+        let prescription =
+            Prescription::new(draft.clone()).map_err(Refusal::InvalidPrescription)?;
+        self.check_revision(expected)?;
+        let revision = self.commit(now, prescription)?;
+        Ok(Response::PrescriptionWritten { revision })
+    }
+
+    fn refill(
+        &mut self,
+        now: Timestamp,
+        expected: Revision,
+        volume: Nanolitres,
+        change: Option<DrugChange>,
+    ) -> Result<Response, Refusal> {
+        self.check_revision(expected)?;
+        if volume > self.info.capacity {
+            return Err(Refusal::AboveCapacity {
+                volume,
+                capacity: self.info.capacity,
+            });
+        }
+        let prescription = match change {
+            Some(c) => Some(
+                self.record
+                    .prescription
+                    .with_drug(c.drug, c.concentration)
+                    .map_err(Refusal::InvalidPrescription)?,
+            ),
+            None => None,
+        };
+        if let Some(p) = prescription {
+            self.commit(now, p)?;
+        }
+        // The reservoir is what the clinician put in; the outstanding reservation was
+        // drawn from the old fill and is void.
+        self.reservoir = volume;
+        self.reserve_left = 0;
+        self.last_refill = Some(now);
+        self.save_snapshot(now);
+        let p = &self.record.prescription;
+        let (drug, concentration) = (p.drug(), p.concentration());
+        self.log_event(
+            now,
+            Event::Refilled {
+                volume,
+                drug,
+                concentration,
+            },
+        );
+        self.evaluate_alarms(now);
+        Ok(Response::Refilled {
+            revision: self.record.revision,
+            reservoir: self.reservoir_report(now),
+        })
+    }
+
+    fn check_can_dose(&self) -> Result<(), Refusal> {
+        if let Some(kind) = self.halted() {
+            return Err(Refusal::Alarm(kind));
+        }
+        if self.stopped {
+            return Err(Refusal::TherapyStopped);
+        }
+        if self.dosing.bolus().is_some() {
+            return Err(Refusal::BolusInProgress);
+        }
+        Ok(())
+    }
+
+    /// Checks a bolus of `volume` over `duration_ms` against the pump and the limit;
+    /// returns its whole strokes.
+    fn check_bolus(
+        &mut self,
+        now: Timestamp,
+        volume: Nanolitres,
+        duration_ms: u64,
+    ) -> Result<u32, Refusal> {
+        let strokes = volume.0 / STROKE_NL;
+        if strokes == 0 || duration_ms == 0 || duration_ms > MAX_BOLUS_MS {
+            return Err(Refusal::BolusInvalid);
+        }
+        let whole = u64::from(strokes) * u64::from(STROKE_NL);
+        // nL/day = nL × ms_per_day / ms.
+        if whole * MS_PER_DAY / duration_ms > u64::from(MAX_FLOW.0) {
+            return Err(Refusal::BolusInvalid);
+        }
+        let delivered = self.window.total(now);
+        if delivered + whole > self.limit_nl() {
+            let c = self.record.prescription.concentration();
+            let to_dose = |nl: u64| {
+                Nanolitres(u32::try_from(nl).unwrap_or(u32::MAX))
+                    .to_dose(c)
+                    .unwrap_or(Nanograms(u32::MAX))
+            };
+            return Err(Refusal::DailyLimit {
+                delivered: to_dose(delivered),
+                requested: to_dose(whole),
+                limit: self.record.prescription.daily_limit(),
+            });
+        }
+        Ok(strokes)
+    }
+
+    fn start_bolus(
+        &mut self,
+        now: Timestamp,
+        kind: BolusKind,
+        strokes: u32,
+        duration_ms: u64,
+    ) -> BolusReport {
+        let volume = Nanolitres(strokes * STROKE_NL);
+        let dose = volume
+            .to_dose(self.record.prescription.concentration())
+            .unwrap_or(Nanograms(u32::MAX));
+        self.dosing
+            .start_bolus(kind, dose, strokes, duration_ms, now);
+        // Reserve the whole bolus ahead: after a reset it counts as delivered.
+        self.reserve(volume.0, now);
+        self.log_event(now, Event::Bolus { kind, dose });
+        BolusReport {
+            kind,
+            dose,
+            volume,
+            ends_at: self.wall(now.plus_ms(duration_ms)),
+        }
+    }
+
+    fn clinician_bolus(&mut self, now: Timestamp, b: BolusRequest) -> Result<BolusReport, Refusal> {
+        self.check_can_dose()?;
+        let c = self.record.prescription.concentration();
+        let (kind, volume, duration) = match b {
+            BolusRequest::Single { dose, duration } => (
+                BolusKind::Single,
+                dose.to_volume(c).ok_or(Refusal::BolusInvalid)?,
+                duration,
+            ),
+            BolusRequest::Priming { volume, duration } => (BolusKind::Priming, volume, duration),
+            BolusRequest::Bridge { volume, duration } => (BolusKind::Bridge, volume, duration),
+        };
+        let duration_ms = duration.as_ms();
+        let strokes = self.check_bolus(now, volume, duration_ms)?;
+        Ok(self.start_bolus(now, kind, strokes, duration_ms))
+    }
+
+    fn patient_bolus(&mut self, now: Timestamp) -> Result<BolusReport, Refusal> {
+        let rules = self
+            .record
+            .prescription
+            .patient_bolus()
+            .ok_or(Refusal::PatientBolusNotAllowed)?;
+        self.check_can_dose()?;
+        self.patient.retain(|t| now.since(*t) < MS_PER_DAY);
+        if self.patient.len() >= usize::from(rules.max_per_day) {
+            return Err(Refusal::PatientDailyMaximum {
+                max: rules.max_per_day,
+            });
+        }
+        if let Some(last) = self.patient.iter().max() {
+            let until = last.plus_ms(rules.lockout.as_ms());
+            if now < until {
+                return Err(Refusal::PatientLockout {
+                    until: self.wall(until),
+                });
+            }
+        }
+        let volume = rules
+            .dose
+            .to_volume(self.record.prescription.concentration())
+            .ok_or(Refusal::BolusInvalid)?;
+        // As fast as the pump allows, but at least a minute.
+        let fastest = (u64::from(volume.0) * MS_PER_DAY).div_ceil(u64::from(MAX_FLOW.0));
+        let duration_ms = fastest.max(Minutes(1).as_ms()).div_ceil(MS_PER_MINUTE) * MS_PER_MINUTE;
+        let strokes = self.check_bolus(now, volume, duration_ms)?;
+        if self.patient.push(now).is_err() {
+            return Err(Refusal::PatientDailyMaximum {
+                max: rules.max_per_day,
+            });
+        }
+        Ok(self.start_bolus(now, BolusKind::Patient, strokes, duration_ms))
+    }
+
+    fn resume(&mut self, now: Timestamp) -> Result<Response, Refusal> {
+        if let Some(kind) = self.halted() {
+            if kind != AlarmKind::MotorStall {
+                return Err(Refusal::Alarm(kind));
+            }
+            // A clinician's resume retries the motor; a new stall raises it again.
+            self.motor_stalled = false;
+        }
+        if self.stopped {
+            self.stopped = false;
+            self.save_snapshot(now);
+            self.log_event(now, Event::TherapyResumed);
+        }
+        Ok(Response::TherapyResumed)
+    }
+
+    fn read_log(&mut self, first: u32, max: u8) -> Result<LogPage, Refusal> {
+        let mut entries = Vec::new();
+        let bounds = self
+            .storage
+            .read_log(first, &mut entries)
+            .map_err(|_| Refusal::StorageFault)?;
+        entries.truncate(usize::from(max).min(MAX_LOG_PAGE));
+        Ok(LogPage {
+            oldest: bounds.oldest,
+            next: bounds.next,
+            entries,
+        })
+    }
+
+    fn set_clock(
+        &mut self,
+        now: Timestamp,
+        wall: Timestamp,
+        offset: UtcOffset,
+    ) -> Result<Response, Refusal> {
+        if !CLOCK_RANGE.contains(&wall.0) || !offset.is_valid() {
+            return Err(Refusal::ClockInvalid);
+        }
+        let previous = self.wall(now);
+        self.wall_offset_ms = i64::try_from(i128::from(wall.0) - i128::from(now.0))
+            .map_err(|_| Refusal::ClockInvalid)?;
+        self.utc_offset = offset;
+        self.save_snapshot(now);
+        self.log_event(
+            now,
+            Event::ClockChanged {
+                from: previous,
+                to: wall,
+                offset,
+            },
+        );
+        Ok(Response::ClockSet { previous })
+    }
+}
+
+/// Wall clock at device time `t` given the wall offset.
+pub(super) fn wall_of(t: Timestamp, offset_ms: i64) -> Timestamp {
+    let w = i128::from(t.0) + i128::from(offset_ms);
+    Timestamp(u64::try_from(w.max(0)).unwrap_or(u64::MAX))
+}

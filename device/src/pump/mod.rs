@@ -1,0 +1,434 @@
+//! The pump core: a sans-IO state machine.
+//!
+//! The platform calls [`Pump::tick`] at least by [`Pump::next_wake`] and
+//! [`Pump::handle`] for each request; both take `now`, the *device time*: a monotonic
+//! millisecond clock that never goes backwards, not even across a reset (on a real pump,
+//! the always-on RTC). The wall clock (UTC) is device time plus an offset set by
+//! `SetClock`; the schedule runs in the patient's local time (UTC plus the patient's
+//! offset). Everything that enforces safety — the rolling 24 h limit, patient-bolus
+//! lockouts — runs on device time, so setting the clock cannot bypass it.
+//!
+//! ## Persistence
+//!
+//! The snapshot (reservoir, counters, window, clock, patient-bolus history) is written
+//! *ahead* of delivery: before a stroke, the pump reserves [`RESERVE_NL`] and stores a
+//! snapshot in which that volume is already delivered. After a reset the pump therefore
+//! believes it delivered up to [`RESERVE_NL`] more than it did: the reservoir estimate is
+//! at most 10 µL low and the rolling window at most 10 µL full — both on the safe side.
+//! At boot the pump also charges [`RESERVE_NL`] to the window's current bucket, because
+//! the reserved volume may have been delivered later than the snapshot recorded it.
+//! A running bolus is not persisted: a reset ends it (its whole volume was already
+//! reserved, so the limit and lockout still count it).
+//!
+//! ## Therapy first
+//!
+//! A failed flash write raises the critical storage-fault alarm but never stops basal
+//! delivery: stopping an intrathecal infusion abruptly (baclofen withdrawal) is itself
+//! dangerous. Only an empty reservoir, a motor stall and end of battery service halt it.
+
+use heapless::{String, Vec};
+use thecal_protocol::message::{
+    AlarmKind, BatteryState, Event, LogEntry, PrescriptionRecord, ResetCause, Revision, Version,
+};
+use thecal_protocol::prescription::Prescription;
+use thecal_protocol::rules::MIN_FLOW;
+use thecal_protocol::time::{local_week_position, Timestamp, UtcOffset};
+use thecal_protocol::units::{Nanolitres, NanolitresPerDay, MS_PER_MINUTE};
+
+use crate::alarms::{Alarms, Change};
+use crate::battery::{Battery, BatteryConfig};
+use crate::dosing::Dosing;
+use crate::motor::{Motor, STROKE_NL};
+use crate::storage::{LogBounds, Snapshot, Storage, MAX_PATIENT_HISTORY};
+use crate::window::Window;
+
+mod handle;
+mod report;
+
+/// Volume reserved (persisted as delivered) ahead of delivery: 10 µL, 40 strokes.
+pub const RESERVE_NL: u32 = 10_000;
+/// Longest the core sleeps between ticks, so alarms and the battery stay current.
+pub const MAX_SLEEP_MS: u64 = 60_000;
+
+/// Fixed facts about this pump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Model name.
+    pub model: String<16>,
+    /// Serial number.
+    pub serial: String<16>,
+    /// Firmware version.
+    pub firmware: Version,
+    /// Reservoir capacity.
+    pub capacity: Nanolitres,
+    /// Battery parameters.
+    pub battery: BatteryConfig,
+}
+
+/// The state a never-programmed pump starts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Factory {
+    /// Prescription in force until a clinician writes one.
+    pub prescription: Prescription,
+    /// Reservoir volume.
+    pub volume: Nanolitres,
+    /// Wall clock (UTC) at device time zero.
+    pub wall_at_zero: Timestamp,
+    /// Patient's UTC offset.
+    pub utc_offset: UtcOffset,
+    /// Charge already used (fault injection; normally 0).
+    pub battery_used_nah: u64,
+}
+
+/// The pump core over a storage and a motor.
+pub struct Pump<S, M> {
+    info: DeviceInfo,
+    storage: S,
+    motor: M,
+    record: PrescriptionRecord,
+    wall_offset_ms: i64,
+    utc_offset: UtcOffset,
+    reservoir: Nanolitres,
+    last_refill: Option<Timestamp>,
+    stopped: bool,
+    delivered_total: u64,
+    battery: Battery,
+    window: Window,
+    patient: Vec<Timestamp, MAX_PATIENT_HISTORY>,
+    dosing: Dosing,
+    alarms: Alarms,
+    log: LogBounds,
+    reserve_left: u32,
+    seq: u32,
+    motor_stalled: bool,
+    storage_fault: bool,
+    last_tick: Timestamp,
+}
+
+impl<S: Storage, M: Motor> Pump<S, M> {
+    /// Boots the core at device time `now`: loads the stored state (or the factory state
+    /// on a blank store), logs the reset and evaluates alarms. A store that cannot be read
+    /// boots into therapy-stopped with the factory prescription and a storage-fault alarm,
+    /// rather than guessing a prescription.
+    pub fn boot(
+        info: DeviceInfo,
+        factory: Factory,
+        storage: S,
+        motor: M,
+        now: Timestamp,
+        cause: ResetCause,
+    ) -> Self {
+        let battery = Battery::new(info.battery, factory.battery_used_nah);
+        let mut pump = Pump {
+            info,
+            storage,
+            motor,
+            record: PrescriptionRecord {
+                revision: Revision(1),
+                written_at: factory.wall_at_zero.plus_ms(now.0),
+                prescription: factory.prescription,
+            },
+            wall_offset_ms: i64::try_from(factory.wall_at_zero.0).unwrap_or(0),
+            utc_offset: factory.utc_offset,
+            reservoir: factory.volume,
+            last_refill: None,
+            stopped: false,
+            delivered_total: 0,
+            battery,
+            window: Window::new(),
+            patient: Vec::new(),
+            dosing: Dosing::new(now),
+            alarms: Alarms::new(),
+            log: LogBounds::default(),
+            reserve_left: 0,
+            seq: 0,
+            motor_stalled: false,
+            storage_fault: false,
+            last_tick: now,
+        };
+        match pump.storage.load() {
+            Ok(stored) => {
+                pump.log = stored.log;
+                match stored.prescription {
+                    Some(record) => pump.record = record,
+                    None => {
+                        let record = pump.record.clone();
+                        pump.storage_fault |= pump.storage.save_prescription(&record).is_err();
+                    }
+                }
+                if let Some(snap) = stored.snapshot {
+                    pump.restore(&snap, now);
+                }
+            }
+            Err(_) => {
+                pump.storage_fault = true;
+                pump.stopped = true;
+            }
+        }
+        pump.log_event(now, Event::Reset { cause });
+        pump.save_snapshot(now);
+        pump.evaluate_alarms(now);
+        pump
+    }
+
+    fn restore(&mut self, snap: &Snapshot, now: Timestamp) {
+        self.seq = snap.seq;
+        self.wall_offset_ms = snap.wall_offset_ms;
+        self.utc_offset = snap.utc_offset;
+        self.reservoir = snap.reservoir;
+        self.last_refill = snap.last_refill;
+        self.stopped = snap.stopped;
+        self.delivered_total = snap.delivered_total;
+        self.battery = Battery::new(self.info.battery, snap.battery_used_nah);
+        self.window = Window::restore(snap.window_epoch, snap.window.clone());
+        // The reservation may have been delivered after the snapshot: count it now.
+        self.window.add(now, RESERVE_NL);
+        self.patient = snap.patient_boluses.clone();
+        for &kind in snap.acknowledged.iter() {
+            self.alarms.set(kind, true, now);
+            self.alarms.acknowledge(kind, now);
+        }
+    }
+
+    /// The prescription record in force.
+    pub fn record(&self) -> &PrescriptionRecord {
+        &self.record
+    }
+
+    /// Reservoir estimate.
+    pub fn reservoir(&self) -> Nanolitres {
+        self.reservoir
+    }
+
+    /// Lifetime delivered volume, nL.
+    pub fn delivered_total(&self) -> u64 {
+        self.delivered_total
+    }
+
+    /// The motor.
+    pub fn motor(&self) -> &M {
+        &self.motor
+    }
+
+    /// The storage.
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
+    /// Volume delivered in the rolling 24 h ending at `now`, nL (as the limit sees it).
+    pub fn window_total(&mut self, now: Timestamp) -> u64 {
+        self.window.total(now)
+    }
+
+    /// Whether `kind` is active.
+    pub fn alarm_active(&self, kind: AlarmKind) -> bool {
+        self.alarms.is_active(kind)
+    }
+
+    /// Hard daily limit as a volume, nL.
+    pub fn limit_nl(&self) -> u64 {
+        let p = &self.record.prescription;
+        p.daily_limit()
+            .to_flow(p.concentration())
+            .map_or(0, |f| u64::from(f.0))
+    }
+
+    /// Consumes the battery as if `nah` were used (fault injection).
+    pub fn inject_battery_use(&mut self, nah: u64, now: Timestamp) {
+        self.battery.use_nah(nah);
+        self.evaluate_alarms(now);
+    }
+
+    /// Charges one telemetry frame to the battery.
+    pub fn charge_frame(&mut self) {
+        self.battery.drain_frame();
+    }
+
+    /// Wall clock at device time `t`.
+    pub fn wall(&self, t: Timestamp) -> Timestamp {
+        handle::wall_of(t, self.wall_offset_ms)
+    }
+
+    /// Brings delivery, battery and alarms up to device time `now`.
+    pub fn tick(&mut self, now: Timestamp) {
+        if now <= self.last_tick {
+            return;
+        }
+        self.battery.drain_awake(now.since(self.last_tick));
+        self.last_tick = now;
+        self.deliver(now);
+        self.evaluate_alarms(now);
+    }
+
+    /// The latest device time by which [`Pump::tick`] must be called again.
+    pub fn next_wake(&self) -> Timestamp {
+        let due = self.dosing.next_due(&|t| self.flow_at(t));
+        due.min(self.last_tick.plus_ms(MAX_SLEEP_MS))
+            .max(self.last_tick.plus_ms(1))
+    }
+
+    /// The basal flow at device time `t` and the device time it next changes.
+    fn flow_at(&self, t: Timestamp) -> (NanolitresPerDay, Timestamp) {
+        if self.stopped {
+            return (MIN_FLOW, Timestamp(u64::MAX));
+        }
+        let p = &self.record.prescription;
+        let (minute, ms_in_minute) = local_week_position(self.wall(t), self.utc_offset);
+        let segment = p.segment_at(minute);
+        let cycle_minute = minute % p.cycle_minutes();
+        let left = u64::from(segment.end.saturating_sub(cycle_minute)) * MS_PER_MINUTE;
+        let left = left.saturating_sub(ms_in_minute).max(1);
+        (p.flow_for(segment.dose), t.plus_ms(left))
+    }
+
+    /// Average strokes per day under the prescription in force (for the battery model).
+    fn strokes_per_day(&self) -> u64 {
+        let p = &self.record.prescription;
+        if self.stopped {
+            return u64::from(MIN_FLOW.0 / STROKE_NL);
+        }
+        let mut sum = 0u64;
+        let mut i = 0;
+        while let Some(s) = p.segment(i) {
+            sum += u64::from(p.flow_for(s.dose).0) * u64::from(s.end - s.start);
+            i += 1;
+        }
+        sum / u64::from(p.cycle_minutes().max(1)) / u64::from(STROKE_NL)
+    }
+
+    fn halted(&self) -> Option<AlarmKind> {
+        if self.motor_stalled {
+            return Some(AlarmKind::MotorStall);
+        }
+        if self.battery.state(0) == BatteryState::EndOfService {
+            return Some(AlarmKind::EndOfService);
+        }
+        if self.reservoir.0 < STROKE_NL {
+            return Some(AlarmKind::EmptyReservoir);
+        }
+        None
+    }
+
+    fn deliver(&mut self, now: Timestamp) {
+        let due = {
+            let flow_at = |t| self.flow_at(t);
+            let mut dosing = self.dosing.clone();
+            let due = dosing.advance(now, &flow_at);
+            self.dosing = dosing;
+            due
+        };
+        if self.halted().is_some() {
+            self.dosing.cancel_bolus();
+            return;
+        }
+        let limit = self.limit_nl();
+        for k in 0..due.basal.saturating_add(due.bolus) {
+            if self.reservoir.0 < STROKE_NL || self.motor_stalled {
+                self.dosing.cancel_bolus();
+                return;
+            }
+            // The hard limit, stroke by stroke, whatever was requested.
+            if self.window.total(now) + u64::from(STROKE_NL) > limit {
+                continue;
+            }
+            if self.reserve_left < STROKE_NL {
+                self.reserve(RESERVE_NL, now);
+            }
+            if self.motor.stroke().is_err() {
+                self.motor_stalled = true;
+                self.dosing.cancel_bolus();
+                return;
+            }
+            self.reserve_left = self.reserve_left.saturating_sub(STROKE_NL);
+            self.reservoir = self.reservoir.saturating_sub(Nanolitres(STROKE_NL));
+            self.delivered_total += u64::from(STROKE_NL);
+            self.window.add(now, STROKE_NL);
+            self.battery.drain_stroke();
+            if k >= due.basal {
+                self.dosing.bolus_stroke_delivered();
+            }
+        }
+    }
+
+    /// Reserves `nl` more ahead of delivery and persists the snapshot.
+    fn reserve(&mut self, nl: u32, now: Timestamp) {
+        self.reserve_left = self.reserve_left.saturating_add(nl);
+        self.save_snapshot(now);
+    }
+
+    /// The snapshot of the current state with the outstanding reservation delivered.
+    fn snapshot(&self, now: Timestamp) -> Snapshot {
+        let mut window = self.window.clone();
+        window.add(now, self.reserve_left);
+        let (epoch, buckets) = window.parts();
+        Snapshot {
+            seq: self.seq,
+            saved_at: now,
+            wall_offset_ms: self.wall_offset_ms,
+            utc_offset: self.utc_offset,
+            reservoir: self.reservoir.saturating_sub(Nanolitres(self.reserve_left)),
+            last_refill: self.last_refill,
+            stopped: self.stopped,
+            delivered_total: self.delivered_total + u64::from(self.reserve_left),
+            battery_used_nah: self.battery.used_nah(),
+            window_epoch: epoch,
+            window: buckets.clone(),
+            patient_boluses: self.patient.clone(),
+            acknowledged: self.alarms.acknowledged().collect(),
+        }
+    }
+
+    /// Persists the snapshot; a failure raises the storage-fault alarm.
+    pub fn save_snapshot(&mut self, now: Timestamp) {
+        self.seq = self.seq.wrapping_add(1);
+        let snap = self.snapshot(now);
+        let ok = self.storage.save_snapshot(&snap).is_ok();
+        self.note_storage(ok);
+    }
+
+    fn note_storage(&mut self, ok: bool) {
+        // A later successful write clears the fault.
+        self.storage_fault = !ok;
+    }
+
+    fn log_event(&mut self, now: Timestamp, event: Event) {
+        let entry = LogEntry {
+            index: self.log.next,
+            at: self.wall(now),
+            event,
+        };
+        match self.storage.append_log(&entry) {
+            Ok(bounds) => self.log = bounds,
+            Err(_) => self.storage_fault = true,
+        }
+    }
+
+    /// Re-evaluates every alarm condition, logging raises and clears.
+    fn evaluate_alarms(&mut self, now: Timestamp) {
+        let spd = self.strokes_per_day();
+        let threshold = self.record.prescription.low_reservoir_alarm();
+        let battery = self.battery.state(spd);
+        let conditions = [
+            (AlarmKind::LowReservoir, self.reservoir <= threshold),
+            (AlarmKind::EmptyReservoir, self.reservoir.0 < STROKE_NL),
+            (
+                AlarmKind::ElectiveReplacement,
+                battery >= BatteryState::ElectiveReplacement,
+            ),
+            (AlarmKind::LowBattery, self.battery.is_low(spd)),
+            (
+                AlarmKind::EndOfService,
+                battery == BatteryState::EndOfService,
+            ),
+            (AlarmKind::MotorStall, self.motor_stalled),
+            (AlarmKind::StorageFault, self.storage_fault),
+        ];
+        for (kind, condition) in conditions {
+            match self.alarms.set(kind, condition, now) {
+                Change::Raised => self.log_event(now, Event::AlarmRaised(kind)),
+                Change::Cleared => self.log_event(now, Event::AlarmCleared(kind)),
+                Change::None => {}
+            }
+        }
+    }
+}

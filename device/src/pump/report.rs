@@ -1,0 +1,115 @@
+//! Read-only answers: identity, status, battery, reservoir, alarms.
+
+use thecal_protocol::message::{
+    BolusProgress, Capabilities, Identity, ReservoirReport, StatusReport, TherapyState,
+};
+use thecal_protocol::projection::{project, ReservoirState};
+use thecal_protocol::time::Timestamp;
+use thecal_protocol::units::{Nanograms, Nanolitres};
+use thecal_protocol::{PROTOCOL_VERSION, SCHEMA_HASH};
+
+use super::Pump;
+use crate::motor::{Motor, STROKE_NL};
+use crate::storage::Storage;
+
+impl<S: Storage, M: Motor> Pump<S, M> {
+    /// Who this pump is.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            model: self.info.model.clone(),
+            serial: self.info.serial.clone(),
+            firmware: self.info.firmware,
+            protocol: PROTOCOL_VERSION,
+            schema: SCHEMA_HASH,
+            capabilities: Capabilities(
+                Capabilities::FLEXIBLE
+                    | Capabilities::WEEKLY
+                    | Capabilities::PATIENT_BOLUS
+                    | Capabilities::EVENT_LOG,
+            ),
+            reservoir_capacity: self.info.capacity,
+        }
+    }
+
+    /// Running, stopped or halted.
+    pub fn therapy_state(&self) -> TherapyState {
+        match self.halted() {
+            Some(kind) => TherapyState::Halted(kind),
+            None if self.stopped => TherapyState::Stopped,
+            None => TherapyState::Running,
+        }
+    }
+
+    /// One-screen summary at device time `now`.
+    pub fn status(&mut self, now: Timestamp) -> StatusReport {
+        let p = &self.record.prescription;
+        let (minute, _) =
+            thecal_protocol::time::local_week_position(self.wall(now), self.utc_offset);
+        let (basal_flow, _) = self.flow_at(now);
+        let basal_dose = if self.stopped {
+            thecal_protocol::rules::min_flow_dose(p.concentration())
+        } else {
+            p.segment_at(minute).dose
+        };
+        let concentration = p.concentration();
+        let daily_limit = p.daily_limit();
+        let drug = p.drug();
+        let window = u32::try_from(self.window.total(now)).unwrap_or(u32::MAX);
+        let delivered_24h = Nanolitres(window)
+            .to_dose(concentration)
+            .unwrap_or(Nanograms(u32::MAX));
+        let bolus = self.dosing.bolus().map(|b| BolusProgress {
+            kind: b.kind,
+            delivered: Nanolitres(b.delivered.saturating_mul(STROKE_NL)),
+            total: Nanolitres(b.strokes.saturating_mul(STROKE_NL)),
+            ends_at: self.wall(b.end()),
+        });
+        StatusReport {
+            now: self.wall(now),
+            offset: self.utc_offset,
+            therapy: self.therapy_state(),
+            revision: self.record.revision,
+            drug,
+            basal_dose,
+            basal_flow,
+            delivered_24h,
+            daily_limit,
+            reservoir: self.reservoir,
+            battery: self.battery.state(self.strokes_per_day()),
+            alarms: self.alarms.len() as u8,
+            critical: self.alarms.any_critical(),
+            bolus,
+        }
+    }
+
+    /// Battery report.
+    pub fn battery_report(&self) -> thecal_protocol::message::BatteryReport {
+        self.battery.report(self.strokes_per_day())
+    }
+
+    /// Reservoir report with projections from device time `now`.
+    pub fn reservoir_report(&self, now: Timestamp) -> ReservoirReport {
+        let p = &self.record.prescription;
+        let projection = project(
+            p,
+            ReservoirState {
+                volume: self.reservoir,
+                now: self.wall(now),
+                offset: self.utc_offset,
+                stopped: self.stopped,
+            },
+        );
+        ReservoirReport {
+            capacity: self.info.capacity,
+            volume: self.reservoir,
+            low_threshold: p.low_reservoir_alarm(),
+            drug: p.drug(),
+            concentration: p.concentration(),
+            low_at: projection.low_at,
+            empty_at: projection.empty_at,
+            worst_low_at: projection.worst_low_at,
+            worst_empty_at: projection.worst_empty_at,
+            last_refill: self.last_refill.map(|t| self.wall(t)),
+        }
+    }
+}
