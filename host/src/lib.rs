@@ -1,1 +1,26 @@
+//! # thecal-host
+//!
+//! The clinician programmer's library: a typed async [`Client`] for the pump over any
+//! byte link (serial port, pty, in-memory pipe), the serial transport, the schedule-file
+//! format, and the views the `thecal` CLI prints (human tables and stable JSON).
+//!
+//! * [`client`] — requests, timeouts, retries with the same id, stale-answer handling.
+//! * [`error`] — what went wrong, told apart: refused, timed out, outcome uncertain,
+//!   unexpected answer, protocol mismatch, I/O.
+//! * [`serial`] — open a port raw at 8N1; list USB serial ports.
+//! * [`schedule`] — TOML schedule files to validated prescriptions, exactly.
+//! * [`quantity`] — exact decimal parsing and display of doses, volumes, durations.
+//! * [`clock`] — device timestamps as local time; alarm dates spelled out.
+//!
+//! Nothing here uses floating point for a dose or a volume.
+#![warn(missing_docs)]
 
+pub mod client;
+pub mod clock;
+pub mod error;
+pub mod quantity;
+pub mod schedule;
+pub mod serial;
+
+pub use client::{Client, ClientConfig};
+pub use error::Error;
