@@ -204,8 +204,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// Model, serial, firmware and protocol versions (served without a session).
     pub async fn identify(&mut self) -> Result<Identity, Error> {
         self.ask(Request::Identify, |r| match r {
-            Response::Identity(i) => Ok(i),
-            other => Err(other),
+            Response::Identity(i) => Some(i),
+            _ => None,
         })
         .await
     }
@@ -215,8 +215,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         let token = RandomState::new().hash_one(self.next_id) as u32;
         let started = Instant::now();
         self.ask(Request::Ping { token }, |r| match r {
-            Response::Pong { token: t } if t == token => Ok(()),
-            other => Err(other),
+            Response::Pong { token: t } if t == token => Some(()),
+            _ => None,
         })
         .await?;
         Ok(started.elapsed())
@@ -225,8 +225,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// One-screen summary.
     pub async fn status(&mut self) -> Result<StatusReport, Error> {
         self.ask(Request::Status, |r| match r {
-            Response::Status(s) => Ok(s),
-            other => Err(other),
+            Response::Status(s) => Some(s),
+            _ => None,
         })
         .await
     }
@@ -234,8 +234,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// Battery report.
     pub async fn battery(&mut self) -> Result<BatteryReport, Error> {
         self.ask(Request::Battery, |r| match r {
-            Response::Battery(b) => Ok(b),
-            other => Err(other),
+            Response::Battery(b) => Some(b),
+            _ => None,
         })
         .await
     }
@@ -243,8 +243,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// Reservoir report with the pump's projections.
     pub async fn reservoir(&mut self) -> Result<ReservoirReport, Error> {
         self.ask(Request::Reservoir, |r| match r {
-            Response::Reservoir(b) => Ok(b),
-            other => Err(other),
+            Response::Reservoir(b) => Some(b),
+            _ => None,
         })
         .await
     }
@@ -252,8 +252,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// The prescription in force and its revision.
     pub async fn prescription(&mut self) -> Result<PrescriptionRecord, Error> {
         self.ask(Request::ReadPrescription, |r| match r {
-            Response::Prescription(p) => Ok(p),
-            other => Err(other),
+            Response::Prescription(p) => Some(p),
+            _ => None,
         })
         .await
     }
@@ -272,8 +272,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             prescription: draft,
         };
         self.ask(request, |r| match r {
-            Response::PrescriptionWritten { revision } => Ok(revision),
-            other => Err(other),
+            Response::PrescriptionWritten { revision } => Some(revision),
+            _ => None,
         })
         .await
     }
@@ -314,8 +314,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             Response::Refilled {
                 revision,
                 reservoir,
-            } => Ok((revision, reservoir)),
-            other => Err(other),
+            } => Some((revision, reservoir)),
+            _ => None,
         })
         .await
     }
@@ -323,8 +323,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// A clinician bolus (single, priming or bridge).
     pub async fn bolus(&mut self, bolus: BolusRequest) -> Result<BolusReport, Error> {
         self.ask(Request::ClinicianBolus(bolus), |r| match r {
-            Response::BolusStarted(b) => Ok(b),
-            other => Err(other),
+            Response::BolusStarted(b) => Some(b),
+            _ => None,
         })
         .await
     }
@@ -332,8 +332,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// A patient-activated bolus under the prescription's patient-bolus rules.
     pub async fn patient_bolus(&mut self) -> Result<BolusReport, Error> {
         self.ask(Request::PatientBolus, |r| match r {
-            Response::PatientBolusStarted(b) => Ok(b),
-            other => Err(other),
+            Response::PatientBolusStarted(b) => Some(b),
+            _ => None,
         })
         .await
     }
@@ -341,8 +341,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// Stops therapy (the pump keeps the catheter open at the minimum flow).
     pub async fn stop(&mut self) -> Result<(), Error> {
         self.ask(Request::StopTherapy, |r| match r {
-            Response::TherapyStopped => Ok(()),
-            other => Err(other),
+            Response::TherapyStopped => Some(()),
+            _ => None,
         })
         .await
     }
@@ -350,8 +350,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// Resumes the prescription after a stop.
     pub async fn resume(&mut self) -> Result<(), Error> {
         self.ask(Request::ResumeTherapy, |r| match r {
-            Response::TherapyResumed => Ok(()),
-            other => Err(other),
+            Response::TherapyResumed => Some(()),
+            _ => None,
         })
         .await
     }
@@ -359,8 +359,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// The active alarms.
     pub async fn alarms(&mut self) -> Result<Vec<AlarmEntry>, Error> {
         self.ask(Request::ReadAlarms, |r| match r {
-            Response::Alarms(a) => Ok(a.into_iter().collect()),
-            other => Err(other),
+            Response::Alarms(a) => Some(a.into_iter().collect()),
+            _ => None,
         })
         .await
     }
@@ -368,8 +368,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// Acknowledges an alarm (a critical one re-asserts while its cause remains).
     pub async fn acknowledge(&mut self, alarm: AlarmKind) -> Result<(), Error> {
         self.ask(Request::AcknowledgeAlarm { alarm }, |r| match r {
-            Response::AlarmAcknowledged => Ok(()),
-            other => Err(other),
+            Response::AlarmAcknowledged => Some(()),
+            _ => None,
         })
         .await
     }
@@ -378,8 +378,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// it at [`thecal_protocol::message::MAX_LOG_PAGE`]).
     pub async fn log_page(&mut self, first: u32, max: u8) -> Result<LogPage, Error> {
         self.ask(Request::ReadLog { first, max }, |r| match r {
-            Response::LogPage(p) => Ok(p),
-            other => Err(other),
+            Response::LogPage(p) => Some(p),
+            _ => None,
         })
         .await
     }
@@ -391,8 +391,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         offset: UtcOffset,
     ) -> Result<Timestamp, Error> {
         self.ask(Request::SetClock { now, offset }, |r| match r {
-            Response::ClockSet { previous } => Ok(previous),
-            other => Err(other),
+            Response::ClockSet { previous } => Some(previous),
+            _ => None,
         })
         .await
     }
@@ -400,18 +400,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// The pump's link counters.
     pub async fn link_stats(&mut self) -> Result<LinkStats, Error> {
         self.ask(Request::LinkStats, |r| match r {
-            Response::LinkStats(s) => Ok(s),
-            other => Err(other),
+            Response::LinkStats(s) => Some(s),
+            _ => None,
         })
         .await
     }
 
-    /// Sends `request` and picks the expected answer out of the response; `pick` hands
-    /// back any other answer, which becomes [`Error::UnexpectedResponse`].
+    /// Sends `request` and picks the expected answer out of the response; any other
+    /// answer becomes [`Error::UnexpectedResponse`].
     async fn ask<R>(
         &mut self,
         request: Request,
-        pick: impl FnOnce(Response) -> Result<R, Response>,
+        pick: impl FnOnce(Response) -> Option<R>,
     ) -> Result<R, Error> {
         let name = request.name();
         match self.call(&request).await? {
@@ -419,10 +419,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                 request: name,
                 refusal,
             }),
-            response => pick(response).map_err(|other| Error::UnexpectedResponse {
-                request: name,
-                got: other.name(),
-            }),
+            response => {
+                let got = response.name();
+                pick(response).ok_or(Error::UnexpectedResponse { request: name, got })
+            }
         }
     }
 

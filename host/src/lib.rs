@@ -11,6 +11,10 @@
 //! * [`schedule`] — TOML schedule files to validated prescriptions, exactly.
 //! * [`quantity`] — exact decimal parsing and display of doses, volumes, durations.
 //! * [`clock`] — device timestamps as local time; alarm dates spelled out.
+//! * [`view`] — the records the CLI prints: the `--json` format, and the side-by-side
+//!   comparison shown before a schedule write.
+//! * [`eventlog`] — paging through the event log.
+//! * [`plot`] — dose-profile and reservoir-projection charts (SVG, PNG).
 //!
 //! Nothing here uses floating point for a dose or a volume.
 #![warn(missing_docs)]
@@ -18,9 +22,12 @@
 pub mod client;
 pub mod clock;
 pub mod error;
+pub mod eventlog;
+pub mod plot;
 pub mod quantity;
 pub mod schedule;
 pub mod serial;
+pub mod view;
 
 pub use client::{Client, ClientConfig};
 pub use error::Error;
