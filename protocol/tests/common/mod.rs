@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod annotate;
+pub mod arb;
 pub mod shape;
 
 use heapless::{String, Vec as HVec};
