@@ -94,10 +94,14 @@ impl Battery {
         self.config.capacity_nah.saturating_sub(self.used_nah)
     }
 
-    /// Days of service left at `strokes_per_day`.
+    /// Days of service left at `strokes_per_day`, rounded up (a part day counts, so
+    /// ERI comes when exactly [`ERI_DAYS`] remain).
     pub fn days_left(&self, strokes_per_day: u64) -> u64 {
         let daily = 24 * self.config.per_hour_nah + strokes_per_day * self.config.per_stroke_nah;
-        self.remaining().checked_div(daily).unwrap_or(u64::MAX)
+        match daily {
+            0 => u64::MAX,
+            d => self.remaining().div_ceil(d),
+        }
     }
 
     /// Service state at `strokes_per_day`.

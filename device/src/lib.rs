@@ -20,11 +20,14 @@
 
 pub mod alarms;
 pub mod battery;
+pub mod demo;
 pub mod dosing;
 pub mod flash;
 pub mod motor;
 pub mod pump;
 pub mod server;
+#[cfg(feature = "std")]
+pub mod sim;
 pub mod storage;
 pub mod store;
 pub mod window;

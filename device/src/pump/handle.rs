@@ -8,7 +8,6 @@ use thecal_protocol::message::{
     Response, Revision, MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{Prescription, PrescriptionDraft};
-use thecal_protocol::rules::MAX_FLOW;
 use thecal_protocol::time::{Timestamp, UtcOffset};
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres, MS_PER_DAY, MS_PER_MINUTE};
 
@@ -20,6 +19,8 @@ use crate::storage::Storage;
 pub const CLOCK_RANGE: core::ops::RangeInclusive<u64> = 1_577_836_800_000..=4_102_444_800_000;
 /// Longest bolus.
 pub const MAX_BOLUS_MS: u64 = MS_PER_DAY;
+/// Fastest bolus flow the mechanism allows: 2.5 mL/h (60 mL/day).
+pub const MAX_BOLUS_FLOW: u64 = 60_000_000;
 
 impl<S: Storage, M: Motor> Pump<S, M> {
     /// Serves one request at device time `now`.
@@ -209,7 +210,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         }
         let whole = u64::from(strokes) * u64::from(STROKE_NL);
         // nL/day = nL × ms_per_day / ms.
-        if whole * MS_PER_DAY / duration_ms > u64::from(MAX_FLOW.0) {
+        if whole * MS_PER_DAY / duration_ms > MAX_BOLUS_FLOW {
             return Err(Refusal::BolusInvalid);
         }
         let delivered = self.window.total(now);
@@ -296,7 +297,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             .to_volume(self.record.prescription.concentration())
             .ok_or(Refusal::BolusInvalid)?;
         // As fast as the pump allows, but at least a minute.
-        let fastest = (u64::from(volume.0) * MS_PER_DAY).div_ceil(u64::from(MAX_FLOW.0));
+        let fastest = (u64::from(volume.0) * MS_PER_DAY).div_ceil(MAX_BOLUS_FLOW);
         let duration_ms = fastest.max(Minutes(1).as_ms()).div_ceil(MS_PER_MINUTE) * MS_PER_MINUTE;
         let strokes = self.check_bolus(now, volume, duration_ms)?;
         if self.patient.push(now).is_err() {

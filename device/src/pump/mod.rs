@@ -205,6 +205,11 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         self.delivered_total
     }
 
+    /// Battery charge used, nAh.
+    pub fn battery_used_nah(&self) -> u64 {
+        self.battery.used_nah()
+    }
+
     /// The motor.
     pub fn motor(&self) -> &M {
         &self.motor

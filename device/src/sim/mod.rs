@@ -1,0 +1,219 @@
+//! `thecal-sim`: the pump core behind a pseudo-terminal, on a virtual clock.
+//!
+//! [`Simulator::start`] runs the very same [`crate::server::Server`] and
+//! [`crate::pump::Pump`] as the firmware, on its own thread, with a counting motor, a
+//! RAM or file-backed NOR flash (`--state FILE`: the pump survives restarts) and a
+//! clock that can run `speed` times faster than real time. The programmer opens
+//! [`Simulator::path`] like any serial port.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serialport::{SerialPort, TTYPort};
+use thecal_protocol::message::ResetCause;
+use thecal_protocol::time::Timestamp;
+
+use crate::demo;
+use crate::motor::CountingMotor;
+use crate::pump::Pump;
+use crate::server::Server;
+use crate::storage::StoreError;
+
+mod clock;
+mod store;
+
+pub use clock::VirtualClock;
+pub use store::SimStore;
+
+/// Faults the simulator can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The motor stalls after a few dozen strokes.
+    MotorStall,
+    /// Every flash write fails.
+    Storage,
+    /// The battery is 20 days from end of service.
+    LowBattery,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "motor-stall" => Ok(Fault::MotorStall),
+            "storage" => Ok(Fault::Storage),
+            "low-battery" => Ok(Fault::LowBattery),
+            other => Err(format!(
+                "unknown fault '{other}' (expected motor-stall, storage or low-battery)"
+            )),
+        }
+    }
+}
+
+/// How to run the simulator.
+#[derive(Debug, Clone, Default)]
+pub struct SimOptions {
+    /// File-backed flash; `None` keeps the state in RAM for this run only.
+    pub state: Option<PathBuf>,
+    /// Virtual clock speed (0 or 1: real time).
+    pub speed: u32,
+    /// Fault to inject.
+    pub fault: Option<Fault>,
+    /// Seed for the serial number and fault timing.
+    pub seed: u64,
+    /// A stable symlink to the pty.
+    pub link: Option<PathBuf>,
+}
+
+/// A running simulated pump.
+pub struct Simulator {
+    path: PathBuf,
+    link: Option<PathBuf>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Simulator {
+    /// Boots the pump and starts serving its pty.
+    pub fn start(opts: SimOptions) -> io::Result<Simulator> {
+        let (mut master, mut slave) = TTYPort::pair().map_err(io::Error::other)?;
+        let path = PathBuf::from(
+            slave
+                .name()
+                .ok_or_else(|| io::Error::other("pty has no name"))?,
+        );
+        // Let the programmer open the slave end exclusively; we only keep the master.
+        slave.set_exclusive(false).map_err(io::Error::other)?;
+        drop(slave);
+        master
+            .set_timeout(Duration::from_millis(5))
+            .map_err(io::Error::other)?;
+        if let Some(link) = &opts.link {
+            let _ = std::fs::remove_file(link);
+            std::os::unix::fs::symlink(&path, link)?;
+        }
+        let sidecar = opts.state.as_ref().map(|p| p.with_extension("clock"));
+        let clock = VirtualClock::start(opts.speed, sidecar);
+        let store = SimStore::open(opts.state.as_deref(), opts.fault == Some(Fault::Storage))?;
+        let server = boot(store, &opts, clock.now())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("thecal-sim".into())
+            .spawn(move || run(server, master, clock, &flag))?;
+        Ok(Simulator {
+            path,
+            link: opts.link,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The pty to open.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Persists the state and stops.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.stop_thread()
+    }
+
+    fn stop_thread(&mut self) -> io::Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(link) = self.link.take() {
+            let _ = std::fs::remove_file(link);
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("simulator thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.stop_thread();
+    }
+}
+
+type SimServer = Server<SimStore, CountingMotor>;
+
+fn boot(store: SimStore, opts: &SimOptions, now: Timestamp) -> io::Result<SimServer> {
+    let prescription = demo::demo_prescription()
+        .ok_or_else(|| io::Error::other("demo prescription is invalid"))?;
+    let mut motor = CountingMotor::default();
+    if opts.fault == Some(Fault::MotorStall) {
+        motor.stall_after = Some(20 + opts.seed % 40);
+    }
+    let info = demo::demo_info(opts.seed);
+    let battery = info.battery;
+    let mut pump = Pump::boot(
+        info,
+        demo::demo_factory(Timestamp(0), prescription),
+        store,
+        motor,
+        now,
+        ResetCause::PowerOn,
+    );
+    if opts.fault == Some(Fault::LowBattery) {
+        // Leave 20 days of awake drain: below the 30-day low-battery mark.
+        let left = 20 * 24 * battery.per_hour_nah;
+        let target = battery.capacity_nah.saturating_sub(left);
+        pump.inject_battery_use(target.saturating_sub(pump.battery_used_nah()), now);
+    }
+    Ok(Server::new(pump))
+}
+
+fn run(
+    mut server: SimServer,
+    mut port: TTYPort,
+    clock: VirtualClock,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    let mut buf = [0u8; 512];
+    let mut last_persist = clock.now();
+    while !stop.load(Ordering::SeqCst) {
+        let now = clock.now();
+        server.tick(now);
+        let wait = clock.real_ms_until(server.next_wake()).clamp(1, 20);
+        let _ = port.set_timeout(Duration::from_millis(wait));
+        match port.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                let now = clock.now();
+                let mut out: Vec<u8> = Vec::new();
+                server.receive(now, buf.get(..n).unwrap_or(&[]), &mut |b| {
+                    out.extend_from_slice(b)
+                });
+                if !out.is_empty() {
+                    // A programmer that went away is not an error for the pump.
+                    let _ = port.write_all(&out).and_then(|_| port.flush());
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            // EIO while no programmer holds the pty open.
+            Err(_) => std::thread::sleep(Duration::from_millis(wait)),
+        }
+        if clock.now().since(last_persist) > 60_000 {
+            clock.persist();
+            last_persist = clock.now();
+        }
+    }
+    let now = clock.now();
+    server.tick(now);
+    server.pump_mut().save_snapshot(now);
+    clock.persist();
+    Ok(())
+}
+
+/// Maps a store failure to an I/O error for the simulator's callers.
+pub(crate) fn store_error(e: StoreError) -> io::Error {
+    io::Error::other(format!("state store: {e}"))
+}
