@@ -1,0 +1,307 @@
+//! One sample per enum variant, in tag order (the tag tests check the order).
+
+use super::*;
+
+pub fn request_samples() -> Vec<Request> {
+    vec![
+        Request::Identify,
+        Request::Ping { token: 0x00C0_FFEE },
+        Request::Status,
+        Request::Battery,
+        Request::Reservoir,
+        Request::ReadPrescription,
+        Request::WritePrescription {
+            expected: Revision(3),
+            prescription: morphine_draft(),
+        },
+        Request::Refill {
+            expected: Revision(3),
+            volume: Nanolitres::from_ml(40),
+            change: Some(DrugChange {
+                drug: Drug::Hydromorphone,
+                concentration: NanogramsPerMillilitre::from_mg_per_ml(2),
+            }),
+        },
+        Request::ClinicianBolus(BolusRequest::Single {
+            dose: Nanograms::from_ug(500),
+            duration: Minutes(30),
+        }),
+        Request::PatientBolus,
+        Request::StopTherapy,
+        Request::ResumeTherapy,
+        Request::ReadAlarms,
+        Request::AcknowledgeAlarm {
+            alarm: AlarmKind::LowReservoir,
+        },
+        Request::ReadLog { first: 39, max: 8 },
+        Request::SetClock {
+            now: NOW,
+            offset: UtcOffset(60),
+        },
+        Request::LinkStats,
+        Request::SessionHello {
+            role: Role::Clinician,
+            nonce: [0x5A; 16],
+        },
+        Request::SessionProof { proof: [0xA5; 32] },
+    ]
+}
+
+pub fn response_samples() -> Vec<Response> {
+    vec![
+        Response::Refused(Refusal::SessionRequired),
+        Response::Identity(identity()),
+        Response::Pong { token: 0x00C0_FFEE },
+        Response::Status(status_report()),
+        Response::Battery(battery_report()),
+        Response::Reservoir(reservoir_report()),
+        Response::Prescription(PrescriptionRecord {
+            revision: Revision(3),
+            written_at: Timestamp(NOW.0 - 3_600_000),
+            prescription: morphine(),
+        }),
+        Response::PrescriptionWritten {
+            revision: Revision(4),
+        },
+        Response::Refilled {
+            revision: Revision(4),
+            reservoir: reservoir_report(),
+        },
+        Response::BolusStarted(bolus_report()),
+        Response::PatientBolusStarted(BolusReport {
+            kind: BolusKind::Patient,
+            ..bolus_report()
+        }),
+        Response::TherapyStopped,
+        Response::TherapyResumed,
+        Response::Alarms(
+            HVec::from_slice(&[AlarmEntry {
+                kind: AlarmKind::LowReservoir,
+                raised_at: NOW,
+                acknowledged: false,
+            }])
+            .unwrap(),
+        ),
+        Response::AlarmAcknowledged,
+        Response::LogPage(log_page()),
+        Response::ClockSet {
+            previous: Timestamp(NOW.0 - 2_000),
+        },
+        Response::LinkStats(LinkStats {
+            frames_in: 120,
+            frames_out: 119,
+            bad_crc: 1,
+            ..LinkStats::default()
+        }),
+        Response::SessionChallenge {
+            nonce: [0x11; 16],
+            proof: [0x22; 32],
+        },
+        Response::SessionEstablished,
+    ]
+}
+
+pub fn refusal_samples() -> Vec<Refusal> {
+    vec![
+        Refusal::Malformed,
+        Refusal::Unsupported,
+        Refusal::SessionRequired,
+        Refusal::NotPermitted,
+        Refusal::InvalidPrescription(ScheduleError::ProfileDays { days: 2 }),
+        Refusal::RevisionMismatch {
+            expected: Revision(2),
+            current: Revision(3),
+        },
+        Refusal::DailyLimit {
+            delivered: Nanograms(5_900_000),
+            requested: Nanograms::from_ug(200),
+            limit: NanogramsPerDay::from_mg(6),
+        },
+        Refusal::PatientBolusNotAllowed,
+        Refusal::PatientLockout {
+            until: NOW.plus_ms(600_000),
+        },
+        Refusal::PatientDailyMaximum { max: 4 },
+        Refusal::BolusInProgress,
+        Refusal::BolusInvalid,
+        Refusal::TherapyStopped,
+        Refusal::Alarm(AlarmKind::MotorStall),
+        Refusal::AboveCapacity {
+            volume: Nanolitres::from_ml(41),
+            capacity: Nanolitres::from_ml(40),
+        },
+        Refusal::AlarmNotActive(AlarmKind::LowBattery),
+        Refusal::ClockInvalid,
+        Refusal::StorageFault,
+    ]
+}
+
+pub fn schedule_error_samples() -> Vec<ScheduleError> {
+    let at = tuesday_step_3();
+    let limit = NanogramsPerDay::from_mg(6);
+    vec![
+        ScheduleError::ConcentrationOutOfRange {
+            drug: Drug::Morphine,
+            concentration: NanogramsPerMillilitre::from_mg_per_ml(25),
+            max: NanogramsPerMillilitre::from_mg_per_ml(20),
+        },
+        ScheduleError::DailyLimitOutOfRange {
+            drug: Drug::Morphine,
+            limit: NanogramsPerDay::from_mg(16),
+            ceiling: NanogramsPerDay::from_mg(15),
+        },
+        ScheduleError::LowReservoirAlarmOutOfRange {
+            threshold: Nanolitres::from_ml(11),
+        },
+        ScheduleError::ProfileDays { days: 2 },
+        ScheduleError::EmptyDay {
+            day: Some(Weekday::Wednesday),
+        },
+        ScheduleError::FirstStepNotAtMidnight {
+            day: None,
+            start: MinuteOfDay::hm(0, 30),
+        },
+        ScheduleError::StepStartOutOfRange { at },
+        ScheduleError::StepOutOfOrder {
+            at,
+            previous: MinuteOfDay::hm(23, 0),
+        },
+        ScheduleError::FlowBelowMinimum {
+            at,
+            flow: NanolitresPerDay(40_000),
+        },
+        ScheduleError::FlowAboveMaximum {
+            at,
+            dose: NanogramsPerDay::from_mg(250),
+        },
+        ScheduleError::StepAboveDailyLimit {
+            at,
+            dose: NanogramsPerDay::from_mg(7),
+            limit,
+        },
+        ScheduleError::RollingTotalAboveLimit {
+            day: None,
+            start: MinuteOfDay::MIDNIGHT,
+            total: Nanograms(960_000),
+            limit: NanogramsPerDay::from_ug(500),
+        },
+        ScheduleError::PatientBolusInvalid {
+            dose: Nanograms::ZERO,
+            lockout: Minutes(60),
+            max_per_day: 4,
+        },
+        ScheduleError::BolusAllowanceAboveLimit {
+            basal: Nanograms(4_333_334),
+            boluses: Nanograms(2_000_000),
+            limit,
+        },
+    ]
+}
+
+pub fn at_samples() -> Vec<At> {
+    vec![At::Continuous, tuesday_step_3()]
+}
+
+pub fn event_samples() -> Vec<Event> {
+    vec![
+        Event::Reset {
+            cause: ResetCause::PowerOn,
+        },
+        Event::PrescriptionChanged {
+            old: Revision(2),
+            new: Revision(3),
+        },
+        Event::Refilled {
+            volume: Nanolitres::from_ml(40),
+            drug: Drug::Morphine,
+            concentration: NanogramsPerMillilitre::from_mg_per_ml(10),
+        },
+        Event::Bolus {
+            kind: BolusKind::Patient,
+            dose: Nanograms::from_ug(200),
+        },
+        Event::TherapyStopped,
+        Event::TherapyResumed,
+        Event::AlarmRaised(AlarmKind::LowReservoir),
+        Event::AlarmCleared(AlarmKind::LowReservoir),
+        Event::AlarmAcknowledged(AlarmKind::LowReservoir),
+        Event::ClockChanged {
+            from: Timestamp(NOW.0 - 2_000),
+            to: NOW,
+            offset: UtcOffset(60),
+        },
+        Event::Refused {
+            request: 6,
+            reason: 4,
+        },
+        Event::Security {
+            role: Role::Patient,
+            failures: 3,
+        },
+    ]
+}
+
+pub fn therapy_mode_samples() -> Vec<TherapyMode> {
+    vec![
+        TherapyMode::Stopped,
+        TherapyMode::Continuous {
+            dose: NanogramsPerDay::from_mg(3),
+        },
+        morphine_draft().mode,
+    ]
+}
+
+pub fn bolus_request_samples() -> Vec<BolusRequest> {
+    vec![
+        BolusRequest::Single {
+            dose: Nanograms::from_ug(500),
+            duration: Minutes(30),
+        },
+        BolusRequest::Priming {
+            volume: Nanolitres(200_000),
+            duration: Minutes(10),
+        },
+        BolusRequest::Bridge {
+            volume: Nanolitres(300_000),
+            duration: Minutes(120),
+        },
+    ]
+}
+
+pub fn therapy_state_samples() -> Vec<TherapyState> {
+    vec![
+        TherapyState::Running,
+        TherapyState::Stopped,
+        TherapyState::Halted(AlarmKind::EmptyReservoir),
+    ]
+}
+
+pub fn battery_state_samples() -> Vec<BatteryState> {
+    vec![
+        BatteryState::Ok,
+        BatteryState::ElectiveReplacement,
+        BatteryState::EndOfService,
+    ]
+}
+
+pub fn bolus_kind_samples() -> Vec<BolusKind> {
+    vec![
+        BolusKind::Single,
+        BolusKind::Priming,
+        BolusKind::Bridge,
+        BolusKind::Patient,
+    ]
+}
+
+pub fn reset_cause_samples() -> Vec<ResetCause> {
+    vec![
+        ResetCause::PowerOn,
+        ResetCause::Watchdog,
+        ResetCause::Software,
+        ResetCause::Unknown,
+    ]
+}
+
+pub fn role_samples() -> Vec<Role> {
+    vec![Role::Patient, Role::Clinician, Role::Service]
+}
