@@ -523,7 +523,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                     "the link closed",
                 )));
             }
-            self.pending.extend_from_slice(buf.get(..n).unwrap_or_default());
+            self.pending
+                .extend_from_slice(buf.get(..n).unwrap_or_default());
         }
     }
 

@@ -114,7 +114,10 @@ mod tests {
         assert_eq!(rfc3339(T, UtcOffset(0)), "2026-11-23T23:30:00+00:00");
         assert_eq!(rfc3339(T, UtcOffset(60)), "2026-11-24T00:30:00+01:00");
         assert_eq!(rfc3339(T, UtcOffset(-330)), "2026-11-23T18:00:00-05:30");
-        assert_eq!(spelled(T, UtcOffset(60)), "Tuesday 24 November 2026 at 00:30");
+        assert_eq!(
+            spelled(T, UtcOffset(60)),
+            "Tuesday 24 November 2026 at 00:30"
+        );
         assert_eq!(short(T, UtcOffset(0)), "2026-11-23 23:30:00");
     }
 
@@ -122,7 +125,10 @@ mod tests {
     fn relative_times() {
         let day = MS_PER_DAY;
         assert_eq!(relative(T, T.plus_ms(12 * day + 5)), "in 12 days");
-        assert_eq!(relative(T, T.plus_ms(5 * 3_600_000 + 20 * 60_000)), "in 5 h 20 min");
+        assert_eq!(
+            relative(T, T.plus_ms(5 * 3_600_000 + 20 * 60_000)),
+            "in 5 h 20 min"
+        );
         assert_eq!(relative(T.plus_ms(3 * day), T), "3 days ago");
         assert_eq!(relative(T, T), "in 0 min");
     }

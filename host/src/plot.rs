@@ -26,7 +26,9 @@ pub enum PlotError {
     #[error("{0}: the plot file must end in .svg or .png")]
     Format(String),
     /// No TrueType font was found for the labels.
-    #[error("no font for the plot labels: install fonts-dejavu-core or set THECAL_FONT to a .ttf file")]
+    #[error(
+        "no font for the plot labels: install fonts-dejavu-core or set THECAL_FONT to a .ttf file"
+    )]
     NoFont,
     /// Drawing or writing failed.
     #[error("drawing {file}: {message}")]
@@ -62,8 +64,7 @@ fn ensure_font() -> Result<(), PlotError> {
             if let Ok(bytes) = std::fs::read(&path) {
                 // plotters keeps fonts for the life of the process.
                 let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
-                {
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
                     return true;
                 }
             }
@@ -115,7 +116,12 @@ fn dose_label(ng: &u64) -> String {
 }
 
 /// The basal dose profile: one day (every day alike) or Monday–Sunday.
-pub fn plot_schedule(p: &Prescription, week: bool, title: &str, out: &Path) -> Result<(), PlotError> {
+pub fn plot_schedule(
+    p: &Prescription,
+    week: bool,
+    title: &str,
+    out: &Path,
+) -> Result<(), PlotError> {
     let day = u32::from(MINUTES_PER_DAY);
     let span = if week { 7 * day } else { day };
     // Step points over [0, span): the segment running at each boundary.
@@ -180,7 +186,10 @@ where
         .x_desc("local time")
         .draw()?;
     chart
-        .draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2)))?
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            BLUE.stroke_width(2),
+        ))?
         .label("basal dose rate")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
     chart
@@ -315,7 +324,11 @@ where
         .y_desc("reservoir volume")
         .x_desc("date (pump local time)")
         .draw()?;
-    let pts = |c: &[(u64, Nanolitres)]| c.iter().map(|(t, v)| (*t, u64::from(v.0))).collect::<Vec<_>>();
+    let pts = |c: &[(u64, Nanolitres)]| {
+        c.iter()
+            .map(|(t, v)| (*t, u64::from(v.0)))
+            .collect::<Vec<_>>()
+    };
     chart
         .draw_series(LineSeries::new(pts(&curve.basal), BLUE.stroke_width(2)))?
         .label("basal schedule")
@@ -329,7 +342,10 @@ where
     let low = u64::from(curve.low.0);
     chart
         .draw_series(LineSeries::new([(0, low), (x_end, low)], RED))?
-        .label(format!("low-reservoir alarm ({})", quantity::volume(curve.low)))
+        .label(format!(
+            "low-reservoir alarm ({})",
+            quantity::volume(curve.low)
+        ))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     // Marks where the basal curve reaches low and empty.
     for (t, v) in &curve.basal {

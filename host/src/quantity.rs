@@ -245,7 +245,10 @@ mod tests {
     fn decimals_are_exact() {
         assert_eq!(parse_dose_rate("0.5 µg/day"), Ok(NanogramsPerDay(500)));
         assert_eq!(parse_dose_rate("0.5ug/day"), Ok(NanogramsPerDay(500)));
-        assert_eq!(parse_dose_rate("2.4 mg/day"), Ok(NanogramsPerDay(2_400_000)));
+        assert_eq!(
+            parse_dose_rate("2.4 mg/day"),
+            Ok(NanogramsPerDay(2_400_000))
+        );
         assert_eq!(parse_dose_rate("19.2 mcg/day"), Ok(NanogramsPerDay(19_200)));
         assert_eq!(parse_dose_rate(".75 mg/day"), Ok(NanogramsPerDay(750_000)));
         assert_eq!(parse_dose_rate("3. mg/day"), Ok(NanogramsPerDay(3_000_000)));

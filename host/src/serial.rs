@@ -43,8 +43,13 @@ pub struct PortInfo {
     pub serial_number: Option<String>,
 }
 
-/// Serial ports on this machine, USB ones first, each group sorted by path.
+/// Serial ports on this machine, USB ones first, each group sorted by path. On Linux the
+/// USB details (VID, PID, strings) come from sysfs.
 pub fn ports() -> Result<Vec<PortInfo>, Error> {
+    // serialport's sysfs scan panics when /sys is not mounted (some containers).
+    if cfg!(target_os = "linux") && !std::path::Path::new("/sys/class/tty").is_dir() {
+        return Ok(Vec::new());
+    }
     let found = tokio_serial::available_ports().map_err(|source| Error::Port {
         path: "(enumeration)".to_string(),
         source,

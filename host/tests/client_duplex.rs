@@ -205,7 +205,10 @@ async fn answers_come_back_typed_and_ids_advance() {
     assert_eq!(c.identify().await.unwrap().serial.as_str(), "T1");
     c.ping().await.unwrap();
     let frames = &seen.lock().unwrap().frames;
-    assert_eq!(frames.as_slice(), &[(100, false, "Identify"), (101, false, "Ping")]);
+    assert_eq!(
+        frames.as_slice(),
+        &[(100, false, "Identify"), (101, false, "Ping")]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -243,7 +246,10 @@ async fn retried_bolus_is_executed_once() {
     assert_eq!(s.executed, 1, "the retry must not execute again");
     assert_eq!(
         s.frames,
-        vec![(500, false, "ClinicianBolus"), (500, true, "ClinicianBolus")]
+        vec![
+            (500, false, "ClinicianBolus"),
+            (500, true, "ClinicianBolus")
+        ]
     );
 }
 
@@ -359,7 +365,10 @@ async fn refusal_carries_the_reason() {
         }),
         ..Script::default()
     });
-    let e = c.write_prescription(draft(), Revision(1)).await.unwrap_err();
+    let e = c
+        .write_prescription(draft(), Revision(1))
+        .await
+        .unwrap_err();
     assert_eq!(
         e.refusal(),
         Some(&Refusal::RevisionMismatch {

@@ -305,7 +305,11 @@ fn weekly(
 fn patient_bolus(p: &Spanned<PatientBolusToml>) -> Result<PatientBolusRules, FieldError> {
     let p = p.get_ref();
     let dose = quantity(&p.dose, "patient_bolus.dose", quantity::parse_dose)?;
-    let lockout = quantity(&p.lockout, "patient_bolus.lockout", quantity::parse_duration)?;
+    let lockout = quantity(
+        &p.lockout,
+        "patient_bolus.lockout",
+        quantity::parse_duration,
+    )?;
     let max_per_day = u8::try_from(*p.max_per_day.get_ref()).map_err(|_| {
         FieldError::new(
             p.max_per_day.span(),
@@ -341,20 +345,19 @@ pub(crate) fn locate(e: &ScheduleError, s: &Sources) -> (Range<usize>, String) {
     match e {
         ConcentrationOutOfRange { .. } => (s.concentration.clone(), "concentration".into()),
         DailyLimitOutOfRange { .. } => (s.daily_limit.clone(), "daily_limit".into()),
-        LowReservoirAlarmOutOfRange { .. } => (
-            s.low_reservoir_alarm.clone(),
-            "low_reservoir_alarm".into(),
-        ),
-        EmptyDay { day } | FirstStepNotAtMidnight { day, .. } | RollingTotalAboveLimit { day, .. } => {
-            match day_source(*day) {
-                Some(src) if matches!(e, FirstStepNotAtMidnight { .. }) => (
-                    src.steps.first().cloned().unwrap_or(src.span.clone()),
-                    format!("{}[1]", src.field),
-                ),
-                Some(src) => (src.span.clone(), src.field.clone()),
-                None => (s.mode.clone(), "mode".into()),
-            }
+        LowReservoirAlarmOutOfRange { .. } => {
+            (s.low_reservoir_alarm.clone(), "low_reservoir_alarm".into())
         }
+        EmptyDay { day }
+        | FirstStepNotAtMidnight { day, .. }
+        | RollingTotalAboveLimit { day, .. } => match day_source(*day) {
+            Some(src) if matches!(e, FirstStepNotAtMidnight { .. }) => (
+                src.steps.first().cloned().unwrap_or(src.span.clone()),
+                format!("{}[1]", src.field),
+            ),
+            Some(src) => (src.span.clone(), src.field.clone()),
+            None => (s.mode.clone(), "mode".into()),
+        },
         StepStartOutOfRange { at: a }
         | StepOutOfOrder { at: a, .. }
         | FlowBelowMinimum { at: a, .. }
@@ -377,7 +380,9 @@ mod tests {
         assert_eq!(parse_time("00:00"), Some(MinuteOfDay(0)));
         assert_eq!(parse_time("7:30"), Some(MinuteOfDay(450)));
         assert_eq!(parse_time("23:59"), Some(MinuteOfDay(1439)));
-        for bad in ["24:00", "12:60", "12", "12:5", "aa:bb", "-1:00", "123:00", ""] {
+        for bad in [
+            "24:00", "12:60", "12", "12:5", "aa:bb", "-1:00", "123:00", "",
+        ] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
     }

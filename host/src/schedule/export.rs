@@ -31,7 +31,11 @@ pub fn to_toml(p: &Prescription) -> String {
         "concentration = \"{}\"",
         quantity::concentration(d.concentration)
     );
-    let _ = writeln!(out, "daily_limit = \"{}\"", quantity::dose_rate(d.daily_limit));
+    let _ = writeln!(
+        out,
+        "daily_limit = \"{}\"",
+        quantity::dose_rate(d.daily_limit)
+    );
     let _ = writeln!(
         out,
         "low_reservoir_alarm = \"{}\"",

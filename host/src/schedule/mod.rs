@@ -123,8 +123,8 @@ pub fn parse(file: &str, text: &str) -> Result<Prescription, ScheduleFileError> 
         let field = field_of_toml_error(e.message(), text, span.start);
         invalid(span, field, e.message().trim().to_string(), None)
     })?;
-    let (draft, sources) = convert::to_draft(&shape)
-        .map_err(|e| invalid(e.span, Some(e.field), e.message, None))?;
+    let (draft, sources) =
+        convert::to_draft(&shape).map_err(|e| invalid(e.span, Some(e.field), e.message, None))?;
     Prescription::new(draft).map_err(|rule| {
         let (span, field) = convert::locate(&rule, &sources);
         invalid(span, Some(field), rule.to_string(), Some(rule))
@@ -137,7 +137,10 @@ fn position(text: &str, offset: usize) -> (usize, usize, String) {
     let before = text.get(..offset).unwrap_or("");
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = text.get(line_start..offset).map_or(0, |s| s.chars().count()) + 1;
+    let column = text
+        .get(line_start..offset)
+        .map_or(0, |s| s.chars().count())
+        + 1;
     let source_line = text
         .get(line_start..)
         .and_then(|rest| rest.lines().next())
@@ -149,15 +152,11 @@ fn position(text: &str, offset: usize) -> (usize, usize, String) {
 /// The field a TOML error concerns: a name quoted in the message (`missing field
 /// `dose``), else the key on the error's line.
 fn field_of_toml_error(message: &str, text: &str, offset: usize) -> Option<String> {
-    let quoted = message
-        .split('`')
-        .nth(1)
-        .filter(|s| {
-            !s.is_empty()
-                && s
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-        });
+    let quoted = message.split('`').nth(1).filter(|s| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    });
     if let Some(name) = quoted {
         return Some(name.to_string());
     }

@@ -146,11 +146,19 @@ fn weekly_profile_errors() {
     let e = invalid(&data("bad-missing-day.toml"));
     assert!(e.message.contains("Wednesday"), "{}", e.message);
     let e = invalid(&WEEKDAY.replace("[\"sat\", \"sun\"]", "[\"sat\", \"sun\", \"fri\"]"));
-    assert!(e.message.contains("Friday is already in profile[1]"), "{}", e.message);
+    assert!(
+        e.message.contains("Friday is already in profile[1]"),
+        "{}",
+        e.message
+    );
     assert_eq!(e.field.as_deref(), Some("profile[2].days"));
     // A rule broken on one weekday names that day and points into its profile.
     let e = invalid(&WEEKDAY.replace("3.6 µg/day", "5 µg/day"));
-    assert!(e.message.starts_with("Monday step 2 (from 08:00)"), "{}", e.message);
+    assert!(
+        e.message.starts_with("Monday step 2 (from 08:00)"),
+        "{}",
+        e.message
+    );
     assert_eq!(e.field.as_deref(), Some("profile[1].steps[2]"));
     assert_eq!(e.line, 17);
     let _ = (Weekday::Monday, MinuteOfDay(0));

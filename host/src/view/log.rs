@@ -14,7 +14,10 @@ pub enum EventView {
     /// The pump started; `cause`: `power_on`, `watchdog`, `software`, `unknown`.
     Reset { cause: &'static str },
     /// A new prescription is in force.
-    PrescriptionChanged { old_revision: u32, new_revision: u32 },
+    PrescriptionChanged {
+        old_revision: u32,
+        new_revision: u32,
+    },
     /// A refill was recorded.
     Refilled {
         volume_nl: u32,
@@ -40,10 +43,7 @@ pub enum EventView {
         utc_offset: String,
     },
     /// A request was refused; names from the message schema.
-    Refused {
-        request: String,
-        reason: String,
-    },
+    Refused { request: String, reason: String },
     /// A security event (failed handshake, lockout).
     Security { role: &'static str, failures: u8 },
 }
@@ -130,7 +130,11 @@ fn describe(e: &Event) -> (EventView, String) {
                 kind: bolus_key(kind),
                 dose_ng: dose.0,
             },
-            format!("{} bolus of {} started", bolus_key(kind), quantity::dose(dose)),
+            format!(
+                "{} bolus of {} started",
+                bolus_key(kind),
+                quantity::dose(dose)
+            ),
         ),
         Event::TherapyStopped => (EventView::TherapyStopped, "therapy stopped".into()),
         Event::TherapyResumed => (EventView::TherapyResumed, "therapy resumed".into()),
@@ -166,7 +170,10 @@ fn describe(e: &Event) -> (EventView, String) {
             ),
         ),
         Event::Refused { request, reason } => {
-            let (request, reason) = (schema_name("Request", request), schema_name("Refusal", reason));
+            let (request, reason) = (
+                schema_name("Request", request),
+                schema_name("Refusal", reason),
+            );
             let text = format!("{request} refused: {reason}");
             (EventView::Refused { request, reason }, text)
         }

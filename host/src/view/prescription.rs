@@ -404,7 +404,11 @@ fn rows(
     if let (Some(s), Some(t)) = (state, t) {
         let date = |p: &Prescription, worst: bool| {
             let proj = project(p, s);
-            let at = if worst { proj.worst_low_at } else { proj.low_at };
+            let at = if worst {
+                proj.worst_low_at
+            } else {
+                proj.low_at
+            };
             match at {
                 Some(at) if at <= s.now => "reached now".to_string(),
                 Some(at) => t.spelled(at),

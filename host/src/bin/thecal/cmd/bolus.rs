@@ -1,0 +1,119 @@
+//! `thecal bolus single|priming|bridge|patient`
+
+use thecal_host::quantity::{self, parse_dose, parse_duration, parse_volume};
+use thecal_host::view::BolusView;
+use thecal_protocol::message::BolusRequest;
+use thecal_protocol::units::{Minutes, Nanograms, Nanolitres};
+
+use crate::out;
+use crate::session::{Global, Session};
+
+/// Boluses.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// A single dose over a duration, e.g. `bolus single --dose "50 µg" --over 30min`.
+    Single {
+        /// Dose, e.g. "50 µg" or "0.5 mg".
+        #[arg(long, value_parser = parse_dose)]
+        dose: Nanograms,
+        /// Duration, e.g. "30 min" or "1 h".
+        #[arg(long, value_parser = parse_duration)]
+        over: Minutes,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Fill the catheter after implant or revision, e.g. `--volume "0.2 mL" --over 10min`.
+    Priming {
+        /// Volume.
+        #[arg(long, value_parser = parse_volume)]
+        volume: Nanolitres,
+        /// Duration.
+        #[arg(long, value_parser = parse_duration)]
+        over: Minutes,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Move old drug out of pump and catheter after a concentration change.
+    Bridge {
+        /// Volume.
+        #[arg(long, value_parser = parse_volume)]
+        volume: Nanolitres,
+        /// Duration.
+        #[arg(long, value_parser = parse_duration)]
+        over: Minutes,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// A patient-activated bolus, under the prescription's patient-bolus rules.
+    Patient {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> {
+    let (request, text, yes) = match c {
+        Command::Single { dose, over, yes } => (
+            Some(BolusRequest::Single {
+                dose,
+                duration: over,
+            }),
+            format!(
+                "single bolus of {} over {}",
+                quantity::dose(dose),
+                quantity::duration(over)
+            ),
+            yes,
+        ),
+        Command::Priming { volume, over, yes } => (
+            Some(BolusRequest::Priming {
+                volume,
+                duration: over,
+            }),
+            format!(
+                "priming bolus of {} over {}",
+                quantity::volume(volume),
+                quantity::duration(over)
+            ),
+            yes,
+        ),
+        Command::Bridge { volume, over, yes } => (
+            Some(BolusRequest::Bridge {
+                volume,
+                duration: over,
+            }),
+            format!(
+                "bridge bolus of {} over {}",
+                quantity::volume(volume),
+                quantity::duration(over)
+            ),
+            yes,
+        ),
+        Command::Patient { yes } => (None, "patient bolus".to_string(), yes),
+    };
+    let (_, t) = s.time().await?;
+    out::confirm(
+        &format!("Give a {text} on pump {}?", s.identity.serial),
+        yes,
+    )?;
+    let report = match request {
+        Some(r) => s.client.bolus(r).await?,
+        None => s.client.patient_bolus().await?,
+    };
+    let v = BolusView::new(&report, &t);
+    if g.json {
+        return out::json(&v);
+    }
+    println!(
+        "Bolus started: {} {} ({}), ends {}.",
+        v.kind,
+        quantity::dose(report.dose),
+        quantity::volume(report.volume),
+        t.spelled(report.ends_at)
+    );
+    Ok(())
+}

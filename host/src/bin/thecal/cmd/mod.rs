@@ -1,0 +1,109 @@
+//! The subcommands, one file each. Every `run` parses nothing and computes nothing of
+//! its own: it calls the library and prints.
+
+use clap::Subcommand;
+
+use crate::session::{Global, Session};
+
+mod alarms;
+mod battery;
+mod bolus;
+mod clock;
+mod info;
+mod link;
+mod log;
+mod ping;
+mod plot;
+mod ports;
+mod prescription;
+mod refill;
+mod reservoir;
+mod resume;
+mod schedule;
+mod status;
+mod stop;
+
+/// A command line that makes no sense (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List serial ports (USB ports with VID:PID, manufacturer and product).
+    Ports(ports::Args),
+    /// Identify the pump: model, serial, firmware, protocol.
+    Info(info::Args),
+    /// One-screen summary: therapy, dose now, reservoir, alarm date, battery, alarms.
+    Status(status::Args),
+    /// Battery voltage, state and replacement dates.
+    Battery(battery::Args),
+    /// Reservoir volume and the low-reservoir alarm date.
+    Reservoir(reservoir::Args),
+    /// Read the prescription memory (the prescription in force).
+    Prescription(prescription::Args),
+    /// Check a schedule file, or write it to the pump.
+    #[command(subcommand)]
+    Schedule(schedule::Command),
+    /// Record a refill (new volume; drug or concentration change with bridge bolus).
+    Refill(refill::Args),
+    /// Give a clinician bolus (single, priming, bridge) or a patient bolus.
+    #[command(subcommand)]
+    Bolus(bolus::Command),
+    /// Stop therapy (the pump keeps the catheter open at the minimum flow).
+    Stop(stop::Args),
+    /// Resume therapy after a stop.
+    Resume(resume::Args),
+    /// List active alarms, or acknowledge one (`alarms ack KIND`).
+    Alarms(alarms::Args),
+    /// Read the event log (table, JSON or CSV).
+    Log(log::Args),
+    /// Set the pump clock.
+    #[command(subcommand)]
+    Clock(clock::Command),
+    /// Draw the dose profile or the projected reservoir volume (SVG or PNG).
+    #[command(subcommand)]
+    Plot(plot::Command),
+    /// Link counters (the pump's and this programmer's).
+    Link(link::Args),
+    /// Check the link and measure the round-trip time.
+    Ping(ping::Args),
+}
+
+/// Runs `command`. Commands that need the pump open a session and close it (a
+/// simulator persists its state) whatever the outcome.
+pub async fn run(command: Command, g: &Global) -> anyhow::Result<()> {
+    match command {
+        Command::Ports(a) => ports::run(a, g),
+        Command::Schedule(c) => schedule::run(c, g).await,
+        Command::Plot(c) => plot::run(c, g).await,
+        other => {
+            let check = !matches!(other, Command::Info(_));
+            let mut session = Session::open(g, check).await?;
+            let result = online(other, &mut session, g).await;
+            let closed = session.close();
+            result.and(closed)
+        }
+    }
+}
+
+async fn online(command: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> {
+    match command {
+        Command::Info(a) => info::run(a, s, g).await,
+        Command::Status(a) => status::run(a, s, g).await,
+        Command::Battery(a) => battery::run(a, s, g).await,
+        Command::Reservoir(a) => reservoir::run(a, s, g).await,
+        Command::Prescription(a) => prescription::run(a, s, g).await,
+        Command::Refill(a) => refill::run(a, s, g).await,
+        Command::Bolus(c) => bolus::run(c, s, g).await,
+        Command::Stop(a) => stop::run(a, s, g).await,
+        Command::Resume(a) => resume::run(a, s, g).await,
+        Command::Alarms(a) => alarms::run(a, s, g).await,
+        Command::Log(a) => log::run(a, s, g).await,
+        Command::Clock(c) => clock::run(c, s, g).await,
+        Command::Link(a) => link::run(a, s, g).await,
+        Command::Ping(a) => ping::run(a, s, g).await,
+        Command::Ports(_) | Command::Schedule(_) | Command::Plot(_) => Ok(()),
+    }
+}

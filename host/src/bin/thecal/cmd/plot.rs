@@ -1,0 +1,105 @@
+//! `thecal plot schedule` and `thecal plot reservoir`
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use thecal_host::{plot, schedule};
+use thecal_protocol::message::TherapyState;
+use thecal_protocol::projection::ReservoirState;
+
+use crate::out;
+use crate::session::{Global, Session};
+
+/// Plots.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// The basal dose profile over a day (or a week with --week).
+    Schedule {
+        /// Output file, .svg or .png.
+        #[arg(long)]
+        out: PathBuf,
+        /// Draw Monday to Sunday.
+        #[arg(long)]
+        week: bool,
+        /// Plot a schedule file instead of the pump's prescription (offline).
+        #[arg(long, value_name = "SCHEDULE")]
+        file: Option<PathBuf>,
+    },
+    /// Projected reservoir volume until the low-reservoir and empty marks.
+    Reservoir {
+        /// Output file, .svg or .png.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Serialize)]
+struct Plotted {
+    plot: &'static str,
+    file: String,
+}
+
+pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
+    let (kind, file) = match c {
+        Command::Schedule {
+            out,
+            week,
+            file: Some(schedule_file),
+        } => {
+            let p = schedule::load(&schedule_file)?;
+            let title = format!("{} — basal dose profile", schedule_file.display());
+            plot::plot_schedule(&p, week, &title, &out)?;
+            ("schedule", out)
+        }
+        Command::Schedule {
+            out,
+            week,
+            file: None,
+        } => {
+            let mut s = Session::open(g, true).await?;
+            let result = async {
+                let record = s.client.prescription().await?;
+                let title = format!(
+                    "Pump {} — prescription revision {} ({})",
+                    s.identity.serial,
+                    record.revision.0,
+                    record.prescription.drug()
+                );
+                plot::plot_schedule(&record.prescription, week, &title, &out)?;
+                anyhow::Ok(())
+            }
+            .await;
+            let closed = s.close();
+            result.and(closed)?;
+            ("schedule", out)
+        }
+        Command::Reservoir { out } => {
+            let mut s = Session::open(g, true).await?;
+            let result = async {
+                let record = s.client.prescription().await?;
+                let status = s.client.status().await?;
+                let state = ReservoirState {
+                    volume: status.reservoir,
+                    now: status.now,
+                    offset: status.offset,
+                    stopped: status.therapy == TherapyState::Stopped,
+                };
+                let title = format!("Pump {} — projected reservoir volume", s.identity.serial);
+                plot::plot_reservoir(&record.prescription, state, &title, &out)?;
+                anyhow::Ok(())
+            }
+            .await;
+            let closed = s.close();
+            result.and(closed)?;
+            ("reservoir", out)
+        }
+    };
+    if g.json {
+        return out::json(&Plotted {
+            plot: kind,
+            file: file.display().to_string(),
+        });
+    }
+    println!("{kind} plot written to {}", file.display());
+    Ok(())
+}

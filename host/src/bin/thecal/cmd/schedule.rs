@@ -1,0 +1,192 @@
+//! `thecal schedule check FILE` and `thecal schedule write FILE`
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
+use thecal_host::view::{alarm_date, Comparison, PrescriptionView};
+use thecal_host::{quantity, schedule};
+use thecal_protocol::message::TherapyState;
+use thecal_protocol::projection::ReservoirState;
+
+use crate::cmd::{prescription, UsageError};
+use crate::out;
+use crate::session::{Global, Session};
+
+/// Schedule files.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Validate a schedule file offline (nothing is sent).
+    Check {
+        /// The schedule file (TOML).
+        file: PathBuf,
+    },
+    /// Write a schedule file to the pump: show old and new side by side, confirm,
+    /// write with the revision read, read back and verify.
+    Write(WriteArgs),
+}
+
+/// `schedule write`.
+#[derive(Debug, clap::Args)]
+pub struct WriteArgs {
+    /// The schedule file (TOML).
+    file: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+    /// Stop after showing the comparison; nothing is written.
+    #[arg(long)]
+    dry_run: bool,
+    /// Allow a schedule whose drug or concentration differs from the one in force (the
+    /// pump computes every flow from the concentration it is told: write it only when
+    /// the reservoir holds that solution).
+    #[arg(long)]
+    drug_change: bool,
+}
+
+#[derive(Serialize)]
+struct CheckJson {
+    file: String,
+    valid: bool,
+    prescription: PrescriptionView,
+}
+
+#[derive(Serialize)]
+struct WriteJson {
+    file: String,
+    dry_run: bool,
+    unchanged: bool,
+    written: bool,
+    verified: bool,
+    revision: u32,
+    comparison: Comparison,
+    low_reservoir_at: Option<String>,
+}
+
+pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
+    match c {
+        Command::Check { file } => check(file, g),
+        Command::Write(a) => write(a, g).await,
+    }
+}
+
+fn check(file: PathBuf, g: &Global) -> anyhow::Result<()> {
+    let p = schedule::load(&file)?;
+    let view = PrescriptionView::new(&p);
+    if g.json {
+        return out::json(&CheckJson {
+            file: file.display().to_string(),
+            valid: true,
+            prescription: view,
+        });
+    }
+    println!(
+        "{}: valid; every prescription rule holds.\n",
+        file.display()
+    );
+    prescription::print(&view);
+    Ok(())
+}
+
+async fn write(a: WriteArgs, g: &Global) -> anyhow::Result<()> {
+    // The file is checked completely before the port is even opened.
+    let new = schedule::load(&a.file)?;
+    let mut s = Session::open(g, true).await?;
+    let result = write_to(&a, new, &mut s, g).await;
+    let closed = s.close();
+    result.and(closed)
+}
+
+async fn write_to(
+    a: &WriteArgs,
+    new: thecal_protocol::Prescription,
+    s: &mut Session,
+    g: &Global,
+) -> anyhow::Result<()> {
+    let file = a.file.display().to_string();
+    let old = s.client.prescription().await?;
+    let (status, t) = s.time().await?;
+    let state = ReservoirState {
+        volume: status.reservoir,
+        now: status.now,
+        offset: status.offset,
+        stopped: status.therapy == TherapyState::Stopped,
+    };
+    let comparison = Comparison::new(&old, &new, Some(state));
+    let mut result = WriteJson {
+        file: file.clone(),
+        dry_run: a.dry_run,
+        unchanged: comparison.is_unchanged(),
+        written: false,
+        verified: false,
+        revision: old.revision.0,
+        comparison: comparison.clone(),
+        low_reservoir_at: None,
+    };
+    if !g.json {
+        println!(
+            "Pump {} {}: prescription revision {} in force; new schedule from {file}\n",
+            s.identity.model, s.identity.serial, old.revision.0
+        );
+        out::side_by_side(
+            &format!("in force (revision {})", old.revision.0),
+            "new",
+            comparison.rows(),
+        );
+        println!();
+    }
+    if comparison.is_unchanged() || a.dry_run {
+        if g.json {
+            return out::json(&result);
+        }
+        if comparison.is_unchanged() {
+            println!("The pump already holds this prescription; nothing to write.");
+        } else {
+            println!("Dry run: nothing was written.");
+        }
+        return Ok(());
+    }
+    let drug_changes = comparison
+        .changed
+        .iter()
+        .any(|c| *c == "drug" || *c == "concentration");
+    if drug_changes && !a.drug_change {
+        return Err(UsageError(format!(
+            "the schedule changes the drug or concentration ({} {} in force, {} {} in the file); \
+             the pump computes every flow from the concentration it is told, so this is only \
+             right once the reservoir holds the new solution (record it with `thecal refill`). \
+             Pass --drug-change to write it; nothing was written",
+            old.prescription.drug(),
+            quantity::concentration(old.prescription.concentration()),
+            new.drug(),
+            quantity::concentration(new.concentration()),
+        ))
+        .into());
+    }
+    out::confirm(
+        &format!(
+            "Write this prescription to pump {} (replacing revision {})?",
+            s.identity.serial, old.revision.0
+        ),
+        a.yes,
+    )?;
+    let record = s
+        .client
+        .write_and_verify(new.draft().clone(), old.revision)
+        .await
+        .context("the new prescription was not confirmed in force")?;
+    let reservoir = s.client.reservoir().await?;
+    result.written = true;
+    result.verified = true;
+    result.revision = record.revision.0;
+    result.low_reservoir_at = t.opt(reservoir.low_at);
+    if g.json {
+        return out::json(&result);
+    }
+    println!(
+        "Written and verified: revision {} is in force (read back identical).",
+        record.revision.0
+    );
+    println!("Alarm date: {}", alarm_date(&reservoir, &t));
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Printing: aligned tables for people, JSON for scripts, errors with exit codes, and
+//! confirmation prompts.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use serde::Serialize;
+use thecal_host::schedule::ScheduleFileError;
+use thecal_host::view::ComparisonRow;
+use thecal_host::Error;
+
+/// Exit codes (documented in the README).
+pub mod code {
+    /// Bad input: arguments or a schedule file.
+    pub const INVALID_INPUT: u8 = 2;
+    /// The pump refused; nothing changed.
+    pub const REFUSED: u8 = 3;
+    /// No answer (timeout) or the link failed.
+    pub const NO_ANSWER: u8 = 4;
+    /// A therapy change may or may not have happened.
+    pub const UNCERTAIN: u8 = 5;
+    /// Protocol mismatch, unexpected answer, or read-back mismatch.
+    pub const MISMATCH: u8 = 6;
+    /// The clinician did not confirm.
+    pub const NOT_CONFIRMED: u8 = 7;
+}
+
+/// The clinician declined (or could not be asked).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotConfirmed(pub String);
+
+/// Pretty JSON on stdout.
+pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    println!("{text}");
+    Ok(())
+}
+
+fn width(s: &str) -> usize {
+    s.chars().count()
+}
+
+fn pad(s: &str, w: usize) -> String {
+    let mut out = s.to_string();
+    out.extend(std::iter::repeat_n(' ', w.saturating_sub(width(s))));
+    out
+}
+
+/// `key   value` lines with aligned values; a value may span several lines.
+pub fn fields(rows: &[(&str, String)]) {
+    let w = rows.iter().map(|(k, _)| width(k)).max().unwrap_or(0);
+    for (k, v) in rows {
+        let mut lines = v.lines();
+        println!("{}  {}", pad(k, w), lines.next().unwrap_or(""));
+        for more in lines {
+            println!("{}  {more}", pad("", w));
+        }
+    }
+}
+
+/// A table with a header row.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(width(cell));
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let text: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| pad(c, *w)).collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    line(widths.iter().map(|w| "─".repeat(*w)).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+/// Old and new side by side; changed rows are marked with `◀`.
+pub fn side_by_side(old_title: &str, new_title: &str, rows: &[ComparisonRow]) {
+    let lw = rows.iter().map(|r| width(&r.label)).max().unwrap_or(0);
+    let ow = rows
+        .iter()
+        .flat_map(|r| r.old.iter().map(|l| width(l)))
+        .chain([width(old_title)])
+        .max()
+        .unwrap_or(0);
+    println!("{}  {}  │ {}", pad("", lw), pad(old_title, ow), new_title);
+    println!(
+        "{}──{}──┼─{}",
+        "─".repeat(lw),
+        "─".repeat(ow),
+        "─".repeat(ow)
+    );
+    for r in rows {
+        let n = r.old.len().max(r.new.len()).max(1);
+        for i in 0..n {
+            let label = if i == 0 { r.label.as_str() } else { "" };
+            let old = r.old.get(i).map_or("", |s| s.as_str());
+            let new = r.new.get(i).map_or("", |s| s.as_str());
+            let mark = if i == 0 && r.changed() {
+                "  ◀ changed"
+            } else {
+                ""
+            };
+            println!(
+                "{}  {}  │ {}{}",
+                pad(label, lw),
+                pad(old, ow),
+                pad(new, ow),
+                mark
+            );
+        }
+    }
+}
+
+/// Asks `question` unless `yes`. Refuses (never waits) when stdin is not a terminal.
+pub fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(NotConfirmed(format!(
+            "not confirmed: stdin is not a terminal, so nobody can answer \"{question}\"; \
+             pass --yes to confirm non-interactively"
+        ))
+        .into());
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(NotConfirmed("not confirmed: nothing was sent".into()).into())
+    }
+}
+
+/// `(exit code, kind)` of an error.
+fn classify(e: &anyhow::Error) -> (u8, &'static str) {
+    for cause in e.chain() {
+        if let Some(err) = cause.downcast_ref::<Error>() {
+            return match err {
+                Error::Refused { .. } => (code::REFUSED, "refused"),
+                Error::Timeout { .. } => (code::NO_ANSWER, "timeout"),
+                Error::Io(_) | Error::Port { .. } => (code::NO_ANSWER, "link"),
+                Error::Uncertain { .. } => (code::UNCERTAIN, "uncertain"),
+                Error::Invalid(_) => (code::INVALID_INPUT, "invalid_prescription"),
+                Error::Incompatible { .. } => (code::MISMATCH, "protocol_mismatch"),
+                Error::VerifyFailed { .. } => (code::MISMATCH, "verify_failed"),
+                Error::UnexpectedResponse { .. } | Error::Decode { .. } => {
+                    (code::MISMATCH, "unexpected_response")
+                }
+                _ => (1, "error"),
+            };
+        }
+        if cause.downcast_ref::<ScheduleFileError>().is_some() {
+            return (code::INVALID_INPUT, "invalid_schedule");
+        }
+        if cause.downcast_ref::<NotConfirmed>().is_some() {
+            return (code::NOT_CONFIRMED, "not_confirmed");
+        }
+        if cause.downcast_ref::<crate::cmd::UsageError>().is_some() {
+            return (code::INVALID_INPUT, "usage");
+        }
+    }
+    (1, "error")
+}
+
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    kind: &'a str,
+    exit_code: u8,
+    message: String,
+}
+
+/// Prints `e` (as JSON on stdout with `--json`, else on stderr) and returns its exit
+/// code.
+pub fn report_error(e: &anyhow::Error, json_out: bool) -> ExitCode {
+    let (code, kind) = classify(e);
+    let message = format!("{e:#}");
+    if json_out {
+        let body = ErrorJson {
+            error: ErrorBody {
+                kind,
+                exit_code: code,
+                message: message.clone(),
+            },
+        };
+        if let Ok(text) = serde_json::to_string_pretty(&body) {
+            println!("{text}");
+        }
+    }
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}

@@ -1,0 +1,145 @@
+//! Shared by the simulator tests: start the simulated pump behind a real pty, connect
+//! the library to it, and run the `thecal` binary as a process with a bounded wait.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use thecal_device::sim::{SimOptions, Simulator};
+use thecal_host::{serial, Client, ClientConfig};
+use tokio_serial::SerialStream;
+
+/// Longest any CLI run may take before the test fails (no hang, ever).
+pub const PROCESS_LIMIT: Duration = Duration::from_secs(60);
+
+/// Client policy for tests: the pty answers in microseconds.
+pub const CONFIG: ClientConfig = ClientConfig {
+    timeout: Duration::from_millis(1_000),
+    retries: 2,
+};
+
+/// A simulated pump in RAM.
+pub fn sim() -> Simulator {
+    Simulator::start(SimOptions {
+        seed: 7,
+        ..Default::default()
+    })
+    .expect("simulator starts")
+}
+
+/// The pty path as a string.
+pub fn port(sim: &Simulator) -> String {
+    sim.path().display().to_string()
+}
+
+/// A checked, connected client on the simulator's pty.
+pub async fn connect(sim: &Simulator) -> Client<SerialStream> {
+    let stream = serial::open(&port(sim), serial::DEFAULT_BAUD).expect("pty opens");
+    let (client, _) = Client::connect(stream, CONFIG).await.expect("pump answers");
+    client
+}
+
+/// What a `thecal` run produced.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, Some(0), "thecal failed: {self:#?}");
+        &self.stdout
+    }
+    /// Asserts success and parses stdout as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.ok()).unwrap_or_else(|e| panic!("not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// Runs `thecal args…` with stdin closed (not a terminal), killing it after
+/// [`PROCESS_LIMIT`].
+pub fn thecal(args: &[&str]) -> Run {
+    thecal_in(args, None)
+}
+
+/// [`thecal`] in a working directory.
+pub fn thecal_in(args: &[&str], dir: Option<&Path>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_thecal"));
+    cmd.args(args)
+        .env_remove("THECAL_PORT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().expect("thecal starts");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + PROCESS_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("thecal {args:?} did not finish within {PROCESS_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// `examples/schedules/NAME` at the repository root.
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/schedules")
+        .join(name)
+}
+
+/// Every example schedule.
+pub fn examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/schedules");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("examples/schedules exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// `host/tests/data/NAME`.
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// A path as `&str`.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}

@@ -1,0 +1,498 @@
+//! The `thecal` binary as a process, against the simulated pump behind a real pty:
+//! every command, schedule writes with read-back, every example, bad files, a silent
+//! device.
+
+mod common;
+
+use common::{connect, data, example, port, s, sim, thecal};
+use thecal_host::schedule;
+use thecal_protocol::units::Nanolitres;
+
+/// Runs `thecal --port <sim> args…`.
+fn on(sim: &thecal_device::sim::Simulator, args: &[&str]) -> common::Run {
+    let p = port(sim);
+    let mut all = vec!["--port", p.as_str()];
+    all.extend_from_slice(args);
+    thecal(&all)
+}
+
+#[test]
+fn readme_first_command_works_with_the_builtin_simulator() {
+    let out = thecal(&["--sim", "status"]);
+    let text = out.ok();
+    for field in ["Therapy", "Basal now", "Reservoir", "Alarm date", "Battery"] {
+        assert!(text.contains(field), "{field} missing:\n{text}");
+    }
+    assert!(text.contains("running"), "{text}");
+}
+
+#[test]
+fn builtin_simulator_keeps_its_state_in_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("pump.state");
+    let file = example("continuous-morphine.toml");
+    let sim_args = ["--sim", "--sim-state", s(&state)];
+    let mut write = sim_args.to_vec();
+    write.extend(["schedule", "write", s(&file), "--yes", "--drug-change"]);
+    thecal(&write).ok();
+    let mut read = sim_args.to_vec();
+    read.extend(["--json", "prescription"]);
+    let v = read_json(&read);
+    assert_eq!(v["drug"], "morphine");
+    assert_eq!(v["mode"], "continuous");
+}
+
+fn read_json(args: &[&str]) -> serde_json::Value {
+    thecal(args).json()
+}
+
+#[test]
+fn info_status_battery_reservoir_as_tables_and_json() {
+    let sim = sim();
+    let info = on(&sim, &["info"]);
+    assert!(info.ok().contains("matches this programmer"), "{info:?}");
+    let v = on(&sim, &["--json", "info"]).json();
+    assert_eq!(v["compatible"], true);
+    assert_eq!(v["serial"], "SIM000007");
+
+    let v = on(&sim, &["--json", "status"]).json();
+    assert_eq!(v["therapy"], "running");
+    assert!(v["reservoir_nl"].as_u64().unwrap() > 0);
+    assert!(v["now"].as_str().unwrap().contains('T'));
+    assert!(v["low_reservoir_at"].is_string(), "{v}");
+
+    let b = on(&sim, &["battery"]);
+    assert!(b.ok().contains("End of service (EOS)"), "{b:?}");
+    let v = on(&sim, &["--json", "battery"]).json();
+    assert_eq!(v["state"], "ok");
+    assert!(v["millivolts"].as_u64().unwrap() > 2000);
+
+    let r = on(&sim, &["reservoir"]);
+    let text = r.ok();
+    assert!(text.contains("Alarm date"), "{text}");
+    // The alarm date is spelled out: weekday, day, month, year, time.
+    assert!(
+        [
+            "Monday",
+            "Tuesday",
+            "Wednesday",
+            "Thursday",
+            "Friday",
+            "Saturday",
+            "Sunday"
+        ]
+        .iter()
+        .any(|d| text.contains(d)),
+        "{text}"
+    );
+    let v = on(&sim, &["--json", "reservoir"]).json();
+    assert_eq!(v["capacity_nl"], 20_000_000);
+    assert_eq!(v["low_reached"], false);
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn prescription_reads_and_exports_as_a_schedule_file() {
+    let sim = sim();
+    let human = on(&sim, &["prescription"]);
+    assert!(human.ok().contains("Steps, every day"), "{human:?}");
+    let v = on(&sim, &["--json", "prescription"]).json();
+    assert_eq!(v["drug"], "baclofen");
+    assert_eq!(v["revision"], 1);
+    // --toml prints a schedule file that parses back to the prescription in force.
+    let toml = on(&sim, &["prescription", "--toml"]);
+    let parsed = schedule::parse("exported.toml", toml.ok()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let in_force = rt.block_on(async { connect(&sim).await.prescription().await.unwrap() });
+    assert_eq!(parsed, in_force.prescription);
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn every_example_schedule_is_written_then_read_back() {
+    let sim = sim();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for file in common::examples() {
+        let expected = schedule::load(&file).unwrap();
+        let check = thecal(&["schedule", "check", s(&file)]);
+        assert!(check.ok().contains("valid"), "{check:?}");
+        let before = rt.block_on(async { connect(&sim).await.prescription().await.unwrap() });
+        let out = on(
+            &sim,
+            &[
+                "--json",
+                "schedule",
+                "write",
+                s(&file),
+                "--yes",
+                "--drug-change",
+            ],
+        )
+        .json();
+        assert_eq!(out["written"], true, "{out}");
+        assert_eq!(out["verified"], true);
+        assert_eq!(out["revision"], before.revision.0 + 1);
+        assert!(
+            out["comparison"]["new_projection"]["low_at"].is_string(),
+            "{out}"
+        );
+        let after = rt.block_on(async { connect(&sim).await.prescription().await.unwrap() });
+        assert_eq!(after.prescription, expected, "{}", file.display());
+        assert_eq!(after.revision.0, before.revision.0 + 1);
+    }
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn schedule_write_shows_old_and_new_side_by_side() {
+    let sim = sim();
+    let file = example("weekday-ziconotide.toml");
+    let out = on(
+        &sim,
+        &["schedule", "write", s(&file), "--yes", "--drug-change"],
+    );
+    let text = out.ok();
+    for needle in [
+        "in force (revision 1)",
+        "new",
+        "baclofen",
+        "ziconotide",
+        "Steps (Mon–Fri)",
+        "Daily basal total (Sat–Sun)",
+        "Low-reservoir alarm date",
+        "◀ changed",
+        "Written and verified: revision 2",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    // Writing the same file again changes nothing.
+    let again = on(&sim, &["schedule", "write", s(&file), "--yes"]);
+    assert!(
+        again.ok().contains("already holds this prescription"),
+        "{again:?}"
+    );
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn dry_run_and_unconfirmed_writes_change_nothing() {
+    let sim = sim();
+    let file = example("continuous-morphine.toml");
+    let dry = on(&sim, &["schedule", "write", s(&file), "--dry-run"]);
+    assert!(dry.ok().contains("Dry run: nothing was written"), "{dry:?}");
+    // A new drug or concentration needs --drug-change (the reservoir must hold it).
+    let refused = on(&sim, &["schedule", "write", s(&file), "--yes"]);
+    assert_eq!(refused.code, Some(2), "{refused:?}");
+    assert!(refused.stderr.contains("--drug-change"), "{refused:?}");
+    // stdin is not a terminal and there is no --yes: refuse at once, never wait.
+    let refused = on(&sim, &["schedule", "write", s(&file), "--drug-change"]);
+    assert_eq!(refused.code, Some(7), "{refused:?}");
+    assert!(refused.stderr.contains("pass --yes"), "{refused:?}");
+    let v = on(&sim, &["--json", "prescription"]).json();
+    assert_eq!(v["revision"], 1);
+    assert_eq!(v["drug"], "baclofen");
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn bad_files_are_rejected_before_anything_is_sent() {
+    let sim = sim();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let frames_in = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async { connect(&sim).await.link_stats().await.unwrap().frames_in })
+    };
+    let cases = [
+        ("bad-syntax.toml", "bad-syntax.toml:2:", "concentration"),
+        ("bad-unit.toml", "bad-unit.toml:8:", "steps[2].dose"),
+        (
+            "bad-rate-above-limit.toml",
+            "bad-rate-above-limit.toml:9:",
+            "exceeds the daily limit",
+        ),
+        (
+            "bad-daily-limit-above-ceiling.toml",
+            "bad-daily-limit-above-ceiling.toml:4:",
+            "firmware ceiling",
+        ),
+        (
+            "bad-bolus-allowance.toml",
+            "bad-bolus-allowance.toml:",
+            "patient boluses",
+        ),
+        (
+            "bad-flow-below-minimum.toml",
+            "bad-flow-below-minimum.toml:7:",
+            "below the pump's minimum",
+        ),
+        ("bad-missing-day.toml", "bad-missing-day.toml:", "Wednesday"),
+        ("bad-step-order.toml", "bad-step-order.toml:9:", "steps[3]"),
+        (
+            "bad-unknown-field.toml",
+            "bad-unknown-field.toml:7:",
+            "dailylimit",
+        ),
+    ];
+    for (name, location, detail) in cases {
+        let file = data(name);
+        let before = frames_in(&rt);
+        let out = on(&sim, &["schedule", "write", s(&file), "--yes"]);
+        assert_eq!(out.code, Some(2), "{name}: {out:?}");
+        assert!(out.stderr.contains(location), "{name}: {}", out.stderr);
+        assert!(out.stderr.contains(detail), "{name}: {}", out.stderr);
+        // Only the link-stats request of this check reached the pump: the bad file's
+        // run never opened the port.
+        assert_eq!(frames_in(&rt), before + 2, "{name}: bytes were sent");
+        let check = thecal(&["--json", "schedule", "check", s(&file)]);
+        assert_eq!(check.code, Some(2));
+        let v: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+        assert_eq!(v["error"]["kind"], "invalid_schedule");
+    }
+    let v = on(&sim, &["--json", "prescription"]).json();
+    assert_eq!(v["revision"], 1, "the prescription is unchanged");
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn refill_bolus_stop_resume_alarms() {
+    let sim = sim();
+    // Refill to 1 mL: below the 2 mL threshold, so the low-reservoir alarm is raised.
+    let v = on(&sim, &["--json", "refill", "--volume", "1 mL", "--yes"]).json();
+    assert_eq!(v["reservoir"]["volume_nl"], 1_000_000);
+    assert_eq!(v["reservoir"]["low_reached"], true);
+    let alarms = on(&sim, &["--json", "alarms"]).json();
+    assert!(
+        alarms
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "low_reservoir"),
+        "{alarms}"
+    );
+    let table = on(&sim, &["alarms"]);
+    assert!(table.ok().contains("low-reservoir"), "{table:?}");
+    let ack = on(&sim, &["alarms", "ack", "low-reservoir"]);
+    assert!(ack.ok().contains("Acknowledged"), "{ack:?}");
+    let not_active = on(&sim, &["alarms", "ack", "motor-stall"]);
+    assert_eq!(not_active.code, Some(3), "{not_active:?}");
+    assert!(not_active.stderr.contains("not active"), "{not_active:?}");
+
+    // Refill to 20 mL and print the new alarm date.
+    let out = on(&sim, &["refill", "--volume", "20 mL", "--yes"]);
+    let text = out.ok();
+    assert!(text.contains("Refill recorded: 20 mL"), "{text}");
+    assert!(text.contains("New alarm date"), "{text}");
+    // A concentration change needs a bridge decision…
+    let out = on(
+        &sim,
+        &[
+            "refill",
+            "--volume",
+            "20 mL",
+            "--concentration",
+            "1000 µg/mL",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("--bridge-volume"), "{out:?}");
+    // …and with one, the refill records the change and starts the bridge bolus.
+    let v = on(
+        &sim,
+        &[
+            "--json",
+            "refill",
+            "--volume",
+            "20 mL",
+            "--concentration",
+            "1000 µg/mL",
+            "--bridge-volume",
+            "0.1 mL",
+            "--yes",
+        ],
+    )
+    .json();
+    assert_eq!(v["reservoir"]["concentration_ng_per_ml"], 1_000_000);
+    assert_eq!(v["bridge_bolus"]["kind"], "bridge");
+    assert_eq!(v["bridge_bolus"]["volume_nl"], 100_000);
+    assert!(v["revision"].as_u64().unwrap() >= 2);
+
+    // Stop cancels the bridge bolus; then a clinician bolus and a patient bolus.
+    let stop = on(&sim, &["stop", "--yes"]);
+    assert!(stop.ok().contains("STOPPED"), "{stop:?}");
+    assert_eq!(on(&sim, &["--json", "status"]).json()["therapy"], "stopped");
+    let unconfirmed = on(&sim, &["stop"]);
+    assert_eq!(unconfirmed.code, Some(7));
+    let resume = on(&sim, &["resume"]);
+    assert!(resume.ok().contains("Therapy resumed"), "{resume:?}");
+    let v = on(
+        &sim,
+        &[
+            "--json", "bolus", "single", "--dose", "20 µg", "--over", "30 min", "--yes",
+        ],
+    )
+    .json();
+    assert_eq!(v["kind"], "single");
+    assert_eq!(v["dose_ng"], 20_000);
+    let busy = on(
+        &sim,
+        &[
+            "bolus", "single", "--dose", "20 µg", "--over", "30 min", "--yes",
+        ],
+    );
+    assert_eq!(busy.code, Some(3), "{busy:?}");
+    assert!(busy.stderr.contains("already running"), "{busy:?}");
+    on(&sim, &["stop", "--yes"]).ok();
+    on(&sim, &["resume"]).ok();
+    let v = on(&sim, &["--json", "bolus", "patient", "--yes"]).json();
+    assert_eq!(v["kind"], "patient");
+    let status = on(&sim, &["status"]);
+    assert!(status.ok().contains("Bolus running"), "{status:?}");
+    on(&sim, &["stop", "--yes"]).ok();
+    on(&sim, &["resume"]).ok();
+    let priming = on(
+        &sim,
+        &[
+            "--json", "bolus", "priming", "--volume", "0.1 mL", "--over", "10 min", "--yes",
+        ],
+    );
+    assert_eq!(priming.json()["kind"], "priming");
+    on(&sim, &["stop", "--yes"]).ok();
+    on(&sim, &["resume"]).ok();
+    let bridge = on(
+        &sim,
+        &[
+            "--json", "bolus", "bridge", "--volume", "0.05 mL", "--over", "1 h", "--yes",
+        ],
+    );
+    assert_eq!(bridge.json()["kind"], "bridge");
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn log_clock_link_ping_ports() {
+    let sim = sim();
+    on(
+        &sim,
+        &[
+            "schedule",
+            "write",
+            s(&example("flexible-baclofen-day.toml")),
+            "--yes",
+        ],
+    )
+    .ok();
+    let v = on(&sim, &["--json", "clock", "sync", "--offset", "+01:00"]).json();
+    assert_eq!(v["utc_offset"], "+01:00");
+    let status = on(&sim, &["--json", "status"]).json();
+    assert_eq!(status["utc_offset"], "+01:00");
+    assert!(
+        status["now"].as_str().unwrap().ends_with("+01:00"),
+        "{status}"
+    );
+    let bad = on(&sim, &["clock", "sync", "--offset", "+15:00"]);
+    assert_eq!(bad.code, Some(2), "{bad:?}");
+
+    let log = on(&sim, &["--json", "log"]).json();
+    let entries = log["entries"].as_array().unwrap();
+    let events: Vec<&str> = entries
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(events.contains(&"prescription_changed"), "{events:?}");
+    assert!(events.contains(&"clock_changed"), "{events:?}");
+    let indices: Vec<u64> = entries
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert!(indices.windows(2).all(|w| w[1] == w[0] + 1), "{indices:?}");
+    let last = on(&sim, &["--json", "log", "--last", "2"]).json();
+    assert_eq!(last["entries"].as_array().unwrap().len(), 2);
+    let table = on(&sim, &["log"]);
+    assert!(
+        table.ok().contains("prescription revision 2 replaced 1"),
+        "{table:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("log.csv");
+    on(&sim, &["log", "--format", "csv", "--out", s(&csv)]).ok();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("index,at,event,description\n"), "{text}");
+    assert!(text.contains(",prescription_changed,"), "{text}");
+
+    let link = on(&sim, &["--json", "link"]).json();
+    assert!(link["pump"]["frames_in"].as_u64().unwrap() > 0, "{link}");
+    let ping = on(&sim, &["--json", "ping", "--count", "2"]).json();
+    assert_eq!(ping["round_trips_us"].as_array().unwrap().len(), 2);
+
+    let ports = thecal(&["--json", "ports"]).json();
+    assert!(ports.is_array());
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn plots_are_written() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("day.svg");
+    let png = dir.path().join("reservoir.png");
+    let week = dir.path().join("week.png");
+    on(&sim, &["plot", "schedule", "--out", s(&svg)]).ok();
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    on(&sim, &["plot", "reservoir", "--out", s(&png)]).ok();
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    // Offline, from a file: no pump needed.
+    thecal(&[
+        "plot",
+        "schedule",
+        "--week",
+        "--file",
+        s(&example("weekday-ziconotide.toml")),
+        "--out",
+        s(&week),
+    ])
+    .ok();
+    assert!(std::fs::read(&week).unwrap().starts_with(b"\x89PNG"));
+    let wrong = thecal(&[
+        "plot",
+        "schedule",
+        "--file",
+        s(&example("weekday-ziconotide.toml")),
+        "--out",
+        s(&dir.path().join("x.gif")),
+    ]);
+    assert_ne!(wrong.code, Some(0));
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn device_that_stops_answering_gives_a_clear_error() {
+    // A pty pair nobody serves.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _in_runtime = rt.enter();
+    let (_ours, theirs) = tokio_serial::SerialStream::pair().unwrap_or_else(|e| panic!("{e}"));
+    let path = tokio_serial::SerialPort::name(&theirs).unwrap();
+    drop(theirs);
+    let out = thecal(&[
+        "--port",
+        &path,
+        "--timeout",
+        "200ms",
+        "--retries",
+        "1",
+        "status",
+    ]);
+    assert_eq!(out.code, Some(4), "{out:?}");
+    assert!(out.stderr.contains("no answer from the pump"), "{out:?}");
+    assert!(out.stderr.contains("2 attempts"), "{out:?}");
+    let out = thecal(&["--port", &path, "--timeout", "200ms", "--json", "status"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "timeout");
+    // No port at all, or both --port and --sim: usage errors.
+    assert_eq!(thecal(&["status"]).code, Some(2));
+    assert_eq!(thecal(&["--sim", "--port", &path, "status"]).code, Some(2));
+    let missing = thecal(&["--port", "/dev/thecal-none", "status"]);
+    assert_eq!(missing.code, Some(4), "{missing:?}");
+    assert!(missing.stderr.contains("/dev/thecal-none"));
+    let _ = Nanolitres::ZERO;
+}

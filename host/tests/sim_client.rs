@@ -1,0 +1,277 @@
+//! The client library against the simulated pump behind a real pty.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{connect, port, sim, CONFIG};
+use thecal_host::{schedule, serial, Client, ClientConfig, Error};
+use thecal_protocol::frame::{decode_body, encode, Feed, FrameDecoder, Header};
+use thecal_protocol::message::{AlarmKind, BolusKind, BolusRequest, Refusal, Revision};
+use thecal_protocol::prescription::{PrescriptionDraft, TherapyMode};
+use thecal_protocol::time::{Timestamp, UtcOffset};
+use thecal_protocol::units::{Minutes, Nanograms, NanogramsPerDay, Nanolitres};
+use thecal_protocol::{Request, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_serial::SerialStream;
+
+#[tokio::test]
+async fn every_read_request_is_answered() {
+    let sim = sim();
+    let mut c = connect(&sim).await;
+    let id = c.identify().await.unwrap();
+    assert_eq!(id.protocol, thecal_protocol::PROTOCOL_VERSION);
+    let status = c.status().await.unwrap();
+    let battery = c.battery().await.unwrap();
+    assert!(battery.percent <= 100);
+    let reservoir = c.reservoir().await.unwrap();
+    assert_eq!(reservoir.volume, status.reservoir);
+    let record = c.prescription().await.unwrap();
+    assert_eq!(record.revision, status.revision);
+    let page = c.log_page(0, 8).await.unwrap();
+    assert!(page.next >= page.oldest);
+    c.alarms().await.unwrap();
+    c.ping().await.unwrap();
+    let link = c.link_stats().await.unwrap();
+    assert!(link.frames_in >= 9, "{link:?}");
+    drop(c);
+    sim.shutdown().unwrap();
+}
+
+#[tokio::test]
+async fn every_example_schedule_is_written_and_read_back() {
+    let sim = sim();
+    let mut c = connect(&sim).await;
+    for file in common::examples() {
+        let p = schedule::load(&file).unwrap();
+        let before = c.prescription().await.unwrap();
+        let record = c
+            .write_and_verify(p.draft().clone(), before.revision)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!(record.revision, Revision(before.revision.0 + 1));
+        let read = c.prescription().await.unwrap();
+        assert_eq!(read.prescription, p, "{}", file.display());
+        assert_eq!(c.status().await.unwrap().revision, record.revision);
+    }
+    drop(c);
+    sim.shutdown().unwrap();
+}
+
+/// Sends one request frame by hand (bypassing the client's own checks) and returns the
+/// answer.
+async fn raw(stream: &mut SerialStream, id: u16, request: &Request) -> Response {
+    let mut buf = vec![0u8; 2048];
+    let n = encode(Header::request(id), request, &mut buf).unwrap();
+    stream.write_all(&[0]).await.unwrap();
+    stream.write_all(&buf[..n]).await.unwrap();
+    let mut decoder: FrameDecoder = FrameDecoder::new();
+    let mut chunk = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .expect("the pump answers within 5 s")
+            .unwrap();
+        let mut input = &chunk[..n];
+        loop {
+            match decoder.feed(input) {
+                Feed::Consumed => break,
+                Feed::Error { remaining, .. } => input = remaining,
+                Feed::Frame { frame, remaining } => {
+                    if frame.header.id == id {
+                        return decode_body(frame.body).unwrap();
+                    }
+                    input = remaining;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn pump_refuses_out_of_limit_prescriptions_on_its_own() {
+    // The programmer never sends these (the client validates first); the firmware must
+    // refuse them anyway, and keep the prescription it has.
+    let sim = sim();
+    let mut c = connect(&sim).await;
+    let before = c.prescription().await.unwrap();
+    let good = schedule::load(&common::example("continuous-morphine.toml")).unwrap();
+    let mut over_rate: PrescriptionDraft = good.draft().clone();
+    over_rate.mode = TherapyMode::Continuous {
+        dose: NanogramsPerDay::from_mg(8),
+    };
+    let mut over_ceiling = good.draft().clone();
+    over_ceiling.daily_limit = NanogramsPerDay::from_mg(20);
+    over_ceiling.mode = TherapyMode::Continuous {
+        dose: NanogramsPerDay::from_mg(18),
+    };
+    // The client refuses to send them.
+    for draft in [&over_rate, &over_ceiling] {
+        let e = c
+            .write_prescription(draft.clone(), before.revision)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)), "{e:?}");
+    }
+    let mut stream = c.into_inner();
+    for (i, draft) in [over_rate, over_ceiling].into_iter().enumerate() {
+        let answer = raw(
+            &mut stream,
+            40_000 + i as u16,
+            &Request::WritePrescription {
+                expected: before.revision,
+                prescription: draft,
+            },
+        )
+        .await;
+        assert!(
+            matches!(answer, Response::Refused(Refusal::InvalidPrescription(_))),
+            "{answer:?}"
+        );
+    }
+    let mut c = Client::new(stream, CONFIG);
+    let after = c.prescription().await.unwrap();
+    assert_eq!(after, before, "a refused write changes nothing");
+    drop(c);
+    sim.shutdown().unwrap();
+}
+
+#[tokio::test]
+async fn two_programmers_racing_a_write_one_gets_a_revision_refusal() {
+    let sim = sim();
+    let a_file = schedule::load(&common::example("flexible-baclofen-day.toml")).unwrap();
+    let b_file = schedule::load(&common::example("continuous-morphine.toml")).unwrap();
+    // Both programmers read the same revision (each opens the port in turn: it is
+    // opened exclusively)…
+    let mut a = connect(&sim).await;
+    let read_a = a.prescription().await.unwrap().revision;
+    drop(a);
+    let mut b = connect(&sim).await;
+    let read_b = b.prescription().await.unwrap().revision;
+    drop(b);
+    assert_eq!(read_a, read_b);
+    // …A writes first, then B writes with the revision it read.
+    let mut a = connect(&sim).await;
+    let written = a
+        .write_and_verify(a_file.draft().clone(), read_a)
+        .await
+        .unwrap();
+    drop(a);
+    let mut b = connect(&sim).await;
+    let e = b
+        .write_prescription(b_file.draft().clone(), read_b)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.refusal(),
+        Some(&Refusal::RevisionMismatch {
+            expected: read_b,
+            current: written.revision
+        }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("read it again"), "{e}");
+    // A's prescription is the one in force.
+    let now = b.prescription().await.unwrap();
+    assert_eq!(now.revision, written.revision);
+    assert_eq!(now.prescription, a_file);
+    drop(b);
+    sim.shutdown().unwrap();
+}
+
+#[tokio::test]
+async fn therapy_changes_through_the_client() {
+    let sim = sim();
+    let mut c = connect(&sim).await;
+    let rev = c.prescription().await.unwrap().revision;
+    // Refill down to 1 mL: below the 2 mL alarm threshold.
+    let (_, reservoir) = c.refill(rev, Nanolitres::from_ml(1), None).await.unwrap();
+    assert_eq!(reservoir.volume, Nanolitres::from_ml(1));
+    let alarms = c.alarms().await.unwrap();
+    assert!(
+        alarms.iter().any(|a| a.kind == AlarmKind::LowReservoir),
+        "{alarms:?}"
+    );
+    c.acknowledge(AlarmKind::LowReservoir).await.unwrap();
+    assert!(c
+        .alarms()
+        .await
+        .unwrap()
+        .iter()
+        .any(|a| a.kind == AlarmKind::LowReservoir && a.acknowledged));
+    let (_, reservoir) = c.refill(rev, Nanolitres::from_ml(20), None).await.unwrap();
+    assert_eq!(reservoir.volume, Nanolitres::from_ml(20));
+    // The demo prescription allows patient boluses; a second one at once is refused
+    // (lockout or bolus running), with the reason.
+    let patient = c.patient_bolus().await.unwrap();
+    assert_eq!(patient.kind, BolusKind::Patient);
+    let e = c.patient_bolus().await.unwrap_err();
+    assert!(e.refusal().is_some(), "{e:?}");
+    // Stop cancels the bolus; resume restores the prescription.
+    c.stop().await.unwrap();
+    let status = c.status().await.unwrap();
+    assert_eq!(
+        status.therapy,
+        thecal_protocol::message::TherapyState::Stopped
+    );
+    assert_eq!(status.bolus, None);
+    c.resume().await.unwrap();
+    let status = c.status().await.unwrap();
+    assert_eq!(
+        status.therapy,
+        thecal_protocol::message::TherapyState::Running
+    );
+    let single = BolusRequest::Single {
+        dose: Nanograms::from_ug(10),
+        duration: Minutes(30),
+    };
+    let bolus = c.bolus(single).await.unwrap();
+    assert_eq!(bolus.kind, BolusKind::Single);
+    assert_eq!(bolus.dose, Nanograms::from_ug(10));
+    // A second bolus while one runs is refused, with the reason.
+    let e = c.bolus(single).await.unwrap_err();
+    assert_eq!(e.refusal(), Some(&Refusal::BolusInProgress), "{e:?}");
+    let now = Timestamp(1_800_000_000_000);
+    c.set_clock(now, UtcOffset(60)).await.unwrap();
+    let status = c.status().await.unwrap();
+    assert_eq!(status.offset, UtcOffset(60));
+    assert!(
+        status.now >= now && status.now.since(now) < 60_000,
+        "{status:?}"
+    );
+    drop(c);
+    sim.shutdown().unwrap();
+}
+
+#[tokio::test]
+async fn silent_device_gives_a_clear_error_within_the_timeout() {
+    // A pty pair nobody serves: the programmer's requests go nowhere.
+    let (ours, _nobody) = SerialStream::pair().unwrap();
+    let config = ClientConfig {
+        timeout: Duration::from_millis(150),
+        retries: 1,
+    };
+    let mut c = Client::new(ours, config);
+    let started = std::time::Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(10), c.status())
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { attempts: 2, .. }), "{e:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let e = tokio::time::timeout(Duration::from_secs(10), c.stop())
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert!(matches!(e, Error::Uncertain { .. }), "{e:?}");
+    assert!(e.to_string().contains("thecal status"), "{e}");
+}
+
+#[tokio::test]
+async fn port_that_does_not_exist_is_a_port_error() {
+    let e = serial::open("/dev/thecal-no-such-port", 115_200).unwrap_err();
+    assert!(matches!(e, Error::Port { .. }), "{e:?}");
+    assert!(e.to_string().contains("/dev/thecal-no-such-port"));
+    let _ = port;
+}
