@@ -141,6 +141,8 @@ proptest! {
 
     #[test]
     fn requests_round_trip_through_a_frame(header in arb::header(), r in arb::request()) {
+        // The tag kept in the event log is the wire tag.
+        prop_assert_eq!(postcard::to_stdvec(&r).unwrap()[0], r.tag());
         prop_assert_eq!(through_a_frame(header, &r), r);
     }
 
