@@ -275,3 +275,42 @@ async fn port_that_does_not_exist_is_a_port_error() {
     assert!(e.to_string().contains("/dev/thecal-no-such-port"));
     let _ = port;
 }
+
+#[tokio::test]
+async fn long_event_log_is_read_page_by_page() {
+    let sim = sim();
+    let mut c = connect(&sim).await;
+    // Every refused request is logged: 30 acknowledgements of an inactive alarm.
+    for _ in 0..30 {
+        let e = c.acknowledge(AlarmKind::MotorStall).await.unwrap_err();
+        assert!(e.refusal().is_some(), "{e:?}");
+    }
+    let mut calls = Vec::new();
+    let all = thecal_host::eventlog::read_log(&mut c, Default::default(), |done, total| {
+        calls.push((done, total))
+    })
+    .await
+    .unwrap();
+    let expected = u64::from(all.next - all.oldest);
+    assert!(expected > 30, "{expected}");
+    assert_eq!(all.entries.len() as u64, expected);
+    let indices: Vec<u32> = all.entries.iter().map(|e| e.index).collect();
+    assert!(indices.windows(2).all(|w| w[1] == w[0] + 1), "{indices:?}");
+    // More than one page, progress reported after each, ending at the total.
+    assert!(calls.len() >= 4, "{calls:?}");
+    assert_eq!(calls.last(), Some(&(expected, expected)));
+    let last = thecal_host::eventlog::read_log(
+        &mut c,
+        thecal_host::eventlog::LogRange {
+            from: None,
+            last: Some(10),
+        },
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(last.entries.len(), 10);
+    assert_eq!(last.entries.last().map(|e| e.index), Some(all.next - 1));
+    drop(c);
+    sim.shutdown().unwrap();
+}

@@ -239,10 +239,7 @@ impl Comparison {
                 od.low_reservoir_alarm != nd.low_reservoir_alarm,
                 "low_reservoir_alarm",
             ),
-            (
-                core::mem::discriminant(&od.mode) != core::mem::discriminant(&nd.mode),
-                "mode",
-            ),
+            (mode_text(o) != mode_text(new), "mode"),
             (
                 (0..7).any(|d| day_steps(o, d) != day_steps(new, d)),
                 "steps",
@@ -429,4 +426,112 @@ fn rows(
         }
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule;
+    use thecal_protocol::message::Revision;
+    use thecal_protocol::time::{Timestamp, UtcOffset};
+    use thecal_protocol::units::Nanolitres;
+
+    fn file(name: &str) -> Prescription {
+        let path = format!(
+            "{}/../examples/schedules/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        schedule::load(std::path::Path::new(&path)).unwrap()
+    }
+
+    fn record(p: Prescription) -> PrescriptionRecord {
+        PrescriptionRecord {
+            revision: Revision(3),
+            written_at: Timestamp(1_795_000_000_000),
+            prescription: p,
+        }
+    }
+
+    #[test]
+    fn comparison_groups_days_and_names_changes() {
+        let old = record(file("flexible-baclofen-day.toml"));
+        let new = file("weekday-ziconotide.toml");
+        let c = Comparison::new(&old, &new, None);
+        assert_eq!(
+            c.changed,
+            [
+                "drug",
+                "concentration",
+                "daily_limit",
+                "low_reservoir_alarm",
+                "mode",
+                "steps"
+            ]
+        );
+        let labels: Vec<&str> = c.rows().iter().map(|r| r.label.as_str()).collect();
+        assert!(labels.contains(&"Steps (Mon–Fri)"), "{labels:?}");
+        assert!(labels.contains(&"Steps (Sat–Sun)"), "{labels:?}");
+        assert!(
+            labels.contains(&"Daily basal total (Sat–Sun)"),
+            "{labels:?}"
+        );
+        let steps = c
+            .rows()
+            .iter()
+            .find(|r| r.label == "Steps (Mon–Fri)")
+            .unwrap();
+        assert_eq!(steps.old.len(), 4);
+        assert_eq!(steps.new[1], "08:00  3.6 µg/day  (0.144 mL/day)");
+        assert!(c.old_projection.is_none());
+        assert_eq!(c.old.revision, Some(3));
+        assert_eq!(c.new.revision, None);
+    }
+
+    #[test]
+    fn same_prescription_is_unchanged_and_projections_match_the_shared_function() {
+        let p = file("continuous-morphine.toml");
+        let state = ReservoirState {
+            volume: Nanolitres::from_ml(20),
+            now: Timestamp(1_795_000_000_000),
+            offset: UtcOffset(60),
+            stopped: false,
+        };
+        let c = Comparison::new(&record(p.clone()), &p, Some(state));
+        assert!(c.is_unchanged());
+        assert!(c.rows().iter().all(|r| !r.changed()));
+        // 3 mg/day at 10 mg/mL = 0.3 mL/day: 18 mL to the 2 mL mark = 60 days.
+        let expected = project(&p, state).low_at.unwrap();
+        assert_eq!(expected.since(state.now), 60 * 86_400_000);
+        let t = PumpTime {
+            now: state.now,
+            offset: state.offset,
+        };
+        assert_eq!(
+            c.new_projection.as_ref().unwrap().low_at,
+            Some(t.rfc3339(expected))
+        );
+        let row = c
+            .rows()
+            .iter()
+            .find(|r| r.label == "Low-reservoir alarm date")
+            .unwrap();
+        assert!(row.new[0].contains("(in 60 days)"), "{:?}", row.new);
+    }
+
+    #[test]
+    fn view_lists_profiles_and_totals() {
+        let v = PrescriptionView::new(&file("weekday-ziconotide.toml"));
+        assert_eq!(v.mode, "flexible");
+        assert!(v.weekly);
+        assert_eq!(v.profiles.len(), 2);
+        assert_eq!(v.profiles[1].days, ["saturday", "sunday"]);
+        assert_eq!(
+            v.daily_totals_ng,
+            [3_000, 3_000, 3_000, 3_000, 3_000, 2_400, 2_400]
+        );
+        let v = PrescriptionView::new(&file("continuous-morphine.toml"));
+        assert_eq!(v.profiles.len(), 1);
+        assert_eq!(v.profiles[0].days.len(), 7);
+        assert_eq!(v.profiles[0].steps[0].flow_nl_per_day, 300_000);
+    }
 }

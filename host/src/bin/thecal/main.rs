@@ -3,8 +3,9 @@
 //! The binary parses arguments and prints; the `thecal_host` library does the work.
 //! One file per subcommand under `cmd/`.
 
-mod cmd;
+#[macro_use]
 mod out;
+mod cmd;
 mod session;
 
 use std::process::ExitCode;

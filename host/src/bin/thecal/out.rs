@@ -30,10 +30,29 @@ pub mod code {
 #[error("{0}")]
 pub struct NotConfirmed(pub String);
 
+/// `println!` that returns the write error instead of panicking, so `thecal … | head`
+/// ends quietly (see [`report_error`]).
+
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` that returns the write error.
+
+macro_rules! outw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 /// Pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value)?;
-    println!("{text}");
+    outln!("{text}")?;
     Ok(())
 }
 
@@ -48,19 +67,20 @@ fn pad(s: &str, w: usize) -> String {
 }
 
 /// `key   value` lines with aligned values; a value may span several lines.
-pub fn fields(rows: &[(&str, String)]) {
+pub fn fields(rows: &[(&str, String)]) -> std::io::Result<()> {
     let w = rows.iter().map(|(k, _)| width(k)).max().unwrap_or(0);
     for (k, v) in rows {
         let mut lines = v.lines();
-        println!("{}  {}", pad(k, w), lines.next().unwrap_or(""));
+        outln!("{}  {}", pad(k, w), lines.next().unwrap_or(""))?;
         for more in lines {
-            println!("{}  {more}", pad("", w));
+            outln!("{}  {more}", pad("", w))?;
         }
     }
+    Ok(())
 }
 
 /// A table with a header row.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
     let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -71,17 +91,22 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     }
     let line = |cells: Vec<String>| {
         let text: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| pad(c, *w)).collect();
-        println!("{}", text.join("  ").trim_end());
+        outln!("{}", text.join("  ").trim_end())
     };
-    line(headers.iter().map(|h| h.to_string()).collect());
-    line(widths.iter().map(|w| "─".repeat(*w)).collect());
+    line(headers.iter().map(|h| h.to_string()).collect())?;
+    line(widths.iter().map(|w| "─".repeat(*w)).collect())?;
     for row in rows {
-        line(row.clone());
+        line(row.clone())?;
     }
+    Ok(())
 }
 
 /// Old and new side by side; changed rows are marked with `◀`.
-pub fn side_by_side(old_title: &str, new_title: &str, rows: &[ComparisonRow]) {
+pub fn side_by_side(
+    old_title: &str,
+    new_title: &str,
+    rows: &[ComparisonRow],
+) -> std::io::Result<()> {
     let lw = rows.iter().map(|r| width(&r.label)).max().unwrap_or(0);
     let ow = rows
         .iter()
@@ -89,13 +114,13 @@ pub fn side_by_side(old_title: &str, new_title: &str, rows: &[ComparisonRow]) {
         .chain([width(old_title)])
         .max()
         .unwrap_or(0);
-    println!("{}  {}  │ {}", pad("", lw), pad(old_title, ow), new_title);
-    println!(
+    outln!("{}  {}  │ {}", pad("", lw), pad(old_title, ow), new_title)?;
+    outln!(
         "{}──{}──┼─{}",
         "─".repeat(lw),
         "─".repeat(ow),
         "─".repeat(ow)
-    );
+    )?;
     for r in rows {
         let n = r.old.len().max(r.new.len()).max(1);
         for i in 0..n {
@@ -107,15 +132,16 @@ pub fn side_by_side(old_title: &str, new_title: &str, rows: &[ComparisonRow]) {
             } else {
                 ""
             };
-            println!(
+            outln!(
                 "{}  {}  │ {}{}",
                 pad(label, lw),
                 pad(old, ow),
                 pad(new, ow),
                 mark
-            );
+            )?;
         }
     }
+    Ok(())
 }
 
 /// Asks `question` unless `yes`. Refuses (never waits) when stdin is not a terminal.
@@ -188,6 +214,14 @@ struct ErrorBody<'a> {
 /// Prints `e` (as JSON on stdout with `--json`, else on stderr) and returns its exit
 /// code.
 pub fn report_error(e: &anyhow::Error, json_out: bool) -> ExitCode {
+    // The reader of our output went away (`thecal log | head`): nothing to report.
+    let broken_pipe = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
     let (code, kind) = classify(e);
     let message = format!("{e:#}");
     if json_out {
@@ -199,7 +233,7 @@ pub fn report_error(e: &anyhow::Error, json_out: bool) -> ExitCode {
             },
         };
         if let Ok(text) = serde_json::to_string_pretty(&body) {
-            println!("{text}");
+            let _ = outln!("{text}");
         }
     }
     eprintln!("error: {message}");

@@ -65,9 +65,9 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
                 acknowledged: alarm_key(kind),
             });
         }
-        println!("Acknowledged: {kind}.");
+        outln!("Acknowledged: {kind}.")?;
         if kind.is_critical() {
-            println!("It is critical: it comes back while its cause remains.");
+            outln!("It is critical: it comes back while its cause remains.")?;
         }
         return Ok(());
     }
@@ -82,7 +82,7 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
         return out::json(&alarms);
     }
     if alarms.is_empty() {
-        println!("No active alarms.");
+        outln!("No active alarms.")?;
         return Ok(());
     }
     let rows: Vec<Vec<String>> = alarms
@@ -110,6 +110,6 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
             "Acknowledged",
         ],
         &rows,
-    );
+    )?;
     Ok(())
 }

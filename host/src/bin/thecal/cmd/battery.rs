@@ -44,6 +44,6 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
         ("State", state.to_string()),
         ("Replacement indicator (ERI)", date(b.days_to_eri)),
         ("End of service (EOS)", date(b.days_to_eos)),
-    ]);
+    ])?;
     Ok(())
 }

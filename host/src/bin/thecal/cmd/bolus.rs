@@ -108,12 +108,12 @@ pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> 
     if g.json {
         return out::json(&v);
     }
-    println!(
+    outln!(
         "Bolus started: {} {} ({}), ends {}.",
         v.kind,
         quantity::dose(report.dose),
         quantity::volume(report.volume),
         t.spelled(report.ends_at)
-    );
+    )?;
     Ok(())
 }

@@ -64,6 +64,6 @@ pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> 
             "It was",
             format!("{} ({how})", clock::short(previous, offset)),
         ),
-    ]);
+    ])?;
     Ok(())
 }

@@ -37,6 +37,6 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
             "Reservoir",
             quantity::volume(Nanolitres(v.reservoir_capacity_nl)),
         ),
-    ]);
+    ])?;
     Ok(())
 }

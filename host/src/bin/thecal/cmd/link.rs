@@ -64,6 +64,6 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
                 v.programmer.bad_frames
             ),
         ),
-    ]);
+    ])?;
     Ok(())
 }

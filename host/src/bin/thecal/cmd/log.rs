@@ -109,14 +109,14 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
                         ]
                     })
                     .collect();
-                println!(
+                outln!(
                     "Event log of pump {}: entries {}..{} stored, {} shown",
                     s.identity.serial,
                     read.oldest,
                     read.next,
                     entries.len()
-                );
-                out::table(&["#", "When", "Event"], &rows);
+                )?;
+                out::table(&["#", "When", "Event"], &rows)?;
                 return Ok(());
             }
             for e in &entries {

@@ -23,11 +23,11 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
     for _ in 0..a.count.max(1) {
         let rtt = s.client.ping().await?;
         if !g.json {
-            println!(
+            outln!(
                 "pong from {}: {:.1} ms",
                 s.identity.serial,
                 rtt.as_secs_f64() * 1e3
-            );
+            )?;
         }
         rtts.push(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX));
     }

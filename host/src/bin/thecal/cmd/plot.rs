@@ -100,6 +100,6 @@ pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
             file: file.display().to_string(),
         });
     }
-    println!("{kind} plot written to {}", file.display());
+    outln!("{kind} plot written to {}", file.display())?;
     Ok(())
 }

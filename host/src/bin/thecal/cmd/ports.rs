@@ -22,7 +22,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<()> {
         return out::json(&ports);
     }
     if ports.is_empty() {
-        println!("no serial ports found");
+        outln!("no serial ports found")?;
         return Ok(());
     }
     let hex = |v: Option<u16>| v.map_or(String::new(), |v| format!("{v:04x}"));
@@ -52,6 +52,6 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<()> {
             "Serial",
         ],
         &rows,
-    );
+    )?;
     Ok(())
 }

@@ -21,21 +21,21 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
     let (_, t) = s.time().await?;
     let record = s.client.prescription().await?;
     if a.toml {
-        println!(
+        outln!(
             "# Prescription revision {} read from pump {} {} on {}",
             record.revision.0,
             s.identity.model,
             s.identity.serial,
             clock::short(t.now, t.offset)
-        );
-        print!("{}", schedule::to_toml(&record.prescription));
+        )?;
+        outw!("{}", schedule::to_toml(&record.prescription))?;
         return Ok(());
     }
     let v = PrescriptionView::from_record(&record, &t);
     if g.json {
         return out::json(&v);
     }
-    print(&v);
+    print(&v)?;
     Ok(())
 }
 
@@ -56,7 +56,7 @@ fn day_names(days: &[&str]) -> String {
 }
 
 /// Prints a prescription as fields and a steps table per day profile.
-pub fn print(v: &PrescriptionView) {
+pub fn print(v: &PrescriptionView) -> std::io::Result<()> {
     let mut rows = Vec::new();
     if let (Some(rev), Some(at)) = (v.revision, &v.written_at) {
         rows.push(("Revision", format!("{rev}, stored {at}")));
@@ -102,10 +102,10 @@ pub fn print(v: &PrescriptionView) {
             None => "not allowed".into(),
         },
     ));
-    out::fields(&rows);
+    out::fields(&rows)?;
     for p in &v.profiles {
-        println!();
-        println!("Steps, {}:", day_names(&p.days));
+        outln!()?;
+        outln!("Steps, {}:", day_names(&p.days))?;
         let table: Vec<Vec<String>> = p
             .steps
             .iter()
@@ -117,15 +117,15 @@ pub fn print(v: &PrescriptionView) {
                 ]
             })
             .collect();
-        out::table(&["From", "Dose", "Flow"], &table);
+        out::table(&["From", "Dose", "Flow"], &table)?;
     }
-    println!();
+    outln!()?;
     let totals = v.daily_totals_ng;
     if totals.iter().all(|t| *t == totals[0]) {
-        println!(
+        outln!(
             "Daily basal total: {} every day",
             quantity::dose(Nanograms(totals[0]))
-        );
+        )?;
     } else {
         let names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
         let text: Vec<String> = names
@@ -133,6 +133,7 @@ pub fn print(v: &PrescriptionView) {
             .zip(totals)
             .map(|(d, t)| format!("{d} {}", quantity::dose(Nanograms(t))))
             .collect();
-        println!("Daily basal totals: {}", text.join(", "));
+        outln!("Daily basal totals: {}", text.join(", "))?;
     }
+    Ok(())
 }

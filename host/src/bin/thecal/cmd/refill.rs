@@ -130,9 +130,9 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
         }
     }
     if !g.json {
-        println!("Refill of pump {}:", s.identity.serial);
+        outln!("Refill of pump {}:", s.identity.serial)?;
         for line in &plan {
-            println!("  {line}");
+            outln!("  {line}")?;
         }
     }
     out::confirm("Record this refill?", a.yes)?;
@@ -153,21 +153,21 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
             bridge_bolus: bolus.map(|b| BolusView::new(&b, &t)),
         });
     }
-    println!(
+    outln!(
         "Refill recorded: {} of {} {}; prescription revision {}.",
         quantity::volume(reservoir.volume),
         reservoir.drug,
         quantity::concentration(reservoir.concentration),
         revision.0
-    );
+    )?;
     if let Some(b) = bolus {
-        println!(
+        outln!(
             "Bridge bolus started: {}, ends {}.",
             quantity::volume(b.volume),
             t.spelled(b.ends_at)
-        );
+        )?;
     }
-    println!("New alarm date: {}", alarm_date(&reservoir, &t));
+    outln!("New alarm date: {}", alarm_date(&reservoir, &t))?;
     Ok(())
 }
 

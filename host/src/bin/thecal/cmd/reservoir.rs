@@ -50,6 +50,6 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
         r.last_refill
             .map_or("not recorded".to_string(), |at| t.spelled(at)),
     ));
-    out::fields(&rows);
+    out::fields(&rows)?;
     Ok(())
 }

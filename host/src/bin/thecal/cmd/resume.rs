@@ -25,10 +25,10 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
             basal_dose_ng_per_day: status.basal_dose.0,
         });
     }
-    println!(
+    outln!(
         "Therapy resumed: basal now {} ({}).",
         quantity::dose_rate(status.basal_dose),
         quantity::flow(status.basal_flow)
-    );
+    )?;
     Ok(())
 }

@@ -80,11 +80,11 @@ fn check(file: PathBuf, g: &Global) -> anyhow::Result<()> {
             prescription: view,
         });
     }
-    println!(
+    outln!(
         "{}: valid; every prescription rule holds.\n",
         file.display()
-    );
-    prescription::print(&view);
+    )?;
+    prescription::print(&view)?;
     Ok(())
 }
 
@@ -124,25 +124,27 @@ async fn write_to(
         low_reservoir_at: None,
     };
     if !g.json {
-        println!(
+        outln!(
             "Pump {} {}: prescription revision {} in force; new schedule from {file}\n",
-            s.identity.model, s.identity.serial, old.revision.0
-        );
+            s.identity.model,
+            s.identity.serial,
+            old.revision.0
+        )?;
         out::side_by_side(
             &format!("in force (revision {})", old.revision.0),
             "new",
             comparison.rows(),
-        );
-        println!();
+        )?;
+        outln!()?;
     }
     if comparison.is_unchanged() || a.dry_run {
         if g.json {
             return out::json(&result);
         }
         if comparison.is_unchanged() {
-            println!("The pump already holds this prescription; nothing to write.");
+            outln!("The pump already holds this prescription; nothing to write.")?;
         } else {
-            println!("Dry run: nothing was written.");
+            outln!("Dry run: nothing was written.")?;
         }
         return Ok(());
     }
@@ -183,10 +185,10 @@ async fn write_to(
     if g.json {
         return out::json(&result);
     }
-    println!(
+    outln!(
         "Written and verified: revision {} is in force (read back identical).",
         record.revision.0
-    );
-    println!("Alarm date: {}", alarm_date(&reservoir, &t));
+    )?;
+    outln!("Alarm date: {}", alarm_date(&reservoir, &t))?;
     Ok(())
 }

@@ -88,6 +88,6 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
             ),
         ));
     }
-    out::fields(&rows);
+    out::fields(&rows)?;
     Ok(())
 }

@@ -35,9 +35,9 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
     if g.json {
         return out::json(&Stopped { therapy: "stopped" });
     }
-    println!(
+    outln!(
         "Therapy STOPPED: the pump delivers only {}. Resume with `thecal resume`.",
         quantity::flow(MIN_FLOW)
-    );
+    )?;
     Ok(())
 }
