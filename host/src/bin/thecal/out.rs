@@ -32,7 +32,6 @@ pub struct NotConfirmed(pub String);
 
 /// `println!` that returns the write error instead of panicking, so `thecal … | head`
 /// ends quietly (see [`report_error`]).
-
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -41,7 +40,6 @@ macro_rules! outln {
 }
 
 /// `print!` that returns the write error.
-
 macro_rules! outw {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
