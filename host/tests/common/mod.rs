@@ -74,7 +74,6 @@ pub fn thecal(args: &[&str]) -> Run {
 pub fn thecal_in(args: &[&str], dir: Option<&Path>) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_thecal"));
     cmd.args(args)
-        .env_remove("THECAL_PORT")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -130,13 +130,14 @@ pub fn side_by_side(
             } else {
                 ""
             };
-            outln!(
+            let line = format!(
                 "{}  {}  │ {}{}",
                 pad(label, lw),
                 pad(old, ow),
                 pad(new, ow),
                 mark
-            )?;
+            );
+            outln!("{}", line.trim_end())?;
         }
     }
     Ok(())

@@ -18,7 +18,7 @@ use crate::cmd::UsageError;
 #[derive(Debug, Args)]
 pub struct Global {
     /// Serial port of the telemetry head, e.g. /dev/ttyACM0 (see `thecal ports`).
-    #[arg(long, global = true, value_name = "PATH", env = "THECAL_PORT")]
+    #[arg(long, global = true, value_name = "PATH")]
     pub port: Option<String>,
     /// Talk to the built-in simulated pump (a pty inside this process) instead of a port.
     #[arg(long, global = true)]
