@@ -74,6 +74,27 @@ impl Window {
         self.buckets.iter().map(|&b| u64::from(b)).sum()
     }
 
+    /// Rescales every bucket by `num / den`, rounding up (a concentration change of the
+    /// same drug: the same mass is a different volume of the new solution; rounding up
+    /// keeps the limit on the safe side).
+    pub fn rescale(&mut self, num: u32, den: u32) {
+        if den == 0 {
+            return;
+        }
+        for b in self.buckets.iter_mut() {
+            let v = (u64::from(*b) * u64::from(num)).div_ceil(u64::from(den));
+            *b = u32::try_from(v).unwrap_or(u32::MAX);
+        }
+    }
+
+    /// Forgets all history (a different drug: the old one's deliveries do not count
+    /// against the new one's limit).
+    pub fn clear(&mut self) {
+        for b in self.buckets.iter_mut() {
+            *b = 0;
+        }
+    }
+
     /// Records `nl` delivered at `now`.
     pub fn add(&mut self, now: Timestamp, nl: u32) {
         self.advance(now);

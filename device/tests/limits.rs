@@ -213,3 +213,54 @@ fn a_refused_bolus_changes_nothing() {
     // Only basal: 0.5 mL/day for an hour ≈ 83 strokes.
     assert!(pump.motor().strokes <= 84);
 }
+
+#[test]
+fn the_limit_counts_drug_not_volume_across_a_concentration_change() {
+    use thecal_protocol::drug::Drug;
+    use thecal_protocol::message::{DrugChange, Revision};
+    use thecal_protocol::units::NanogramsPerMillilitre;
+    // 800 µg of baclofen at 500 µg/mL (1.6 mL), then a refill at 2000 µg/mL: the same
+    // 800 µg is now 0.4 mL of the new solution, and only 200 µg remain under the limit.
+    let mut pump = boot(continuous(100), Nanolitres::from_ml(40));
+    assert!(matches!(
+        pump.handle(BOOT, &single(800, 60)),
+        Response::BolusStarted(_)
+    ));
+    run_until(&mut pump, BOOT.plus_ms(2 * HOUR));
+    let refill = Request::Refill {
+        expected: Revision(1),
+        volume: Nanolitres::from_ml(20),
+        change: Some(DrugChange {
+            drug: Drug::Baclofen,
+            concentration: NanogramsPerMillilitre::from_ug_per_ml(2_000),
+        }),
+    };
+    let t = BOOT.plus_ms(2 * HOUR);
+    assert!(matches!(pump.handle(t, &refill), Response::Refilled { .. }));
+    assert!(matches!(
+        pump.handle(t, &single(250, 30)),
+        Response::Refused(Refusal::DailyLimit { .. })
+    ));
+    assert!(matches!(
+        pump.handle(t, &single(150, 30)),
+        Response::BolusStarted(_)
+    ));
+    // A different drug starts a fresh limit of its own.
+    let mut pump = boot(continuous(100), Nanolitres::from_ml(40));
+    assert!(matches!(
+        pump.handle(BOOT, &single(800, 60)),
+        Response::BolusStarted(_)
+    ));
+    run_until(&mut pump, t);
+    let switch = Request::Refill {
+        expected: Revision(1),
+        volume: Nanolitres::from_ml(20),
+        change: Some(DrugChange {
+            drug: Drug::Hydromorphone,
+            concentration: NanogramsPerMillilitre::from_mg_per_ml(1),
+        }),
+    };
+    let answer = pump.handle(t, &switch);
+    assert!(matches!(answer, Response::Refilled { .. }), "{answer:?}");
+    assert_eq!(pump.window_total(t), 0);
+}

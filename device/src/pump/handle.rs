@@ -65,8 +65,8 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             Request::StopTherapy => {
                 if !self.stopped {
                     self.stopped = true;
+                    self.persist(now, |p| p.stopped = false)?;
                     self.dosing.cancel_bolus();
-                    self.save_snapshot(now);
                     self.log_event(now, Event::TherapyStopped);
                 }
                 Response::TherapyStopped
@@ -80,6 +80,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 if !self.alarms.acknowledge(*alarm, now) {
                     return Err(Refusal::AlarmNotActive(*alarm));
                 }
+                // An acknowledgement that is not stored still holds until a reset.
                 self.save_snapshot(now);
                 self.log_event(now, Event::AlarmAcknowledged(*alarm));
                 Response::AlarmAcknowledged
@@ -91,6 +92,18 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 return Err(Refusal::Unsupported)
             }
         })
+    }
+
+    /// Stores the snapshot of a change just made; if that fails, `undo` reverts the
+    /// change and the request is refused: the pump never acknowledges a change it could
+    /// lose at the next reset.
+    fn persist(&mut self, now: Timestamp, undo: impl FnOnce(&mut Self)) -> Result<(), Refusal> {
+        if self.try_save_snapshot(now) {
+            Ok(())
+        } else {
+            undo(self);
+            Err(Refusal::StorageFault)
+        }
     }
 
     fn check_revision(&self, expected: Revision) -> Result<(), Refusal> {
@@ -158,14 +171,33 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             None => None,
         };
         if let Some(p) = prescription {
+            let (old_drug, old_c) = (
+                self.record.prescription.drug(),
+                self.record.prescription.concentration(),
+            );
             self.commit(now, p)?;
+            // The rolling limit counts drug, kept as volume of the solution in force.
+            let (new_drug, new_c) = (
+                self.record.prescription.drug(),
+                self.record.prescription.concentration(),
+            );
+            if new_drug != old_drug {
+                self.window.clear();
+            } else {
+                self.window.rescale(old_c.0, new_c.0);
+            }
         }
         // The reservoir is what the clinician put in; the outstanding reservation was
-        // drawn from the old fill and is void.
+        // drawn from the old fill and is void. (With a drug change, the prescription was
+        // stored first: a cut between the two records leaves the new drug with the old,
+        // lower, volume estimate — the safe side.)
+        let before = (self.reservoir, self.reserve_left, self.last_refill);
         self.reservoir = volume;
         self.reserve_left = 0;
         self.last_refill = Some(now);
-        self.save_snapshot(now);
+        self.persist(now, |p| {
+            (p.reservoir, p.reserve_left, p.last_refill) = before
+        })?;
         let p = &self.record.prescription;
         let (drug, concentration) = (p.drug(), p.concentration());
         self.log_event(
@@ -236,22 +268,30 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         kind: BolusKind,
         strokes: u32,
         duration_ms: u64,
-    ) -> BolusReport {
+    ) -> Result<BolusReport, Refusal> {
         let volume = Nanolitres(strokes * STROKE_NL);
         let dose = volume
             .to_dose(self.record.prescription.concentration())
             .unwrap_or(Nanograms(u32::MAX));
+        // Reserve the whole bolus ahead (with the patient history already updated by the
+        // caller): after a reset it counts as delivered, for the limit and the lockout.
+        let reserved = self.reserve_left;
+        self.reserve_left = self.reserve_left.saturating_add(volume.0);
+        self.persist(now, |p| {
+            p.reserve_left = reserved;
+            if kind == BolusKind::Patient {
+                p.patient.pop();
+            }
+        })?;
         self.dosing
             .start_bolus(kind, dose, strokes, duration_ms, now);
-        // Reserve the whole bolus ahead: after a reset it counts as delivered.
-        self.reserve(volume.0, now);
         self.log_event(now, Event::Bolus { kind, dose });
-        BolusReport {
+        Ok(BolusReport {
             kind,
             dose,
             volume,
             ends_at: self.wall(now.plus_ms(duration_ms)),
-        }
+        })
     }
 
     fn clinician_bolus(&mut self, now: Timestamp, b: BolusRequest) -> Result<BolusReport, Refusal> {
@@ -268,7 +308,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         };
         let duration_ms = duration.as_ms();
         let strokes = self.check_bolus(now, volume, duration_ms)?;
-        Ok(self.start_bolus(now, kind, strokes, duration_ms))
+        self.start_bolus(now, kind, strokes, duration_ms)
     }
 
     fn patient_bolus(&mut self, now: Timestamp) -> Result<BolusReport, Refusal> {
@@ -305,7 +345,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 max: rules.max_per_day,
             });
         }
-        Ok(self.start_bolus(now, BolusKind::Patient, strokes, duration_ms))
+        self.start_bolus(now, BolusKind::Patient, strokes, duration_ms)
     }
 
     fn resume(&mut self, now: Timestamp) -> Result<Response, Refusal> {
@@ -318,7 +358,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         }
         if self.stopped {
             self.stopped = false;
-            self.save_snapshot(now);
+            self.persist(now, |p| p.stopped = true)?;
             self.log_event(now, Event::TherapyResumed);
         }
         Ok(Response::TherapyResumed)
@@ -348,10 +388,11 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             return Err(Refusal::ClockInvalid);
         }
         let previous = self.wall(now);
+        let before = (self.wall_offset_ms, self.utc_offset);
         self.wall_offset_ms = i64::try_from(i128::from(wall.0) - i128::from(now.0))
             .map_err(|_| Refusal::ClockInvalid)?;
         self.utc_offset = offset;
-        self.save_snapshot(now);
+        self.persist(now, |p| (p.wall_offset_ms, p.utc_offset) = before)?;
         self.log_event(
             now,
             Event::ClockChanged {

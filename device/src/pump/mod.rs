@@ -215,6 +215,11 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         &self.motor
     }
 
+    /// Takes the pump apart (a reset: everything not in storage is lost).
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
     /// The storage.
     pub fn storage_mut(&mut self) -> &mut S {
         &mut self.storage
@@ -385,10 +390,16 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     /// Persists the snapshot; a failure raises the storage-fault alarm.
     pub fn save_snapshot(&mut self, now: Timestamp) {
+        let _ = self.try_save_snapshot(now);
+    }
+
+    /// Persists the snapshot; `false` (and the storage-fault alarm) on failure.
+    fn try_save_snapshot(&mut self, now: Timestamp) -> bool {
         self.seq = self.seq.wrapping_add(1);
         let snap = self.snapshot(now);
         let ok = self.storage.save_snapshot(&snap).is_ok();
         self.note_storage(ok);
+        ok
     }
 
     fn note_storage(&mut self, ok: bool) {
