@@ -1,0 +1,154 @@
+//! thecal pump firmware for QEMU's mps2-an385 board (Cortex-M3).
+//!
+//! The same `thecal-device` core as the simulator and the board, with:
+//! * the CMSDK UART0 as the telemetry link (`-serial pty` on the QEMU command line),
+//! * SysTick at 1 kHz as the device clock,
+//! * a RAM-backed NOR flash (`RamFlash`, real NOR semantics; lost at power-off),
+//! * a motor stub that counts strokes,
+//! * UART1 as a debug channel: the stack high-water mark after each batch of requests.
+//!
+//! No heap: no allocator is linked.
+#![no_std]
+#![no_main]
+
+mod stack;
+mod uart;
+
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m_rt::{entry, exception};
+use heapless::String;
+use thecal_device::battery::BatteryConfig;
+use thecal_device::flash::RamFlash;
+use thecal_device::motor::CountingMotor;
+use thecal_device::pump::{DeviceInfo, Factory, Pump};
+use thecal_device::server::Server;
+use thecal_device::store::{FlashStore, FLASH_SIZE};
+use thecal_protocol::message::{ResetCause, Version};
+use thecal_protocol::time::{Timestamp, UtcOffset};
+use thecal_protocol::units::Nanolitres;
+
+use uart::Uart;
+
+/// SysTick input clock of the AN385 (25 MHz).
+const CPU_HZ: u32 = 25_000_000;
+/// Wall clock at boot until a programmer sets it: 2026-01-01T00:00:00Z.
+const WALL_AT_BOOT: u64 = 1_767_225_600_000;
+
+static MS_LOW: AtomicU32 = AtomicU32::new(0);
+static MS_HIGH: AtomicU32 = AtomicU32::new(0);
+
+#[exception]
+fn SysTick() {
+    if MS_LOW.fetch_add(1, Ordering::Relaxed) == u32::MAX {
+        MS_HIGH.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Device time: milliseconds since boot.
+fn now() -> Timestamp {
+    loop {
+        let high = MS_HIGH.load(Ordering::Relaxed);
+        let low = MS_LOW.load(Ordering::Relaxed);
+        if MS_HIGH.load(Ordering::Relaxed) == high {
+            return Timestamp((u64::from(high) << 32) | u64::from(low));
+        }
+    }
+}
+
+fn text<const N: usize>(s: &str) -> String<N> {
+    let mut out = String::new();
+    let _ = out.push_str(s);
+    out
+}
+
+#[entry]
+fn main() -> ! {
+    stack::paint();
+    let Some(mut cp) = cortex_m::Peripherals::take() else {
+        halt()
+    };
+    cp.SYST.set_clock_source(SystClkSource::Core);
+    cp.SYST.set_reload(CPU_HZ / 1_000 - 1);
+    cp.SYST.clear_current();
+    cp.SYST.enable_counter();
+    cp.SYST.enable_interrupt();
+
+    let link = Uart::new(Uart::UART0);
+    let mut debug = Uart::new(Uart::UART1);
+    // Const-initialised (erased) in .data: building it at run time would put all of it
+    // on the stack first. Taken exactly once, here.
+    static mut FLASH: RamFlash<FLASH_SIZE> = RamFlash::new();
+    // SAFETY: `main` runs once and nothing else names FLASH.
+    let flash: &'static mut RamFlash<FLASH_SIZE> = unsafe { &mut *core::ptr::addr_of_mut!(FLASH) };
+    let Ok(store) = FlashStore::new(flash) else {
+        let _ = writeln!(debug, "flash store failed to mount");
+        halt()
+    };
+    let Some(prescription) = thecal_device::demo::demo_prescription() else {
+        halt()
+    };
+    let info = DeviceInfo {
+        model: text("thecal-qemu 20"),
+        serial: text("QEMU0001"),
+        firmware: Version {
+            major: 0,
+            minor: 1,
+            patch: 0,
+        },
+        capacity: Nanolitres::from_ml(20),
+        battery: BatteryConfig::default(),
+    };
+    let factory = Factory {
+        prescription,
+        volume: Nanolitres::from_ml(18),
+        wall_at_zero: Timestamp(WALL_AT_BOOT),
+        utc_offset: UtcOffset(0),
+        battery_used_nah: 0,
+    };
+    let pump = Pump::boot(info, factory, store, CountingMotor::default(), now(), ResetCause::PowerOn);
+    let Some(server) = cortex_m::singleton!(: Server<FlashStore<&'static mut RamFlash<FLASH_SIZE>>, CountingMotor> = Server::new(pump)) else {
+        halt()
+    };
+    let boot_stack = stack::high_water();
+    stack::paint();
+    let _ = writeln!(debug, "thecal-qemu up; boot stack high-water {boot_stack} B");
+    let mut reported = 0;
+    let mut rx = [0u8; 64];
+    loop {
+        let t = now();
+        if t >= server.next_wake() {
+            server.tick(t);
+        }
+        let mut n = 0;
+        while let Some(slot) = rx.get_mut(n) {
+            match link.try_read() {
+                Some(b) => *slot = b,
+                None => break,
+            }
+            n += 1;
+        }
+        if let Some(bytes) = rx.get(..n).filter(|b| !b.is_empty()) {
+            server.receive(now(), bytes, &mut |out| link.write_all(out));
+            let hw = stack::high_water();
+            if hw > reported {
+                reported = hw;
+                let _ = writeln!(debug, "serving stack high-water {hw} B");
+            }
+        }
+    }
+}
+
+fn halt() -> ! {
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    // Library code has no panics (clippy-enforced); this is the last line of defence.
+    halt()
+}
