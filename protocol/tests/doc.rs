@@ -729,7 +729,10 @@ fn limits_table_matches_the_code() {
         ("MAX_LOG_PAGE", message::MAX_LOG_PAGE),
         ("MAX_ALARMS", message::MAX_ALARMS),
         ("MAX_ID_LEN", message::MAX_ID_LEN),
-        ("HORIZON_DAYS", thecal_protocol::projection::HORIZON_DAYS as usize),
+        (
+            "HORIZON_DAYS",
+            thecal_protocol::projection::HORIZON_DAYS as usize,
+        ),
         (
             "largest Request body",
             largest_body(&common::largest_requests()),
