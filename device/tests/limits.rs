@@ -217,7 +217,7 @@ fn a_refused_bolus_changes_nothing() {
 #[test]
 fn the_limit_counts_drug_not_volume_across_a_concentration_change() {
     use thecal_protocol::drug::Drug;
-    use thecal_protocol::message::{DrugChange, Revision};
+    use thecal_protocol::message::Revision;
     use thecal_protocol::units::NanogramsPerMillilitre;
     // 800 µg of baclofen at 500 µg/mL (1.6 mL), then a refill at 2000 µg/mL: the same
     // 800 µg is now 0.4 mL of the new solution, and only 200 µg remain under the limit.
@@ -230,10 +230,10 @@ fn the_limit_counts_drug_not_volume_across_a_concentration_change() {
     let refill = Request::Refill {
         expected: Revision(1),
         volume: Nanolitres::from_ml(20),
-        change: Some(DrugChange {
-            drug: Drug::Baclofen,
-            concentration: NanogramsPerMillilitre::from_ug_per_ml(2_000),
-        }),
+        prescription: Some(with_drug(
+            Drug::Baclofen,
+            NanogramsPerMillilitre::from_ug_per_ml(2_000),
+        )),
     };
     let t = BOOT.plus_ms(2 * HOUR);
     assert!(matches!(pump.handle(t, &refill), Response::Refilled { .. }));
@@ -255,12 +255,62 @@ fn the_limit_counts_drug_not_volume_across_a_concentration_change() {
     let switch = Request::Refill {
         expected: Revision(1),
         volume: Nanolitres::from_ml(20),
-        change: Some(DrugChange {
-            drug: Drug::Hydromorphone,
-            concentration: NanogramsPerMillilitre::from_mg_per_ml(1),
-        }),
+        prescription: Some(with_drug(
+            Drug::Hydromorphone,
+            NanogramsPerMillilitre::from_mg_per_ml(1),
+        )),
     };
     let answer = pump.handle(t, &switch);
     assert!(matches!(answer, Response::Refilled { .. }), "{answer:?}");
     assert_eq!(pump.window_total(t), 0);
+}
+
+/// The continuous(100) test prescription for another solution.
+fn with_drug(
+    drug: thecal_protocol::drug::Drug,
+    c: thecal_protocol::units::NanogramsPerMillilitre,
+) -> thecal_protocol::prescription::PrescriptionDraft {
+    let mut d: thecal_protocol::prescription::PrescriptionDraft = continuous(100).into();
+    d.drug = drug;
+    d.concentration = c;
+    d
+}
+
+#[test]
+fn a_prescription_write_cannot_change_the_drug() {
+    use thecal_protocol::drug::Drug;
+    use thecal_protocol::message::Revision;
+    use thecal_protocol::units::NanogramsPerMillilitre;
+    let mut pump = boot(continuous(100), Nanolitres::from_ml(40));
+    let before = pump.record().clone();
+    let stronger = with_drug(
+        Drug::Baclofen,
+        NanogramsPerMillilitre::from_ug_per_ml(1_000),
+    );
+    let write = Request::WritePrescription {
+        expected: Revision(1),
+        prescription: stronger.clone(),
+    };
+    assert_eq!(
+        pump.handle(BOOT, &write),
+        Response::Refused(Refusal::DrugChangeNeedsRefill)
+    );
+    assert_eq!(pump.record(), &before);
+    // The same change with a refill is accepted, as the next revision.
+    let refill = Request::Refill {
+        expected: Revision(1),
+        volume: Nanolitres::from_ml(20),
+        prescription: Some(stronger),
+    };
+    assert!(matches!(
+        pump.handle(BOOT, &refill),
+        Response::Refilled {
+            revision: Revision(2),
+            ..
+        }
+    ));
+    assert_eq!(
+        pump.record().prescription.concentration(),
+        NanogramsPerMillilitre::from_ug_per_ml(1_000)
+    );
 }

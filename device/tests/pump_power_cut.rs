@@ -82,7 +82,7 @@ fn refill_never_raises_the_estimate_above_the_truth() {
     let refill = Request::Refill {
         expected: Revision(1),
         volume: Nanolitres::from_ml(20),
-        change: None,
+        prescription: None,
     };
     let day = |p: &mut TestPump| run_until(p, BOOT.plus_ms(HOUR - 1));
     for k in 0..500 {

@@ -423,10 +423,6 @@ fn code_structs() -> BTreeMap<&'static str, Vec<&'static str>> {
             dose: thecal_protocol::units::NanogramsPerDay(1),
         }),
         struct_fields(&draft.patient_bolus.unwrap()),
-        struct_fields(&message::DrugChange {
-            drug: Drug::Morphine,
-            concentration: thecal_protocol::units::NanogramsPerMillilitre(1),
-        }),
         struct_fields(&common::identity()),
         struct_fields(&common::identity().firmware),
         struct_fields(&status),

@@ -4,8 +4,8 @@
 
 use heapless::Vec;
 use thecal_protocol::message::{
-    AlarmKind, BolusKind, BolusReport, BolusRequest, DrugChange, Event, LogPage, Refusal, Request,
-    Response, Revision, MAX_LOG_PAGE,
+    AlarmKind, BolusKind, BolusReport, BolusRequest, Event, LogPage, Refusal, Request, Response,
+    Revision, MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{Prescription, PrescriptionDraft};
 use thecal_protocol::time::{Timestamp, UtcOffset};
@@ -58,8 +58,8 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             Request::Refill {
                 expected,
                 volume,
-                change,
-            } => self.refill(now, *expected, *volume, *change)?,
+                prescription,
+            } => self.refill(now, *expected, *volume, prescription.as_ref())?,
             Request::ClinicianBolus(b) => Response::BolusStarted(self.clinician_bolus(now, *b)?),
             Request::PatientBolus => Response::PatientBolusStarted(self.patient_bolus(now)?),
             Request::StopTherapy => {
@@ -143,6 +143,12 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         let prescription =
             Prescription::new(draft.clone()).map_err(Refusal::InvalidPrescription)?;
         self.check_revision(expected)?;
+        let current = &self.record.prescription;
+        if prescription.drug() != current.drug()
+            || prescription.concentration() != current.concentration()
+        {
+            return Err(Refusal::DrugChangeNeedsRefill);
+        }
         let revision = self.commit(now, prescription)?;
         Ok(Response::PrescriptionWritten { revision })
     }
@@ -152,7 +158,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         now: Timestamp,
         expected: Revision,
         volume: Nanolitres,
-        change: Option<DrugChange>,
+        draft: Option<&PrescriptionDraft>,
     ) -> Result<Response, Refusal> {
         self.check_revision(expected)?;
         if volume > self.info.capacity {
@@ -161,13 +167,8 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 capacity: self.info.capacity,
             });
         }
-        let prescription = match change {
-            Some(c) => Some(
-                self.record
-                    .prescription
-                    .with_drug(c.drug, c.concentration)
-                    .map_err(Refusal::InvalidPrescription)?,
-            ),
+        let prescription = match draft {
+            Some(d) => Some(Prescription::new(d.clone()).map_err(Refusal::InvalidPrescription)?),
             None => None,
         };
         if let Some(p) = prescription {

@@ -32,13 +32,8 @@ impl FrameSink<'_, '_> {
         self.put(bytes)
     }
 
-    /// Appends the CRC and closes the COBS block; returns the encoded length.
-    fn finish(mut self) -> Result<usize, EncodeError> {
-        let crc = self.crc.clone().finalize();
-        self.cobs
-            .push(&crc.to_le_bytes())
-            .map_err(|_| EncodeError::BufferTooSmall)?;
-        Ok(self.cobs.finalize())
+    fn finish(self) -> Result<usize, EncodeError> {
+        close(self.cobs, self.crc)
     }
 }
 
@@ -57,9 +52,21 @@ impl postcard::ser_flavors::Flavor for FrameSink<'_, '_> {
     }
 
     fn finalize(self) -> postcard::Result<usize> {
-        self.finish()
-            .map_err(|_| postcard::Error::SerializeBufferFull)
+        let FrameSink {
+            cobs, crc, error, ..
+        } = self;
+        close(cobs, crc).map_err(|e| {
+            *error = Some(e);
+            postcard::Error::SerializeBufferFull
+        })
     }
+}
+
+/// Appends the CRC and closes the COBS block; returns the encoded length.
+fn close(mut cobs: CobsEncoder<'_>, crc: Digest<'static, u16>) -> Result<usize, EncodeError> {
+    cobs.push(&crc.finalize().to_le_bytes())
+        .map_err(|_| EncodeError::BufferTooSmall)?;
+    Ok(cobs.finalize())
 }
 
 /// Encodes `message` as a complete wire frame (delimiter included) into `out`; returns
@@ -76,7 +83,8 @@ pub fn encode<T: Serialize + ?Sized>(
     };
     match n {
         Ok(n) => terminate(out, n),
-        Err(_) => Err(error.unwrap_or(EncodeError::BufferTooSmall)),
+        // No recorded cause: serde itself failed, not the buffer.
+        Err(_) => Err(error.unwrap_or(EncodeError::Serialize)),
     }
 }
 

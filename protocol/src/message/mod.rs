@@ -19,7 +19,7 @@ pub use report::{
     Identity, LinkStats, PrescriptionRecord, ReservoirReport, StatusReport, TherapyState, Version,
     MAX_ALARMS, MAX_ID_LEN,
 };
-pub use request::{BolusRequest, DrugChange, Request, MAX_LOG_PAGE};
+pub use request::{BolusRequest, Request, MAX_LOG_PAGE};
 
 use crate::time::Timestamp;
 use crate::units::{Nanograms, Nanolitres};

@@ -71,6 +71,10 @@ pub enum Refusal {
     ClockInvalid,
     /// 17: the change could not be stored and verified; the old state is in force.
     StorageFault,
+    /// 18: a prescription write may not change the drug or its concentration: the pump
+    /// derives every flow from the concentration, so it changes only with a refill
+    /// (which records what is really in the reservoir).
+    DrugChangeNeedsRefill,
 }
 
 impl Refusal {
@@ -95,6 +99,7 @@ impl Refusal {
             Refusal::AlarmNotActive(_) => 15,
             Refusal::ClockInvalid => 16,
             Refusal::StorageFault => 17,
+            Refusal::DrugChangeNeedsRefill => 18,
         }
     }
 }
@@ -138,6 +143,9 @@ impl fmt::Display for Refusal {
             Refusal::ClockInvalid => f.write_str("clock or UTC offset out of range"),
             Refusal::StorageFault => f.write_str(
                 "the change could not be stored and verified; the previous state is in force",
+            ),
+            Refusal::DrugChangeNeedsRefill => f.write_str(
+                "a prescription write cannot change the drug or concentration; record a refill with the new drug",
             ),
         }
     }

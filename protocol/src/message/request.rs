@@ -2,11 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::drug::Drug;
 use crate::message::{AlarmKind, Revision, Role};
 use crate::prescription::PrescriptionDraft;
 use crate::time::{Timestamp, UtcOffset};
-use crate::units::{Minutes, Nanograms, NanogramsPerMillilitre, Nanolitres};
+use crate::units::{Minutes, Nanograms, Nanolitres};
 
 /// Most log entries one [`Request::ReadLog`] may ask for.
 pub const MAX_LOG_PAGE: usize = 8;
@@ -38,14 +37,16 @@ pub enum Request {
         /// The new prescription.
         prescription: PrescriptionDraft,
     },
-    /// 7: record a refill: the reservoir now holds `volume`.
+    /// 7: record a refill: the reservoir now holds `volume`. A refill with a new drug or
+    /// concentration carries the whole new prescription (its doses are for the new
+    /// solution); it is validated and stored with the refill, as the next revision.
     Refill {
         /// Revision the programmer read.
         expected: Revision,
         /// Volume in the reservoir after the refill.
         volume: Nanolitres,
-        /// New drug and concentration, if they changed.
-        change: Option<DrugChange>,
+        /// The prescription for the new solution, if the drug or concentration changed.
+        prescription: Option<PrescriptionDraft>,
     },
     /// 8: a bolus given by the clinician.
     ClinicianBolus(BolusRequest),
@@ -90,15 +91,6 @@ pub enum Request {
         /// Proof of the role key.
         proof: [u8; 32],
     },
-}
-
-/// A drug or concentration change at refill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct DrugChange {
-    /// New drug.
-    pub drug: Drug,
-    /// New concentration.
-    pub concentration: NanogramsPerMillilitre,
 }
 
 /// A clinician bolus.

@@ -11,9 +11,9 @@ use proptest::strategy::Union;
 use thecal_protocol::frame::{Flags, FrameKind, Header};
 use thecal_protocol::message::{
     AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, BolusReport,
-    BolusRequest, Capabilities, DrugChange, Event, Identity, LinkStats, LogEntry, LogPage,
-    PrescriptionRecord, Refusal, ReservoirReport, ResetCause, Revision, Role, StatusReport,
-    TherapyState, Version, MAX_ALARMS, MAX_ID_LEN, MAX_LOG_PAGE,
+    BolusRequest, Capabilities, Event, Identity, LinkStats, LogEntry, LogPage, PrescriptionRecord,
+    Refusal, ReservoirReport, ResetCause, Revision, Role, StatusReport, TherapyState, Version,
+    MAX_ALARMS, MAX_ID_LEN, MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{
     DaySteps, PatientBolusRules, Step, TherapyMode, MAX_PROFILE_DAYS, MAX_STEPS_PER_DAY,
@@ -399,6 +399,7 @@ pub fn refusal() -> BoxedStrategy<Refusal> {
         alarm().prop_map(R::AlarmNotActive).boxed(),
         Just(R::ClockInvalid).boxed(),
         Just(R::StorageFault).boxed(),
+        Just(R::DrugChangeNeedsRefill).boxed(),
     ])
 }
 
@@ -655,20 +656,11 @@ pub fn request() -> BoxedStrategy<Request> {
                 prescription,
             })
             .boxed(),
-        (
-            revision(),
-            nl(),
-            option::of(
-                (drug(), ng_ml()).prop_map(|(drug, concentration)| DrugChange {
-                    drug,
-                    concentration,
-                }),
-            ),
-        )
-            .prop_map(|(expected, volume, change)| Q::Refill {
+        (revision(), nl(), option::of(draft()))
+            .prop_map(|(expected, volume, prescription)| Q::Refill {
                 expected,
                 volume,
-                change,
+                prescription,
             })
             .boxed(),
         bolus_request().prop_map(Q::ClinicianBolus).boxed(),

@@ -98,10 +98,7 @@ pub fn largest_requests() -> Vec<Request> {
         Request::Refill {
             expected: Revision(u32::MAX),
             volume: Nanolitres(u32::MAX),
-            change: Some(DrugChange {
-                drug: Drug::Clonidine,
-                concentration: NanogramsPerMillilitre(u32::MAX),
-            }),
+            prescription: Some(largest_draft()),
         },
         Request::ClinicianBolus(BolusRequest::Bridge {
             volume: Nanolitres(u32::MAX),

@@ -24,9 +24,9 @@ use heapless::{String, Vec as HVec};
 use thecal_protocol::frame::{self, decode_body, Feed, FrameDecoder, FrameError, Header};
 use thecal_protocol::message::{
     AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, BolusReport,
-    BolusRequest, Capabilities, DrugChange, Event, Identity, LinkStats, LogEntry, LogPage,
-    PrescriptionRecord, Refusal, ReservoirReport, ResetCause, Revision, Role, StatusReport,
-    TherapyState, Version, MAX_LOG_PAGE,
+    BolusRequest, Capabilities, Event, Identity, LinkStats, LogEntry, LogPage, PrescriptionRecord,
+    Refusal, ReservoirReport, ResetCause, Revision, Role, StatusReport, TherapyState, Version,
+    MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{
     DaySteps, PatientBolusRules, Step, TherapyMode, MAX_PROFILE_DAYS, MAX_STEPS_PER_DAY,

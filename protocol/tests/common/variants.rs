@@ -17,10 +17,7 @@ pub fn request_samples() -> Vec<Request> {
         Request::Refill {
             expected: Revision(3),
             volume: Nanolitres::from_ml(40),
-            change: Some(DrugChange {
-                drug: Drug::Hydromorphone,
-                concentration: NanogramsPerMillilitre::from_mg_per_ml(2),
-            }),
+            prescription: Some(morphine_draft()),
         },
         Request::ClinicianBolus(BolusRequest::Single {
             dose: Nanograms::from_ug(500),
@@ -133,6 +130,7 @@ pub fn refusal_samples() -> Vec<Refusal> {
         Refusal::AlarmNotActive(AlarmKind::LowBattery),
         Refusal::ClockInvalid,
         Refusal::StorageFault,
+        Refusal::DrugChangeNeedsRefill,
     ]
 }
 
