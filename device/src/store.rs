@@ -1,1 +1,0 @@
-//! FlashStore: the Storage trait over any NorFlash.
