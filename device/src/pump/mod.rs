@@ -146,7 +146,9 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             storage_fault: false,
             last_tick: now,
         };
-        match pump.storage.load() {
+        let loaded = pump.storage.load();
+        let readable = loaded.is_ok();
+        match loaded {
             Ok(stored) => {
                 pump.log = stored.log;
                 match stored.prescription {
@@ -166,7 +168,11 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             }
         }
         pump.log_event(now, Event::Reset { cause });
-        pump.save_snapshot(now);
+        // An unreadable store may still hold a good snapshot (only the prescription may
+        // be damaged): never overwrite it with factory values.
+        if readable {
+            pump.save_snapshot(now);
+        }
         pump.evaluate_alarms(now);
         pump
     }
