@@ -108,3 +108,39 @@ fn refill_never_raises_the_estimate_above_the_truth() {
     }
     panic!("the refill never completed");
 }
+
+#[test]
+fn an_unreadable_prescription_stops_therapy_without_destroying_the_snapshot() {
+    use thecal_device::store::layout::{LOG_OFFSET, PRESCRIPTION_OFFSET, SNAPSHOT_OFFSET};
+    use thecal_protocol::message::{AlarmKind, TherapyState};
+    let mut pump = boot(continuous(250), Nanolitres::from_ml(20));
+    run_until(&mut pump, BOOT.plus_ms(DAY));
+    let mut flash = pump.into_storage().into_inner();
+    // Rot the whole prescription region: no valid copy is left.
+    let (p0, s0, l0) = (
+        PRESCRIPTION_OFFSET as usize,
+        SNAPSHOT_OFFSET as usize,
+        LOG_OFFSET as usize,
+    );
+    for (i, b) in flash.as_bytes_mut()[p0..s0].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(37) ^ 0x5A;
+    }
+    let snapshot_region = flash.as_bytes()[s0..l0].to_vec();
+    let store = thecal_device::store::FlashStore::new(flash).unwrap();
+    let mut pump = boot_with(
+        continuous(250),
+        Nanolitres::from_ml(20),
+        BatteryConfig::default(),
+        store,
+    );
+    assert!(pump.alarm_active(AlarmKind::StorageFault));
+    match pump.handle(BOOT.plus_ms(DAY + 1), &Request::Status) {
+        Response::Status(s) => assert_eq!(s.therapy, TherapyState::Stopped),
+        other => panic!("{other:?}"),
+    }
+    let flash = pump.into_storage().into_inner();
+    assert!(
+        flash.as_bytes()[s0..l0] == snapshot_region[..],
+        "the stored snapshot was overwritten"
+    );
+}

@@ -102,6 +102,8 @@ pub struct Pump<S, M> {
     seq: u32,
     motor_stalled: bool,
     storage_fault: bool,
+    /// The store could not be read at boot: never overwrite what it holds.
+    store_unreadable: bool,
     last_tick: Timestamp,
 }
 
@@ -144,11 +146,10 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             seq: 0,
             motor_stalled: false,
             storage_fault: false,
+            store_unreadable: false,
             last_tick: now,
         };
-        let loaded = pump.storage.load();
-        let readable = loaded.is_ok();
-        match loaded {
+        match pump.storage.load() {
             Ok(stored) => {
                 pump.log = stored.log;
                 match stored.prescription {
@@ -164,15 +165,12 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             }
             Err(_) => {
                 pump.storage_fault = true;
+                pump.store_unreadable = true;
                 pump.stopped = true;
             }
         }
         pump.log_event(now, Event::Reset { cause });
-        // An unreadable store may still hold a good snapshot (only the prescription may
-        // be damaged): never overwrite it with factory values.
-        if readable {
-            pump.save_snapshot(now);
-        }
+        pump.save_snapshot(now);
         pump.evaluate_alarms(now);
         pump
     }
@@ -401,6 +399,12 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     /// Persists the snapshot; `false` (and the storage-fault alarm) on failure.
     fn try_save_snapshot(&mut self, now: Timestamp) -> bool {
+        if self.store_unreadable {
+            // An unreadable store may still hold a good snapshot (only the prescription
+            // may be damaged): never overwrite it with factory values. The pump runs at
+            // the minimum flow with the storage-fault alarm until serviced.
+            return false;
+        }
         self.seq = self.seq.wrapping_add(1);
         let snap = self.snapshot(now);
         let ok = self.storage.save_snapshot(&snap).is_ok();
