@@ -108,13 +108,24 @@ fn main() -> ! {
         utc_offset: UtcOffset(0),
         battery_used_nah: 0,
     };
-    let pump = Pump::boot(info, factory, store, CountingMotor::default(), now(), ResetCause::PowerOn);
-    let Some(server) = cortex_m::singleton!(: Server<FlashStore<&'static mut RamFlash<FLASH_SIZE>>, CountingMotor> = Server::new(pump)) else {
+    let pump = Pump::boot(
+        info,
+        factory,
+        store,
+        CountingMotor::default(),
+        now(),
+        ResetCause::PowerOn,
+    );
+    let Some(server) = cortex_m::singleton!(: Server<FlashStore<&'static mut RamFlash<FLASH_SIZE>>, CountingMotor> = Server::new(pump))
+    else {
         halt()
     };
     let boot_stack = stack::high_water();
     stack::paint();
-    let _ = writeln!(debug, "thecal-qemu up; boot stack high-water {boot_stack} B");
+    let _ = writeln!(
+        debug,
+        "thecal-qemu up; boot stack high-water {boot_stack} B"
+    );
     let mut reported = 0;
     let mut rx = [0u8; 64];
     loop {
