@@ -13,6 +13,7 @@
 //! * [`projection`] — low-reservoir and empty dates under a schedule.
 //! * [`message`] — `Request` / `Response` and the records they carry.
 //! * [`frame`] — COBS + CRC-16 framing and the streaming decoder.
+//! * [`session`] — role keys, handshake proofs, session keys and sealed frames.
 //!
 //! `no_std`, no `alloc`. The panic rule: library code has no `unwrap`, `expect`,
 //! `panic!` or unchecked indexing (enforced by clippy lints below); every parser is a
@@ -40,6 +41,7 @@ pub mod message;
 pub mod prescription;
 pub mod projection;
 pub mod rules;
+pub mod session;
 pub mod time;
 pub mod units;
 
