@@ -1,0 +1,75 @@
+//! The DK's LEDs and buttons standing in for the pump mechanism.
+//!
+//! * [`LedMotor`]: the pump core's [`Motor`]; every stroke blinks LED1 (P0.13).
+//! * Button 1 (P0.11) raises a test alarm without any change to the pump core: the next
+//!   motor stroke after a press reports a stall, so the core raises its critical
+//!   `MotorStall` alarm and halts delivery exactly as it would for a real occlusion.
+//!   With the demo prescription a stroke falls due about once a minute, so the alarm
+//!   appears (LED2 lights, `thecal alarms` lists it) within about a minute of the press.
+//!   `thecal resume` clears it: the core retries the motor on a clinician's resume.
+//!
+//! The DK's LEDs and buttons are active low.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use defmt::{info, warn};
+use embassy_nrf::gpio::{Input, Output};
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::signal::Signal;
+use embassy_time::Timer;
+use thecal_device::motor::{Motor, MotorStall};
+
+/// A stroke happened: blink LED1.
+static STROKE: Signal<CriticalSectionRawMutex, ()> = Signal::new();
+/// Button 1 was pressed: the next stroke stalls.
+static STALL_NEXT: AtomicBool = AtomicBool::new(false);
+
+/// How long LED1 stays lit per stroke.
+const BLINK_MS: u64 = 60;
+/// Contact bounce of the DK's buttons is over well within this.
+const DEBOUNCE_MS: u64 = 30;
+
+/// The pump motor on the DK: counts strokes and blinks LED1 for each.
+#[derive(Debug, Default)]
+pub struct LedMotor {
+    /// Strokes performed since boot.
+    pub strokes: u64,
+}
+
+impl Motor for LedMotor {
+    fn stroke(&mut self) -> Result<(), MotorStall> {
+        if STALL_NEXT.swap(false, Ordering::Relaxed) {
+            warn!("test alarm: motor stroke {=u64} stalls", self.strokes + 1);
+            return Err(MotorStall);
+        }
+        self.strokes += 1;
+        STROKE.signal(());
+        Ok(())
+    }
+}
+
+/// Blinks LED1 once per stroke (strokes closer together than a blink merge into one).
+#[embassy_executor::task]
+pub async fn stroke_led(mut led: Output<'static>) {
+    loop {
+        STROKE.wait().await;
+        led.set_low();
+        Timer::after_millis(BLINK_MS).await;
+        led.set_high();
+    }
+}
+
+/// Button 1 arms a stall of the next stroke.
+#[embassy_executor::task]
+pub async fn test_alarm_button(mut button: Input<'static>) {
+    loop {
+        button.wait_for_falling_edge().await;
+        Timer::after_millis(DEBOUNCE_MS).await;
+        if button.is_low() {
+            info!("button 1: test alarm armed (the next stroke stalls)");
+            STALL_NEXT.store(true, Ordering::Relaxed);
+        }
+        button.wait_for_high().await;
+        Timer::after_millis(DEBOUNCE_MS).await;
+    }
+}

@@ -1,0 +1,238 @@
+//! thecal pump firmware for the Nordic nRF52840-DK.
+//!
+//! The same `thecal-device` core as the simulator and the QEMU image, with:
+//! * USB CDC-ACM on the nRF USB port (J3) as the telemetry link: the board enumerates as
+//!   a serial port (`/dev/ttyACM0` on Linux) that `thecal ports` lists ([`usb`]);
+//! * the RTC (embassy-time, RTC1 at 32 768 Hz, LFXO) as the device clock ([`clock`]);
+//! * the internal flash through the NVMC (`NorFlash`) as the persistent store, in a
+//!   linker-reserved region at the top of flash ([`store`]);
+//! * LED1 blinking once per motor stroke, LED2 lit while a critical alarm is active, and
+//!   Button 1 raising a test alarm (the next stroke stalls) ([`board`]);
+//! * `defmt` logging over RTT (`cargo run` shows it).
+//!
+//! No heap: no allocator is linked. Everything lives in statics or on the stack; the
+//! painted-stack high-water mark is logged as it grows ([`stack`]).
+#![no_std]
+#![no_main]
+
+mod board;
+mod clock;
+mod stack;
+mod store;
+mod usb;
+
+use core::fmt::Write as _;
+
+use defmt::{error, info, warn};
+use embassy_executor::Spawner;
+use embassy_futures::select::{select, Either};
+use embassy_nrf::config::{Config, HfclkSource, LfclkSource};
+use embassy_nrf::gpio::{Input, Level, Output, OutputDrive, Pull};
+use embassy_nrf::nvmc::Nvmc;
+use embassy_time::Timer;
+use heapless::{String, Vec};
+use static_cell::StaticCell;
+use thecal_device::battery::BatteryConfig;
+use thecal_device::pump::{DeviceInfo, Factory, Pump};
+use thecal_device::server::Server;
+use thecal_device::store::FlashStore;
+use thecal_protocol::frame::MAX_WIRE;
+use thecal_protocol::message::{AlarmKind, ResetCause, Version};
+use thecal_protocol::time::{Timestamp, UtcOffset};
+use thecal_protocol::units::Nanolitres;
+use {defmt_rtt as _, panic_probe as _};
+
+use board::LedMotor;
+use clock::DeviceClock;
+
+/// Wall clock at device time zero until a programmer sets it: 2026-01-01T00:00:00Z.
+const WALL_AT_ZERO: u64 = 1_767_225_600_000;
+
+type PumpServer = Server<FlashStore<Nvmc<'static>>, LedMotor>;
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    stack::paint();
+    let mut config = Config::default();
+    // USB needs the 32 MHz crystal; the RTC runs from the 32.768 kHz crystal (both on
+    // the DK).
+    config.hfclk_source = HfclkSource::ExternalXtal;
+    config.lfclk_source = LfclkSource::ExternalXtal;
+    let p = embassy_nrf::init(config);
+
+    let serial = store::serial_number();
+    info!("thecal nRF52840-DK {=str} booting", serial.as_str());
+    let Some(mut flash_store) = store::open(Nvmc::new(p.NVMC)) else {
+        halt("the flash store region does not match the store layout");
+    };
+    let clock = DeviceClock::resume(&mut flash_store);
+    let Some(prescription) = thecal_device::demo::demo_prescription() else {
+        halt("the demo prescription does not validate");
+    };
+    let info = DeviceInfo {
+        model: text("thecal-dk 20"),
+        serial: serial.clone(),
+        firmware: Version {
+            major: 0,
+            minor: 1,
+            patch: 0,
+        },
+        capacity: Nanolitres::from_ml(20),
+        battery: BatteryConfig::default(),
+    };
+    let factory = Factory {
+        prescription,
+        volume: Nanolitres::from_ml(18),
+        wall_at_zero: Timestamp(WALL_AT_ZERO),
+        utc_offset: UtcOffset(0),
+        battery_used_nah: 0,
+    };
+    let now = clock.now();
+    let pump = Pump::boot(
+        info,
+        factory,
+        flash_store,
+        LedMotor::default(),
+        now,
+        reset_cause(),
+    );
+    static SERVER: StaticCell<PumpServer> = StaticCell::new();
+    let server = SERVER.init(Server::new(pump));
+    info!(
+        "pump up at device time {=u64} ms, prescription revision {=u32}",
+        now.0,
+        server.pump().record().revision.0
+    );
+
+    let led_stroke = Output::new(p.P0_13, Level::High, OutputDrive::Standard);
+    let led_alarm = Output::new(p.P0_14, Level::High, OutputDrive::Standard);
+    let button = Input::new(p.P0_11, Pull::Up);
+    let (device, class) = usb::build(p.USBD, serial);
+
+    match usb::run(device) {
+        Ok(token) => spawner.spawn(token),
+        Err(_) => halt("USB task already running"),
+    }
+    match board::stroke_led(led_stroke) {
+        Ok(token) => spawner.spawn(token),
+        Err(_) => halt("LED task already running"),
+    }
+    match board::test_alarm_button(button) {
+        Ok(token) => spawner.spawn(token),
+        Err(_) => halt("button task already running"),
+    }
+    serve(server, class, clock, led_alarm).await
+}
+
+/// Serves the pump: ticks it on time, answers whatever the programmer sends, whether or
+/// not a programmer is connected (therapy never waits for the link).
+async fn serve(
+    server: &'static mut PumpServer,
+    mut class: usb::Class,
+    clock: DeviceClock,
+    mut led_alarm: Output<'static>,
+) -> ! {
+    let mut connected = false;
+    let mut packet = [0u8; usb::PACKET];
+    let mut deepest = 0;
+    loop {
+        let now = clock.now();
+        if now >= server.next_wake() {
+            server.tick(now);
+        }
+        show_alarm(server, &mut led_alarm);
+        let wake = Timer::at(clock.instant(server.next_wake()));
+        if !connected {
+            if let Either::First(()) = select(class.wait_connection(), wake).await {
+                info!("programmer connected");
+                connected = true;
+            }
+            continue;
+        }
+        match select(class.read_packet(&mut packet), wake).await {
+            Either::First(Ok(n)) => {
+                let bytes = packet.get(..n).unwrap_or_default();
+                if answer(server, &mut class, &clock, bytes).await.is_err() {
+                    info!("programmer disconnected");
+                    connected = false;
+                }
+                let hw = stack::high_water();
+                if hw > deepest {
+                    deepest = hw;
+                    info!("serving stack high-water {=usize} B", hw);
+                }
+            }
+            Either::First(Err(_)) => {
+                info!("programmer disconnected");
+                connected = false;
+            }
+            Either::Second(()) => {}
+        }
+    }
+}
+
+/// Feeds `bytes` to the server one at a time, so each call yields at most one answer
+/// frame (at most [`MAX_WIRE`] bytes), and sends every answer before the next byte.
+async fn answer(
+    server: &mut PumpServer,
+    class: &mut usb::Class,
+    clock: &DeviceClock,
+    bytes: &[u8],
+) -> Result<(), usb::Disconnected> {
+    let mut out: Vec<u8, MAX_WIRE> = Vec::new();
+    for byte in bytes {
+        server.receive(clock.now(), core::slice::from_ref(byte), &mut |frame| {
+            if out.extend_from_slice(frame).is_err() {
+                // Cannot happen (one frame per byte fed); the programmer would retry.
+                warn!("answer frame larger than MAX_WIRE dropped");
+            }
+        });
+        if !out.is_empty() {
+            usb::write(class, &out).await?;
+            out.clear();
+        }
+    }
+    Ok(())
+}
+
+/// LED2 (active low) is lit while any critical alarm is active.
+fn show_alarm(server: &PumpServer, led: &mut Output<'static>) {
+    let pump = server.pump();
+    let critical = AlarmKind::ALL
+        .iter()
+        .any(|&kind| kind.is_critical() && pump.alarm_active(kind));
+    led.set_level(if critical { Level::Low } else { Level::High });
+}
+
+/// Why the chip reset, from POWER.RESETREAS (cleared after reading).
+fn reset_cause() -> ResetCause {
+    const RESETREAS: *mut u32 = 0x4000_0400 as *mut u32;
+    // SAFETY: POWER.RESETREAS of the nRF52840; reading and clearing it has no other
+    // effect.
+    let reason = unsafe { core::ptr::read_volatile(RESETREAS) };
+    // SAFETY: as above; bits are cleared by writing 1.
+    unsafe { core::ptr::write_volatile(RESETREAS, reason) };
+    const DOG: u32 = 1 << 1;
+    const SREQ_OR_LOCKUP: u32 = (1 << 2) | (1 << 3);
+    match reason {
+        0 => ResetCause::PowerOn,
+        r if r & DOG != 0 => ResetCause::Watchdog,
+        r if r & SREQ_OR_LOCKUP != 0 => ResetCause::Software,
+        // Reset pin, wake from System OFF, VBUS, ...
+        _ => ResetCause::Unknown,
+    }
+}
+
+fn text<const N: usize>(s: &str) -> String<N> {
+    let mut out = String::new();
+    let _ = out.write_str(s);
+    out
+}
+
+/// Logs why the firmware cannot run and parks the CPU (LEDs off: nothing is delivered).
+fn halt(why: &str) -> ! {
+    error!("halted: {=str}", why);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
