@@ -264,7 +264,7 @@ fn header_fields_are_checked_after_the_crc() {
         ([0x00, 0x01, 0x01, 0x00, 0x00], FrameError::Version(0)),
         ([0x01, 0x00, 0x01, 0x00, 0x00], FrameError::Kind(0)),
         ([0x01, 0x04, 0x01, 0x00, 0x00], FrameError::Kind(4)),
-        ([0x01, 0x01, 0x01, 0x00, 0x02], FrameError::Flags(0x02)),
+        ([0x01, 0x01, 0x01, 0x00, 0x04], FrameError::Flags(0x04)),
         ([0x01, 0x01, 0x01, 0x00, 0x81], FrameError::Flags(0x81)),
     ];
     for (header, error) in cases {
@@ -557,14 +557,14 @@ fn a_body_must_be_used_exactly() {
         Err(BodyError::TrailingBytes(2))
     );
     assert_eq!(
-        decode_body::<Request>(&[19]),
+        decode_body::<Request>(&[21]),
         Err(BodyError::Decode),
-        "no Request tag 19"
+        "no Request tag 21"
     );
     assert_eq!(
-        decode_body::<Response>(&[20]),
+        decode_body::<Response>(&[22]),
         Err(BodyError::Decode),
-        "no Response tag 20"
+        "no Response tag 22"
     );
     assert_eq!(decode_body::<Request>(&[]), Err(BodyError::Decode));
 }

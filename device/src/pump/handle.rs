@@ -88,9 +88,11 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             Request::ReadLog { first, max } => Response::LogPage(self.read_log(*first, *max)?),
             Request::SetClock { now: wall, offset } => self.set_clock(now, *wall, *offset)?,
             // Served by the request server (link counters), or not yet (sessions).
-            Request::LinkStats | Request::SessionHello { .. } | Request::SessionProof { .. } => {
-                return Err(Refusal::Unsupported)
-            }
+            Request::LinkStats
+            | Request::SessionHello { .. }
+            | Request::SessionProof { .. }
+            | Request::SessionClose
+            | Request::Provision { .. } => return Err(Refusal::Unsupported),
         })
     }
 

@@ -87,8 +87,10 @@ pub struct Flags(pub u8);
 impl Flags {
     /// The programmer is sending this request again (same id) after a timeout.
     pub const RETRY: u8 = 0x01;
+    /// The body is sealed (`counter ‖ ciphertext ‖ tag`, see [`crate::session`]).
+    pub const SEALED: u8 = 0x02;
     /// Every bit this version defines; a frame with any other bit set is rejected.
-    pub const KNOWN: u8 = Self::RETRY;
+    pub const KNOWN: u8 = Self::RETRY | Self::SEALED;
 
     /// Whether `bit` is set.
     pub const fn has(self, bit: u8) -> bool {

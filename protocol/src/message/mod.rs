@@ -108,15 +108,19 @@ pub enum Response {
     },
     /// 17: answers [`Request::LinkStats`].
     LinkStats(LinkStats),
-    /// 18: answers [`Request::SessionHello`] (placeholder).
+    /// 18: answers [`Request::SessionHello`].
     SessionChallenge {
         /// Pump's fresh nonce.
         nonce: [u8; 16],
-        /// Pump's proof of the role key.
+        /// Pump's proof of the role key (`device_proof` over the transcript).
         proof: [u8; 32],
     },
-    /// 19: answers [`Request::SessionProof`] (placeholder).
+    /// 19: answers [`Request::SessionProof`]: every frame from now on is sealed.
     SessionEstablished,
+    /// 20: answers [`Request::SessionClose`].
+    SessionClosed,
+    /// 21: answers [`Request::Provision`].
+    Provisioned,
 }
 
 impl Response {
@@ -143,6 +147,8 @@ impl Response {
             Response::LinkStats(_) => "LinkStats",
             Response::SessionChallenge { .. } => "SessionChallenge",
             Response::SessionEstablished => "SessionEstablished",
+            Response::SessionClosed => "SessionClosed",
+            Response::Provisioned => "Provisioned",
         }
     }
 }

@@ -75,6 +75,15 @@ pub enum Refusal {
     /// derives every flow from the concentration, so it changes only with a refill
     /// (which records what is really in the reservoir).
     DrugChangeNeedsRefill,
+    /// 19: too many failed handshakes: no handshake is accepted for a while.
+    LockedOut {
+        /// Milliseconds until the next attempt is accepted.
+        retry_after_ms: u32,
+    },
+    /// 20: the handshake proof did not verify (wrong key for this role and pump).
+    AuthenticationFailed,
+    /// 21: the pump has no device secret yet; it must be provisioned first.
+    NotProvisioned,
 }
 
 impl Refusal {
@@ -100,6 +109,9 @@ impl Refusal {
             Refusal::ClockInvalid => 16,
             Refusal::StorageFault => 17,
             Refusal::DrugChangeNeedsRefill => 18,
+            Refusal::LockedOut { .. } => 19,
+            Refusal::AuthenticationFailed => 20,
+            Refusal::NotProvisioned => 21,
         }
     }
 }
@@ -147,6 +159,15 @@ impl fmt::Display for Refusal {
             Refusal::DrugChangeNeedsRefill => f.write_str(
                 "a prescription write cannot change the drug or concentration; record a refill with the new drug",
             ),
+            Refusal::LockedOut { retry_after_ms } => write!(
+                f,
+                "too many failed handshakes: locked out for {} s",
+                retry_after_ms.div_ceil(1000)
+            ),
+            Refusal::AuthenticationFailed => {
+                f.write_str("authentication failed: wrong key for this role and pump")
+            }
+            Refusal::NotProvisioned => f.write_str("the pump is not provisioned with a device secret"),
         }
     }
 }

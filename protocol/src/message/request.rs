@@ -79,17 +79,26 @@ pub enum Request {
     },
     /// 16: link counters (frames in/out, CRC errors, resyncs, …).
     LinkStats,
-    /// 17: first handshake message (placeholder until secure sessions land).
+    /// 17: opens a session (plain frame): the role asked for and the programmer's fresh
+    /// nonce. See [`crate::session`].
     SessionHello {
         /// Role asked for.
         role: Role,
-        /// Programmer's fresh nonce.
+        /// Programmer's fresh random nonce.
         nonce: [u8; 16],
     },
-    /// 18: second handshake message (placeholder until secure sessions land).
+    /// 18: completes the handshake (plain frame): the programmer's proof of the role key.
     SessionProof {
-        /// Proof of the role key.
+        /// `host_proof` over the handshake transcript.
         proof: [u8; 32],
+    },
+    /// 19: ends the session (sealed).
+    SessionClose,
+    /// 20: stores the device secret (plain frame; only while the pump is unprovisioned,
+    /// e.g. at the factory). There is no way to read it back or change it.
+    Provision {
+        /// The device secret from which every role key derives.
+        secret: [u8; 32],
     },
 }
 
@@ -158,6 +167,8 @@ impl Request {
             Request::LinkStats => 16,
             Request::SessionHello { .. } => 17,
             Request::SessionProof { .. } => 18,
+            Request::SessionClose => 19,
+            Request::Provision { .. } => 20,
         }
     }
 
@@ -183,6 +194,8 @@ impl Request {
             Request::LinkStats => "LinkStats",
             Request::SessionHello { .. } => "SessionHello",
             Request::SessionProof { .. } => "SessionProof",
+            Request::SessionClose => "SessionClose",
+            Request::Provision { .. } => "Provision",
         }
     }
 }

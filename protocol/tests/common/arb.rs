@@ -400,6 +400,11 @@ pub fn refusal() -> BoxedStrategy<Refusal> {
         Just(R::ClockInvalid).boxed(),
         Just(R::StorageFault).boxed(),
         Just(R::DrugChangeNeedsRefill).boxed(),
+        any::<u32>()
+            .prop_map(|retry_after_ms| R::LockedOut { retry_after_ms })
+            .boxed(),
+        Just(R::AuthenticationFailed).boxed(),
+        Just(R::NotProvisioned).boxed(),
     ])
 }
 
@@ -684,6 +689,10 @@ pub fn request() -> BoxedStrategy<Request> {
         any::<[u8; 32]>()
             .prop_map(|proof| Q::SessionProof { proof })
             .boxed(),
+        Just(Q::SessionClose).boxed(),
+        any::<[u8; 32]>()
+            .prop_map(|secret| Q::Provision { secret })
+            .boxed(),
     ])
 }
 
@@ -721,5 +730,7 @@ pub fn response() -> BoxedStrategy<Response> {
             .prop_map(|(nonce, proof)| A::SessionChallenge { nonce, proof })
             .boxed(),
         Just(A::SessionEstablished).boxed(),
+        Just(A::SessionClosed).boxed(),
+        Just(A::Provisioned).boxed(),
     ])
 }

@@ -41,6 +41,8 @@ pub fn request_samples() -> Vec<Request> {
             nonce: [0x5A; 16],
         },
         Request::SessionProof { proof: [0xA5; 32] },
+        Request::SessionClose,
+        Request::Provision { secret: [0x3C; 32] },
     ]
 }
 
@@ -95,6 +97,8 @@ pub fn response_samples() -> Vec<Response> {
             proof: [0x22; 32],
         },
         Response::SessionEstablished,
+        Response::SessionClosed,
+        Response::Provisioned,
     ]
 }
 
@@ -131,6 +135,11 @@ pub fn refusal_samples() -> Vec<Refusal> {
         Refusal::ClockInvalid,
         Refusal::StorageFault,
         Refusal::DrugChangeNeedsRefill,
+        Refusal::LockedOut {
+            retry_after_ms: 8_000,
+        },
+        Refusal::AuthenticationFailed,
+        Refusal::NotProvisioned,
     ]
 }
 
