@@ -27,8 +27,8 @@ use thecal_protocol::frame::{
     decode_body, encode, Feed, Flags, FrameDecoder, FrameError, FrameKind, Header, MAX_WIRE,
 };
 use thecal_protocol::message::{
-    AlarmEntry, AlarmKind, BatteryReport, BolusReport, BolusRequest, DrugChange, Identity,
-    LinkStats, LogPage, PrescriptionRecord, ReservoirReport, Revision, StatusReport,
+    AlarmEntry, AlarmKind, BatteryReport, BolusReport, BolusRequest, Identity, LinkStats, LogPage,
+    PrescriptionRecord, ReservoirReport, Revision, StatusReport,
 };
 use thecal_protocol::prescription::{Prescription, PrescriptionDraft};
 use thecal_protocol::time::{Timestamp, UtcOffset};
@@ -261,6 +261,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// Replaces the prescription, atomically, if `expected` is still the revision in
     /// force. The draft is checked against every rule first and not sent if it breaks
     /// one ([`Error::Invalid`]). Returns the new revision.
+    ///
+    /// The draft must keep the drug and concentration in force: the pump derives every
+    /// flow from the concentration, so it changes them only with a refill (see
+    /// [`Client::refill`]) and refuses such a write with
+    /// [`Refusal::DrugChangeNeedsRefill`](thecal_protocol::message::Refusal::DrugChangeNeedsRefill).
     pub async fn write_prescription(
         &mut self,
         draft: PrescriptionDraft,
@@ -297,18 +302,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         }
     }
 
-    /// Records a refill: the reservoir now holds `volume`; `change` if the drug or its
-    /// concentration changed. Returns the revision in force and the new reservoir report.
+    /// Records a refill, if `expected` is still the revision in force: the reservoir now
+    /// holds `volume`. With a new drug or concentration, `prescription` is the whole
+    /// prescription for the new solution (its doses are for it); the pump stores it with
+    /// the refill as the next revision. The draft is checked against every rule first
+    /// and nothing is sent if it breaks one ([`Error::Invalid`]). Returns the revision in
+    /// force after the refill and the new reservoir report.
     pub async fn refill(
         &mut self,
         expected: Revision,
         volume: Nanolitres,
-        change: Option<DrugChange>,
+        prescription: Option<PrescriptionDraft>,
     ) -> Result<(Revision, ReservoirReport), Error> {
+        if let Some(draft) = &prescription {
+            Prescription::new(draft.clone()).map_err(Error::Invalid)?;
+        }
         let request = Request::Refill {
             expected,
             volume,
-            change,
+            prescription,
         };
         self.ask(request, |r| match r {
             Response::Refilled {
@@ -318,6 +330,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             _ => None,
         })
         .await
+    }
+
+    /// [`Client::refill`] with a new prescription, then reads the prescription back and
+    /// checks that the pump holds exactly `draft` under the revision the refill
+    /// returned. The refill is recorded even when the read-back differs
+    /// ([`Error::VerifyFailed`]).
+    pub async fn refill_and_verify(
+        &mut self,
+        expected: Revision,
+        volume: Nanolitres,
+        draft: PrescriptionDraft,
+    ) -> Result<(PrescriptionRecord, ReservoirReport), Error> {
+        let (written, reservoir) = self.refill(expected, volume, Some(draft.clone())).await?;
+        let record = self.prescription().await?;
+        if record.revision == written && record.prescription.draft() == &draft {
+            Ok((record, reservoir))
+        } else {
+            Err(Error::VerifyFailed {
+                written: written.0,
+                read: record.revision.0,
+            })
+        }
     }
 
     /// A clinician bolus (single, priming or bridge).
@@ -584,9 +618,24 @@ fn read_back_hint(request: &Request) -> String {
              the new schedule is in force, otherwise the previous one still is",
             expected.0
         ),
-        Request::Refill { expected, .. } => format!(
+        Request::Refill {
+            expected,
+            prescription: None,
+            ..
+        } => format!(
             "read the reservoir (`thecal reservoir`: last refill time and volume) and the \
              prescription revision (read {}) to see whether the refill was recorded",
+            expected.0
+        ),
+        Request::Refill {
+            expected,
+            prescription: Some(_),
+            ..
+        } => format!(
+            "read the prescription (`thecal prescription`: if its revision is now above {} \
+             the new prescription is stored) and the reservoir (`thecal reservoir`: last \
+             refill time, volume, drug and concentration) to see whether the refill was \
+             recorded",
             expected.0
         ),
         Request::ClinicianBolus(_) | Request::PatientBolus => "read the status \

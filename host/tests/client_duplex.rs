@@ -354,6 +354,21 @@ async fn unanswered_change_is_uncertain_and_says_what_to_read() {
     let e = c.bolus(bolus()).await.unwrap_err();
     assert!(matches!(e, Error::Uncertain { .. }), "{e:?}");
     assert!(e.to_string().contains("before giving another bolus"), "{e}");
+    // A refill with a new prescription: read back the revision and the reservoir.
+    let e = c
+        .refill(Revision(4), Nanolitres::from_ml(20), Some(draft()))
+        .await
+        .unwrap_err();
+    match &e {
+        Error::Uncertain {
+            request, read_back, ..
+        } => {
+            assert_eq!(*request, "Refill");
+            assert!(read_back.contains("revision is now above 4"), "{read_back}");
+            assert!(read_back.contains("thecal reservoir"), "{read_back}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -422,7 +437,21 @@ async fn invalid_prescription_is_not_sent() {
     let (mut c, seen) = start(Script::default());
     let mut bad = draft();
     bad.daily_limit = NanogramsPerDay::from_mg(1); // below the 3 mg/day rate
-    let e = c.write_prescription(bad, Revision(1)).await.unwrap_err();
+    let e = c
+        .write_prescription(bad.clone(), Revision(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Invalid(_)), "{e:?}");
+    // Nor is a refill carrying it: the refill is not recorded either.
+    let e = c
+        .refill(Revision(1), Nanolitres::from_ml(20), Some(bad.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Invalid(_)), "{e:?}");
+    let e = c
+        .refill_and_verify(Revision(1), Nanolitres::from_ml(20), bad)
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Invalid(_)), "{e:?}");
     c.ping().await.unwrap();
     assert_eq!(seen.lock().unwrap().frames, vec![(100, false, "Ping")]);

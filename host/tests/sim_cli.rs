@@ -32,9 +32,18 @@ fn builtin_simulator_keeps_its_state_in_a_file() {
     let state = dir.path().join("pump.state");
     let file = example("continuous-morphine.toml");
     let sim_args = ["--sim", "--sim-state", s(&state)];
-    let mut write = sim_args.to_vec();
-    write.extend(["schedule", "write", s(&file), "--yes", "--drug-change"]);
-    thecal(&write).ok();
+    // Another drug: the prescription goes in with the refill.
+    let mut refill = sim_args.to_vec();
+    refill.extend([
+        "refill",
+        "--volume",
+        "20 mL",
+        "--schedule",
+        s(&file),
+        "--no-bridge",
+        "--yes",
+    ]);
+    thecal(&refill).ok();
     let mut read = sim_args.to_vec();
     read.extend(["--json", "prescription"]);
     let v = read_json(&read);
@@ -110,27 +119,52 @@ fn prescription_reads_and_exports_as_a_schedule_file() {
 
 #[test]
 fn every_example_schedule_is_written_then_read_back() {
-    let sim = sim();
+    // Each example on a fresh pump holding the demo prescription (baclofen 500 µg/mL):
+    // the same drug and concentration goes through `schedule write`, another one
+    // through `refill --schedule` (the prescription for the new solution).
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let (mut written, mut refilled) = (0, 0);
     for file in common::examples() {
+        let sim = sim();
         let expected = schedule::load(&file).unwrap();
         let check = thecal(&["schedule", "check", s(&file)]);
         assert!(check.ok().contains("valid"), "{check:?}");
         let before = rt.block_on(async { connect(&sim).await.prescription().await.unwrap() });
-        let out = on(
-            &sim,
-            &[
-                "--json",
-                "schedule",
-                "write",
-                s(&file),
-                "--yes",
-                "--drug-change",
-            ],
-        )
-        .json();
-        assert_eq!(out["written"], true, "{out}");
-        assert_eq!(out["verified"], true);
+        let same_solution = expected.drug() == before.prescription.drug()
+            && expected.concentration() == before.prescription.concentration();
+        let out = if same_solution {
+            written += 1;
+            let out = on(&sim, &["--json", "schedule", "write", s(&file), "--yes"]).json();
+            assert_eq!(out["written"], true, "{out}");
+            assert_eq!(out["verified"], true);
+            assert_eq!(out["needs_refill"], false);
+            out
+        } else {
+            refilled += 1;
+            let out = on(
+                &sim,
+                &[
+                    "--json",
+                    "refill",
+                    "--volume",
+                    "20 mL",
+                    "--schedule",
+                    s(&file),
+                    "--no-bridge",
+                    "--yes",
+                ],
+            )
+            .json();
+            assert_eq!(out["prescription_written"], true, "{out}");
+            assert_eq!(out["reservoir"]["volume_nl"], 20_000_000);
+            assert_eq!(out["reservoir"]["drug"], expected.drug().name());
+            assert_eq!(
+                out["reservoir"]["concentration_ng_per_ml"],
+                expected.concentration().0
+            );
+            assert!(out["bridge_bolus"].is_null(), "{out}");
+            out
+        };
         assert_eq!(out["revision"], before.revision.0 + 1);
         assert!(
             out["comparison"]["new_projection"]["low_at"].is_string(),
@@ -139,26 +173,23 @@ fn every_example_schedule_is_written_then_read_back() {
         let after = rt.block_on(async { connect(&sim).await.prescription().await.unwrap() });
         assert_eq!(after.prescription, expected, "{}", file.display());
         assert_eq!(after.revision.0, before.revision.0 + 1);
+        sim.shutdown().unwrap();
     }
-    sim.shutdown().unwrap();
+    assert!(written >= 1 && refilled >= 1, "{written} {refilled}");
 }
 
 #[test]
 fn schedule_write_shows_old_and_new_side_by_side() {
     let sim = sim();
-    let file = example("weekday-ziconotide.toml");
-    let out = on(
-        &sim,
-        &["schedule", "write", s(&file), "--yes", "--drug-change"],
-    );
+    let file = example("flexible-baclofen-day.toml");
+    let out = on(&sim, &["schedule", "write", s(&file), "--yes"]);
     let text = out.ok();
     for needle in [
         "in force (revision 1)",
         "new",
         "baclofen",
-        "ziconotide",
-        "Steps (Mon–Fri)",
-        "Daily basal total (Sat–Sun)",
+        "Steps (every day)",
+        "Daily basal total (every day)",
         "Low-reservoir alarm date",
         "◀ changed",
         "Written and verified: revision 2",
@@ -174,23 +205,198 @@ fn schedule_write_shows_old_and_new_side_by_side() {
     sim.shutdown().unwrap();
 }
 
+/// The pump's refusal counter: a request refused by the pump raises it.
+fn pump_refusals(sim: &thecal_device::sim::Simulator) -> u64 {
+    on(sim, &["--json", "link"]).json()["pump"]["refusals"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn schedule_write_of_another_drug_is_refused_locally_and_changes_nothing() {
+    let sim = sim();
+    let refusals = pump_refusals(&sim);
+    for name in ["continuous-morphine.toml", "weekday-ziconotide.toml"] {
+        let file = example(name);
+        // Even with --yes: the drug and concentration change only with a refill.
+        let refused = on(&sim, &["schedule", "write", s(&file), "--yes"]);
+        assert_eq!(refused.code, Some(2), "{refused:?}");
+        let expected = format!("thecal refill --volume V --schedule {}", s(&file));
+        assert!(refused.stderr.contains(&expected), "{refused:?}");
+        assert!(
+            refused.stderr.contains("nothing was written"),
+            "{refused:?}"
+        );
+        // The comparison was shown before the refusal.
+        assert!(refused.stdout.contains("◀ changed"), "{refused:?}");
+        let v = on(&sim, &["--json", "schedule", "write", s(&file), "--yes"]);
+        assert_eq!(v.code, Some(2), "{v:?}");
+        let v: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
+        assert_eq!(v["error"]["kind"], "usage");
+    }
+    // The write was never sent: the pump refused nothing, and holds what it held.
+    assert_eq!(pump_refusals(&sim), refusals);
+    let v = on(&sim, &["--json", "prescription"]).json();
+    assert_eq!(v["revision"], 1);
+    assert_eq!(v["drug"], "baclofen");
+    assert_eq!(v["concentration_ng_per_ml"], 500_000);
+    sim.shutdown().unwrap();
+}
+
 #[test]
 fn dry_run_and_unconfirmed_writes_change_nothing() {
     let sim = sim();
+    // A dry run still shows the comparison for another drug, and says how it goes in.
     let file = example("continuous-morphine.toml");
     let dry = on(&sim, &["schedule", "write", s(&file), "--dry-run"]);
-    assert!(dry.ok().contains("Dry run: nothing was written"), "{dry:?}");
-    // A new drug or concentration needs --drug-change (the reservoir must hold it).
-    let refused = on(&sim, &["schedule", "write", s(&file), "--yes"]);
-    assert_eq!(refused.code, Some(2), "{refused:?}");
-    assert!(refused.stderr.contains("--drug-change"), "{refused:?}");
+    let text = dry.ok();
+    assert!(text.contains("Dry run: nothing was written"), "{dry:?}");
+    assert!(text.contains("morphine"), "{dry:?}");
+    assert!(
+        text.contains("thecal refill --volume V --schedule"),
+        "{dry:?}"
+    );
+    let v = on(
+        &sim,
+        &["--json", "schedule", "write", s(&file), "--dry-run"],
+    )
+    .json();
+    assert_eq!(v["needs_refill"], true, "{v}");
+    assert_eq!(v["written"], false);
+    assert!(v["comparison"]["changed"]
+        .as_array()
+        .unwrap()
+        .contains(&"drug".into()));
     // stdin is not a terminal and there is no --yes: refuse at once, never wait.
-    let refused = on(&sim, &["schedule", "write", s(&file), "--drug-change"]);
+    let same_drug = example("flexible-baclofen-day.toml");
+    let refused = on(&sim, &["schedule", "write", s(&same_drug)]);
     assert_eq!(refused.code, Some(7), "{refused:?}");
     assert!(refused.stderr.contains("pass --yes"), "{refused:?}");
     let v = on(&sim, &["--json", "prescription"]).json();
     assert_eq!(v["revision"], 1);
     assert_eq!(v["drug"], "baclofen");
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn refill_with_a_schedule_compares_confirms_and_starts_the_bridge_bolus() {
+    let sim = sim();
+    let file = example("weekday-ziconotide.toml");
+    let reservoir_before = on(&sim, &["--json", "reservoir"]).json()["volume_nl"].clone();
+    // Without --yes (stdin not a terminal) the comparison is shown and nothing is sent.
+    let unconfirmed = on(
+        &sim,
+        &[
+            "refill",
+            "--volume",
+            "20 mL",
+            "--schedule",
+            s(&file),
+            "--no-bridge",
+        ],
+    );
+    assert_eq!(unconfirmed.code, Some(7), "{unconfirmed:?}");
+    assert!(unconfirmed.stderr.contains("pass --yes"), "{unconfirmed:?}");
+    for needle in [
+        "in force (revision 1)",
+        "baclofen",
+        "ziconotide",
+        "25 µg/mL",
+        "Steps (Mon–Fri)",
+        "Low-reservoir alarm date",
+        "◀ changed",
+        "projected from the refilled volume, 20 mL",
+        "no bridge bolus",
+    ] {
+        assert!(
+            unconfirmed.stdout.contains(needle),
+            "{needle:?} missing:\n{}",
+            unconfirmed.stdout
+        );
+    }
+    // A drug change needs a bridge decision; the bridge flags need a schedule.
+    let undecided = on(
+        &sim,
+        &[
+            "refill",
+            "--volume",
+            "20 mL",
+            "--schedule",
+            s(&file),
+            "--yes",
+        ],
+    );
+    assert_eq!(undecided.code, Some(2), "{undecided:?}");
+    assert!(
+        undecided.stderr.contains("--bridge-volume"),
+        "{undecided:?}"
+    );
+    let no_schedule = on(
+        &sim,
+        &[
+            "refill",
+            "--volume",
+            "20 mL",
+            "--bridge-volume",
+            "0.1 mL",
+            "--yes",
+        ],
+    );
+    assert_eq!(no_schedule.code, Some(2), "{no_schedule:?}");
+    // The same drug and concentration needs no bridge: the flags are refused.
+    let same_drug = on(
+        &sim,
+        &[
+            "refill",
+            "--volume",
+            "20 mL",
+            "--schedule",
+            s(&example("flexible-baclofen-day.toml")),
+            "--no-bridge",
+            "--yes",
+        ],
+    );
+    assert_eq!(same_drug.code, Some(2), "{same_drug:?}");
+    assert!(
+        same_drug.stderr.contains("nothing was sent"),
+        "{same_drug:?}"
+    );
+    let v = on(&sim, &["--json", "reservoir"]).json();
+    assert_eq!(v["volume_nl"], reservoir_before, "no refill was recorded");
+    assert_eq!(v["drug"], "baclofen");
+    assert_eq!(on(&sim, &["--json", "prescription"]).json()["revision"], 1);
+
+    // Confirmed: the refill stores the new prescription, then the bridge bolus starts.
+    let out = on(
+        &sim,
+        &[
+            "refill",
+            "--volume",
+            "20 mL",
+            "--schedule",
+            s(&file),
+            "--bridge-volume",
+            "0.1 mL",
+            "--yes",
+        ],
+    );
+    let text = out.ok();
+    for needle in [
+        "then a bridge bolus of 0.1 mL",
+        "Refill recorded: 20 mL of ziconotide 25 µg/mL; prescription revision 2.",
+        "New prescription written and verified: revision 2",
+        "Bridge bolus started: 0.1 mL",
+        "New alarm date",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let now = rt.block_on(async { connect(&sim).await.prescription().await.unwrap() });
+    assert_eq!(now.revision.0, 2);
+    assert_eq!(now.prescription, schedule::load(&file).unwrap());
+    let status = on(&sim, &["--json", "status"]).json();
+    assert_eq!(status["bolus"]["kind"], "bridge", "{status}");
+    assert_eq!(status["drug"], "ziconotide");
     sim.shutdown().unwrap();
 }
 
@@ -242,6 +448,23 @@ fn bad_files_are_rejected_before_anything_is_sent() {
         // Only the link-stats request of this check reached the pump: the bad file's
         // run never opened the port.
         assert_eq!(frames_in(&rt), before + 2, "{name}: bytes were sent");
+        // The same for a refill carrying it: not even the refill is recorded.
+        let before = frames_in(&rt);
+        let out = on(
+            &sim,
+            &[
+                "refill",
+                "--volume",
+                "20 mL",
+                "--schedule",
+                s(&file),
+                "--no-bridge",
+                "--yes",
+            ],
+        );
+        assert_eq!(out.code, Some(2), "{name}: {out:?}");
+        assert!(out.stderr.contains(location), "{name}: {}", out.stderr);
+        assert_eq!(frames_in(&rt), before + 2, "{name}: bytes were sent");
         let check = thecal(&["--json", "schedule", "check", s(&file)]);
         assert_eq!(check.code, Some(2));
         let v: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
@@ -281,15 +504,30 @@ fn refill_bolus_stop_resume_alarms() {
     let text = out.ok();
     assert!(text.contains("Refill recorded: 20 mL"), "{text}");
     assert!(text.contains("New alarm date"), "{text}");
-    // A concentration change needs a bridge decision…
+    // A concentration change: the prescription in force, at twice the concentration
+    // (the same doses are then half the flow), goes in with the refill…
+    let dir = tempfile::tempdir().unwrap();
+    let stronger = dir.path().join("baclofen-1000.toml");
+    let exported = on(&sim, &["prescription", "--toml"]);
+    let text = exported.ok();
+    assert!(text.contains("concentration = \"500 µg/mL\""), "{text}");
+    std::fs::write(
+        &stronger,
+        text.replace(
+            "concentration = \"500 µg/mL\"",
+            "concentration = \"1000 µg/mL\"",
+        ),
+    )
+    .unwrap();
+    // …it needs a bridge decision…
     let out = on(
         &sim,
         &[
             "refill",
             "--volume",
             "20 mL",
-            "--concentration",
-            "1000 µg/mL",
+            "--schedule",
+            s(&stronger),
             "--yes",
         ],
     );
@@ -303,8 +541,8 @@ fn refill_bolus_stop_resume_alarms() {
             "refill",
             "--volume",
             "20 mL",
-            "--concentration",
-            "1000 µg/mL",
+            "--schedule",
+            s(&stronger),
             "--bridge-volume",
             "0.1 mL",
             "--yes",
@@ -314,7 +552,13 @@ fn refill_bolus_stop_resume_alarms() {
     assert_eq!(v["reservoir"]["concentration_ng_per_ml"], 1_000_000);
     assert_eq!(v["bridge_bolus"]["kind"], "bridge");
     assert_eq!(v["bridge_bolus"]["volume_nl"], 100_000);
-    assert!(v["revision"].as_u64().unwrap() >= 2);
+    assert_eq!(v["revision"], 2);
+    assert_eq!(v["prescription_written"], true);
+    assert_eq!(
+        v["comparison"]["changed"],
+        serde_json::json!(["concentration"])
+    );
+    assert_eq!(v["file"], s(&stronger));
 
     // Stop cancels the bridge bolus; then a clinician bolus and a patient bolus.
     let stop = on(&sim, &["stop", "--yes"]);

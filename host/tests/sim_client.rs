@@ -10,7 +10,9 @@ use thecal_protocol::frame::{decode_body, encode, Feed, FrameDecoder, Header};
 use thecal_protocol::message::{AlarmKind, BolusKind, BolusRequest, Refusal, Revision};
 use thecal_protocol::prescription::{PrescriptionDraft, TherapyMode};
 use thecal_protocol::time::{Timestamp, UtcOffset};
-use thecal_protocol::units::{Minutes, Nanograms, NanogramsPerDay, Nanolitres};
+use thecal_protocol::units::{
+    Minutes, Nanograms, NanogramsPerDay, NanogramsPerMillilitre, Nanolitres,
+};
 use thecal_protocol::{Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::SerialStream;
@@ -40,20 +42,141 @@ async fn every_read_request_is_answered() {
 
 #[tokio::test]
 async fn every_example_schedule_is_written_and_read_back() {
-    let sim = sim();
-    let mut c = connect(&sim).await;
+    // Each example on a fresh pump holding the demo prescription (baclofen 500 µg/mL):
+    // the same drug and concentration is a prescription write; another drug or
+    // concentration goes with a refill, as the whole prescription for the new solution.
+    let (mut written, mut refilled) = (0, 0);
     for file in common::examples() {
+        let sim = sim();
+        let mut c = connect(&sim).await;
         let p = schedule::load(&file).unwrap();
         let before = c.prescription().await.unwrap();
-        let record = c
-            .write_and_verify(p.draft().clone(), before.revision)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let same_solution = p.drug() == before.prescription.drug()
+            && p.concentration() == before.prescription.concentration();
+        let record = if same_solution {
+            written += 1;
+            c.write_and_verify(p.draft().clone(), before.revision)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        } else {
+            refilled += 1;
+            let (record, reservoir) = c
+                .refill_and_verify(before.revision, Nanolitres::from_ml(20), p.draft().clone())
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            assert_eq!(reservoir.volume, Nanolitres::from_ml(20));
+            assert_eq!(reservoir.drug, p.drug(), "{}", file.display());
+            assert_eq!(reservoir.concentration, p.concentration());
+            record
+        };
         assert_eq!(record.revision, Revision(before.revision.0 + 1));
         let read = c.prescription().await.unwrap();
         assert_eq!(read.prescription, p, "{}", file.display());
-        assert_eq!(c.status().await.unwrap().revision, record.revision);
+        let status = c.status().await.unwrap();
+        assert_eq!(status.revision, record.revision);
+        assert_eq!(status.drug, p.drug());
+        drop(c);
+        sim.shutdown().unwrap();
     }
+    assert!(written >= 1 && refilled >= 1, "{written} {refilled}");
+}
+
+#[tokio::test]
+async fn refill_with_a_new_drug_stores_its_prescription_as_the_next_revision() {
+    let sim = sim();
+    let mut c = connect(&sim).await;
+    let before = c.prescription().await.unwrap();
+    let ziconotide = schedule::load(&common::example("weekday-ziconotide.toml")).unwrap();
+    // The plain refill API with a prescription: new revision, new drug in the reservoir.
+    let (revision, reservoir) = c
+        .refill(
+            before.revision,
+            Nanolitres::from_ml(18),
+            Some(ziconotide.draft().clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(revision, Revision(before.revision.0 + 1));
+    assert_eq!(reservoir.volume, Nanolitres::from_ml(18));
+    assert_eq!(reservoir.drug, ziconotide.drug());
+    assert_eq!(reservoir.concentration, ziconotide.concentration());
+    let now = c.prescription().await.unwrap();
+    assert_eq!(now.revision, revision);
+    assert_eq!(now.prescription, ziconotide);
+    // A refill with the revision read before is refused and changes nothing.
+    let morphine = schedule::load(&common::example("continuous-morphine.toml")).unwrap();
+    let e = c
+        .refill(
+            before.revision,
+            Nanolitres::from_ml(20),
+            Some(morphine.draft().clone()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.refusal(),
+        Some(&Refusal::RevisionMismatch {
+            expected: before.revision,
+            current: revision
+        }),
+        "{e:?}"
+    );
+    // An invalid prescription is not sent at all (the pump's frame counter shows it).
+    let frames = c.link_stats().await.unwrap().frames_in;
+    let mut bad = morphine.draft().clone();
+    bad.daily_limit = NanogramsPerDay::from_mg(1); // below the 3 mg/day rate
+    let e = c
+        .refill(revision, Nanolitres::from_ml(20), Some(bad))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Invalid(_)), "{e:?}");
+    assert_eq!(c.link_stats().await.unwrap().frames_in, frames + 1);
+    assert_eq!(c.prescription().await.unwrap(), now);
+    assert_eq!(c.reservoir().await.unwrap().drug, ziconotide.drug());
+    drop(c);
+    sim.shutdown().unwrap();
+}
+
+#[tokio::test]
+async fn pump_refuses_a_drug_or_concentration_change_by_prescription_write() {
+    // Baclofen in force at 500 µg/mL; the same prescription at 1000 µg/mL (valid in
+    // itself) must not go in without a refill, whoever sends it.
+    let sim = sim();
+    let mut c = connect(&sim).await;
+    let before = c.prescription().await.unwrap();
+    let mut stronger: PrescriptionDraft = before.prescription.draft().clone();
+    stronger.concentration = NanogramsPerMillilitre(before.prescription.concentration().0 * 2);
+    thecal_protocol::Prescription::new(stronger.clone()).expect("valid on its own");
+    // Through the library: the pump's refusal, with its reason.
+    let e = c
+        .write_prescription(stronger.clone(), before.revision)
+        .await
+        .unwrap_err();
+    assert_eq!(e.refusal(), Some(&Refusal::DrugChangeNeedsRefill), "{e:?}");
+    assert!(e.to_string().contains("refill"), "{e}");
+    // As a raw frame: the same refusal, for another drug too.
+    let morphine = schedule::load(&common::example("continuous-morphine.toml")).unwrap();
+    let mut stream = c.into_inner();
+    for (i, draft) in [stronger, morphine.draft().clone()].into_iter().enumerate() {
+        let answer = raw(
+            &mut stream,
+            41_000 + i as u16,
+            &Request::WritePrescription {
+                expected: before.revision,
+                prescription: draft,
+            },
+        )
+        .await;
+        assert_eq!(
+            answer,
+            Response::Refused(Refusal::DrugChangeNeedsRefill),
+            "{answer:?}"
+        );
+    }
+    let mut c = Client::new(stream, CONFIG);
+    assert_eq!(c.prescription().await.unwrap(), before, "nothing changed");
+    let reservoir = c.reservoir().await.unwrap();
+    assert_eq!(reservoir.concentration, before.prescription.concentration());
     drop(c);
     sim.shutdown().unwrap();
 }

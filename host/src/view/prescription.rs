@@ -198,7 +198,8 @@ impl ComparisonRow {
 }
 
 /// Old and new prescription side by side, with the projected alarm dates, shown before
-/// a schedule write (`schedule write`, also its `--json`).
+/// a schedule write or a refill with a new prescription (`schedule write`, `refill
+/// --schedule`, also their `--json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Comparison {
     /// The prescription in force.
@@ -278,6 +279,15 @@ impl Comparison {
     /// Whether the new prescription is the one in force.
     pub fn is_unchanged(&self) -> bool {
         self.changed.is_empty()
+    }
+
+    /// Whether the new prescription has another drug or concentration. The pump takes
+    /// such a prescription only with a refill (the reservoir must hold that solution),
+    /// never as a prescription write.
+    pub fn changes_drug(&self) -> bool {
+        self.changed
+            .iter()
+            .any(|c| *c == "drug" || *c == "concentration")
     }
 
     /// The side-by-side rows for a human table.
@@ -482,6 +492,7 @@ mod tests {
             .unwrap();
         assert_eq!(steps.old.len(), 4);
         assert_eq!(steps.new[1], "08:00  3.6 µg/day  (0.144 mL/day)");
+        assert!(c.changes_drug());
         assert!(c.old_projection.is_none());
         assert_eq!(c.old.revision, Some(3));
         assert_eq!(c.new.revision, None);
@@ -498,6 +509,7 @@ mod tests {
         };
         let c = Comparison::new(&record(p.clone()), &p, Some(state));
         assert!(c.is_unchanged());
+        assert!(!c.changes_drug());
         assert!(c.rows().iter().all(|r| !r.changed()));
         // 3 mg/day at 10 mg/mL = 0.3 mL/day: 18 mL to the 2 mL mark = 60 days.
         let expected = project(&p, state).low_at.unwrap();
@@ -516,6 +528,25 @@ mod tests {
             .find(|r| r.label == "Low-reservoir alarm date")
             .unwrap();
         assert!(row.new[0].contains("(in 60 days)"), "{:?}", row.new);
+    }
+
+    #[test]
+    fn a_new_concentration_alone_is_a_drug_change_new_doses_are_not() {
+        let old = file("flexible-baclofen-day.toml");
+        let mut stronger = old.draft().clone();
+        stronger.concentration = thecal_protocol::units::NanogramsPerMillilitre(1_000_000);
+        let c = Comparison::new(
+            &record(old.clone()),
+            &Prescription::new(stronger).unwrap(),
+            None,
+        );
+        assert_eq!(c.changed, ["concentration"]);
+        assert!(c.changes_drug());
+        let mut lower = old.draft().clone();
+        lower.low_reservoir_alarm = Nanolitres::from_ml(3);
+        let c = Comparison::new(&record(old), &Prescription::new(lower).unwrap(), None);
+        assert_eq!(c.changed, ["low_reservoir_alarm"]);
+        assert!(!c.changes_drug());
     }
 
     #[test]

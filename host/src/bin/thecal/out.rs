@@ -8,6 +8,7 @@ use serde::Serialize;
 use thecal_host::schedule::ScheduleFileError;
 use thecal_host::view::ComparisonRow;
 use thecal_host::Error;
+use thecal_protocol::message::Refusal;
 
 /// Exit codes (documented in the README).
 pub mod code {
@@ -198,6 +199,22 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
     (1, "error")
 }
 
+/// What to do next, for a refusal whose reason alone does not say how.
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    let refusal = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<Error>().and_then(Error::refusal))?;
+    match refusal {
+        Refusal::DrugChangeNeedsRefill => Some(
+            "the pump derives every flow from the concentration, so the drug or concentration \
+             changes only with a refill, when the reservoir holds the new solution: record it \
+             with `thecal refill --volume V --schedule FILE` (the whole prescription for the \
+             new solution); the prescription in force is unchanged",
+        ),
+        _ => None,
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorJson<'a> {
     error: ErrorBody<'a>,
@@ -222,7 +239,10 @@ pub fn report_error(e: &anyhow::Error, json_out: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let (code, kind) = classify(e);
-    let message = format!("{e:#}");
+    let message = match hint(e) {
+        Some(hint) => format!("{e:#}\nhint: {hint}"),
+        None => format!("{e:#}"),
+    };
     if json_out {
         let body = ErrorJson {
             error: ErrorBody {
@@ -237,4 +257,29 @@ pub fn report_error(e: &anyhow::Error, json_out: bool) -> ExitCode {
     }
     eprintln!("error: {message}");
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drug_change_refusal_says_to_refill_with_the_schedule() {
+        let refused = anyhow::Error::new(Error::Refused {
+            request: "WritePrescription",
+            refusal: Refusal::DrugChangeNeedsRefill,
+        })
+        .context("the new prescription was not confirmed in force");
+        assert_eq!(classify(&refused), (code::REFUSED, "refused"));
+        let h = hint(&refused).expect("a hint");
+        assert!(
+            h.contains("thecal refill --volume V --schedule FILE"),
+            "{h}"
+        );
+        let other = anyhow::Error::new(Error::Refused {
+            request: "WritePrescription",
+            refusal: Refusal::BolusInProgress,
+        });
+        assert_eq!(hint(&other), None);
+    }
 }

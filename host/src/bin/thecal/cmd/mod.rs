@@ -46,7 +46,8 @@ pub enum Command {
     /// Check a schedule file, or write it to the pump.
     #[command(subcommand)]
     Schedule(schedule::Command),
-    /// Record a refill (new volume; drug or concentration change with bridge bolus).
+    /// Record a refill: the new volume; a new drug or concentration with its whole
+    /// prescription (`--schedule FILE`) and the bridge bolus.
     Refill(refill::Args),
     /// Give a clinician bolus (single, priming, bridge) or a patient bolus.
     #[command(subcommand)]
@@ -77,6 +78,7 @@ pub async fn run(command: Command, g: &Global) -> anyhow::Result<()> {
     match command {
         Command::Ports(a) => ports::run(a, g),
         Command::Schedule(c) => schedule::run(c, g).await,
+        Command::Refill(a) => refill::run(a, g).await,
         Command::Plot(c) => plot::run(c, g).await,
         other => {
             let check = !matches!(other, Command::Info(_));
@@ -95,7 +97,6 @@ async fn online(command: Command, s: &mut Session, g: &Global) -> anyhow::Result
         Command::Battery(a) => battery::run(a, s, g).await,
         Command::Reservoir(a) => reservoir::run(a, s, g).await,
         Command::Prescription(a) => prescription::run(a, s, g).await,
-        Command::Refill(a) => refill::run(a, s, g).await,
         Command::Bolus(c) => bolus::run(c, s, g).await,
         Command::Stop(a) => stop::run(a, s, g).await,
         Command::Resume(a) => resume::run(a, s, g).await,
@@ -104,6 +105,6 @@ async fn online(command: Command, s: &mut Session, g: &Global) -> anyhow::Result
         Command::Clock(c) => clock::run(c, s, g).await,
         Command::Link(a) => link::run(a, s, g).await,
         Command::Ping(a) => ping::run(a, s, g).await,
-        Command::Ports(_) | Command::Schedule(_) | Command::Plot(_) => Ok(()),
+        Command::Ports(_) | Command::Schedule(_) | Command::Refill(_) | Command::Plot(_) => Ok(()),
     }
 }

@@ -1,12 +1,16 @@
 //! `thecal refill`
 
+use std::path::PathBuf;
+
 use anyhow::Context;
 use serde::Serialize;
-use thecal_host::quantity::{self, parse_concentration, parse_volume};
-use thecal_host::view::{alarm_date, BolusView, ReservoirView};
-use thecal_protocol::drug::Drug;
-use thecal_protocol::message::{BolusRequest, DrugChange};
+use thecal_host::quantity::{self, parse_volume};
+use thecal_host::schedule;
+use thecal_host::view::{alarm_date, BolusView, Comparison, ReservoirView};
+use thecal_protocol::message::{BolusRequest, TherapyState};
+use thecal_protocol::projection::ReservoirState;
 use thecal_protocol::units::{Minutes, Nanolitres, NanolitresPerDay};
+use thecal_protocol::Prescription;
 
 use crate::cmd::UsageError;
 use crate::out;
@@ -18,18 +22,17 @@ pub struct Args {
     /// Volume in the reservoir after the refill, e.g. "20 mL".
     #[arg(long, value_parser = parse_volume)]
     volume: Nanolitres,
-    /// New drug, when it changes (with --concentration).
-    #[arg(long, requires = "concentration")]
-    drug: Option<String>,
-    /// New concentration, when it changes, e.g. "20 mg/mL".
-    #[arg(long, value_parser = parse_concentration)]
-    concentration: Option<thecal_protocol::units::NanogramsPerMillilitre>,
+    /// The prescription for the new solution (a schedule file), stored with the refill:
+    /// the only way to change the drug or concentration. Its doses are for the new
+    /// solution.
+    #[arg(long, value_name = "FILE")]
+    schedule: Option<PathBuf>,
     /// With a drug or concentration change: the volume of old drug still in the pump
     /// and catheter, delivered as a bridge bolus at the old rate, e.g. "0.25 mL".
-    #[arg(long, value_parser = parse_volume, conflicts_with = "no_bridge")]
+    #[arg(long, value_parser = parse_volume, requires = "schedule", conflicts_with = "no_bridge")]
     bridge_volume: Option<Nanolitres>,
     /// With a drug or concentration change: give no bridge bolus.
-    #[arg(long)]
+    #[arg(long, requires = "schedule")]
     no_bridge: bool,
     /// Do not ask for confirmation.
     #[arg(long)]
@@ -41,6 +44,12 @@ struct RefillJson {
     revision: u32,
     reservoir: ReservoirView,
     bridge_bolus: Option<BolusView>,
+    /// The schedule file given with `--schedule`.
+    file: Option<String>,
+    /// In force vs the file, projected from the refilled volume (`--schedule` only).
+    comparison: Option<Comparison>,
+    /// Whether a new prescription was stored with the refill (and read back identical).
+    prescription_written: bool,
 }
 
 /// Minutes to deliver `volume` at `flow`, rounded up; `None` if the flow is zero or it
@@ -56,47 +65,57 @@ fn bridge_minutes(volume: Nanolitres, flow: NanolitresPerDay) -> Option<Minutes>
         .map(Minutes)
 }
 
-pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
+pub async fn run(a: Args, g: &Global) -> anyhow::Result<()> {
+    // A schedule file is checked completely before the port is even opened.
+    let new = a.schedule.as_deref().map(schedule::load).transpose()?;
+    let mut s = Session::open(g, true).await?;
+    let result = refill(&a, new, &mut s, g).await;
+    let closed = s.close();
+    result.and(closed)
+}
+
+async fn refill(
+    a: &Args,
+    new: Option<Prescription>,
+    s: &mut Session,
+    g: &Global,
+) -> anyhow::Result<()> {
     let (status, t) = s.time().await?;
     let record = s.client.prescription().await?;
     let old = &record.prescription;
-    let change = match (&a.drug, a.concentration) {
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(UsageError("--drug needs --concentration".into()).into());
-        }
-        (drug, Some(concentration)) => {
-            let drug = match drug {
-                Some(name) => Drug::from_name(name)
-                    .ok_or_else(|| UsageError(format!("unknown drug `{name}`")))?,
-                None => old.drug(),
-            };
-            Some(DrugChange {
-                drug,
-                concentration,
-            })
-        }
+    let file = a.schedule.as_ref().map(|f| f.display().to_string());
+    // The projection after the refill: the new volume from now.
+    let refilled = ReservoirState {
+        volume: a.volume,
+        now: status.now,
+        offset: status.offset,
+        stopped: status.therapy == TherapyState::Stopped,
     };
-    let change = change.filter(|c| c.drug != old.drug() || c.concentration != old.concentration());
-    let mut bridge = None;
+    let comparison = new
+        .as_ref()
+        .map(|new| Comparison::new(&record, new, Some(refilled)));
+    let drug_change = comparison.as_ref().is_some_and(Comparison::changes_drug);
+    // An identical prescription is not stored again: the refill alone.
+    let draft = new
+        .as_ref()
+        .zip(comparison.as_ref())
+        .filter(|(_, c)| !c.is_unchanged())
+        .map(|(p, _)| p.draft().clone());
+
     let mut plan = vec![format!(
         "reservoir {} → {}",
         quantity::volume(status.reservoir),
         quantity::volume(a.volume)
     )];
-    if let Some(c) = change {
-        // The doses stay; the new concentration must keep every rule.
-        old.with_drug(c.drug, c.concentration).map_err(|e| {
-            UsageError(format!(
-                "with the new drug or concentration the prescription breaks a rule: {e}"
-            ))
-        })?;
+    let mut bridge = None;
+    if let (Some(new), true) = (&new, drug_change) {
         plan.push(format!(
-            "drug {} {} → {} {} (doses per day unchanged; flows change)",
+            "drug {} {} → {} {}, with the prescription from {} as the next revision",
             old.drug(),
             quantity::concentration(old.concentration()),
-            c.drug,
-            quantity::concentration(c.concentration)
+            new.drug(),
+            quantity::concentration(new.concentration()),
+            file.as_deref().unwrap_or_default(),
         ));
         match (a.bridge_volume, a.no_bridge) {
             (Some(v), _) => {
@@ -122,21 +141,80 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
             (None, false) => {
                 return Err(UsageError(
                     "a drug or concentration change needs --bridge-volume VOL (old drug left in \
-                     the pump and catheter) or --no-bridge"
+                     the pump and catheter) or --no-bridge; nothing was sent"
                         .into(),
                 )
                 .into())
             }
         }
+    } else if a.bridge_volume.is_some() || a.no_bridge {
+        return Err(UsageError(format!(
+            "--bridge-volume and --no-bridge are for a drug or concentration change, and {} \
+             keeps {} {}; nothing was sent",
+            file.as_deref().unwrap_or_default(),
+            old.drug(),
+            quantity::concentration(old.concentration()),
+        ))
+        .into());
+    } else if draft.is_some() {
+        plan.push(format!(
+            "same drug and concentration; the prescription from {} is stored with the refill \
+             as the next revision",
+            file.as_deref().unwrap_or_default()
+        ));
+    } else if new.is_some() {
+        plan.push("the pump already holds this prescription; only the refill is recorded".into());
     }
+
     if !g.json {
-        outln!("Refill of pump {}:", s.identity.serial)?;
+        outln!(
+            "Refill of pump {} {}: prescription revision {} in force",
+            s.identity.model,
+            s.identity.serial,
+            record.revision.0
+        )?;
+        if let Some(c) = &comparison {
+            outln!(
+                "Alarm dates projected from the refilled volume, {}:\n",
+                quantity::volume(a.volume)
+            )?;
+            out::side_by_side(
+                &format!("in force (revision {})", record.revision.0),
+                "new",
+                c.rows(),
+            )?;
+            outln!()?;
+        }
         for line in &plan {
             outln!("  {line}")?;
         }
     }
-    out::confirm("Record this refill?", a.yes)?;
-    let (revision, reservoir) = s.client.refill(record.revision, a.volume, change).await?;
+    let question = if draft.is_some() {
+        format!(
+            "Record this refill with the new prescription on pump {} (replacing revision {})?",
+            s.identity.serial, record.revision.0
+        )
+    } else {
+        "Record this refill?".to_string()
+    };
+    out::confirm(&question, a.yes)?;
+    let prescription_written = draft.is_some();
+    let (revision, reservoir) = match draft {
+        Some(draft) => {
+            let (written, reservoir) = s
+                .client
+                .refill_and_verify(record.revision, a.volume, draft)
+                .await
+                .context(if bridge.is_some() {
+                    "the refill with the new prescription was not confirmed; no bridge bolus \
+                     was started"
+                } else {
+                    "the refill with the new prescription was not confirmed"
+                })?;
+            (written.revision, reservoir)
+        }
+        None => s.client.refill(record.revision, a.volume, None).await?,
+    };
     let bolus = match bridge {
         Some(b) => Some(
             s.client
@@ -151,6 +229,9 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
             revision: revision.0,
             reservoir: ReservoirView::new(&reservoir, &t),
             bridge_bolus: bolus.map(|b| BolusView::new(&b, &t)),
+            file,
+            comparison,
+            prescription_written,
         });
     }
     outln!(
@@ -160,6 +241,12 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
         quantity::concentration(reservoir.concentration),
         revision.0
     )?;
+    if prescription_written {
+        outln!(
+            "New prescription written and verified: revision {} is in force (read back identical).",
+            revision.0
+        )?;
+    }
     if let Some(b) = bolus {
         outln!(
             "Bridge bolus started: {}, ends {}.",

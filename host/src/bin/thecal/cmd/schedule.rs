@@ -22,7 +22,9 @@ pub enum Command {
         file: PathBuf,
     },
     /// Write a schedule file to the pump: show old and new side by side, confirm,
-    /// write with the revision read, read back and verify.
+    /// write with the revision read, read back and verify. The file must keep the drug
+    /// and concentration in force (a new one comes with a refill: `thecal refill
+    /// --volume V --schedule FILE`).
     Write(WriteArgs),
 }
 
@@ -37,11 +39,6 @@ pub struct WriteArgs {
     /// Stop after showing the comparison; nothing is written.
     #[arg(long)]
     dry_run: bool,
-    /// Allow a schedule whose drug or concentration differs from the one in force (the
-    /// pump computes every flow from the concentration it is told: write it only when
-    /// the reservoir holds that solution).
-    #[arg(long)]
-    drug_change: bool,
 }
 
 #[derive(Serialize)]
@@ -56,6 +53,8 @@ struct WriteJson {
     file: String,
     dry_run: bool,
     unchanged: bool,
+    /// The file changes the drug or concentration: it can only go with a refill.
+    needs_refill: bool,
     written: bool,
     verified: bool,
     revision: u32,
@@ -117,6 +116,7 @@ async fn write_to(
         file: file.clone(),
         dry_run: a.dry_run,
         unchanged: comparison.is_unchanged(),
+        needs_refill: comparison.changes_drug(),
         written: false,
         verified: false,
         revision: old.revision.0,
@@ -145,25 +145,16 @@ async fn write_to(
             outln!("The pump already holds this prescription; nothing to write.")?;
         } else {
             outln!("Dry run: nothing was written.")?;
+            if result.needs_refill {
+                outln!("Note: {}.", needs_refill(&old.prescription, &new, &file))?;
+            }
         }
         return Ok(());
     }
-    let drug_changes = comparison
-        .changed
-        .iter()
-        .any(|c| *c == "drug" || *c == "concentration");
-    if drug_changes && !a.drug_change {
-        return Err(UsageError(format!(
-            "the schedule changes the drug or concentration ({} {} in force, {} {} in the file); \
-             the pump computes every flow from the concentration it is told, so this is only \
-             right once the reservoir holds the new solution (record it with `thecal refill`). \
-             Pass --drug-change to write it; nothing was written",
-            old.prescription.drug(),
-            quantity::concentration(old.prescription.concentration()),
-            new.drug(),
-            quantity::concentration(new.concentration()),
-        ))
-        .into());
+    // The pump refuses such a write (DrugChangeNeedsRefill): say so before sending it.
+    if result.needs_refill {
+        let why = needs_refill(&old.prescription, &new, &file);
+        return Err(UsageError(format!("{why}; nothing was written")).into());
     }
     out::confirm(
         &format!(
@@ -191,4 +182,23 @@ async fn write_to(
     )?;
     outln!("Alarm date: {}", alarm_date(&reservoir, &t))?;
     Ok(())
+}
+
+/// Why a schedule with another drug or concentration goes in with a refill, not a write.
+fn needs_refill(
+    old: &thecal_protocol::Prescription,
+    new: &thecal_protocol::Prescription,
+    file: &str,
+) -> String {
+    format!(
+        "the schedule changes the drug or concentration ({} {} in force, {} {} in {file}). \
+         A schedule write cannot do that: the pump derives every flow from the \
+         concentration, so it changes only with a refill, when the reservoir holds the new \
+         solution. Record the refill with this prescription: \
+         `thecal refill --volume V --schedule {file}`",
+        old.drug(),
+        quantity::concentration(old.concentration()),
+        new.drug(),
+        quantity::concentration(new.concentration()),
+    )
 }
