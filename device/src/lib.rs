@@ -26,6 +26,7 @@ pub mod flash;
 pub mod motor;
 pub mod pump;
 pub mod server;
+pub mod session;
 #[cfg(feature = "std")]
 pub mod sim;
 pub mod storage;

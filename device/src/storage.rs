@@ -55,6 +55,11 @@ pub struct Snapshot {
     pub patient_boluses: Vec<Timestamp, MAX_PATIENT_HISTORY>,
     /// Alarms acknowledged by a programmer (cleared when the alarm clears).
     pub acknowledged: Vec<AlarmKind, 8>,
+    /// The device secret every role key derives from; `None` until provisioned.
+    pub device_secret: Option<[u8; 32]>,
+    /// Handshake counter reserved so far: device nonces use counters below it, so a nonce
+    /// is never used twice, not even across resets.
+    pub handshakes_reserved: u64,
 }
 
 /// Where the event log stands.

@@ -5,8 +5,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::client::{self, Session};
 use thecal_protocol::frame::{decode_body, encode, Feed, FrameDecoder, Header};
-use thecal_protocol::message::{Request, Response, Revision};
+use thecal_protocol::message::{Request, Response, Revision, Role};
+use thecal_protocol::session::Secret;
 
 struct Sim {
     child: Child,
@@ -71,6 +75,61 @@ impl Sim {
         panic!("no answer from the simulator within 10 s");
     }
 
+    /// Sends `frame` and returns the bytes of the first complete answer frame.
+    fn exchange(&self, frame: &[u8]) -> Vec<u8> {
+        let mut port = serialport::new(&self.path, 115_200)
+            .timeout(Duration::from_millis(100))
+            .open()
+            .expect("open pty");
+        port.write_all(frame).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut chunk = [0u8; 256];
+        while Instant::now() < deadline {
+            match port.read(&mut chunk) {
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) => panic!("read: {e}"),
+            }
+            if got.contains(&0) {
+                return got;
+            }
+        }
+        panic!("no answer from the simulator within 10 s");
+    }
+
+    /// A clinician session with the key file the simulator wrote in `dir`.
+    fn session(&self, key_file: &std::path::Path) -> Session {
+        let text = std::fs::read_to_string(key_file).expect("key file");
+        let hex = text
+            .lines()
+            .find_map(|l| l.strip_prefix("key = \""))
+            .unwrap()
+            .trim_end_matches('"');
+        let mut key = [0u8; 32];
+        for (i, b) in key.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        let serial = text
+            .lines()
+            .find_map(|l| l.strip_prefix("pump = \""))
+            .unwrap()
+            .trim_end_matches('"')
+            .to_string();
+        client::handshake(
+            &mut |f| self.exchange(f),
+            &Secret(key),
+            Role::Clinician,
+            &serial,
+            [3; 16],
+        )
+        .expect("handshake")
+    }
+
+    fn sealed(&self, s: &mut Session, id: u16, request: &Request) -> Response {
+        s.request(&mut |f| self.exchange(f), id, request)
+    }
+
     fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -97,7 +156,15 @@ impl Drop for Sim {
 
 #[test]
 fn identify_and_status_over_the_pty() {
-    let sim = Sim::start(&["--speed", "3600", "--seed", "42"]);
+    let dir = std::env::temp_dir().join(format!("thecal-sim-keys-{}", std::process::id()));
+    let sim = Sim::start(&[
+        "--speed",
+        "3600",
+        "--seed",
+        "42",
+        "--keys",
+        dir.to_str().unwrap(),
+    ]);
     match sim.request(1, &Request::Identify) {
         Response::Identity(id) => {
             assert_eq!(id.serial.as_str(), "SIM000042");
@@ -105,11 +172,23 @@ fn identify_and_status_over_the_pty() {
         }
         other => panic!("{other:?}"),
     }
-    match sim.request(2, &Request::Status) {
-        Response::Status(s) => assert_eq!(s.revision, Revision(1)),
+    // Without a session only Identify is served.
+    assert_eq!(
+        sim.request(2, &Request::Status),
+        Response::Refused(thecal_protocol::message::Refusal::SessionRequired)
+    );
+    let key_file = dir.join("thecal-sim.clinician.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "key file readable by others");
+    let mut s = sim.session(&key_file);
+    match sim.sealed(&mut s, 3, &Request::Status) {
+        Response::Status(st) => assert_eq!(st.revision, Revision(1)),
         other => panic!("{other:?}"),
     }
     assert!(sim.terminate().success());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -119,7 +198,9 @@ fn state_survives_a_restart() {
     let state = dir.join("pump.state");
     let state_arg = state.to_str().unwrap();
     let sim = Sim::start(&["--state", state_arg]);
-    let record = match sim.request(1, &Request::ReadPrescription) {
+    let key_file = dir.join("pump.state.clinician.key");
+    let mut s = sim.session(&key_file);
+    let record = match sim.sealed(&mut s, 1, &Request::ReadPrescription) {
         Response::Prescription(r) => r,
         other => panic!("{other:?}"),
     };
@@ -128,14 +209,16 @@ fn state_survives_a_restart() {
         prescription: record.prescription.clone().into(),
     };
     assert_eq!(
-        sim.request(2, &write),
+        sim.sealed(&mut s, 2, &write),
         Response::PrescriptionWritten {
             revision: Revision(2)
         }
     );
     assert!(sim.terminate().success());
+    // The restarted pump keeps its secret: the same key file opens a session.
     let sim = Sim::start(&["--state", state_arg]);
-    match sim.request(1, &Request::ReadPrescription) {
+    let mut s = sim.session(&key_file);
+    match sim.sealed(&mut s, 1, &Request::ReadPrescription) {
         Response::Prescription(r) => {
             assert_eq!(r.revision, Revision(2));
             assert_eq!(r.prescription, record.prescription);

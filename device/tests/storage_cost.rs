@@ -68,6 +68,8 @@ fn largest_snapshot() -> Snapshot {
     s.window = Vec::from_slice(&[u32::MAX; WINDOW_BUCKETS]).unwrap();
     s.patient_boluses = Vec::from_slice(&[Timestamp(u64::MAX); MAX_PATIENT_HISTORY]).unwrap();
     s.acknowledged = Vec::from_slice(&[AlarmKind::StorageFault; 8]).unwrap();
+    s.device_secret = Some([0xFF; 32]);
+    s.handshakes_reserved = u64::MAX;
     s
 }
 

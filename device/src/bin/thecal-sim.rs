@@ -8,6 +8,7 @@ use std::sync::mpsc;
 
 use clap::Parser;
 use thecal_device::sim::{Fault, SimOptions, Simulator};
+use thecal_protocol::message::Role;
 
 /// A simulated intrathecal drug pump running the real pump core behind a pty.
 #[derive(Debug, Parser)]
@@ -28,6 +29,9 @@ struct Args {
     /// Seed for the serial number and fault timing.
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
+    /// Write the role key files here (default: beside --state, or a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    keys: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +42,7 @@ fn main() -> std::process::ExitCode {
         fault: args.fault,
         seed: args.seed,
         link: args.link,
+        keys: args.keys,
     };
     let sim = match Simulator::start(opts) {
         Ok(sim) => sim,
@@ -47,6 +52,11 @@ fn main() -> std::process::ExitCode {
         }
     };
     println!("{}", sim.path().display());
+    for role in [Role::Clinician, Role::Patient, Role::Service] {
+        if let Some(path) = sim.key_file(role) {
+            eprintln!("thecal-sim: {role:?} key file {}", path.display());
+        }
+    }
     eprintln!(
         "thecal-sim: serving {} (speed {}x); Ctrl-C saves and exits",
         sim.path().display(),

@@ -104,6 +104,10 @@ pub struct Pump<S, M> {
     storage_fault: bool,
     /// The store could not be read at boot: never overwrite what it holds.
     store_unreadable: bool,
+    device_secret: Option<[u8; 32]>,
+    /// Next handshake counter, and the end of the persisted reservation.
+    handshake_next: u64,
+    handshake_reserved: u64,
     last_tick: Timestamp,
 }
 
@@ -147,6 +151,9 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             motor_stalled: false,
             storage_fault: false,
             store_unreadable: false,
+            device_secret: None,
+            handshake_next: 0,
+            handshake_reserved: 0,
             last_tick: now,
         };
         match pump.storage.load() {
@@ -188,6 +195,10 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         // The reservation may have been delivered after the snapshot: count it now.
         self.window.add(now, RESERVE_NL);
         self.patient = snap.patient_boluses.clone();
+        self.device_secret = snap.device_secret;
+        // Counters below the old reservation may have been used: start after it.
+        self.handshake_next = snap.handshakes_reserved;
+        self.handshake_reserved = snap.handshakes_reserved;
         for &kind in snap.acknowledged.iter() {
             self.alarms.set(kind, true, now);
             self.alarms.acknowledge(kind, now);
@@ -245,6 +256,57 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         p.daily_limit()
             .to_flow(p.concentration())
             .map_or(0, |f| u64::from(f.0))
+    }
+
+    /// The device secret, once provisioned.
+    pub fn device_secret(&self) -> Option<[u8; 32]> {
+        self.device_secret
+    }
+
+    /// Stores the device secret. Only once: `false` if already provisioned or if it could
+    /// not be stored.
+    pub fn provision(&mut self, secret: [u8; 32], now: Timestamp) -> bool {
+        if self.device_secret.is_some() {
+            return false;
+        }
+        self.device_secret = Some(secret);
+        if self.try_save_snapshot(now) {
+            true
+        } else {
+            self.device_secret = None;
+            false
+        }
+    }
+
+    /// The next handshake counter, never used before (persisted ahead in blocks of 16);
+    /// `None` if the reservation could not be stored.
+    pub fn next_handshake(&mut self, now: Timestamp) -> Option<u64> {
+        if self.handshake_next >= self.handshake_reserved {
+            let before = self.handshake_reserved;
+            self.handshake_reserved = self.handshake_next.saturating_add(16);
+            if !self.try_save_snapshot(now) {
+                self.handshake_reserved = before;
+                return None;
+            }
+        }
+        let n = self.handshake_next;
+        self.handshake_next += 1;
+        Some(n)
+    }
+
+    /// Logs a security event (failed handshake).
+    pub fn log_security(
+        &mut self,
+        now: Timestamp,
+        role: thecal_protocol::message::Role,
+        failures: u8,
+    ) {
+        self.log_event(now, Event::Security { role, failures });
+    }
+
+    /// The serial number.
+    pub fn serial(&self) -> &str {
+        self.info.serial.as_str()
     }
 
     /// Consumes the battery as if `nah` were used (fault injection).
@@ -389,6 +451,8 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             window: buckets.clone(),
             patient_boluses: self.patient.clone(),
             acknowledged: self.alarms.acknowledged().collect(),
+            device_secret: self.device_secret,
+            handshakes_reserved: self.handshake_reserved,
         }
     }
 

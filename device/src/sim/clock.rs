@@ -40,6 +40,11 @@ impl VirtualClock {
         Timestamp(self.start_device + elapsed.saturating_mul(self.speed))
     }
 
+    /// Real milliseconds since the clock started (the simulator's link clock).
+    pub fn real_elapsed_ms(&self) -> u64 {
+        self.start_real.elapsed().as_millis() as u64
+    }
+
     /// Real milliseconds until device time `t` (0 if past).
     pub fn real_ms_until(&self, t: Timestamp) -> u64 {
         t.since(self.now()).div_ceil(self.speed)

@@ -14,7 +14,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serialport::{SerialPort, TTYPort};
-use thecal_protocol::message::ResetCause;
+use thecal_protocol::message::{ResetCause, Role};
+use thecal_protocol::session::Secret;
 use thecal_protocol::time::Timestamp;
 
 use crate::demo;
@@ -24,6 +25,7 @@ use crate::server::Server;
 use crate::storage::StoreError;
 
 mod clock;
+pub mod keys;
 mod store;
 
 pub use clock::VirtualClock;
@@ -67,10 +69,16 @@ pub struct SimOptions {
     pub seed: u64,
     /// A stable symlink to the pty.
     pub link: Option<PathBuf>,
+    /// Where to write the role key files: default beside the state file, or a fresh
+    /// temporary directory without one.
+    pub keys: Option<PathBuf>,
 }
 
 /// A running simulated pump.
 pub struct Simulator {
+    serial: String,
+    secret: Secret,
+    key_files: Vec<(Role, PathBuf)>,
     path: PathBuf,
     link: Option<PathBuf>,
     stop: Arc<AtomicBool>,
@@ -99,13 +107,20 @@ impl Simulator {
         let sidecar = opts.state.as_ref().map(|p| p.with_extension("clock"));
         let clock = VirtualClock::start(opts.speed, sidecar);
         let store = SimStore::open(opts.state.as_deref(), opts.fault == Some(Fault::Storage))?;
-        let server = boot(store, &opts, clock.now())?;
+        let mut server = boot(store, &opts, clock.now())?;
+        let secret = provision(&mut server, clock.now())?;
+        let serial = server.pump().serial().to_string();
+        let (dir, stem) = key_location(&opts);
+        let key_files = keys::write_key_files(&dir, &stem, &serial, &secret)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("thecal-sim".into())
             .spawn(move || run(server, master, clock, &flag))?;
         Ok(Simulator {
+            serial,
+            secret,
+            key_files,
             path,
             link: opts.link,
             stop,
@@ -116,6 +131,24 @@ impl Simulator {
     /// The pty to open.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The pump's serial number.
+    pub fn serial(&self) -> &str {
+        &self.serial
+    }
+
+    /// The key of `role` (what its key file holds).
+    pub fn role_key(&self, role: Role) -> Secret {
+        thecal_protocol::session::role_key(&self.secret, role, &self.serial)
+    }
+
+    /// The key file written for `role`.
+    pub fn key_file(&self, role: Role) -> Option<&Path> {
+        self.key_files
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, p)| p.as_path())
     }
 
     /// Persists the state and stops.
@@ -171,6 +204,42 @@ fn boot(store: SimStore, opts: &SimOptions, now: Timestamp) -> io::Result<SimSer
     Ok(Server::new(pump))
 }
 
+/// The device secret, provisioning a fresh pump from the OS random source.
+fn provision(server: &mut SimServer, now: Timestamp) -> io::Result<Secret> {
+    if let Some(secret) = server.pump().device_secret() {
+        return Ok(Secret(secret));
+    }
+    let secret = keys::random_secret()?;
+    if !server.pump_mut().provision(secret, now) {
+        return Err(io::Error::other("cannot store the device secret"));
+    }
+    Ok(Secret(secret))
+}
+
+/// Directory and file-name stem of the key files.
+fn key_location(opts: &SimOptions) -> (PathBuf, String) {
+    let stem = |p: &Path| {
+        p.file_name()
+            .map_or_else(|| "thecal-sim".into(), |n| n.to_string_lossy().into_owned())
+    };
+    match (&opts.keys, &opts.state) {
+        (Some(dir), Some(state)) => (dir.clone(), stem(state)),
+        (Some(dir), None) => (dir.clone(), "thecal-sim".into()),
+        (None, Some(state)) => (
+            state
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            stem(state),
+        ),
+        (None, None) => {
+            static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = RUN.fetch_add(1, Ordering::SeqCst);
+            let dir = std::env::temp_dir().join(format!("thecal-sim-{}-{n}", std::process::id()));
+            (dir, "thecal-sim".into())
+        }
+    }
+}
+
 fn run(
     mut server: SimServer,
     mut port: TTYPort,
@@ -188,7 +257,9 @@ fn run(
             Ok(n) if n > 0 => {
                 let now = clock.now();
                 let mut out: Vec<u8> = Vec::new();
-                server.receive(now, buf.get(..n).unwrap_or(&[]), &mut |b| {
+                // Sessions time out in real time, whatever the virtual clock's speed.
+                let link_now = Timestamp(clock.real_elapsed_ms());
+                server.receive_at(now, link_now, buf.get(..n).unwrap_or(&[]), &mut |b| {
                     out.extend_from_slice(b)
                 });
                 if !out.is_empty() {

@@ -3,6 +3,8 @@
 //! does (tick at `next_wake`).
 #![allow(dead_code)]
 
+pub mod client;
+
 use heapless::{String, Vec};
 use thecal_device::battery::BatteryConfig;
 use thecal_device::flash::RamFlash;
@@ -157,4 +159,42 @@ pub fn run_until(pump: &mut TestPump, end: Timestamp) {
 /// Delivered volume in nL, counted at the motor.
 pub fn motor_nl(pump: &TestPump) -> u64 {
     pump.motor().strokes * u64::from(thecal_device::motor::STROKE_NL)
+}
+
+/// The device secret the tests provision.
+pub const SECRET: [u8; 32] = [0x42; 32];
+/// The test pump's serial number.
+pub const SERIAL: &str = "T0001";
+
+/// A provisioned pump behind a request server.
+pub fn server(
+    p: Prescription,
+    volume: Nanolitres,
+) -> thecal_device::server::Server<Store, CountingMotor> {
+    let mut pump = boot(p, volume);
+    assert!(pump.provision(SECRET, BOOT));
+    thecal_device::server::Server::new(pump)
+}
+
+/// Exchanges bytes with `server` at device (and link) time `now`.
+pub fn exchange_at<'a>(
+    server: &'a mut thecal_device::server::Server<Store, CountingMotor>,
+    now: Timestamp,
+) -> impl FnMut(&[u8]) -> std::vec::Vec<u8> + 'a {
+    move |bytes: &[u8]| {
+        let mut out = std::vec::Vec::new();
+        server.receive(now, bytes, &mut |b| out.extend_from_slice(b));
+        out
+    }
+}
+
+/// Opens a session of `role` with the test key.
+pub fn session(
+    server: &mut thecal_device::server::Server<Store, CountingMotor>,
+    role: thecal_protocol::message::Role,
+    now: Timestamp,
+) -> client::Session {
+    let key = client::key(SECRET, role, SERIAL);
+    client::handshake(&mut exchange_at(server, now), &key, role, SERIAL, [7; 16])
+        .expect("handshake")
 }

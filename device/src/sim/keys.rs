@@ -1,0 +1,67 @@
+//! Provisioning the simulated pump and writing its role key files.
+//!
+//! A fresh simulated pump provisions itself (like a factory station would) with a device
+//! secret from the operating system's random source, then writes one key file per role:
+//!
+//! ```text
+//! # thecal role key: keep it secret. Whoever holds it acts as this role on this pump.
+//! pump = "SIM000001"
+//! role = "clinician"
+//! key = "<64 hex digits>"
+//! ```
+//!
+//! Files are created with mode 0600; the programmer refuses a key file others can read.
+
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use thecal_protocol::message::Role;
+use thecal_protocol::session::{role_key, role_label, Secret};
+
+/// 32 bytes from the operating system's random source.
+pub fn random_secret() -> io::Result<[u8; 32]> {
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
+    Ok(secret)
+}
+
+/// The path of `role`'s key file in `dir` for a pump whose files start with `stem`.
+pub fn key_path(dir: &Path, stem: &str, role: Role) -> PathBuf {
+    let label = String::from_utf8_lossy(role_label(role)).into_owned();
+    dir.join(format!("{stem}.{label}.key"))
+}
+
+/// The text of a key file.
+pub fn key_file_text(serial: &str, role: Role, key: &Secret) -> String {
+    let hex: String = key.0.iter().map(|b| format!("{b:02x}")).collect();
+    let label = String::from_utf8_lossy(role_label(role)).into_owned();
+    format!(
+        "# thecal role key: keep it secret. Whoever holds it acts as this role on this pump.\n\
+         pump = \"{serial}\"\nrole = \"{label}\"\nkey = \"{hex}\"\n"
+    )
+}
+
+/// Writes the key files of every role; returns their paths.
+pub fn write_key_files(
+    dir: &Path,
+    stem: &str,
+    serial: &str,
+    secret: &Secret,
+) -> io::Result<Vec<(Role, PathBuf)>> {
+    std::fs::create_dir_all(dir)?;
+    let mut out = Vec::new();
+    for role in [Role::Clinician, Role::Patient, Role::Service] {
+        let path = key_path(dir, stem, role);
+        let _ = std::fs::remove_file(&path);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(key_file_text(serial, role, &role_key(secret, role, serial)).as_bytes())?;
+        out.push((role, path));
+    }
+    Ok(out)
+}

@@ -1,0 +1,482 @@
+//! Secure sessions, attacked: replay, reordering, bit flips, reflection, wrong keys, wrong
+//! roles, no session, brute force, counter limit, expiry and reset. Each checks that
+//! therapy state is unchanged where it must be.
+
+mod common;
+
+use common::client::{frames, plain_answer, plain_frame};
+use common::*;
+use thecal_device::server::Server;
+use thecal_device::session::IDLE_TIMEOUT_MS;
+use thecal_protocol::message::{BolusRequest, Event, Refusal, Request, Response, Revision, Role};
+use thecal_protocol::session::Sealer;
+use thecal_protocol::time::{Timestamp, UtcOffset};
+use thecal_protocol::units::{Minutes, Nanograms, Nanolitres};
+
+type S = Server<Store, thecal_device::motor::CountingMotor>;
+
+fn send(server: &mut S, now: Timestamp, bytes: &[u8]) -> Vec<u8> {
+    exchange_at(server, now)(bytes)
+}
+
+/// What must not change when an attack fails.
+#[derive(Debug, PartialEq)]
+struct Therapy {
+    revision: Revision,
+    reservoir: Nanolitres,
+    stopped: bool,
+    bolus_running: bool,
+    clock: Timestamp,
+}
+
+fn therapy(server: &S, now: Timestamp) -> Therapy {
+    let p = server.pump();
+    Therapy {
+        revision: p.record().revision,
+        reservoir: p.reservoir(),
+        stopped: matches!(
+            p.therapy_state(),
+            thecal_protocol::message::TherapyState::Stopped
+        ),
+        bolus_running: false,
+        clock: p.wall(now),
+    }
+}
+
+fn mutating() -> Vec<Request> {
+    vec![
+        Request::WritePrescription {
+            expected: Revision(1),
+            prescription: flexible().into(),
+        },
+        Request::Refill {
+            expected: Revision(1),
+            volume: Nanolitres::from_ml(20),
+            prescription: None,
+        },
+        Request::ClinicianBolus(BolusRequest::Single {
+            dose: Nanograms::from_ug(50),
+            duration: Minutes(10),
+        }),
+        Request::StopTherapy,
+        Request::ResumeTherapy,
+        Request::SetClock {
+            now: Timestamp(1_800_000_000_000),
+            offset: UtcOffset(60),
+        },
+        Request::AcknowledgeAlarm {
+            alarm: thecal_protocol::message::AlarmKind::LowReservoir,
+        },
+    ]
+}
+
+fn bolus() -> Request {
+    Request::ClinicianBolus(BolusRequest::Single {
+        dose: Nanograms::from_ug(20),
+        duration: Minutes(5),
+    })
+}
+
+fn bolus_events(server: &mut S) -> usize {
+    let mut s = session(server, Role::Clinician, BOOT.plus_ms(1));
+    match s.request(
+        &mut exchange_at(server, BOOT.plus_ms(1)),
+        901,
+        &Request::ReadLog { first: 0, max: 8 },
+    ) {
+        Response::LogPage(p) => p
+            .entries
+            .iter()
+            .filter(|e| matches!(e.event, Event::Bolus { .. }))
+            .count(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn without_a_session_only_identify_is_served() {
+    let mut server = server(continuous(100), Nanolitres::from_ml(18));
+    let before = therapy(&server, BOOT);
+    for (i, r) in mutating()
+        .iter()
+        .chain([Request::Status, Request::ReadPrescription].iter())
+        .enumerate()
+    {
+        let out = send(&mut server, BOOT, &plain_frame(i as u16, r));
+        assert_eq!(
+            plain_answer(&out),
+            Response::Refused(Refusal::SessionRequired),
+            "{r:?}"
+        );
+    }
+    assert!(matches!(
+        plain_answer(&send(
+            &mut server,
+            BOOT,
+            &plain_frame(99, &Request::Identify)
+        )),
+        Response::Identity(_)
+    ));
+    assert_eq!(therapy(&server, BOOT), before);
+}
+
+#[test]
+fn patient_and_service_roles_cannot_change_therapy() {
+    for role in [Role::Patient, Role::Service] {
+        let mut server = server(continuous(100), Nanolitres::from_ml(18));
+        let before = therapy(&server, BOOT);
+        let mut s = session(&mut server, role, BOOT);
+        for (i, r) in mutating().iter().enumerate() {
+            let answer = s.request(&mut exchange_at(&mut server, BOOT), i as u16, r);
+            assert_eq!(
+                answer,
+                Response::Refused(Refusal::NotPermitted),
+                "{role:?} {r:?}"
+            );
+        }
+        assert_eq!(therapy(&server, BOOT), before);
+        // Reads are allowed.
+        assert!(matches!(
+            s.request(&mut exchange_at(&mut server, BOOT), 50, &Request::Status),
+            Response::Status(_)
+        ));
+    }
+    // The patient may take a patient bolus within the clinician's rules.
+    let mut server = server(continuous(100), Nanolitres::from_ml(18));
+    let mut s = session(&mut server, Role::Patient, BOOT);
+    assert!(matches!(
+        s.request(
+            &mut exchange_at(&mut server, BOOT),
+            1,
+            &Request::PatientBolus
+        ),
+        Response::PatientBolusStarted(_)
+    ));
+}
+
+#[test]
+fn a_replayed_or_reordered_sealed_frame_is_dropped() {
+    let mut server = server(continuous(100), Nanolitres::from_ml(18));
+    let mut s = session(&mut server, Role::Clinician, BOOT);
+    let captured = s.frame(10, false, &bolus());
+    assert!(matches!(
+        s.answer(&send(&mut server, BOOT, &captured)),
+        Response::BolusStarted(_)
+    ));
+    // Replay (even flagged as a retry by an attacker who cannot re-seal it).
+    assert!(
+        send(&mut server, BOOT.plus_ms(1_000), &captured).is_empty(),
+        "no answer to a replay"
+    );
+    // Replayed after the session ended: refused in the clear, not executed.
+    let late = BOOT.plus_ms(IDLE_TIMEOUT_MS + 1);
+    assert_eq!(
+        plain_answer(&send(&mut server, late, &captured)),
+        Response::Refused(Refusal::SessionRequired)
+    );
+    assert_eq!(bolus_events(&mut server), 1);
+    // Reordered pair: the later frame goes first; the earlier one is then stale.
+    let mut server = common::server(continuous(100), Nanolitres::from_ml(18));
+    let mut s = session(&mut server, Role::Clinician, BOOT);
+    let first = s.frame(20, false, &Request::StopTherapy);
+    let second = s.frame(21, false, &Request::Status);
+    assert!(matches!(
+        s.answer(&send(&mut server, BOOT, &second)),
+        Response::Status(_)
+    ));
+    assert!(send(&mut server, BOOT, &first).is_empty());
+    assert!(!matches!(
+        server.pump().therapy_state(),
+        thecal_protocol::message::TherapyState::Stopped
+    ));
+}
+
+#[test]
+fn a_flipped_bit_anywhere_is_dropped() {
+    let mut server = server(continuous(100), Nanolitres::from_ml(18));
+    let mut s = session(&mut server, Role::Clinician, BOOT);
+    let before = therapy(&server, BOOT);
+    let frame = s.frame(30, false, &Request::StopTherapy);
+    let raw = thecal_protocol::frame::encode_raw; // re-frame after flipping inside the raw frame
+    let answers = frames(&frame);
+    let (header, body) = (answers[0].header.to_bytes(), answers[0].body.clone());
+    for bit in 0..(header.len() + body.len()) * 8 {
+        let (mut h, mut b) = (header, body.clone());
+        if bit < 40 {
+            h[bit / 8] ^= 1 << (bit % 8);
+        } else {
+            b[bit / 8 - 5] ^= 1 << (bit % 8);
+        }
+        // Re-compute the CRC so the frame reaches the session layer.
+        let Ok(hh) = thecal_protocol::frame::Header::from_bytes(h) else {
+            continue;
+        };
+        let mut wire = [0u8; 256];
+        let n = raw(hh, &b, &mut wire).unwrap();
+        let out = send(&mut server, BOOT, &wire[..n]);
+        for a in frames(&out) {
+            // Only a clear "no session" for a header that lost the SEALED flag; never a
+            // sealed answer.
+            assert!(
+                !a.header.flags.has(thecal_protocol::frame::Flags::SEALED),
+                "bit {bit}"
+            );
+        }
+    }
+    assert_eq!(therapy(&server, BOOT), before);
+    // The untouched frame still works.
+    assert_eq!(
+        s.answer(&send(&mut server, BOOT, &frame)),
+        Response::TherapyStopped
+    );
+}
+
+#[test]
+fn an_answer_reflected_back_to_the_pump_is_dropped() {
+    let mut server = server(continuous(100), Nanolitres::from_ml(18));
+    let mut s = session(&mut server, Role::Clinician, BOOT);
+    let out = send(&mut server, BOOT, &s.frame(40, false, &Request::Status));
+    // Re-label the pump's sealed answer as a request (kind byte) and send it back.
+    let a = &frames(&out)[0];
+    let mut h = a.header;
+    h.kind = thecal_protocol::frame::FrameKind::Request;
+    let mut wire = [0u8; 512];
+    let n = thecal_protocol::frame::encode_raw(h, &a.body, &mut wire).unwrap();
+    assert!(send(&mut server, BOOT, &wire[..n]).is_empty());
+}
+
+#[test]
+fn a_wrong_key_fails_and_brute_force_backs_off() {
+    let mut server = server(continuous(100), Nanolitres::from_ml(18));
+    let mut t = BOOT;
+    let mut last_wait = 0;
+    // An attacker without the key: hello, then a guessed proof, again and again.
+    for attempt in 1..=5u64 {
+        let hello = plain_frame(
+            1,
+            &Request::SessionHello {
+                role: Role::Clinician,
+                nonce: [attempt as u8; 16],
+            },
+        );
+        match plain_answer(&send(&mut server, t, &hello)) {
+            Response::SessionChallenge { .. } => {}
+            Response::Refused(Refusal::LockedOut { retry_after_ms }) => {
+                t = t.plus_ms(u64::from(retry_after_ms));
+                continue;
+            }
+            other => panic!("{other:?}"),
+        }
+        let proof = plain_frame(
+            2,
+            &Request::SessionProof {
+                proof: [attempt as u8; 32],
+            },
+        );
+        assert_eq!(
+            plain_answer(&send(&mut server, t, &proof)),
+            Response::Refused(Refusal::AuthenticationFailed)
+        );
+        match plain_answer(&send(&mut server, t, &hello)) {
+            Response::Refused(Refusal::LockedOut { retry_after_ms }) => {
+                assert!(u64::from(retry_after_ms) >= last_wait, "back-off grows");
+                last_wait = u64::from(retry_after_ms);
+                t = t.plus_ms(u64::from(retry_after_ms));
+            }
+            other => panic!("locked out expected, got {other:?}"),
+        }
+    }
+    assert!(last_wait >= 8_000, "{last_wait}");
+    // Failures are security events in the log.
+    let mut s = session(&mut server, Role::Clinician, t);
+    match s.request(
+        &mut exchange_at(&mut server, t),
+        3,
+        &Request::ReadLog { first: 0, max: 8 },
+    ) {
+        Response::LogPage(p) => assert!(p.entries.iter().any(|e| matches!(
+            e.event,
+            Event::Security {
+                role: Role::Clinician,
+                ..
+            }
+        ))),
+        other => panic!("{other:?}"),
+    }
+    // Therapy runs on regardless: an hour at 0.2 mL/day is 8 333 nL, 33 strokes.
+    server.tick(BOOT.plus_ms(HOUR));
+    assert!(
+        server.pump().motor().strokes >= 33,
+        "{}",
+        server.pump().motor().strokes
+    );
+}
+
+#[test]
+fn the_counter_limit_forces_a_new_session() {
+    let mut server = server(continuous(100), Nanolitres::from_ml(18));
+    let mut s = session(&mut server, Role::Clinician, BOOT);
+    // The programmer's counter at its last usable value: accepted once …
+    s.sealer = Sealer::starting_at(&s.to_device, u32::MAX - 1);
+    assert!(matches!(
+        s.request(&mut exchange_at(&mut server, BOOT), 1, &Request::Status),
+        Response::Status(_)
+    ));
+    // … then the programmer cannot seal another frame: it must open a new session.
+    let mut out = [0u8; 64];
+    assert_eq!(
+        s.sealer.seal(&[0; 5], b"x", &mut out),
+        Err(thecal_protocol::session::SealError::Exhausted)
+    );
+    // A frame re-using a lower counter is stale for the pump.
+    let mut low = Sealer::starting_at(&s.to_device, 5);
+    let header = thecal_protocol::frame::Header {
+        kind: thecal_protocol::frame::FrameKind::Request,
+        id: 2,
+        flags: thecal_protocol::frame::Flags(thecal_protocol::frame::Flags::SEALED),
+    };
+    let mut body = [0u8; 64];
+    let n = low.seal(&header.to_bytes(), &[10], &mut body).unwrap(); // StopTherapy
+    let mut wire = [0u8; 128];
+    let w = thecal_protocol::frame::encode_raw(header, &body[..n], &mut wire).unwrap();
+    assert!(send(&mut server, BOOT, &wire[..w]).is_empty());
+    assert!(!matches!(
+        server.pump().therapy_state(),
+        thecal_protocol::message::TherapyState::Stopped
+    ));
+    let mut s = session(&mut server, Role::Clinician, BOOT);
+    assert_eq!(
+        s.request(
+            &mut exchange_at(&mut server, BOOT),
+            3,
+            &Request::StopTherapy
+        ),
+        Response::TherapyStopped
+    );
+}
+
+#[test]
+fn a_session_expires_when_idle_and_nothing_is_executed() {
+    let mut server = server(continuous(100), Nanolitres::from_ml(18));
+    let mut s = session(&mut server, Role::Clinician, BOOT);
+    let late = BOOT.plus_ms(IDLE_TIMEOUT_MS + 1);
+    let out = send(&mut server, late, &s.frame(1, false, &Request::StopTherapy));
+    assert_eq!(
+        plain_answer(&out),
+        Response::Refused(Refusal::SessionRequired)
+    );
+    assert!(!matches!(
+        server.pump().therapy_state(),
+        thecal_protocol::message::TherapyState::Stopped
+    ));
+    // A new session works.
+    let mut s = session(&mut server, Role::Clinician, late);
+    assert_eq!(
+        s.request(
+            &mut exchange_at(&mut server, late),
+            2,
+            &Request::StopTherapy
+        ),
+        Response::TherapyStopped
+    );
+}
+
+#[test]
+fn after_a_reset_the_programmer_must_handshake_again() {
+    let mut server = server(continuous(100), Nanolitres::from_ml(18));
+    let nonce_before = {
+        let out = send(
+            &mut server,
+            BOOT,
+            &plain_frame(
+                5,
+                &Request::SessionHello {
+                    role: Role::Patient,
+                    nonce: [1; 16],
+                },
+            ),
+        );
+        match plain_answer(&out) {
+            Response::SessionChallenge { nonce, .. } => nonce,
+            other => panic!("{other:?}"),
+        }
+    };
+    // The hello above ended the clinician session; open it again, then reset the pump.
+    let mut s = session(&mut server, Role::Clinician, BOOT);
+    let flash = server.into_pump().into_storage().into_inner();
+    let store = thecal_device::store::FlashStore::new(flash).unwrap();
+    let pump = boot_with(
+        continuous(100),
+        Nanolitres::from_ml(18),
+        thecal_device::battery::BatteryConfig::default(),
+        store,
+    );
+    let mut server = Server::new(pump);
+    let out = send(&mut server, BOOT, &s.frame(6, false, &Request::StopTherapy));
+    assert_eq!(
+        plain_answer(&out),
+        Response::Refused(Refusal::SessionRequired)
+    );
+    assert!(!matches!(
+        server.pump().therapy_state(),
+        thecal_protocol::message::TherapyState::Stopped
+    ));
+    // The device secret survived; nonces never repeat across the reset.
+    let out = send(
+        &mut server,
+        BOOT,
+        &plain_frame(
+            7,
+            &Request::SessionHello {
+                role: Role::Patient,
+                nonce: [1; 16],
+            },
+        ),
+    );
+    match plain_answer(&out) {
+        Response::SessionChallenge { nonce, .. } => assert_ne!(nonce, nonce_before),
+        other => panic!("{other:?}"),
+    }
+    let mut s = session(&mut server, Role::Clinician, BOOT);
+    assert_eq!(
+        s.request(
+            &mut exchange_at(&mut server, BOOT),
+            8,
+            &Request::StopTherapy
+        ),
+        Response::TherapyStopped
+    );
+}
+
+#[test]
+fn provisioning_happens_once() {
+    let pump = boot(continuous(100), Nanolitres::from_ml(18));
+    let mut server = Server::new(pump);
+    let hello = plain_frame(
+        1,
+        &Request::SessionHello {
+            role: Role::Clinician,
+            nonce: [1; 16],
+        },
+    );
+    assert_eq!(
+        plain_answer(&send(&mut server, BOOT, &hello)),
+        Response::Refused(Refusal::NotProvisioned)
+    );
+    let provision = plain_frame(2, &Request::Provision { secret: SECRET });
+    assert_eq!(
+        plain_answer(&send(&mut server, BOOT, &provision)),
+        Response::Provisioned
+    );
+    let again = plain_frame(3, &Request::Provision { secret: [0; 32] });
+    assert_eq!(
+        plain_answer(&send(&mut server, BOOT, &again)),
+        Response::Refused(Refusal::NotPermitted)
+    );
+    // The first secret is the one in force.
+    let mut s = session(&mut server, Role::Clinician, BOOT);
+    assert!(matches!(
+        s.request(&mut exchange_at(&mut server, BOOT), 4, &Request::Status),
+        Response::Status(_)
+    ));
+}
