@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use thecal_device::sim::{SimOptions, Simulator};
 use thecal_host::{serial, Client, ClientConfig};
+use thecal_protocol::frame::{decode_body, encode, Feed, FrameDecoder, Header};
+use thecal_protocol::{Request, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::SerialStream;
 
 /// Longest any CLI run may take before the test fails (no hang, ever).
@@ -39,6 +42,38 @@ pub async fn connect(sim: &Simulator) -> Client<SerialStream> {
     let stream = serial::open(&port(sim), serial::DEFAULT_BAUD).expect("pty opens");
     let (client, _) = Client::connect(stream, CONFIG).await.expect("pump answers");
     client
+}
+
+/// Sends one request frame by hand (bypassing the client's own checks) and returns the
+/// answer with the same id; frames with other ids are skipped. Fails the test if no
+/// answer comes within 5 s.
+pub async fn raw_request(stream: &mut SerialStream, id: u16, request: &Request) -> Response {
+    let mut buf = vec![0u8; 2048];
+    let n = encode(Header::request(id), request, &mut buf).unwrap();
+    stream.write_all(&[0]).await.unwrap();
+    stream.write_all(&buf[..n]).await.unwrap();
+    let mut decoder: FrameDecoder = FrameDecoder::new();
+    let mut chunk = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = tokio::time::timeout_at(deadline, AsyncReadExt::read(stream, &mut chunk))
+            .await
+            .expect("the pump answers within 5 s")
+            .unwrap();
+        let mut input = &chunk[..n];
+        loop {
+            match decoder.feed(input) {
+                Feed::Consumed => break,
+                Feed::Error { remaining, .. } => input = remaining,
+                Feed::Frame { frame, remaining } => {
+                    if frame.header.id == id {
+                        return decode_body(frame.body).unwrap();
+                    }
+                    input = remaining;
+                }
+            }
+        }
+    }
 }
 
 /// What a `thecal` run produced.

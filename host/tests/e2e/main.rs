@@ -1,0 +1,78 @@
+//! One end-to-end suite, two targets: the same checks ([`checks::run_all`]) against the
+//! simulated pump behind a pty and against the QEMU firmware (`device/firmware/qemu-mps2`
+//! on `mps2-an385`, its UART on a pty), through the `thecal_host::Client` over
+//! tokio-serial and through the `thecal` binary with `--port`.
+//!
+//! The QEMU half needs `THECAL_QEMU_ELF` (set by `.ci/run`, which builds the firmware)
+//! and `qemu-system-arm`; see [`qemu`] for what happens without them.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod checks;
+mod qemu;
+
+use std::io::Write;
+
+use checks::Target;
+
+/// Writes to the real stderr, past the test harness's output capture, so CI logs show
+/// it even when the test passes.
+fn visible(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+#[tokio::test]
+async fn simulator() {
+    let sim = common::sim();
+    let port = common::port(&sim);
+    checks::run_all(&Target {
+        name: "simulator",
+        port: &port,
+    })
+    .await;
+    sim.shutdown().unwrap();
+}
+
+#[tokio::test]
+async fn qemu_firmware() {
+    let elf = match qemu::firmware() {
+        qemu::Firmware::Elf(elf) => elf,
+        qemu::Firmware::Missing(why) => {
+            // In CI the QEMU half must run; locally it may be skipped, loudly.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but the QEMU end-to-end suite cannot run: {why}"
+            );
+            visible(&format!(
+                "e2e: SKIPPED the QEMU firmware half of the suite: {why}. \
+                 Run .ci/run, or build device/firmware/qemu-mps2 and set {}.",
+                qemu::ELF_VAR
+            ));
+            return;
+        }
+    };
+    let vm = qemu::Qemu::boot(&elf);
+    let port = vm.port().to_string();
+    println!("QEMU firmware {} on {port}", elf.display());
+    checks::run_all(&Target {
+        name: "qemu",
+        port: &port,
+    })
+    .await;
+    let output = vm.output();
+    let debug = vm.stop();
+    let (boot, serving) = qemu::stack_marks(&debug);
+    let serving = serving.unwrap_or_else(|| {
+        panic!("no stack high-water mark on the debug UART:\n{debug}\nQEMU output:\n{output}")
+    });
+    visible(&format!(
+        "e2e: QEMU firmware stack high-water: {serving} B while serving the suite \
+         (boot: {} B)",
+        boot.map_or("?".to_string(), |b| b.to_string())
+    ));
+    assert!(
+        serving < qemu::STACK_MEASURED,
+        "the painted region overflowed"
+    );
+}
