@@ -17,6 +17,33 @@
 //!
 //! Every frame is preceded by a lone `0x00`, which flushes any partial frame the pump's
 //! decoder still holds (see the frame codec docs).
+//!
+//! ## Sessions (PROTOCOL.md 2.9)
+//!
+//! A client given a [`RoleKey`] ([`Client::connect`], [`Client::authenticate`]) opens a
+//! session before its first request and keeps it:
+//!
+//! * **Handshake.** `SessionHello` with 16 fresh random bytes from the operating system;
+//!   the pump's proof is checked before anything else is sent, and a pump that does not
+//!   prove it holds the role key gets nothing more ([`Error::PumpNotAuthenticated`]). Then
+//!   `SessionProof`, and both sides derive the session keys. Each handshake message is
+//!   sent once per try with a fresh request id (a late answer to an earlier try is then
+//!   stale, never mistaken for the current one); a try that goes unanswered starts over.
+//! * **Sealed frames.** Every request except `Identify`, the handshake and `Provision`
+//!   is sealed (the [`Flags::SEALED`] bit, its own counter); while a session is open only
+//!   sealed answers that open under the session key are accepted: anything else carrying
+//!   the request's id is dropped and counted ([`ClientCounters::unauthentic`]). A retry
+//!   after a timeout is sealed again with the next counter, same id, `RETRY` flag.
+//! * **Renewal.** A plain `Refused(SessionRequired)` (or `LockedOut`) in answer to a
+//!   sealed request means the pump lost the session (reset, idle timeout, another
+//!   programmer): the client performs the handshake again, once, and sends the request
+//!   again with the same id and the `RETRY` flag. If that fails the result is
+//!   [`Error::SessionExpired`]. One exception, for safety: when an earlier attempt of a
+//!   therapy-changing request went unanswered, the pump may have carried it out and then
+//!   reset, losing its reply cache, so the request is **not** sent again: the session is
+//!   renewed and the result is [`Error::Uncertain`]. A sending counter at its maximum
+//!   renews the session too.
+//! * [`Client::close`] ends the session (`SessionClose`).
 
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
@@ -24,18 +51,24 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use thecal_protocol::frame::{
-    decode_body, encode, Feed, Flags, FrameDecoder, FrameError, FrameKind, Header, MAX_WIRE,
+    decode_body, encode, encode_raw, EncodeError, Feed, Flags, FrameDecoder, FrameError, FrameKind,
+    Header, MAX_BODY, MAX_WIRE,
 };
 use thecal_protocol::message::{
     AlarmEntry, AlarmKind, BatteryReport, BolusReport, BolusRequest, Identity, LinkStats, LogPage,
-    PrescriptionRecord, ReservoirReport, Revision, StatusReport,
+    PrescriptionRecord, Refusal, ReservoirReport, Revision, Role, StatusReport,
 };
 use thecal_protocol::prescription::{Prescription, PrescriptionDraft};
+use thecal_protocol::session::{
+    host_proof, role_key, session_keys, verify_device_proof, Opener, SealError, Sealer, Secret,
+    Transcript, NONCE_LEN, SEAL_OVERHEAD,
+};
 use thecal_protocol::time::{Timestamp, UtcOffset};
 use thecal_protocol::units::Nanolitres;
 use thecal_protocol::{Request, Response, PROTOCOL_VERSION, SCHEMA_HASH};
 
 use crate::error::Error;
+use crate::keys::{KeyFile, RoleKey};
 
 /// Timeout and retry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +131,23 @@ pub enum Trace {
     },
     /// A corrupt chunk was dropped.
     BadFrame(FrameError),
+    /// A session was opened.
+    SessionOpened {
+        /// Its role.
+        role: Role,
+    },
+    /// The pump answered a sealed request with a plain `SessionRequired` or `LockedOut`:
+    /// it no longer holds the session.
+    SessionLost {
+        /// Request id.
+        id: u16,
+    },
+    /// An answer with the awaited id was dropped: not sealed, or it did not open under
+    /// the session key (forged, replayed, another session's).
+    Unauthentic {
+        /// Its id.
+        id: u16,
+    },
 }
 
 /// Link counters kept by the client.
@@ -111,6 +161,10 @@ pub struct ClientCounters {
     pub stale: u32,
     /// Corrupt chunks dropped.
     pub bad_frames: u32,
+    /// Sessions opened (the first one and every renewal).
+    pub sessions: u32,
+    /// Answers dropped because they were not authentic inside a session.
+    pub unauthentic: u32,
 }
 
 type Tracer = Box<dyn FnMut(&Trace) + Send>;
@@ -126,11 +180,40 @@ pub struct Client<T> {
     config: ClientConfig,
     counters: ClientCounters,
     tracer: Option<Tracer>,
+    /// The role key and the pump's serial number, kept to renew the session.
+    credentials: Option<Credentials>,
+    /// The open session, if any.
+    session: Option<Session>,
+}
+
+struct Credentials {
+    key: RoleKey,
+    serial: String,
+}
+
+/// The programmer's half of an open session.
+struct Session {
+    sealer: Sealer,
+    opener: Opener,
+    /// Programmer → pump key (to restart the sealer at a chosen counter in tests).
+    to_device: Secret,
+}
+
+/// How one attempt ended.
+// Short-lived, on the stack of one request: not worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Outcome {
+    Answer(Response),
+    TimedOut,
+    /// A plain `SessionRequired` or `LockedOut` answered a sealed request.
+    SessionLost,
 }
 
 impl<T> std::fmt::Debug for Client<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
+            .field("role", &self.credentials.as_ref().map(|c| c.key.role))
+            .field("session", &self.session.is_some())
             .field("next_id", &self.next_id)
             .field("config", &self.config)
             .field("counters", &self.counters)
@@ -169,16 +252,172 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             config,
             counters: ClientCounters::default(),
             tracer: None,
+            credentials: None,
+            session: None,
         }
     }
 
-    /// A client over `io` that has identified the pump and checked that it speaks this
-    /// programmer's protocol version and schema.
-    pub async fn connect(io: T, config: ClientConfig) -> Result<(Self, Identity), Error> {
+    /// A client over `io` that has identified the pump, checked that it speaks this
+    /// programmer's protocol version and schema, and opened a session with `key`.
+    pub async fn connect(
+        io: T,
+        config: ClientConfig,
+        key: RoleKey,
+    ) -> Result<(Self, Identity), Error> {
+        let (mut client, identity) = Self::connect_unauthenticated(io, config).await?;
+        client.authenticate(key, identity.serial.as_str()).await?;
+        Ok((client, identity))
+    }
+
+    /// [`Client::connect`] with the key in `key_file`, which must be for this pump (its
+    /// serial number, from `Identify`): checked before the handshake.
+    pub async fn connect_with_key_file(
+        io: T,
+        config: ClientConfig,
+        key_file: &KeyFile,
+    ) -> Result<(Self, Identity), Error> {
+        let (mut client, identity) = Self::connect_unauthenticated(io, config).await?;
+        key_file.check_pump(identity.serial.as_str())?;
+        client
+            .authenticate(key_file.role_key(), identity.serial.as_str())
+            .await?;
+        Ok((client, identity))
+    }
+
+    /// A client over `io` that has identified the pump and checked its protocol version
+    /// and schema, without a session: only `Identify` (and `Provision` on a fresh pump)
+    /// is served so.
+    pub async fn connect_unauthenticated(
+        io: T,
+        config: ClientConfig,
+    ) -> Result<(Self, Identity), Error> {
         let mut client = Self::new(io, config);
         let identity = client.identify().await?;
         check_compatible(&identity)?;
         Ok((client, identity))
+    }
+
+    /// Opens a session as `key.role` on the pump with `serial` (from `Identify`); it is
+    /// kept, and renewed when the pump loses it, until [`Client::close`].
+    pub async fn authenticate(&mut self, key: RoleKey, serial: &str) -> Result<(), Error> {
+        self.credentials = Some(Credentials {
+            key,
+            serial: serial.to_string(),
+        });
+        self.handshake().await
+    }
+
+    /// The role of this client's key, if it has one.
+    pub fn role(&self) -> Option<Role> {
+        self.credentials.as_ref().map(|c| c.key.role)
+    }
+
+    /// Whether a session is open (as far as this side knows).
+    pub fn has_session(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Ends the session (`SessionClose`, one attempt, best effort: a pump that already
+    /// lost it has nothing to close). The client forgets its key: a later request is
+    /// sent without a session.
+    pub async fn close(&mut self) -> Result<(), Error> {
+        self.credentials = None;
+        if self.session.is_none() {
+            return Ok(());
+        }
+        let request = Request::SessionClose;
+        let id = self.fresh_id();
+        self.counters.requests += 1;
+        let started = Instant::now();
+        let outcome = match self.frame(&request, id, false, true) {
+            Ok(frame) => self.exchange(&frame, id, &request, true, false).await,
+            Err(e) => Err(e),
+        };
+        self.session = None;
+        match outcome? {
+            Outcome::Answer(Response::SessionClosed) => {
+                self.trace(Trace::Answered {
+                    id,
+                    response: "SessionClosed",
+                    elapsed: started.elapsed(),
+                });
+                Ok(())
+            }
+            Outcome::SessionLost => Ok(()),
+            Outcome::Answer(other) => Err(Error::UnexpectedResponse {
+                request: request.name(),
+                got: other.name(),
+            }),
+            Outcome::TimedOut => Err(Error::Timeout {
+                request: request.name(),
+                attempts: 1,
+                timeout: self.config.timeout,
+            }),
+        }
+    }
+
+    /// Stores `secret` as the device secret of an unprovisioned pump (plain frame; the
+    /// pump accepts it once in its life), then proves it took: opens a session with the
+    /// service key derived from `secret` and closes it again. `serial` is the pump's (from
+    /// `Identify`).
+    ///
+    /// A pump that already holds a secret refuses: [`Error::AlreadyProvisioned`]. When
+    /// the first attempt went unanswered and a retry is refused, the first one may have
+    /// been stored: the handshake decides.
+    pub async fn provision(&mut self, secret: &Secret, serial: &str) -> Result<(), Error> {
+        let retries_before = self.counters.retries;
+        let answer = self.call(&Request::Provision { secret: secret.0 }).await?;
+        let retried = self.counters.retries != retries_before;
+        match answer {
+            Response::Provisioned => {}
+            Response::Refused(Refusal::NotPermitted) if retried => {}
+            Response::Refused(Refusal::NotPermitted) => return Err(Error::AlreadyProvisioned),
+            Response::Refused(refusal) => {
+                return Err(Error::Refused {
+                    request: "Provision",
+                    refusal,
+                })
+            }
+            other => {
+                return Err(Error::UnexpectedResponse {
+                    request: "Provision",
+                    got: other.name(),
+                })
+            }
+        }
+        let service = RoleKey {
+            role: Role::Service,
+            key: role_key(secret, Role::Service, serial),
+        };
+        match self.authenticate(service, serial).await {
+            Ok(()) => self.close().await,
+            Err(Error::PumpNotAuthenticated { .. }) if retried => Err(Error::AlreadyProvisioned),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends `request` as it is, inside the session, **without** the client's own checks
+    /// (a prescription is not validated first), and returns whatever the pump answered,
+    /// a refusal included. For diagnostics and for tests of the pump's own checks: the
+    /// pump enforces every rule whoever sends the request. The transport rules are the
+    /// same as for every other request (retries, renewal, [`Error::Uncertain`]).
+    pub async fn send_unchecked(&mut self, request: &Request) -> Result<Response, Error> {
+        self.call(request).await
+    }
+
+    /// The link, to write raw bytes on it (line-noise tests). Bytes written here bypass
+    /// the session; the pump drops anything that is not a valid frame.
+    pub fn link_mut(&mut self) -> &mut T {
+        &mut self.io
+    }
+
+    /// Restarts this side's sending counter at `next` under the current session key
+    /// (tests of the counter limit: at `u32::MAX` the session is renewed).
+    #[doc(hidden)]
+    pub fn restart_send_counter(&mut self, next: u32) {
+        if let Some(s) = self.session.as_mut() {
+            s.sealer = Sealer::starting_at(&s.to_device, next);
+        }
     }
 
     /// Calls `tracer` for everything the client does on the link.
@@ -449,6 +688,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     ) -> Result<R, Error> {
         let name = request.name();
         match self.call(&request).await? {
+            Response::Refused(Refusal::NotPermitted) if self.credentials.is_some() => {
+                Err(Error::NotPermitted {
+                    request: name,
+                    role: self.role().unwrap_or(Role::Clinician),
+                    allowed: allowed_roles(&request),
+                })
+            }
             Response::Refused(refusal) => Err(Error::Refused {
                 request: name,
                 refusal,
@@ -460,21 +706,55 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         }
     }
 
-    /// One request with its retries: returns the first answer carrying its id.
-    async fn call(&mut self, request: &Request) -> Result<Response, Error> {
+    fn fresh_id(&mut self) -> u16 {
         let id = self.next_id;
         self.next_id = id.wrapping_add(1);
+        id
+    }
+
+    /// One request with its retries (and, inside a session, its renewal): returns the
+    /// first acceptable answer carrying its id.
+    async fn call(&mut self, request: &Request) -> Result<Response, Error> {
+        let sealed = self.credentials.is_some() && needs_session(request);
+        let id = self.fresh_id();
         self.counters.requests += 1;
         let attempts = self.config.retries.saturating_add(1);
         let started = Instant::now();
-        for attempt in 1..=attempts {
-            let retry = attempt > 1;
-            if retry {
+        let mut sent = 0u32;
+        let mut timeouts = 0u32;
+        let mut renewed = false;
+        loop {
+            if sealed && self.session.is_none() {
+                if let Err(e) = self.handshake().await {
+                    if sent > 0 && request.changes_therapy() {
+                        return Err(Error::Uncertain {
+                            request: request.name(),
+                            attempts: sent,
+                            read_back: format!(
+                                "no new session could be opened to send it again ({e}); {}",
+                                read_back_hint(request)
+                            ),
+                        });
+                    }
+                    return Err(e);
+                }
+            }
+            let retry = sent > 0;
+            let frame = match self.frame(request, id, retry, sealed) {
+                Ok(frame) => frame,
+                Err(Error::Seal(SealError::Exhausted)) => {
+                    // The sending counter is used up: a new session, new keys, counter 1.
+                    self.session = None;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if sent > 0 {
                 self.counters.retries += 1;
             }
-            let outcome = self.attempt(request, id, retry).await;
-            match outcome {
-                Ok(Some(response)) => {
+            sent += 1;
+            match self.exchange(&frame, id, request, sealed, retry).await {
+                Ok(Outcome::Answer(response)) => {
                     self.trace(Trace::Answered {
                         id,
                         response: response.name(),
@@ -482,11 +762,52 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                     });
                     return Ok(response);
                 }
-                Ok(None) => self.trace(Trace::TimedOut { id, attempt }),
+                Ok(Outcome::TimedOut) => {
+                    timeouts += 1;
+                    self.trace(Trace::TimedOut {
+                        id,
+                        attempt: timeouts,
+                    });
+                    if timeouts >= attempts {
+                        return Err(self.unanswered(request, timeouts));
+                    }
+                }
+                Ok(Outcome::SessionLost) => {
+                    self.session = None;
+                    self.trace(Trace::SessionLost { id });
+                    if renewed {
+                        return Err(Error::SessionExpired {
+                            request: request.name(),
+                            reason: "the pump ended the new session at once as well".into(),
+                        });
+                    }
+                    renewed = true;
+                    let renewal = self.handshake().await;
+                    if timeouts > 0 && request.changes_therapy() {
+                        // An earlier attempt may have been carried out before the pump
+                        // lost the session; after a reset its reply cache is gone too,
+                        // so sending it again could carry it out twice.
+                        return Err(Error::Uncertain {
+                            request: request.name(),
+                            attempts: sent,
+                            read_back: format!(
+                                "the pump ended the session after an unanswered attempt (it \
+                                 may have been reset), so the request was not sent again; {}",
+                                read_back_hint(request)
+                            ),
+                        });
+                    }
+                    if let Err(e) = renewal {
+                        return Err(Error::SessionExpired {
+                            request: request.name(),
+                            reason: e.to_string(),
+                        });
+                    }
+                }
                 Err(Error::Io(e)) if request.changes_therapy() => {
                     return Err(Error::Uncertain {
                         request: request.name(),
-                        attempts: attempt,
+                        attempts: sent,
                         read_back: format!(
                             "reconnect and {} (the link failed: {e})",
                             read_back_hint(request)
@@ -496,7 +817,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                 Err(e) => return Err(e),
             }
         }
-        Err(if request.changes_therapy() {
+    }
+
+    /// The error for a request whose every attempt went unanswered.
+    fn unanswered(&self, request: &Request, attempts: u32) -> Error {
+        if request.changes_therapy() {
             Error::Uncertain {
                 request: request.name(),
                 attempts,
@@ -508,25 +833,155 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                 attempts,
                 timeout: self.config.timeout,
             }
+        }
+    }
+
+    /// Opens a session with the client's role key: up to `retries + 1` tries, each with
+    /// a fresh nonce and fresh request ids.
+    async fn handshake(&mut self) -> Result<(), Error> {
+        self.session = None;
+        let Some(Credentials { key, serial }) = self.credentials.as_ref() else {
+            return Err(Error::Refused {
+                request: "SessionHello",
+                refusal: Refusal::SessionRequired,
+            });
+        };
+        let (role, key, serial) = (key.role, key.key.clone(), serial.clone());
+        let tries = self.config.retries.saturating_add(1);
+        for _ in 0..tries {
+            let mut host_nonce = [0u8; NONCE_LEN];
+            getrandom::fill(&mut host_nonce).map_err(Error::Random)?;
+            let hello = Request::SessionHello {
+                role,
+                nonce: host_nonce,
+            };
+            let (device_nonce, device_proof) = match self.once(&hello).await? {
+                None => continue,
+                Some(Response::SessionChallenge { nonce, proof }) => (nonce, proof),
+                Some(Response::Refused(refusal)) => return Err(handshake_refusal(refusal, role)),
+                Some(other) => {
+                    return Err(Error::UnexpectedResponse {
+                        request: hello.name(),
+                        got: other.name(),
+                    })
+                }
+            };
+            let transcript = Transcript {
+                role,
+                host_nonce: &host_nonce,
+                device_nonce: &device_nonce,
+                serial: &serial,
+            };
+            if !verify_device_proof(&key, &transcript, &device_proof) {
+                // Nothing more for a device that does not hold the key.
+                return Err(Error::PumpNotAuthenticated { role });
+            }
+            let proof = Request::SessionProof {
+                proof: host_proof(&key, &transcript),
+            };
+            match self.once(&proof).await? {
+                // Unanswered, or the pump no longer waits for this proof: start over.
+                None | Some(Response::Refused(Refusal::SessionRequired)) => continue,
+                Some(Response::SessionEstablished) => {
+                    let keys = session_keys(&key, &transcript);
+                    self.session = Some(Session {
+                        sealer: Sealer::new(&keys.to_device),
+                        opener: Opener::new(&keys.to_host),
+                        to_device: keys.to_device,
+                    });
+                    self.counters.sessions += 1;
+                    self.trace(Trace::SessionOpened { role });
+                    return Ok(());
+                }
+                Some(Response::Refused(refusal)) => return Err(handshake_refusal(refusal, role)),
+                Some(other) => {
+                    return Err(Error::UnexpectedResponse {
+                        request: proof.name(),
+                        got: other.name(),
+                    })
+                }
+            }
+        }
+        Err(Error::Timeout {
+            request: "SessionHello",
+            attempts: tries,
+            timeout: self.config.timeout,
         })
     }
 
-    /// Sends one attempt and waits up to the timeout; `Ok(None)` when it timed out.
-    async fn attempt(
+    /// One plain attempt with a fresh id and no retry; `None` when it timed out.
+    async fn once(&mut self, request: &Request) -> Result<Option<Response>, Error> {
+        let id = self.fresh_id();
+        self.counters.requests += 1;
+        let started = Instant::now();
+        let frame = self.frame(request, id, false, false)?;
+        match self.exchange(&frame, id, request, false, false).await? {
+            Outcome::Answer(response) => {
+                self.trace(Trace::Answered {
+                    id,
+                    response: response.name(),
+                    elapsed: started.elapsed(),
+                });
+                Ok(Some(response))
+            }
+            Outcome::TimedOut | Outcome::SessionLost => {
+                self.trace(Trace::TimedOut { id, attempt: 1 });
+                Ok(None)
+            }
+        }
+    }
+
+    /// The wire bytes of one attempt: a lone `0x00` (flushes any partial frame in the
+    /// pump's decoder), then the frame, sealed with the session's next counter when
+    /// `sealed`.
+    fn frame(
         &mut self,
         request: &Request,
         id: u16,
         retry: bool,
-    ) -> Result<Option<Response>, Error> {
+        sealed: bool,
+    ) -> Result<Vec<u8>, Error> {
         let mut header = Header::request(id);
         if retry {
             header.flags = Flags(Flags::RETRY);
         }
         let mut wire = vec![0u8; MAX_WIRE + 1];
-        // wire[0] stays 0x00: flushes any partial frame in the pump's decoder.
-        let n = encode(header, request, wire.get_mut(1..).unwrap_or_default())
-            .map_err(Error::Encode)?;
-        let frame = wire.get(..n + 1).unwrap_or_default();
+        let out = wire.get_mut(1..).unwrap_or_default();
+        let n = if sealed {
+            let session = self
+                .session
+                .as_mut()
+                .ok_or(Error::Seal(SealError::Exhausted))?;
+            header.flags = Flags(header.flags.0 | Flags::SEALED);
+            let mut plain = vec![0u8; MAX_BODY];
+            let plain = postcard::to_slice(request, &mut plain)
+                .map_err(|_| Error::Encode(EncodeError::BodyTooLarge))?;
+            if plain.len() + SEAL_OVERHEAD > MAX_BODY {
+                return Err(Error::Encode(EncodeError::BodyTooLarge));
+            }
+            let mut body = vec![0u8; MAX_BODY];
+            let len = session
+                .sealer
+                .seal(&header.to_bytes(), plain, &mut body)
+                .map_err(Error::Seal)?;
+            encode_raw(header, body.get(..len).unwrap_or_default(), out)
+        } else {
+            encode(header, request, out)
+        }
+        .map_err(Error::Encode)?;
+        wire.truncate(n + 1);
+        Ok(wire)
+    }
+
+    /// Writes one attempt and waits up to the timeout for its answer.
+    async fn exchange(
+        &mut self,
+        frame: &[u8],
+        id: u16,
+        request: &Request,
+        sealed: bool,
+        retry: bool,
+    ) -> Result<Outcome, Error> {
         self.io.write_all(frame).await?;
         self.io.flush().await?;
         self.trace(Trace::Sent {
@@ -536,19 +991,69 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             bytes: frame.len(),
         });
         let timeout = self.config.timeout;
-        match tokio::time::timeout(timeout, self.receive(id, request.name())).await {
-            Ok(answer) => answer.map(Some),
-            Err(_elapsed) => Ok(None),
+        match tokio::time::timeout(timeout, self.answer(id, request.name(), sealed)).await {
+            Ok(outcome) => outcome,
+            Err(_elapsed) => Ok(Outcome::TimedOut),
         }
     }
 
-    /// Reads until an answer with `id` arrives. Cancel-safe: bytes read are kept in
-    /// `pending` and the decoder keeps its partial frame.
-    async fn receive(&mut self, id: u16, request: &'static str) -> Result<Response, Error> {
+    /// Waits for an acceptable answer to `id`: inside a session a sealed one that opens,
+    /// or a plain `SessionRequired`/`LockedOut`; outside, a plain one.
+    async fn answer(
+        &mut self,
+        id: u16,
+        request: &'static str,
+        sealed: bool,
+    ) -> Result<Outcome, Error> {
+        loop {
+            let (header, mut body) = self.receive(id).await?;
+            let is_sealed = header.flags.has(Flags::SEALED);
+            if sealed && is_sealed {
+                let opened = match self.session.as_mut() {
+                    Some(s) => s
+                        .opener
+                        .open(&header.to_bytes(), &mut body)
+                        .map(decode_body::<Response>),
+                    None => Err(SealError::Forged),
+                };
+                match opened {
+                    Ok(decoded) => {
+                        return decoded
+                            .map(Outcome::Answer)
+                            .map_err(|source| Error::Decode { request, source })
+                    }
+                    Err(_) => self.unauthentic(id),
+                }
+            } else if sealed {
+                match decode_body::<Response>(&body) {
+                    Ok(Response::Refused(Refusal::SessionRequired | Refusal::LockedOut { .. })) => {
+                        return Ok(Outcome::SessionLost)
+                    }
+                    _ => self.unauthentic(id),
+                }
+            } else if is_sealed {
+                self.unauthentic(id);
+            } else {
+                return decode_body::<Response>(&body)
+                    .map(Outcome::Answer)
+                    .map_err(|source| Error::Decode { request, source });
+            }
+        }
+    }
+
+    fn unauthentic(&mut self, id: u16) {
+        self.counters.unauthentic += 1;
+        self.trace(Trace::Unauthentic { id });
+    }
+
+    /// Reads until a frame answering `id` arrives; returns its header and body.
+    /// Cancel-safe: bytes read are kept in `pending` and the decoder keeps its partial
+    /// frame.
+    async fn receive(&mut self, id: u16) -> Result<(Header, Vec<u8>), Error> {
         let mut buf = [0u8; 512];
         loop {
-            if let Some(answer) = self.scan(id, request) {
-                return answer;
+            if let Some(answer) = self.scan(id) {
+                return Ok(answer);
             }
             let n = self.io.read(&mut buf).await?;
             if n == 0 {
@@ -562,8 +1067,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         }
     }
 
-    /// Feeds pending bytes to the decoder until the answer to `id` is found.
-    fn scan(&mut self, id: u16, request: &'static str) -> Option<Result<Response, Error>> {
+    /// Feeds pending bytes to the decoder until a frame answering `id` is found.
+    fn scan(&mut self, id: u16) -> Option<(Header, Vec<u8>)> {
         let mut consumed = 0;
         let mut found = None;
         let mut traces = Vec::new();
@@ -583,10 +1088,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                             id: frame.header.id,
                         });
                     } else {
-                        found = Some(
-                            decode_body::<Response>(frame.body)
-                                .map_err(|source| Error::Decode { request, source }),
-                        );
+                        found = Some((frame.header, frame.body.to_vec()));
                     }
                 }
                 Feed::Error { error, remaining } => {
@@ -607,6 +1109,40 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         if let Some(tracer) = self.tracer.as_mut() {
             tracer(&event);
         }
+    }
+}
+
+/// Whether the pump serves `request` only inside a session.
+fn needs_session(request: &Request) -> bool {
+    !matches!(
+        request,
+        Request::Identify
+            | Request::SessionHello { .. }
+            | Request::SessionProof { .. }
+            | Request::Provision { .. }
+    )
+}
+
+/// The roles that may make `request` (the pump's own table).
+fn allowed_roles(request: &Request) -> Vec<Role> {
+    crate::keys::ROLES
+        .into_iter()
+        .filter(|r| thecal_device::session::permitted(*r, request))
+        .collect()
+}
+
+/// A handshake refusal, told apart.
+fn handshake_refusal(refusal: Refusal, role: Role) -> Error {
+    match refusal {
+        Refusal::LockedOut { retry_after_ms } => Error::LockedOut {
+            retry_after: Duration::from_millis(u64::from(retry_after_ms)),
+        },
+        Refusal::AuthenticationFailed => Error::AuthenticationFailed { role },
+        Refusal::NotProvisioned => Error::NotProvisioned,
+        refusal => Error::Refused {
+            request: "SessionHello",
+            refusal,
+        },
     }
 }
 

@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use thecal_protocol::frame::{BodyError, EncodeError};
-use thecal_protocol::message::Refusal;
+use thecal_protocol::message::{Refusal, Role};
 use thecal_protocol::rules::ScheduleError;
+
+use crate::keys::{role_name, KeyFileError};
 
 /// An error from [`crate::Client`]. Each variant says what the clinician should do.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,85 @@ pub enum Error {
         /// Why.
         source: tokio_serial::Error,
     },
+    /// The pump's handshake proof did not verify with the role key: the key is wrong, or
+    /// the device is not the pump the key is for (or not a genuine pump). This
+    /// programmer's own proof was not sent.
+    #[error(
+        "the pump did not prove it holds the {} key — wrong key file, or not the pump you think",
+        role_name(*role)
+    )]
+    PumpNotAuthenticated {
+        /// Role of the key.
+        role: Role,
+    },
+    /// The pump refused this programmer's proof of the role key.
+    #[error(
+        "authentication failed: the pump refused the {} key (wrong key for this role and \
+         pump, or another programmer started a handshake at the same moment); each failure \
+         makes the pump wait longer before it accepts the next attempt",
+        role_name(*role)
+    )]
+    AuthenticationFailed {
+        /// Role of the key.
+        role: Role,
+    },
+    /// The pump refuses handshakes for a while after failed ones (exponential back-off).
+    #[error(
+        "locked out: the pump refuses new sessions for {} s after failed handshakes; wait \
+         that long, and check the key file (every failure doubles the wait, up to 15 minutes)",
+        secs_up(*retry_after)
+    )]
+    LockedOut {
+        /// How long until the pump accepts the next attempt.
+        retry_after: Duration,
+    },
+    /// The pump ended the session (reset, or 5 minutes idle) and a new one could not be
+    /// opened.
+    #[error(
+        "session expired: the pump ended the session during {request} (reset, or 5 minutes \
+         without a request) and a new one could not be opened: {reason}"
+    )]
+    SessionExpired {
+        /// Request name.
+        request: &'static str,
+        /// Why the renewal failed.
+        reason: String,
+    },
+    /// The session's role may not make this request (the pump refused it).
+    #[error(
+        "not permitted: the {} role may not make {request}; {}",
+        role_name(*role),
+        needs(allowed)
+    )]
+    NotPermitted {
+        /// Request name.
+        request: &'static str,
+        /// Role of the session.
+        role: Role,
+        /// Roles that may make it.
+        allowed: Vec<Role>,
+    },
+    /// The pump has no device secret yet, so it has no role keys.
+    #[error(
+        "the pump is not provisioned: it has no device secret, so no key opens a session; a \
+         fresh pump is provisioned once (`thecal provision --key-dir DIR`)"
+    )]
+    NotProvisioned,
+    /// `Provision` was refused: the pump already holds a device secret (for life).
+    #[error(
+        "the pump is already provisioned: its device secret is set once and never changes; \
+         use the key files written when it was provisioned"
+    )]
+    AlreadyProvisioned,
+    /// A key file cannot be used.
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    /// A sealed body could not be made.
+    #[error("request could not be sealed: {0}")]
+    Seal(thecal_protocol::session::SealError),
+    /// The operating system's random source failed (no fresh nonce, no secret).
+    #[error("no random bytes from the operating system: {0}")]
+    Random(getrandom::Error),
 }
 
 impl Error {
@@ -116,8 +197,26 @@ impl Error {
     pub fn refusal(&self) -> Option<&Refusal> {
         match self {
             Error::Refused { refusal, .. } => Some(refusal),
+            Error::NotPermitted { .. } => Some(&Refusal::NotPermitted),
+            Error::AuthenticationFailed { .. } => Some(&Refusal::AuthenticationFailed),
+            Error::NotProvisioned => Some(&Refusal::NotProvisioned),
             _ => None,
         }
+    }
+}
+
+/// Whole seconds, rounded up (a wait is never shown shorter than it is).
+fn secs_up(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000) as u64
+}
+
+/// `it needs the clinician role`, `it needs the patient, clinician or service role`.
+fn needs(allowed: &[Role]) -> String {
+    let names: Vec<&str> = allowed.iter().map(|r| role_name(*r)).collect();
+    match names.as_slice() {
+        [] => "no role may make it".to_string(),
+        [one] => format!("it needs the {one} role (--role {one} with its key file)"),
+        [init @ .., last] => format!("it needs the {} or {last} role", init.join(", ")),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod client;
 pub mod clock;
 pub mod error;
 pub mod eventlog;
+pub mod keys;
 pub mod plot;
 pub mod quantity;
 pub mod schedule;
@@ -31,3 +32,4 @@ pub mod view;
 
 pub use client::{Client, ClientConfig};
 pub use error::Error;
+pub use keys::{KeyFile, RoleKey};

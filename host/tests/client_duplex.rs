@@ -1,18 +1,26 @@
-//! The client's transport rules over an in-memory pipe, against a small scripted pump
-//! written here with the protocol crate: it can drop, delay, corrupt or misdirect
-//! answers deterministically. Time is paused, so timeouts cost nothing and never flake.
+//! The client's transport and session rules over an in-memory pipe, against a small
+//! scripted pump written here with the protocol crate: it performs the pump's side of the
+//! handshake and seals its answers like the real one (PROTOCOL.md 2.9), and it can drop,
+//! delay, corrupt, forge or misdirect answers and lose the session deterministically.
+//! Time is paused, so timeouts cost nothing and never flake.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use thecal_host::client::{Client, ClientConfig};
-use thecal_host::Error;
-use thecal_protocol::frame::{decode_body, encode, Feed, Flags, FrameDecoder, FrameKind, Header};
+use thecal_host::{Error, RoleKey};
+use thecal_protocol::frame::{
+    decode_body, encode, encode_raw, Feed, Flags, FrameDecoder, FrameKind, Header,
+};
 use thecal_protocol::message::{
-    BolusKind, BolusReport, BolusRequest, Capabilities, Identity, Refusal, Revision, Version,
+    BolusKind, BolusReport, BolusRequest, Capabilities, Identity, Refusal, Revision, Role, Version,
 };
 use thecal_protocol::prescription::{PrescriptionDraft, TherapyMode};
+use thecal_protocol::session::{
+    device_nonce, device_proof, role_key, session_keys, verify_host_proof, Opener, Sealer, Secret,
+    Transcript,
+};
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{
     Minutes, Nanograms, NanogramsPerDay, NanogramsPerMillilitre, Nanolitres,
@@ -20,15 +28,30 @@ use thecal_protocol::units::{
 use thecal_protocol::{Drug, Request, Response, PROTOCOL_VERSION, SCHEMA_HASH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-/// How the scripted pump misbehaves.
+/// The scripted pump's serial number and device secret.
+const SERIAL: &str = "T1";
+const DEVICE_SECRET: [u8; 32] = [0x5a; 32];
+
+/// What a sealed request that arrives without a session is recorded as.
+const NO_SESSION: &str = "<sealed, no session>";
+
+/// How the scripted pump misbehaves. Everything but the handshake options applies to
+/// the requests after the handshake (and `Identify`, `Provision`).
 #[derive(Clone, Default)]
 struct Script {
     /// Ignore this many request frames before answering.
     drop_first: u32,
+    /// Carry out this many requests but lose their answers.
+    lose_answers: u32,
     /// Send an answer with another id before the real one.
     stale_first: bool,
     /// Send garbage and a corrupt frame before the real answer.
     noise_first: bool,
+    /// Inside a session, send a plain copy of the answer and a forged sealed one before
+    /// the real answer.
+    unauthentic_first: bool,
+    /// Inside a session, answer only with plain frames.
+    plain_answers: bool,
     /// Never answer.
     silent: bool,
     /// Close the link on the first request.
@@ -39,21 +62,40 @@ struct Script {
     refuse: Option<Refusal>,
     /// Answer everything with `Pong` (a wrong answer).
     wrong: bool,
+    /// The pump forgets the session just before these sealed frames (counted from 0);
+    /// `reset` also empties its reply cache, like a reboot.
+    lose_session_before: Vec<u32>,
+    reset: bool,
+    /// No device secret yet (`Provision` accepted once).
+    unprovisioned: bool,
+    /// The pump proves another key than the programmer's (not the pump it thinks).
+    impostor: bool,
+    /// Refuse every host proof.
+    refuse_proof: bool,
+    /// Refuse hellos with `LockedOut` for this many ms once this many sessions were
+    /// opened.
+    locked_out: Option<(u32, u32)>,
 }
 
 /// What the pump saw.
 #[derive(Default)]
 struct Seen {
-    /// (id, retry flag, request name) of every request frame.
+    /// (id, retry flag, request name) of every request frame but the handshake's.
     frames: Vec<(u16, bool, &'static str)>,
+    /// Counters of the sealed requests that opened, in order.
+    counters: Vec<u32>,
     /// Times a therapy-changing request was executed (not answered from the cache).
     executed: u32,
+    /// Handshake messages received, and sessions opened.
+    hellos: u32,
+    proofs: u32,
+    sessions: u32,
 }
 
 fn identity(schema: u32) -> Identity {
     Identity {
         model: "duplex".try_into().unwrap(),
-        serial: "T1".try_into().unwrap(),
+        serial: SERIAL.try_into().unwrap(),
         firmware: Version {
             major: 1,
             minor: 0,
@@ -63,6 +105,14 @@ fn identity(schema: u32) -> Identity {
         schema,
         capabilities: Capabilities(0),
         reservoir_capacity: Nanolitres::from_ml(20),
+    }
+}
+
+/// The key of `role` on the scripted pump.
+fn key(role: Role) -> RoleKey {
+    RoleKey {
+        role,
+        key: role_key(&Secret(DEVICE_SECRET), role, SERIAL),
     }
 }
 
@@ -97,11 +147,47 @@ fn frame(header: Header, response: &Response) -> Vec<u8> {
     buf
 }
 
+fn sealed_frame(sealer: &mut Sealer, id: u16, response: &Response) -> Vec<u8> {
+    let header = Header {
+        kind: FrameKind::Response,
+        id,
+        flags: Flags(Flags::SEALED),
+    };
+    let mut plain = vec![0u8; 2048];
+    let plain = postcard::to_slice(response, &mut plain).unwrap();
+    let mut body = vec![0u8; plain.len() + 64];
+    let n = sealer.seal(&header.to_bytes(), plain, &mut body).unwrap();
+    let mut buf = vec![0u8; 2048];
+    let w = encode_raw(header, &body[..n], &mut buf).unwrap();
+    buf.truncate(w);
+    buf
+}
+
+/// The scripted pump's memory.
+struct State {
+    secret: Option<[u8; 32]>,
+    nonces: u64,
+    challenged: Option<(Role, [u8; 16], [u8; 16])>,
+    session: Option<(Role, Opener, Sealer)>,
+    cache: HashMap<u16, Response>,
+    dropped: u32,
+    lost: u32,
+    sealed_seen: u32,
+}
+
 /// Serves `io` by `script` until the client goes away.
 async fn pump(mut io: DuplexStream, script: Script, seen: Arc<Mutex<Seen>>) {
     let mut decoder: FrameDecoder = FrameDecoder::new();
-    let mut cache: HashMap<u16, Response> = HashMap::new();
-    let mut dropped = 0;
+    let mut st = State {
+        secret: (!script.unprovisioned).then_some(DEVICE_SECRET),
+        nonces: 0,
+        challenged: None,
+        session: None,
+        cache: HashMap::new(),
+        dropped: 0,
+        lost: 0,
+        sealed_seen: 0,
+    };
     let mut buf = [0u8; 256];
     loop {
         let n = match io.read(&mut buf).await {
@@ -109,62 +195,234 @@ async fn pump(mut io: DuplexStream, script: Script, seen: Arc<Mutex<Seen>>) {
             Ok(n) => n,
         };
         let mut input = &buf[..n];
-        let mut requests = Vec::new();
+        let mut frames = Vec::new();
         loop {
             match decoder.feed(input) {
                 Feed::Consumed => break,
                 Feed::Error { remaining, .. } => input = remaining,
                 Feed::Frame { frame, remaining } => {
                     assert_eq!(frame.header.kind, FrameKind::Request);
-                    let req: Request = decode_body(frame.body).unwrap();
-                    requests.push((frame.header, req));
+                    frames.push((frame.header, frame.body.to_vec()));
                     input = remaining;
                 }
             }
         }
-        for (header, req) in requests {
-            let retry = header.flags.has(Flags::RETRY);
-            seen.lock()
-                .unwrap()
-                .frames
-                .push((header.id, retry, req.name()));
-            if script.hang_up {
-                return;
-            }
-            if script.silent || dropped < script.drop_first {
-                dropped += 1;
-                continue;
-            }
-            let response = match cache.get(&header.id) {
-                Some(cached) if retry => cached.clone(),
-                _ => {
-                    let r = answer(&req, &script);
-                    if req.changes_therapy() {
-                        seen.lock().unwrap().executed += 1;
-                        cache.insert(header.id, r.clone());
+        for (header, body) in frames {
+            match serve(&mut st, &script, &seen, header, body) {
+                Serve::HangUp => return,
+                Serve::Nothing => {}
+                Serve::Send(out) => {
+                    if io.write_all(&out).await.is_err() {
+                        return;
                     }
-                    r
                 }
-            };
-            let mut out = Vec::new();
-            if script.noise_first {
-                out.extend_from_slice(&[0x42, 0x13, 0x00]);
-                let mut bad = frame(Header::response(header.id), &response);
-                bad[2] ^= 0x55;
-                out.extend_from_slice(&bad);
-            }
-            if script.stale_first {
-                out.extend(frame(
-                    Header::response(header.id.wrapping_sub(7)),
-                    &Response::Pong { token: 99 },
-                ));
-            }
-            out.extend(frame(Header::response(header.id), &response));
-            if io.write_all(&out).await.is_err() {
-                return;
             }
         }
     }
+}
+
+enum Serve {
+    HangUp,
+    Nothing,
+    Send(Vec<u8>),
+}
+
+fn serve(
+    st: &mut State,
+    script: &Script,
+    seen: &Mutex<Seen>,
+    header: Header,
+    mut body: Vec<u8>,
+) -> Serve {
+    let id = header.id;
+    let retry = header.flags.has(Flags::RETRY);
+    let plain_reply = |r: &Response| Serve::Send(frame(Header::response(id), r));
+    if !header.flags.has(Flags::SEALED) {
+        let req: Request = decode_body(&body).unwrap();
+        match req {
+            Request::SessionHello { role, nonce } => {
+                seen.lock().unwrap().hellos += 1;
+                st.session = None;
+                st.challenged = None;
+                if let Some((after, ms)) = script.locked_out {
+                    if seen.lock().unwrap().sessions >= after {
+                        return plain_reply(&Response::Refused(Refusal::LockedOut {
+                            retry_after_ms: ms,
+                        }));
+                    }
+                }
+                let Some(secret) = st.secret else {
+                    return plain_reply(&Response::Refused(Refusal::NotProvisioned));
+                };
+                st.nonces += 1;
+                let d = device_nonce(&Secret(secret), st.nonces);
+                let proving = if script.impostor { [0x11; 32] } else { secret };
+                let t = Transcript {
+                    role,
+                    host_nonce: &nonce,
+                    device_nonce: &d,
+                    serial: SERIAL,
+                };
+                let proof = device_proof(&role_key(&Secret(proving), role, SERIAL), &t);
+                st.challenged = Some((role, nonce, d));
+                plain_reply(&Response::SessionChallenge { nonce: d, proof })
+            }
+            Request::SessionProof { proof } => {
+                seen.lock().unwrap().proofs += 1;
+                let (Some((role, h, d)), Some(secret)) = (st.challenged.take(), st.secret) else {
+                    return plain_reply(&Response::Refused(Refusal::SessionRequired));
+                };
+                let key = role_key(&Secret(secret), role, SERIAL);
+                let t = Transcript {
+                    role,
+                    host_nonce: &h,
+                    device_nonce: &d,
+                    serial: SERIAL,
+                };
+                if script.refuse_proof || !verify_host_proof(&key, &t, &proof) {
+                    return plain_reply(&Response::Refused(Refusal::AuthenticationFailed));
+                }
+                let keys = session_keys(&key, &t);
+                st.session = Some((
+                    role,
+                    Opener::new(&keys.to_device),
+                    Sealer::new(&keys.to_host),
+                ));
+                seen.lock().unwrap().sessions += 1;
+                plain_reply(&Response::SessionEstablished)
+            }
+            Request::Identify | Request::Provision { .. } => {
+                seen.lock().unwrap().frames.push((id, retry, req.name()));
+                match execute(st, script, seen, id, retry, &req) {
+                    Err(serve) => serve,
+                    Ok(response) => Serve::Send(reply(script, id, &response, None)),
+                }
+            }
+            other => {
+                seen.lock().unwrap().frames.push((id, retry, other.name()));
+                plain_reply(&Response::Refused(Refusal::SessionRequired))
+            }
+        }
+    } else {
+        let index = st.sealed_seen;
+        st.sealed_seen += 1;
+        if script.lose_session_before.contains(&index) {
+            st.session = None;
+            if script.reset {
+                st.cache.clear();
+            }
+        }
+        let Some((role, opener, _)) = st.session.as_mut() else {
+            seen.lock().unwrap().frames.push((id, retry, NO_SESSION));
+            return plain_reply(&Response::Refused(Refusal::SessionRequired));
+        };
+        let role = *role;
+        let counter = u32::from_le_bytes(body[..4].try_into().unwrap());
+        let Ok(plain) = opener.open(&header.to_bytes(), &mut body) else {
+            return Serve::Nothing;
+        };
+        let req: Request = decode_body(plain).unwrap();
+        {
+            let mut s = seen.lock().unwrap();
+            s.counters.push(counter);
+            s.frames.push((id, retry, req.name()));
+        }
+        if req == Request::SessionClose {
+            let (_, _, mut sealer) = st.session.take().unwrap();
+            return Serve::Send(sealed_frame(&mut sealer, id, &Response::SessionClosed));
+        }
+        let response = match execute(st, script, seen, id, retry, &req) {
+            Err(serve) => return serve,
+            Ok(response) => response,
+        };
+        let response = if role == Role::Patient && req.changes_therapy() {
+            Response::Refused(Refusal::NotPermitted)
+        } else {
+            response
+        };
+        let (_, _, sealer) = st.session.as_mut().unwrap();
+        Serve::Send(reply(script, id, &response, Some(sealer)))
+    }
+}
+
+/// The misbehaviour and the pump's work for one request (not the handshake); `Err`
+/// when nothing (or something else) is sent.
+fn execute(
+    st: &mut State,
+    script: &Script,
+    seen: &Mutex<Seen>,
+    id: u16,
+    retry: bool,
+    req: &Request,
+) -> Result<Response, Serve> {
+    if script.hang_up {
+        return Err(Serve::HangUp);
+    }
+    if script.silent || st.dropped < script.drop_first {
+        st.dropped += 1;
+        return Err(Serve::Nothing);
+    }
+    let response = match (st.cache.get(&id), req) {
+        (Some(cached), _) if retry => cached.clone(),
+        (_, Request::Provision { secret }) => {
+            if st.secret.is_none() {
+                st.secret = Some(*secret);
+                Response::Provisioned
+            } else {
+                Response::Refused(Refusal::NotPermitted)
+            }
+        }
+        _ => {
+            let r = answer(req, script);
+            if req.changes_therapy() {
+                seen.lock().unwrap().executed += 1;
+                st.cache.insert(id, r.clone());
+            }
+            r
+        }
+    };
+    if st.lost < script.lose_answers {
+        st.lost += 1;
+        return Err(Serve::Nothing);
+    }
+    Ok(response)
+}
+
+/// The answer frame, after whatever the script sends first; sealed with `sealer`
+/// inside a session.
+fn reply(
+    script: &Script,
+    id: u16,
+    response: &Response,
+    mut sealer: Option<&mut Sealer>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    if script.unauthentic_first && sealer.is_some() {
+        out.extend(frame(Header::response(id), response));
+        out.extend(sealed_frame(
+            &mut Sealer::new(&Secret([3; 32])),
+            id,
+            response,
+        ));
+    }
+    if script.noise_first {
+        out.extend_from_slice(&[0x42, 0x13, 0x00]);
+        let mut bad = frame(Header::response(id), response);
+        bad[2] ^= 0x55;
+        out.extend_from_slice(&bad);
+    }
+    if script.stale_first {
+        let stale = Response::Pong { token: 99 };
+        out.extend(match sealer.as_deref_mut() {
+            Some(s) => sealed_frame(s, id.wrapping_sub(7), &stale),
+            None => frame(Header::response(id.wrapping_sub(7)), &stale),
+        });
+    }
+    out.extend(match sealer {
+        Some(s) if !script.plain_answers => sealed_frame(s, id, response),
+        _ => frame(Header::response(id), response),
+    });
+    out
 }
 
 const CONFIG: ClientConfig = ClientConfig {
@@ -172,11 +430,24 @@ const CONFIG: ClientConfig = ClientConfig {
     retries: 2,
 };
 
-fn start(script: Script) -> (Client<DuplexStream>, Arc<Mutex<Seen>>) {
+/// A pump running `script` and a clinician client in session with it, whose first
+/// request after the handshake has id 100.
+async fn start(script: Script) -> (Client<DuplexStream>, Arc<Mutex<Seen>>) {
+    start_as(script, Role::Clinician).await
+}
+
+async fn start_as(script: Script, role: Role) -> (Client<DuplexStream>, Arc<Mutex<Seen>>) {
+    let (mut c, seen) = start_plain(script, 98);
+    c.authenticate(key(role), SERIAL).await.unwrap();
+    (c, seen)
+}
+
+/// A pump running `script` and a client without a session.
+fn start_plain(script: Script, first_id: u16) -> (Client<DuplexStream>, Arc<Mutex<Seen>>) {
     let (ours, theirs) = tokio::io::duplex(4096);
     let seen = Arc::new(Mutex::new(Seen::default()));
     tokio::spawn(pump(theirs, script, Arc::clone(&seen)));
-    (Client::with_first_id(ours, CONFIG, 100), seen)
+    (Client::with_first_id(ours, CONFIG, first_id), seen)
 }
 
 fn bolus() -> BolusRequest {
@@ -201,14 +472,17 @@ fn draft() -> PrescriptionDraft {
 
 #[tokio::test(start_paused = true)]
 async fn answers_come_back_typed_and_ids_advance() {
-    let (mut c, seen) = start(Script::default());
+    let (mut c, seen) = start(Script::default()).await;
     assert_eq!(c.identify().await.unwrap().serial.as_str(), "T1");
     c.ping().await.unwrap();
-    let frames = &seen.lock().unwrap().frames;
+    let s = seen.lock().unwrap();
     assert_eq!(
-        frames.as_slice(),
+        s.frames.as_slice(),
         &[(100, false, "Identify"), (101, false, "Ping")]
     );
+    // Identify goes plain; everything else sealed, counters from 1.
+    assert_eq!(s.counters, vec![1]);
+    assert_eq!((s.hellos, s.proofs, s.sessions), (1, 1, 1));
 }
 
 #[tokio::test(start_paused = true)]
@@ -216,7 +490,8 @@ async fn lost_answer_is_retried_with_the_same_id_and_retry_flag() {
     let (mut c, seen) = start(Script {
         drop_first: 2,
         ..Script::default()
-    });
+    })
+    .await;
     c.identify().await.unwrap();
     let s = seen.lock().unwrap();
     assert_eq!(
@@ -231,15 +506,14 @@ async fn lost_answer_is_retried_with_the_same_id_and_retry_flag() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn retried_bolus_is_executed_once() {
-    // The pump executes the bolus but the answer is lost; the retry is answered from
-    // the reply cache.
-    let (ours, theirs) = tokio::io::duplex(4096);
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let lossy = LossyFirstAnswer::new(theirs);
-    tokio::spawn(pump(lossy.pump_side, Script::default(), Arc::clone(&seen)));
-    tokio::spawn(lossy.task);
-    let mut c = Client::with_first_id(ours, CONFIG, 500);
+async fn retried_bolus_is_executed_once_and_sealed_again_with_the_next_counter() {
+    // The pump executes the bolus but the answer is lost; the retry (same id, RETRY
+    // flag, a new counter) is answered from the reply cache.
+    let (mut c, seen) = start(Script {
+        lose_answers: 1,
+        ..Script::default()
+    })
+    .await;
     let report = c.bolus(bolus()).await.unwrap();
     assert_eq!(report.dose, Nanograms(50_000));
     let s = seen.lock().unwrap();
@@ -247,49 +521,11 @@ async fn retried_bolus_is_executed_once() {
     assert_eq!(
         s.frames,
         vec![
-            (500, false, "ClinicianBolus"),
-            (500, true, "ClinicianBolus")
+            (100, false, "ClinicianBolus"),
+            (100, true, "ClinicianBolus")
         ]
     );
-}
-
-/// A link that loses the pump's first answer (after the pump has acted on it).
-struct LossyFirstAnswer {
-    pump_side: DuplexStream,
-    task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-}
-
-impl LossyFirstAnswer {
-    fn new(client_side: DuplexStream) -> Self {
-        let (pump_side, relay) = tokio::io::duplex(4096);
-        let task = Box::pin(async move {
-            let (mut cr, mut cw) = tokio::io::split(client_side);
-            let (mut pr, mut pw) = tokio::io::split(relay);
-            let up = async {
-                let mut b = [0u8; 512];
-                while let Ok(n @ 1..) = cr.read(&mut b).await {
-                    if pw.write_all(&b[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            };
-            let down = async {
-                let mut b = [0u8; 512];
-                let mut first = true;
-                while let Ok(n @ 1..) = pr.read(&mut b).await {
-                    if first {
-                        first = false;
-                        continue;
-                    }
-                    if cw.write_all(&b[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            };
-            tokio::join!(up, down);
-        });
-        Self { pump_side, task }
-    }
+    assert_eq!(s.counters, vec![1, 2]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -298,13 +534,47 @@ async fn stale_answers_and_noise_are_discarded() {
         stale_first: true,
         noise_first: true,
         ..Script::default()
-    });
+    })
+    .await;
     let id = c.identify().await.unwrap();
     assert_eq!(id.serial.as_str(), "T1");
     let counters = c.counters();
     assert_eq!(counters.stale, 1);
     assert!(counters.bad_frames >= 1, "{counters:?}");
     assert_eq!(counters.retries, 0);
+    // Inside the session too (the stale answer is sealed: its counter is skipped).
+    c.ping().await.unwrap();
+    c.ping().await.unwrap();
+    let counters = c.counters();
+    assert_eq!(counters.stale, 3);
+    assert_eq!(counters.retries, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn inside_a_session_only_authentic_sealed_answers_count() {
+    // A plain copy and a forged sealed answer (another key) with the awaited id come
+    // first: both are dropped, the authentic one is taken.
+    let (mut c, _) = start(Script {
+        unauthentic_first: true,
+        ..Script::default()
+    })
+    .await;
+    c.stop().await.unwrap();
+    assert_eq!(c.counters().unauthentic, 2);
+    assert_eq!(c.counters().retries, 0);
+    // A pump that answers only in the clear is never believed: a read times out, a
+    // change is uncertain.
+    let (mut c, seen) = start(Script {
+        plain_answers: true,
+        ..Script::default()
+    })
+    .await;
+    let e = c.ping().await.unwrap_err();
+    assert!(matches!(e, Error::Timeout { attempts: 3, .. }), "{e:?}");
+    let e = c.stop().await.unwrap_err();
+    assert!(matches!(e, Error::Uncertain { .. }), "{e:?}");
+    assert_eq!(c.counters().unauthentic, 6);
+    assert_eq!(seen.lock().unwrap().counters, vec![1, 2, 3, 4, 5, 6]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -312,7 +582,8 @@ async fn silent_pump_times_out_after_bounded_retries() {
     let (mut c, seen) = start(Script {
         silent: true,
         ..Script::default()
-    });
+    })
+    .await;
     let started = tokio::time::Instant::now();
     let e = c.identify().await.unwrap_err();
     assert!(
@@ -337,7 +608,8 @@ async fn unanswered_change_is_uncertain_and_says_what_to_read() {
     let (mut c, _) = start(Script {
         silent: true,
         ..Script::default()
-    });
+    })
+    .await;
     let e = c
         .write_prescription(draft(), Revision(4))
         .await
@@ -379,7 +651,8 @@ async fn refusal_carries_the_reason() {
             current: Revision(2),
         }),
         ..Script::default()
-    });
+    })
+    .await;
     let e = c
         .write_prescription(draft(), Revision(1))
         .await
@@ -399,7 +672,8 @@ async fn wrong_answer_is_unexpected() {
     let (mut c, _) = start(Script {
         wrong: true,
         ..Script::default()
-    });
+    })
+    .await;
     let e = c.stop().await.unwrap_err();
     assert!(
         matches!(
@@ -425,16 +699,20 @@ async fn schema_mismatch_is_refused_on_connect() {
         },
         Arc::clone(&seen),
     ));
-    let e = Client::connect(ours, CONFIG).await.unwrap_err();
+    let e = Client::connect(ours, CONFIG, key(Role::Clinician))
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Incompatible { .. }), "{e:?}");
     assert!(e.to_string().contains("protocol mismatch"));
-    // Nothing but identification was sent.
-    assert_eq!(seen.lock().unwrap().frames.len(), 1);
+    // Nothing but identification was sent: not even a handshake.
+    let s = seen.lock().unwrap();
+    assert_eq!(s.frames.len(), 1);
+    assert_eq!(s.hellos, 0);
 }
 
 #[tokio::test(start_paused = true)]
 async fn invalid_prescription_is_not_sent() {
-    let (mut c, seen) = start(Script::default());
+    let (mut c, seen) = start(Script::default()).await;
     let mut bad = draft();
     bad.daily_limit = NanogramsPerDay::from_mg(1); // below the 3 mg/day rate
     let e = c
@@ -462,14 +740,325 @@ async fn closed_link_is_an_io_error_or_uncertain_for_a_change() {
     let (mut c, _) = start(Script {
         hang_up: true,
         ..Script::default()
-    });
+    })
+    .await;
     let e = c.identify().await.unwrap_err();
     assert!(matches!(e, Error::Io(_)), "{e:?}");
     let (mut c, _) = start(Script {
         hang_up: true,
         ..Script::default()
-    });
+    })
+    .await;
     let e = c.stop().await.unwrap_err();
     assert!(matches!(e, Error::Uncertain { .. }), "{e:?}");
     assert!(e.to_string().contains("link failed"), "{e}");
+}
+
+// ---- sessions (issue 6) ----
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_session_is_renewed_and_the_request_sent_again_with_its_id() {
+    // The pump forgets the session (idle timeout, or another programmer's hello) just
+    // before the second sealed request: it answers a plain SessionRequired without
+    // opening it; the client opens a new session and sends the request again, same
+    // id, RETRY flag, counter 1 of the new session.
+    let (mut c, seen) = start(Script {
+        lose_session_before: vec![1],
+        ..Script::default()
+    })
+    .await;
+    c.ping().await.unwrap();
+    c.stop().await.unwrap();
+    c.ping().await.unwrap();
+    let s = seen.lock().unwrap();
+    assert_eq!(
+        s.frames,
+        vec![
+            (100, false, "Ping"),
+            (101, false, NO_SESSION),
+            // 102 and 103: the new handshake.
+            (101, true, "StopTherapy"),
+            (104, false, "Ping"),
+        ]
+    );
+    assert_eq!(s.counters, vec![1, 1, 2]);
+    assert_eq!(s.sessions, 2);
+    assert_eq!(s.executed, 1);
+    assert_eq!(c.counters().sessions, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_lost_after_an_unanswered_change_is_uncertain_and_not_repeated() {
+    // The bolus is carried out but its answer is lost; the pump then resets (session
+    // and reply cache gone). Sending it again could deliver it twice: the client renews
+    // the session, does not send it again, and says what to read back.
+    let (mut c, seen) = start(Script {
+        lose_answers: 1,
+        lose_session_before: vec![1],
+        reset: true,
+        ..Script::default()
+    })
+    .await;
+    let e = c.bolus(bolus()).await.unwrap_err();
+    match &e {
+        Error::Uncertain { read_back, .. } => {
+            assert!(read_back.contains("may have been reset"), "{read_back}");
+            assert!(
+                read_back.contains("before giving another bolus"),
+                "{read_back}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    {
+        let s = seen.lock().unwrap();
+        assert_eq!(s.executed, 1, "never delivered twice");
+        assert_eq!(
+            s.frames,
+            vec![(100, false, "ClinicianBolus"), (100, true, NO_SESSION)]
+        );
+        assert_eq!(s.sessions, 2);
+    }
+    // The renewed session serves the read-back.
+    c.ping().await.unwrap();
+    assert_eq!(seen.lock().unwrap().counters, vec![1, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pump_that_keeps_losing_the_session_gives_session_expired() {
+    let (mut c, seen) = start(Script {
+        lose_session_before: vec![0, 1],
+        ..Script::default()
+    })
+    .await;
+    let e = c.ping().await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::SessionExpired {
+                request: "Ping",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("session expired"), "{e}");
+    assert_eq!(seen.lock().unwrap().sessions, 2, "renewed once, not more");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_refused_for_lockout_is_session_expired_with_the_wait() {
+    let (mut c, _) = start(Script {
+        lose_session_before: vec![0],
+        locked_out: Some((1, 90_500)),
+        ..Script::default()
+    })
+    .await;
+    let e = c.status().await.unwrap_err();
+    assert!(matches!(e, Error::SessionExpired { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("locked out") && text.contains("91 s"),
+        "{text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pump_that_does_not_prove_the_key_gets_nothing_more() {
+    let (mut c, seen) = start_plain(
+        Script {
+            impostor: true,
+            ..Script::default()
+        },
+        100,
+    );
+    let e = c
+        .authenticate(key(Role::Clinician), SERIAL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::PumpNotAuthenticated {
+                role: Role::Clinician
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "the pump did not prove it holds the clinician key — wrong key file, or not the pump \
+         you think"
+    );
+    let s = seen.lock().unwrap();
+    assert_eq!((s.hellos, s.proofs, s.sessions), (1, 0, 0));
+    assert!(!c.has_session());
+}
+
+#[tokio::test(start_paused = true)]
+async fn handshake_refusals_are_told_apart() {
+    let (mut c, _) = start_plain(
+        Script {
+            refuse_proof: true,
+            ..Script::default()
+        },
+        100,
+    );
+    let e = c
+        .authenticate(key(Role::Patient), SERIAL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::AuthenticationFailed {
+                role: Role::Patient
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("authentication failed"), "{e}");
+    let (mut c, _) = start_plain(
+        Script {
+            locked_out: Some((0, 4_000)),
+            ..Script::default()
+        },
+        100,
+    );
+    let e = c
+        .authenticate(key(Role::Clinician), SERIAL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::LockedOut { retry_after } if retry_after == Duration::from_secs(4)),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("for 4 s"), "{e}");
+    let (mut c, _) = start_plain(
+        Script {
+            unprovisioned: true,
+            ..Script::default()
+        },
+        100,
+    );
+    let e = c
+        .authenticate(key(Role::Clinician), SERIAL)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NotProvisioned), "{e:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_the_role_may_not_make_names_the_role_needed() {
+    let (mut c, _) = start_as(Script::default(), Role::Patient).await;
+    c.ping().await.unwrap();
+    let e = c.stop().await.unwrap_err();
+    match &e {
+        Error::NotPermitted {
+            request,
+            role,
+            allowed,
+        } => {
+            assert_eq!(*request, "StopTherapy");
+            assert_eq!(*role, Role::Patient);
+            assert_eq!(allowed, &vec![Role::Clinician]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.refusal(), Some(&Refusal::NotPermitted));
+    let text = e.to_string();
+    assert!(
+        text.contains("the patient role may not make StopTherapy")
+            && text.contains("needs the clinician role"),
+        "{text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sending_counter_at_its_maximum_renews_the_session() {
+    let (mut c, seen) = start(Script::default()).await;
+    c.restart_send_counter(u32::MAX - 1);
+    c.ping().await.unwrap();
+    // u32::MAX is never used: a new session first.
+    c.ping().await.unwrap();
+    let s = seen.lock().unwrap();
+    assert_eq!(s.counters, vec![u32::MAX - 1, 1]);
+    assert_eq!(s.sessions, 2);
+    assert_eq!(
+        s.frames,
+        vec![(100, false, "Ping"), (101, false, "Ping")],
+        "a fresh request, not a retry"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_ends_the_session_sealed() {
+    let (mut c, seen) = start(Script::default()).await;
+    c.ping().await.unwrap();
+    c.close().await.unwrap();
+    assert!(!c.has_session());
+    assert_eq!(c.role(), None);
+    let s = seen.lock().unwrap();
+    assert_eq!(
+        s.frames,
+        vec![(100, false, "Ping"), (101, false, "SessionClose")]
+    );
+    assert_eq!(s.counters, vec![1, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn provisioning_is_proved_by_a_service_handshake() {
+    let secret = Secret(DEVICE_SECRET);
+    let (mut c, seen) = start_plain(
+        Script {
+            unprovisioned: true,
+            ..Script::default()
+        },
+        100,
+    );
+    c.provision(&secret, SERIAL).await.unwrap();
+    {
+        let s = seen.lock().unwrap();
+        assert_eq!(s.sessions, 1, "the service handshake");
+        assert_eq!(
+            s.frames,
+            vec![(100, false, "Provision"), (103, false, "SessionClose")]
+        );
+    }
+    assert!(!c.has_session());
+    // Once only.
+    let e = c.provision(&Secret([1; 32]), SERIAL).await.unwrap_err();
+    assert!(matches!(e, Error::AlreadyProvisioned), "{e:?}");
+    // The clinician key derived from the secret now opens a session.
+    c.authenticate(key(Role::Clinician), SERIAL).await.unwrap();
+    c.ping().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn provisioning_whose_answer_was_lost_is_decided_by_the_handshake() {
+    // The secret is stored but the answer lost; the retry is refused (already
+    // provisioned). Whether by this programmer: the service handshake says.
+    let (mut c, seen) = start_plain(
+        Script {
+            unprovisioned: true,
+            lose_answers: 1,
+            ..Script::default()
+        },
+        100,
+    );
+    c.provision(&Secret(DEVICE_SECRET), SERIAL).await.unwrap();
+    assert_eq!(seen.lock().unwrap().sessions, 1);
+    // The same when another secret was already in the pump: the handshake with the
+    // key from ours fails, so it was not ours.
+    let (mut c, seen) = start_plain(
+        Script {
+            lose_answers: 1,
+            ..Script::default()
+        },
+        100,
+    );
+    let e = c.provision(&Secret([1; 32]), SERIAL).await.unwrap_err();
+    assert!(matches!(e, Error::AlreadyProvisioned), "{e:?}");
+    let s = seen.lock().unwrap();
+    assert_eq!((s.hellos, s.proofs), (1, 0));
 }

@@ -4,9 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, port, sim, CONFIG};
+use common::{connect, port, sim};
 use thecal_host::{schedule, serial, Client, ClientConfig, Error};
-use thecal_protocol::frame::{decode_body, encode, Feed, FrameDecoder, Header};
 use thecal_protocol::message::{AlarmKind, BolusKind, BolusRequest, Refusal, Revision};
 use thecal_protocol::prescription::{PrescriptionDraft, TherapyMode};
 use thecal_protocol::time::{Timestamp, UtcOffset};
@@ -14,7 +13,6 @@ use thecal_protocol::units::{
     Minutes, Nanograms, NanogramsPerDay, NanogramsPerMillilitre, Nanolitres,
 };
 use thecal_protocol::{Request, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::SerialStream;
 
 #[tokio::test]
@@ -154,62 +152,27 @@ async fn pump_refuses_a_drug_or_concentration_change_by_prescription_write() {
         .unwrap_err();
     assert_eq!(e.refusal(), Some(&Refusal::DrugChangeNeedsRefill), "{e:?}");
     assert!(e.to_string().contains("refill"), "{e}");
-    // As a raw frame: the same refusal, for another drug too.
+    // Sent as it is, without the client's checks: the same refusal, for another drug too.
     let morphine = schedule::load(&common::example("continuous-morphine.toml")).unwrap();
-    let mut stream = c.into_inner();
-    for (i, draft) in [stronger, morphine.draft().clone()].into_iter().enumerate() {
-        let answer = raw(
-            &mut stream,
-            41_000 + i as u16,
-            &Request::WritePrescription {
+    for draft in [stronger, morphine.draft().clone()] {
+        let answer = c
+            .send_unchecked(&Request::WritePrescription {
                 expected: before.revision,
                 prescription: draft,
-            },
-        )
-        .await;
+            })
+            .await
+            .unwrap();
         assert_eq!(
             answer,
             Response::Refused(Refusal::DrugChangeNeedsRefill),
             "{answer:?}"
         );
     }
-    let mut c = Client::new(stream, CONFIG);
     assert_eq!(c.prescription().await.unwrap(), before, "nothing changed");
     let reservoir = c.reservoir().await.unwrap();
     assert_eq!(reservoir.concentration, before.prescription.concentration());
     drop(c);
     sim.shutdown().unwrap();
-}
-
-/// Sends one request frame by hand (bypassing the client's own checks) and returns the
-/// answer.
-async fn raw(stream: &mut SerialStream, id: u16, request: &Request) -> Response {
-    let mut buf = vec![0u8; 2048];
-    let n = encode(Header::request(id), request, &mut buf).unwrap();
-    stream.write_all(&[0]).await.unwrap();
-    stream.write_all(&buf[..n]).await.unwrap();
-    let mut decoder: FrameDecoder = FrameDecoder::new();
-    let mut chunk = [0u8; 256];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
-            .await
-            .expect("the pump answers within 5 s")
-            .unwrap();
-        let mut input = &chunk[..n];
-        loop {
-            match decoder.feed(input) {
-                Feed::Consumed => break,
-                Feed::Error { remaining, .. } => input = remaining,
-                Feed::Frame { frame, remaining } => {
-                    if frame.header.id == id {
-                        return decode_body(frame.body).unwrap();
-                    }
-                    input = remaining;
-                }
-            }
-        }
-    }
 }
 
 #[tokio::test]
@@ -237,23 +200,20 @@ async fn pump_refuses_out_of_limit_prescriptions_on_its_own() {
             .unwrap_err();
         assert!(matches!(e, Error::Invalid(_)), "{e:?}");
     }
-    let mut stream = c.into_inner();
-    for (i, draft) in [over_rate, over_ceiling].into_iter().enumerate() {
-        let answer = raw(
-            &mut stream,
-            40_000 + i as u16,
-            &Request::WritePrescription {
+    // Sent as they are, inside the session: the pump refuses them on its own.
+    for draft in [over_rate, over_ceiling] {
+        let answer = c
+            .send_unchecked(&Request::WritePrescription {
                 expected: before.revision,
                 prescription: draft,
-            },
-        )
-        .await;
+            })
+            .await
+            .unwrap();
         assert!(
             matches!(answer, Response::Refused(Refusal::InvalidPrescription(_))),
             "{answer:?}"
         );
     }
-    let mut c = Client::new(stream, CONFIG);
     let after = c.prescription().await.unwrap();
     assert_eq!(after, before, "a refused write changes nothing");
     drop(c);

@@ -8,8 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use thecal_device::sim::{SimOptions, Simulator};
-use thecal_host::{serial, Client, ClientConfig};
+use thecal_host::{serial, Client, ClientConfig, RoleKey};
 use thecal_protocol::frame::{decode_body, encode, Feed, FrameDecoder, Header};
+use thecal_protocol::message::Role;
 use thecal_protocol::{Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::SerialStream;
@@ -37,16 +38,38 @@ pub fn port(sim: &Simulator) -> String {
     sim.path().display().to_string()
 }
 
-/// A checked, connected client on the simulator's pty.
+/// The key of `role` on `sim`.
+pub fn key(sim: &Simulator, role: Role) -> RoleKey {
+    RoleKey {
+        role,
+        key: sim.role_key(role),
+    }
+}
+
+/// The simulator's clinician key file.
+pub fn key_file(sim: &Simulator) -> &Path {
+    sim.key_file(Role::Clinician)
+        .expect("the simulator writes a clinician key file")
+}
+
+/// A checked, connected client on the simulator's pty, in a clinician session.
 pub async fn connect(sim: &Simulator) -> Client<SerialStream> {
+    connect_as(sim, Role::Clinician).await
+}
+
+/// A checked, connected client on the simulator's pty, in a session as `role`.
+pub async fn connect_as(sim: &Simulator, role: Role) -> Client<SerialStream> {
     let stream = serial::open(&port(sim), serial::DEFAULT_BAUD).expect("pty opens");
-    let (client, _) = Client::connect(stream, CONFIG).await.expect("pump answers");
+    let (client, _) = Client::connect(stream, CONFIG, key(sim, role))
+        .await
+        .expect("pump answers");
     client
 }
 
-/// Sends one request frame by hand (bypassing the client's own checks) and returns the
-/// answer with the same id; frames with other ids are skipped. Fails the test if no
-/// answer comes within 5 s.
+/// Sends one plain request frame by hand (bypassing the client and its session) and
+/// returns the answer with the same id; frames with other ids are skipped. Fails the test
+/// if no answer comes within 5 s. The pump serves only `Identify`, the handshake and
+/// `Provision` so; anything else is refused with `SessionRequired`.
 pub async fn raw_request(stream: &mut SerialStream, id: u16, request: &Request) -> Response {
     let mut buf = vec![0u8; 2048];
     let n = encode(Header::request(id), request, &mut buf).unwrap();

@@ -1,0 +1,412 @@
+//! Role keys and key files.
+//!
+//! A programmer acts as one role (patient, clinician, service) on one pump, and proves it
+//! with that role's key ([`thecal_protocol::session::role_key`], derived from the pump's
+//! device secret and serial number). The key lives in a key file:
+//!
+//! ```text
+//! # thecal role key: keep it secret. Whoever holds it acts as this role on this pump.
+//! pump = "SIM000001"
+//! role = "clinician"
+//! key = "<64 hex digits>"
+//! ```
+//!
+//! [`KeyFile::load`] refuses a file that group or others may access (any of the mode bits
+//! `0o077`), checks its format without ever echoing the key, and [`KeyFile::check_role`]
+//! and [`KeyFile::check_pump`] tie it to the role asked for and the pump on the line.
+//! [`KeyFile::create`] writes one with mode 0600 (`thecal provision`).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thecal_protocol::message::Role;
+use thecal_protocol::session::{Secret, KEY_LEN};
+
+/// Every role, in the order key files are written.
+pub const ROLES: [Role; 3] = [Role::Clinician, Role::Patient, Role::Service];
+
+/// The role's name as on the command line and in key files: `patient`, `clinician`,
+/// `service`.
+pub const fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Patient => "patient",
+        Role::Clinician => "clinician",
+        Role::Service => "service",
+    }
+}
+
+/// The role named `name` ([`role_name`]).
+pub fn parse_role(name: &str) -> Option<Role> {
+    ROLES.into_iter().find(|r| role_name(*r) == name)
+}
+
+/// The key of one role on one pump: what the handshake proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleKey {
+    /// The role.
+    pub role: Role,
+    /// Its key (`Debug` never shows it).
+    pub key: Secret,
+}
+
+/// 32 bytes from the operating system's random source (a new device secret).
+pub fn random_secret() -> Result<Secret, getrandom::Error> {
+    let mut secret = [0u8; KEY_LEN];
+    getrandom::fill(&mut secret)?;
+    Ok(Secret(secret))
+}
+
+/// Why a key file cannot be used. No variant ever carries key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    /// The file could not be opened, read or written.
+    #[error("key file {}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Group or others may access the file: whoever can read it can act as its role.
+    #[error(
+        "key file {} is readable by others (mode {mode:04o}); chmod 600 {}",
+        .path.display(),
+        .path.display()
+    )]
+    ReadableByOthers {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Not a key file, or a damaged one.
+    #[error("key file {}: {reason}", .path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (never the key itself).
+        reason: String,
+    },
+    /// The file holds another role's key.
+    #[error(
+        "key file {} holds the {} key, but the {} role was asked for (--role {}): \
+         give the {} key file, or --role {}",
+        .path.display(),
+        role_name(*.found),
+        role_name(*.wanted),
+        role_name(*.wanted),
+        role_name(*.wanted),
+        role_name(*.found)
+    )]
+    WrongRole {
+        /// The file.
+        path: PathBuf,
+        /// Role in the file.
+        found: Role,
+        /// Role asked for.
+        wanted: Role,
+    },
+    /// The file is for another pump.
+    #[error(
+        "key file {} is for pump {file_pump}, but the pump on this link is {serial}: \
+         use the key file of pump {serial}",
+        .path.display()
+    )]
+    WrongPump {
+        /// The file.
+        path: PathBuf,
+        /// Pump named in the file.
+        file_pump: String,
+        /// Serial number the pump reported.
+        serial: String,
+    },
+}
+
+/// A loaded key file.
+#[derive(Debug, Clone)]
+pub struct KeyFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Serial number of the pump it is for.
+    pub pump: String,
+    /// The role.
+    pub role: Role,
+    key: Secret,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    pump: String,
+    role: String,
+    key: String,
+}
+
+const FORMAT: &str = "expected the lines pump = \"SERIAL\", role = \"patient|clinician|service\" \
+                      and key = \"<64 hex digits>\"";
+
+impl KeyFile {
+    /// Reads and checks the key file at `path`: refused if group or others may access it
+    /// (mode `& 0o077 != 0`) or if it is not a valid key file.
+    pub fn load(path: &Path) -> Result<KeyFile, KeyFileError> {
+        let io = |source| KeyFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io)?;
+        // The mode of the file actually opened (no window for a swap after the check).
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(invalid(path, "not a regular file"));
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(KeyFileError::ReadableByOthers {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        // A key file is a few lines; anything much larger is not one.
+        let mut text = String::new();
+        Read::by_ref(&mut file)
+            .take(4096)
+            .read_to_string(&mut text)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData => invalid(path, "not UTF-8 text"),
+                _ => io(e),
+            })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses the text of a key file (`path` is for messages only).
+    pub fn parse(path: &Path, text: &str) -> Result<KeyFile, KeyFileError> {
+        // toml's own message quotes the offending line, which may be the key: say only
+        // where the problem is.
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text.get(..s.start).unwrap_or(text).lines().count().max(1));
+            let at = line.map_or(String::new(), |l| format!(" (line {l})"));
+            invalid(path, &format!("not a thecal key file{at}: {FORMAT}"))
+        })?;
+        let role = parse_role(&raw.role).ok_or_else(|| {
+            invalid(
+                path,
+                "role must be \"patient\", \"clinician\" or \"service\"",
+            )
+        })?;
+        if raw.pump.is_empty() {
+            return Err(invalid(path, "pump (the serial number) is empty"));
+        }
+        let key = parse_hex_key(&raw.key)
+            .ok_or_else(|| invalid(path, "key must be exactly 64 hex digits"))?;
+        Ok(KeyFile {
+            path: path.to_path_buf(),
+            pump: raw.pump,
+            role,
+            key,
+        })
+    }
+
+    /// Checks that the file holds the key of `role`.
+    pub fn check_role(&self, role: Role) -> Result<(), KeyFileError> {
+        if self.role == role {
+            Ok(())
+        } else {
+            Err(KeyFileError::WrongRole {
+                path: self.path.clone(),
+                found: self.role,
+                wanted: role,
+            })
+        }
+    }
+
+    /// Checks that the file is for the pump with `serial` (from `Identify`).
+    pub fn check_pump(&self, serial: &str) -> Result<(), KeyFileError> {
+        if self.pump == serial {
+            Ok(())
+        } else {
+            Err(KeyFileError::WrongPump {
+                path: self.path.clone(),
+                file_pump: self.pump.clone(),
+                serial: serial.to_string(),
+            })
+        }
+    }
+
+    /// The role and key it holds.
+    pub fn role_key(&self) -> RoleKey {
+        RoleKey {
+            role: self.role,
+            key: self.key.clone(),
+        }
+    }
+
+    /// The text of a key file.
+    pub fn text(pump: &str, role: Role, key: &Secret) -> String {
+        let hex: String = key.0.iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "# thecal role key: keep it secret. Whoever holds it acts as this role on this pump.\n\
+             pump = \"{pump}\"\nrole = \"{}\"\nkey = \"{hex}\"\n",
+            role_name(role)
+        )
+    }
+
+    /// Writes a new key file at `path` with mode 0600; never replaces an existing file.
+    pub fn create(path: &Path, pump: &str, role: Role, key: &Secret) -> Result<(), KeyFileError> {
+        let io = |source| KeyFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        file.write_all(Self::text(pump, role, key).as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io)
+    }
+
+    /// The file name `thecal provision` gives the key of `role` for pump `serial`:
+    /// `SERIAL.ROLE.key`.
+    pub fn file_name(serial: &str, role: Role) -> String {
+        format!("{serial}.{}.key", role_name(role))
+    }
+}
+
+fn invalid(path: &Path, reason: &str) -> KeyFileError {
+    KeyFileError::Invalid {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn parse_hex_key(text: &str) -> Option<Secret> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 2 * KEY_LEN {
+        return None;
+    }
+    let mut key = [0u8; KEY_LEN];
+    for (out, pair) in key.iter_mut().zip(bytes.chunks_exact(2)) {
+        let digits = std::str::from_utf8(pair).ok()?;
+        *out = u8::from_str_radix(digits, 16).ok()?;
+    }
+    Some(Secret(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    fn text(pump: &str, role: &str, key: &str) -> String {
+        format!("# comment\npump = \"{pump}\"\nrole = \"{role}\"\nkey = \"{key}\"\n")
+    }
+
+    #[test]
+    fn a_key_file_parses_and_round_trips() {
+        let p = Path::new("k.key");
+        let f = KeyFile::parse(p, &text("SIM000001", "clinician", KEY)).unwrap();
+        assert_eq!(f.pump, "SIM000001");
+        assert_eq!(f.role, Role::Clinician);
+        let expected: [u8; 32] = core::array::from_fn(|i| i as u8);
+        assert_eq!(f.role_key().key, Secret(expected));
+        let again =
+            KeyFile::parse(p, &KeyFile::text("SIM000001", Role::Clinician, &f.key)).unwrap();
+        assert_eq!(again.role_key(), f.role_key());
+        assert_eq!(
+            KeyFile::parse(p, &text("S", "patient", &KEY.to_uppercase()))
+                .unwrap()
+                .role_key()
+                .key,
+            Secret(expected)
+        );
+        assert!(f.check_role(Role::Clinician).is_ok());
+        assert!(f.check_pump("SIM000001").is_ok());
+        let e = f.check_role(Role::Patient).unwrap_err().to_string();
+        assert!(
+            e.contains("holds the clinician key") && e.contains("--role patient"),
+            "{e}"
+        );
+        let e = f.check_pump("SIM000002").unwrap_err().to_string();
+        assert!(
+            e.contains("for pump SIM000001") && e.contains("SIM000002"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_key_files_are_refused_without_echoing_the_key() {
+        let p = Path::new("k.key");
+        let secretish = "ab".repeat(31);
+        for bad in [
+            text("S", "doctor", KEY),
+            text("S", "clinician", &secretish),
+            text("S", "clinician", &format!("{}zz", &KEY[..62])),
+            text("", "clinician", KEY),
+            format!("pump = \"S\"\nrole = \"clinician\"\nkey = {secretish}\n"),
+            format!("{}extra = 1\n", text("S", "clinician", KEY)),
+            "pump = \"S\"\n".to_string(),
+        ] {
+            let e = KeyFile::parse(p, &bad).unwrap_err();
+            assert!(matches!(e, KeyFileError::Invalid { .. }), "{e:?}");
+            let msg = e.to_string();
+            assert!(!msg.contains(&secretish[..16]), "{msg}");
+            assert!(!msg.contains(&KEY[..16]), "{msg}");
+        }
+    }
+
+    #[test]
+    fn files_others_can_read_are_refused_and_created_ones_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("SIM1.clinician.key");
+        KeyFile::create(&path, "SIM1", Role::Clinician, &Secret([9; 32])).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            KeyFile::load(&path).unwrap().role_key().key,
+            Secret([9; 32])
+        );
+        // Never replaced.
+        assert!(KeyFile::create(&path, "SIM1", Role::Clinician, &Secret([1; 32])).is_err());
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = KeyFile::load(&path).unwrap_err();
+            assert!(
+                matches!(e, KeyFileError::ReadableByOthers { mode: m, .. } if m == mode),
+                "{e:?}"
+            );
+            let shown = format!("{mode:04o}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("readable by others") && msg.contains(&shown),
+                "{msg}"
+            );
+            assert!(
+                msg.contains(&format!("chmod 600 {}", path.display())),
+                "{msg}"
+            );
+        }
+        let e = KeyFile::load(&dir.path().join("missing.key")).unwrap_err();
+        assert!(matches!(e, KeyFileError::Io { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn role_names() {
+        for role in ROLES {
+            assert_eq!(parse_role(role_name(role)), Some(role));
+            assert_eq!(
+                role_name(role).as_bytes(),
+                thecal_protocol::session::role_label(role)
+            );
+        }
+        assert_eq!(parse_role("admin"), None);
+    }
+}
