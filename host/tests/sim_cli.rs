@@ -8,10 +8,10 @@ use common::{connect, data, example, port, s, sim, thecal};
 use thecal_host::schedule;
 use thecal_protocol::units::Nanolitres;
 
-/// Runs `thecal --port <sim> args…`.
+/// Runs `thecal --port <sim> --key-file <its clinician key file> args…`.
 fn on(sim: &thecal_device::sim::Simulator, args: &[&str]) -> common::Run {
     let p = port(sim);
-    let mut all = vec!["--port", p.as_str()];
+    let mut all = vec!["--port", p.as_str(), "--key-file", s(common::key_file(sim))];
     all.extend_from_slice(args);
     thecal(&all)
 }
@@ -445,9 +445,9 @@ fn bad_files_are_rejected_before_anything_is_sent() {
         assert_eq!(out.code, Some(2), "{name}: {out:?}");
         assert!(out.stderr.contains(location), "{name}: {}", out.stderr);
         assert!(out.stderr.contains(detail), "{name}: {}", out.stderr);
-        // Only the link-stats request of this check reached the pump: the bad file's
-        // run never opened the port.
-        assert_eq!(frames_in(&rt), before + 2, "{name}: bytes were sent");
+        // Only this check's own frames reached the pump (identify, the two handshake
+        // messages, link stats): the bad file's run never opened the port.
+        assert_eq!(frames_in(&rt), before + 4, "{name}: bytes were sent");
         // The same for a refill carrying it: not even the refill is recorded.
         let before = frames_in(&rt);
         let out = on(
@@ -464,7 +464,7 @@ fn bad_files_are_rejected_before_anything_is_sent() {
         );
         assert_eq!(out.code, Some(2), "{name}: {out:?}");
         assert!(out.stderr.contains(location), "{name}: {}", out.stderr);
-        assert_eq!(frames_in(&rt), before + 2, "{name}: bytes were sent");
+        assert_eq!(frames_in(&rt), before + 4, "{name}: bytes were sent");
         let check = thecal(&["--json", "schedule", "check", s(&file)]);
         assert_eq!(check.code, Some(2));
         let v: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
@@ -714,10 +714,24 @@ fn device_that_stops_answering_gives_a_clear_error() {
     // A pty pair nobody serves.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _in_runtime = rt.enter();
-    let (_ours, theirs) = tokio_serial::SerialStream::pair().unwrap_or_else(|e| panic!("{e}"));
-    let path = tokio_serial::SerialPort::name(&theirs).unwrap();
-    drop(theirs);
+    let (_ours, path) = {
+        let _guard = common::fork_guard();
+        let (ours, theirs) = tokio_serial::SerialStream::pair().unwrap_or_else(|e| panic!("{e}"));
+        (ours, tokio_serial::SerialPort::name(&theirs).unwrap())
+    };
+    // A key file in order: the request that goes unanswered is the identification.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.key");
+    thecal_host::KeyFile::create(
+        &key,
+        "SIM000001",
+        thecal_protocol::message::Role::Clinician,
+        &thecal_protocol::session::Secret([7; 32]),
+    )
+    .unwrap();
     let out = thecal(&[
+        "--key-file",
+        s(&key),
         "--port",
         &path,
         "--timeout",
@@ -729,13 +743,28 @@ fn device_that_stops_answering_gives_a_clear_error() {
     assert_eq!(out.code, Some(4), "{out:?}");
     assert!(out.stderr.contains("no answer from the pump"), "{out:?}");
     assert!(out.stderr.contains("2 attempts"), "{out:?}");
-    let out = thecal(&["--port", &path, "--timeout", "200ms", "--json", "status"]);
+    let out = thecal(&[
+        "--port",
+        &path,
+        "--key-file",
+        s(&key),
+        "--timeout",
+        "200ms",
+        "--json",
+        "status",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["error"]["kind"], "timeout");
     // No port at all, or both --port and --sim: usage errors.
     assert_eq!(thecal(&["status"]).code, Some(2));
     assert_eq!(thecal(&["--sim", "--port", &path, "status"]).code, Some(2));
-    let missing = thecal(&["--port", "/dev/thecal-none", "status"]);
+    let missing = thecal(&[
+        "--port",
+        "/dev/thecal-none",
+        "--key-file",
+        s(&key),
+        "status",
+    ]);
     assert_eq!(missing.code, Some(4), "{missing:?}");
     assert!(missing.stderr.contains("/dev/thecal-none"));
     let _ = Nanolitres::ZERO;

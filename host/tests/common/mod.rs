@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use thecal_device::sim::{SimOptions, Simulator};
@@ -24,8 +25,18 @@ pub const CONFIG: ClientConfig = ClientConfig {
     retries: 2,
 };
 
+/// Held while a test creates a pty pair and while it spawns a process. serialport's
+/// `TTYPort::pair` opens the slave end without `O_CLOEXEC` and flocks it; a process forked
+/// by another test thread in that window inherits it and holds the lock until it exits,
+/// and opening the port then fails ("Unable to acquire exclusive lock").
+pub fn fork_guard() -> MutexGuard<'static, ()> {
+    static GUARD: Mutex<()> = Mutex::new(());
+    GUARD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A simulated pump in RAM.
 pub fn sim() -> Simulator {
+    let _guard = fork_guard();
     Simulator::start(SimOptions {
         seed: 7,
         ..Default::default()
@@ -138,7 +149,10 @@ pub fn thecal_in(args: &[&str], dir: Option<&Path>) -> Run {
     if let Some(dir) = dir {
         cmd.current_dir(dir);
     }
-    let mut child = cmd.spawn().expect("thecal starts");
+    let mut child = {
+        let _guard = fork_guard();
+        cmd.spawn().expect("thecal starts")
+    };
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
     let out = std::thread::spawn(move || {

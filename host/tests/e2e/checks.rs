@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use thecal_host::{schedule, serial, Client, ClientConfig};
+use std::path::Path;
+
+use thecal_host::{schedule, serial, Client, ClientConfig, RoleKey};
 use thecal_protocol::frame::{encode, Header};
 use thecal_protocol::message::{BatteryState, Refusal, Revision, TherapyState};
 use thecal_protocol::units::{NanogramsPerDay, Nanolitres};
@@ -27,6 +29,10 @@ pub struct Target<'a> {
     pub name: &'static str,
     /// The serial port (a pty).
     pub port: &'a str,
+    /// The pump's clinician key (every check but identification runs in a session).
+    pub key: RoleKey,
+    /// The same key as a key file (mode 0600), for the CLI.
+    pub key_file: &'a Path,
 }
 
 impl Target<'_> {
@@ -36,15 +42,16 @@ impl Target<'_> {
     }
 
     async fn connect(&self) -> Client<SerialStream> {
-        let (client, _) = Client::connect(self.open(), CONFIG)
+        let (client, _) = Client::connect(self.open(), CONFIG, self.key.clone())
             .await
             .unwrap_or_else(|e| panic!("[{}] connect: {e}", self.name));
         client
     }
 
-    /// Runs `thecal --port <port> args…`.
+    /// Runs `thecal --port <port> --key-file <key file> args…`.
     fn thecal(&self, args: &[&str]) -> common::Run {
-        let mut all = vec!["--port", self.port];
+        let key_file = self.key_file.to_str().expect("utf-8 path");
+        let mut all = vec!["--port", self.port, "--key-file", key_file];
         all.extend_from_slice(args);
         common::thecal(&all)
     }
@@ -184,14 +191,21 @@ async fn bad_schedule_refused(t: &Target<'_>) {
         expected: before.revision,
         prescription: draft,
     };
-    let mut stream = c.into_inner();
-    let answer = common::raw_request(&mut stream, 50_000, &request).await;
+    // A plain frame, outside the session: refused before anything else is looked at.
+    let answer = common::raw_request(c.link_mut(), 50_000, &request).await;
+    assert_eq!(
+        answer,
+        Response::Refused(Refusal::SessionRequired),
+        "[{}]",
+        t.name
+    );
+    // Inside the session, as it is (the client's checks bypassed).
+    let answer = c.send_unchecked(&request).await.unwrap();
     assert!(
         matches!(answer, Response::Refused(Refusal::InvalidPrescription(_))),
         "[{}] {answer:?}",
         t.name
     );
-    let mut c = Client::new(stream, CONFIG);
     assert_eq!(
         c.prescription().await.unwrap(),
         before,
@@ -202,10 +216,8 @@ async fn bad_schedule_refused(t: &Target<'_>) {
 async fn garbage_then_good_request(t: &Target<'_>) {
     let mut c = t.connect().await;
     let before = c.link_stats().await.unwrap();
-    let mut stream = c.into_inner();
     let garbage = garbage();
-    stream.write_all(&garbage.bytes).await.unwrap();
-    let mut c = Client::new(stream, CONFIG);
+    c.link_mut().write_all(&garbage.bytes).await.unwrap();
     // The very next request is answered at the first attempt.
     let status = c.status().await.unwrap();
     assert_eq!(status.therapy, TherapyState::Running);

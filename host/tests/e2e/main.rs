@@ -15,6 +15,16 @@ mod qemu;
 use std::io::Write;
 
 use checks::Target;
+use thecal_host::{KeyFile, RoleKey};
+use thecal_protocol::message::Role;
+use thecal_protocol::session::{role_key, Secret};
+
+/// The QEMU firmware's fixed development device secret: a copy of
+/// `DEVELOPMENT_DEVICE_SECRET` in `device/firmware/qemu-mps2/src/main.rs` (public,
+/// development only; keep the two equal).
+const QEMU_DEVELOPMENT_SECRET: [u8; 32] = *b"thecal DEVELOPMENT secret - QEMU";
+/// The QEMU firmware's serial number.
+const QEMU_SERIAL: &str = "QEMU0001";
 
 /// Writes to the real stderr, past the test harness's output capture, so CI logs show
 /// it even when the test passes.
@@ -29,6 +39,8 @@ async fn simulator() {
     checks::run_all(&Target {
         name: "simulator",
         port: &port,
+        key: common::key(&sim, Role::Clinician),
+        key_file: common::key_file(&sim),
     })
     .await;
     sim.shutdown().unwrap();
@@ -55,9 +67,23 @@ async fn qemu_firmware() {
     let vm = qemu::Qemu::boot(&elf);
     let port = vm.port().to_string();
     println!("QEMU firmware {} on {port}", elf.display());
+    // The clinician key of the development secret, and its key file for the CLI.
+    let key = RoleKey {
+        role: Role::Clinician,
+        key: role_key(
+            &Secret(QEMU_DEVELOPMENT_SECRET),
+            Role::Clinician,
+            QEMU_SERIAL,
+        ),
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("qemu.clinician.key");
+    KeyFile::create(&key_file, QEMU_SERIAL, key.role, &key.key).unwrap();
     checks::run_all(&Target {
         name: "qemu",
         port: &port,
+        key,
+        key_file: &key_file,
     })
     .await;
     let output = vm.output();

@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use serde::Serialize;
+use thecal_host::keys::KeyFileError;
 use thecal_host::schedule::ScheduleFileError;
 use thecal_host::view::ComparisonRow;
 use thecal_host::Error;
@@ -24,6 +25,9 @@ pub mod code {
     pub const MISMATCH: u8 = 6;
     /// The clinician did not confirm.
     pub const NOT_CONFIRMED: u8 = 7;
+    /// No session: wrong key, locked out, session expired and not renewed, pump not
+    /// provisioned.
+    pub const AUTHENTICATION: u8 = 8;
 }
 
 /// The clinician declined (or could not be asked).
@@ -183,8 +187,20 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
                 Error::UnexpectedResponse { .. } | Error::Decode { .. } => {
                     (code::MISMATCH, "unexpected_response")
                 }
+                Error::PumpNotAuthenticated { .. } | Error::AuthenticationFailed { .. } => {
+                    (code::AUTHENTICATION, "authentication_failed")
+                }
+                Error::LockedOut { .. } => (code::AUTHENTICATION, "locked_out"),
+                Error::SessionExpired { .. } => (code::AUTHENTICATION, "session_expired"),
+                Error::NotProvisioned => (code::AUTHENTICATION, "not_provisioned"),
+                Error::NotPermitted { .. } => (code::REFUSED, "not_permitted"),
+                Error::AlreadyProvisioned => (code::REFUSED, "already_provisioned"),
+                Error::KeyFile(_) => (code::INVALID_INPUT, "key_file"),
                 _ => (1, "error"),
             };
+        }
+        if cause.downcast_ref::<KeyFileError>().is_some() {
+            return (code::INVALID_INPUT, "key_file");
         }
         if cause.downcast_ref::<ScheduleFileError>().is_some() {
             return (code::INVALID_INPUT, "invalid_schedule");

@@ -7,9 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use thecal_host::client::{check_compatible, Trace};
+use thecal_host::keys::role_name;
 use thecal_host::view::PumpTime;
-use thecal_host::{serial, Client, ClientConfig};
-use thecal_protocol::message::{Identity, StatusReport};
+use thecal_host::{serial, Client, ClientConfig, KeyFile, RoleKey};
+use thecal_protocol::message::{Identity, Role, StatusReport};
 use tokio_serial::SerialStream;
 
 use crate::cmd::UsageError;
@@ -45,6 +46,48 @@ pub struct Global {
     /// Show link traffic on stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The role to act as: a patient (status, battery, reservoir, alarms, patient
+    /// bolus), a clinician (everything therapeutic) or service (diagnostics).
+    #[arg(long, global = true, value_enum, default_value_t = RoleArg::Clinician)]
+    pub role: RoleArg,
+    /// The key file of that role for this pump (mode 0600; `thecal provision` writes
+    /// them). Needed with --port by every command but `ports` and `info`; with --sim the
+    /// simulated pump supplies its key.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// `--role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Patient's therapy manager.
+    Patient,
+    /// Clinician programmer.
+    Clinician,
+    /// Manufacturer service.
+    Service,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Patient => Role::Patient,
+            RoleArg::Clinician => Role::Clinician,
+            RoleArg::Service => Role::Service,
+        }
+    }
+}
+
+/// What a command needs from the pump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Identification only (`info`): no key, and a pump of another protocol is shown,
+    /// not refused.
+    Identify,
+    /// A compatible pump, no session (`provision`).
+    Plain,
+    /// A session as `--role` (every other command).
+    Session,
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
@@ -73,23 +116,107 @@ pub struct Session {
     pub client: Client<SerialStream>,
     /// What the pump said it is.
     pub identity: Identity,
+    link: Link,
+}
+
+/// What stays behind the port: the simulator, if any, and its throw-away key files.
+struct Link {
     sim: Option<thecal_device::sim::Simulator>,
+    /// Where a simulator without `--sim-state` wrote its key files (removed on close).
+    sim_keys: Option<PathBuf>,
+}
+
+impl Link {
+    /// Stops the simulator (it persists its state) and removes throw-away key files.
+    fn close(self) -> anyhow::Result<()> {
+        let stopped = match self.sim {
+            Some(sim) => sim.shutdown().context("stopping the simulated pump"),
+            None => Ok(()),
+        };
+        if let Some(dir) = self.sim_keys {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        stopped
+    }
+}
+
+/// Identifies the pump and, as `access` asks, checks it and opens the session.
+async fn start(
+    client: &mut Client<SerialStream>,
+    sim: Option<&thecal_device::sim::Simulator>,
+    access: Access,
+    role: Role,
+    key_file: Option<&KeyFile>,
+) -> anyhow::Result<Identity> {
+    let identity = client.identify().await?;
+    if access == Access::Identify {
+        return Ok(identity);
+    }
+    check_compatible(&identity)?;
+    if access == Access::Plain {
+        return Ok(identity);
+    }
+    let serial = identity.serial.as_str();
+    let key = match (key_file, sim) {
+        (Some(file), _) => {
+            file.check_pump(serial)?;
+            file.role_key()
+        }
+        (None, Some(sim)) => RoleKey {
+            role,
+            key: sim.role_key(role),
+        },
+        // `Session::open` refuses --port without a key file.
+        (None, None) => return Err(UsageError("no key file".into()).into()),
+    };
+    client.authenticate(key, serial).await?;
+    Ok(identity)
 }
 
 impl Session {
-    /// Opens the port (or starts the simulator), identifies the pump and, when
-    /// `check` is set, refuses a pump that speaks another protocol or schema.
-    pub async fn open(g: &Global, check: bool) -> anyhow::Result<Session> {
-        let (path, sim) = match (&g.port, g.sim) {
-            (Some(_), true) => {
-                return Err(UsageError("give either --port or --sim, not both".into()).into())
+    /// Opens the port (or starts the simulator) and identifies the pump; then, as
+    /// `access` asks, refuses a pump that speaks another protocol or schema and opens a
+    /// session with the `--role` key. A key file is read and checked (mode, format,
+    /// role) before the port is opened, and tied to the pump's serial number before the
+    /// handshake.
+    pub async fn open(g: &Global, access: Access) -> anyhow::Result<Session> {
+        let role = Role::from(g.role);
+        if g.port.is_some() && g.sim {
+            return Err(UsageError("give either --port or --sim, not both".into()).into());
+        }
+        let key_file = match (&g.key_file, access) {
+            (Some(path), Access::Session) => {
+                let file = KeyFile::load(path)?;
+                file.check_role(role)?;
+                Some(file)
             }
-            (Some(port), false) => (port.clone(), None),
+            (None, Access::Session) if g.port.is_some() => {
+                return Err(UsageError(format!(
+                    "this command needs a session with the pump: give --key-file PATH, the {} \
+                     key file of this pump (`thecal provision` writes them; pass --role for \
+                     another role). Only `thecal info` and `thecal ports` work without a key",
+                    role_name(role)
+                ))
+                .into())
+            }
+            _ => None,
+        };
+        let mut sim_keys = None;
+        let (path, sim) = match (&g.port, g.sim) {
+            (Some(port), _) => (port.clone(), None),
             (None, true) => {
+                // Without a state file the key files are of no use after this run.
+                if g.sim_state.is_none() {
+                    sim_keys = Some(
+                        std::env::temp_dir()
+                            .join(format!("thecal-sim-keys-{}", std::process::id())),
+                    );
+                }
                 let sim = thecal_device::sim::Simulator::start(thecal_device::sim::SimOptions {
                     state: g.sim_state.clone(),
                     speed: g.sim_speed,
                     seed: 1,
+                    keys: sim_keys.clone(),
                     ..Default::default()
                 })
                 .context("cannot start the simulated pump")?;
@@ -104,7 +231,14 @@ impl Session {
                 .into())
             }
         };
-        let stream = serial::open(&path, g.baud)?;
+        let link = Link { sim, sim_keys };
+        let stream = match serial::open(&path, g.baud) {
+            Ok(stream) => stream,
+            Err(e) => {
+                link.close()?;
+                return Err(e.into());
+            }
+        };
         let config = ClientConfig {
             timeout: g.timeout,
             retries: g.retries,
@@ -113,15 +247,26 @@ impl Session {
         if g.verbose > 0 {
             client.set_tracer(|t| eprintln!("link: {}", describe(t)));
         }
-        let identity = client.identify().await?;
-        if check {
-            check_compatible(&identity)?;
+        match start(
+            &mut client,
+            link.sim.as_ref(),
+            access,
+            role,
+            key_file.as_ref(),
+        )
+        .await
+        {
+            Ok(identity) => Ok(Session {
+                client,
+                identity,
+                link,
+            }),
+            Err(e) => {
+                drop(client);
+                link.close()?;
+                Err(e)
+            }
         }
-        Ok(Session {
-            client,
-            identity,
-            sim,
-        })
     }
 
     /// The pump's status and clock.
@@ -134,13 +279,12 @@ impl Session {
         Ok((status, t))
     }
 
-    /// Closes the link; a simulator persists its state and stops.
-    pub fn close(self) -> anyhow::Result<()> {
+    /// Ends the session (best effort: one attempt, errors ignored) and closes the link;
+    /// a simulator persists its state and stops.
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        let _ = self.client.close().await;
         drop(self.client);
-        if let Some(sim) = self.sim {
-            sim.shutdown().context("stopping the simulated pump")?;
-        }
-        Ok(())
+        self.link.close()
     }
 }
 
@@ -164,6 +308,11 @@ fn describe(t: &Trace) -> String {
         Trace::Stale { id } => format!("   discarded a stale answer #{id}"),
         Trace::NotAnAnswer { id } => format!("   skipped a pump event #{id}"),
         Trace::BadFrame(e) => format!("   dropped a corrupt frame: {e}"),
+        Trace::SessionOpened { role } => format!("   session opened as {}", role_name(*role)),
+        Trace::SessionLost { id } => {
+            format!("   #{id}: the pump no longer holds the session; opening a new one")
+        }
+        Trace::Unauthentic { id } => format!("   dropped an unauthentic answer #{id}"),
         other => format!("{other:?}"),
     }
 }

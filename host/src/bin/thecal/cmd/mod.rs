@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 
-use crate::session::{Global, Session};
+use crate::session::{Access, Global, Session};
 
 mod alarms;
 mod battery;
@@ -16,6 +16,7 @@ mod ping;
 mod plot;
 mod ports;
 mod prescription;
+mod provision;
 mod refill;
 mod reservoir;
 mod resume;
@@ -70,6 +71,9 @@ pub enum Command {
     Link(link::Args),
     /// Check the link and measure the round-trip time.
     Ping(ping::Args),
+    /// Factory step for a fresh pump: store a new random device secret (once in the
+    /// pump's life) and write its three role key files (mode 0600) into a directory.
+    Provision(provision::Args),
 }
 
 /// Runs `command`. Commands that need the pump open a session and close it (a
@@ -80,11 +84,16 @@ pub async fn run(command: Command, g: &Global) -> anyhow::Result<()> {
         Command::Schedule(c) => schedule::run(c, g).await,
         Command::Refill(a) => refill::run(a, g).await,
         Command::Plot(c) => plot::run(c, g).await,
+        Command::Provision(a) => provision::run(a, g).await,
         other => {
-            let check = !matches!(other, Command::Info(_));
-            let mut session = Session::open(g, check).await?;
+            let access = if matches!(other, Command::Info(_)) {
+                Access::Identify
+            } else {
+                Access::Session
+            };
+            let mut session = Session::open(g, access).await?;
             let result = online(other, &mut session, g).await;
-            let closed = session.close();
+            let closed = session.close().await;
             result.and(closed)
         }
     }
@@ -105,6 +114,10 @@ async fn online(command: Command, s: &mut Session, g: &Global) -> anyhow::Result
         Command::Clock(c) => clock::run(c, s, g).await,
         Command::Link(a) => link::run(a, s, g).await,
         Command::Ping(a) => ping::run(a, s, g).await,
-        Command::Ports(_) | Command::Schedule(_) | Command::Refill(_) | Command::Plot(_) => Ok(()),
+        Command::Ports(_)
+        | Command::Schedule(_)
+        | Command::Refill(_)
+        | Command::Plot(_)
+        | Command::Provision(_) => Ok(()),
     }
 }

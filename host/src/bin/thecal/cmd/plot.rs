@@ -8,7 +8,7 @@ use thecal_protocol::message::TherapyState;
 use thecal_protocol::projection::ReservoirState;
 
 use crate::out;
-use crate::session::{Global, Session};
+use crate::session::{Access, Global, Session};
 
 /// Plots.
 #[derive(Debug, clap::Subcommand)]
@@ -56,7 +56,7 @@ pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
             week,
             file: None,
         } => {
-            let mut s = Session::open(g, true).await?;
+            let mut s = Session::open(g, Access::Session).await?;
             let result = async {
                 let record = s.client.prescription().await?;
                 let title = format!(
@@ -69,12 +69,12 @@ pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
                 anyhow::Ok(())
             }
             .await;
-            let closed = s.close();
+            let closed = s.close().await;
             result.and(closed)?;
             ("schedule", out)
         }
         Command::Reservoir { out } => {
-            let mut s = Session::open(g, true).await?;
+            let mut s = Session::open(g, Access::Session).await?;
             let result = async {
                 let record = s.client.prescription().await?;
                 let status = s.client.status().await?;
@@ -89,7 +89,7 @@ pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
                 anyhow::Ok(())
             }
             .await;
-            let closed = s.close();
+            let closed = s.close().await;
             result.and(closed)?;
             ("reservoir", out)
         }

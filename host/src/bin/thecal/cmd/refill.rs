@@ -14,7 +14,7 @@ use thecal_protocol::Prescription;
 
 use crate::cmd::UsageError;
 use crate::out;
-use crate::session::{Global, Session};
+use crate::session::{Access, Global, Session};
 
 /// Record a refill.
 #[derive(Debug, clap::Args)]
@@ -68,9 +68,9 @@ fn bridge_minutes(volume: Nanolitres, flow: NanolitresPerDay) -> Option<Minutes>
 pub async fn run(a: Args, g: &Global) -> anyhow::Result<()> {
     // A schedule file is checked completely before the port is even opened.
     let new = a.schedule.as_deref().map(schedule::load).transpose()?;
-    let mut s = Session::open(g, true).await?;
+    let mut s = Session::open(g, Access::Session).await?;
     let result = refill(&a, new, &mut s, g).await;
-    let closed = s.close();
+    let closed = s.close().await;
     result.and(closed)
 }
 

@@ -11,7 +11,7 @@ use thecal_protocol::projection::ReservoirState;
 
 use crate::cmd::{prescription, UsageError};
 use crate::out;
-use crate::session::{Global, Session};
+use crate::session::{Access, Global, Session};
 
 /// Schedule files.
 #[derive(Debug, clap::Subcommand)]
@@ -90,9 +90,9 @@ fn check(file: PathBuf, g: &Global) -> anyhow::Result<()> {
 async fn write(a: WriteArgs, g: &Global) -> anyhow::Result<()> {
     // The file is checked completely before the port is even opened.
     let new = schedule::load(&a.file)?;
-    let mut s = Session::open(g, true).await?;
+    let mut s = Session::open(g, Access::Session).await?;
     let result = write_to(&a, new, &mut s, g).await;
-    let closed = s.close();
+    let closed = s.close().await;
     result.and(closed)
 }
 

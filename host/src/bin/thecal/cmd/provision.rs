@@ -1,0 +1,141 @@
+//! `thecal provision --key-dir DIR`
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+use thecal_host::keys::{random_secret, role_name, KeyFile, ROLES};
+use thecal_host::Error;
+use thecal_protocol::message::Role;
+use thecal_protocol::session::role_key;
+
+use crate::cmd::UsageError;
+use crate::out;
+use crate::session::{Access, Global, Session};
+
+/// Provision a fresh pump (factory step).
+///
+/// Generates a random device secret, writes the patient, clinician and service key files
+/// derived from it (mode 0600, `SERIAL.ROLE.key`) into DIR, then sends the secret to the
+/// pump, which accepts one only while it has none. The secret itself is kept nowhere
+/// else. If the pump refuses, the key files are removed again.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory for the key files: created (mode 0700) if missing; must not hold any
+    /// `.key` file yet.
+    #[arg(long, value_name = "DIR")]
+    key_dir: PathBuf,
+}
+
+#[derive(Serialize)]
+struct ProvisionJson {
+    serial: String,
+    key_files: BTreeMap<&'static str, String>,
+}
+
+pub async fn run(a: Args, g: &Global) -> anyhow::Result<()> {
+    // Checked before the port is even opened.
+    prepare_dir(&a.key_dir)?;
+    let mut s = Session::open(g, Access::Plain).await?;
+    let result = provision(&a, &mut s, g).await;
+    let closed = s.close().await;
+    result.and(closed)
+}
+
+/// Refuses a key directory that already holds key files; creates a missing one.
+fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        return std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the key directory {}", dir.display()));
+    }
+    if !dir.is_dir() {
+        return Err(UsageError(format!("--key-dir {} is not a directory", dir.display())).into());
+    }
+    let mut keys: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the key directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "key"))
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort();
+    Err(UsageError(format!(
+        "{} already holds key files ({}): provisioning writes its key files only into a \
+         directory without any, so no key is overwritten or mixed up with another pump's; \
+         give another --key-dir",
+        dir.display(),
+        keys.join(", ")
+    ))
+    .into())
+}
+
+async fn provision(a: &Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
+    let serial = s.identity.serial.to_string();
+    let secret = random_secret().map_err(Error::Random)?;
+    // The key files first: a pump provisioned with a secret nobody kept could never be
+    // opened again.
+    let mut written: Vec<(Role, PathBuf)> = Vec::new();
+    for role in ROLES {
+        let path = a.key_dir.join(KeyFile::file_name(&serial, role));
+        if let Err(e) = KeyFile::create(&path, &serial, role, &role_key(&secret, role, &serial)) {
+            remove(&written);
+            return Err(e.into());
+        }
+        written.push((role, path));
+    }
+    match s.client.provision(&secret, &serial).await {
+        Ok(()) => {}
+        // Certainly not stored: the files are of no use.
+        Err(e @ (Error::AlreadyProvisioned | Error::Refused { .. })) => {
+            remove(&written);
+            return Err(anyhow::Error::new(e).context(format!(
+                "provisioning pump {serial} failed; no key file was kept"
+            )));
+        }
+        Err(e) => {
+            let clinician = written
+                .iter()
+                .find(|(r, _)| *r == Role::Clinician)
+                .map_or(String::new(), |(_, p)| p.display().to_string());
+            return Err(anyhow::Error::new(e).context(format!(
+                "the pump may or may not hold the new secret: the key files are kept in {}; \
+                 check with `thecal --key-file {clinician} status`",
+                a.key_dir.display()
+            )));
+        }
+    }
+    if g.json {
+        return out::json(&ProvisionJson {
+            serial,
+            key_files: written
+                .iter()
+                .map(|(r, p)| (role_name(*r), p.display().to_string()))
+                .collect(),
+        });
+    }
+    outln!("Pump {serial} is provisioned (checked with a service-key handshake).")?;
+    outln!("Role key files, mode 0600:")?;
+    let rows: Vec<(&str, String)> = written
+        .iter()
+        .map(|(r, p)| (role_name(*r), p.display().to_string()))
+        .collect();
+    out::fields(&rows)?;
+    outln!(
+        "Keep them secret: whoever holds one acts as that role on this pump. The device \
+         secret was kept nowhere but in the pump."
+    )?;
+    Ok(())
+}
+
+fn remove(files: &[(Role, PathBuf)]) {
+    for (_, path) in files {
+        let _ = std::fs::remove_file(path);
+    }
+}
