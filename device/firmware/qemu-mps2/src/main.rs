@@ -32,6 +32,13 @@ use thecal_protocol::units::Nanolitres;
 
 use uart::Uart;
 
+/// The device secret this image provisions itself with at boot, so the end-to-end suite
+/// can derive its role keys (`thecal_protocol::session::role_key`; serial `QEMU0001`).
+/// PUBLIC, DEVELOPMENT ONLY: it is in the source, so it protects nothing. A real pump is
+/// provisioned once with a random secret (`thecal provision`). Copied in
+/// `host/tests/e2e/main.rs`; keep the two equal.
+const DEVELOPMENT_DEVICE_SECRET: [u8; 32] = *b"thecal DEVELOPMENT secret - QEMU";
+
 /// SysTick input clock of the AN385 (25 MHz).
 const CPU_HZ: u32 = 25_000_000;
 /// Wall clock at boot until a programmer sets it: 2026-01-01T00:00:00Z.
@@ -108,7 +115,7 @@ fn main() -> ! {
         utc_offset: UtcOffset(0),
         battery_used_nah: 0,
     };
-    let pump = Pump::boot(
+    let mut pump = Pump::boot(
         info,
         factory,
         store,
@@ -116,6 +123,10 @@ fn main() -> ! {
         now(),
         ResetCause::PowerOn,
     );
+    // The RAM flash starts erased at every boot: provision it (a no-op if provisioned).
+    if pump.device_secret().is_none() && !pump.provision(DEVELOPMENT_DEVICE_SECRET, now()) {
+        let _ = writeln!(debug, "cannot store the development device secret");
+    }
     let Some(server) = cortex_m::singleton!(: Server<FlashStore<&'static mut RamFlash<FLASH_SIZE>>, CountingMotor> = Server::new(pump))
     else {
         halt()
