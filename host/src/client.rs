@@ -504,7 +504,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// The draft must keep the drug and concentration in force: the pump derives every
     /// flow from the concentration, so it changes them only with a refill (see
     /// [`Client::refill`]) and refuses such a write with
-    /// [`Refusal::DrugChangeNeedsRefill`](thecal_protocol::message::Refusal::DrugChangeNeedsRefill).
+    /// [`Refusal::DrugChangeNeedsRefill`].
     pub async fn write_prescription(
         &mut self,
         draft: PrescriptionDraft,

@@ -4,7 +4,9 @@
 //! byte link (serial port, pty, in-memory pipe), the serial transport, the schedule-file
 //! format, and the views the `thecal` CLI prints (human tables and stable JSON).
 //!
-//! * [`client`] — requests, timeouts, retries with the same id, stale-answer handling.
+//! * [`client`] — requests, timeouts, retries with the same id, stale-answer handling;
+//!   secure sessions (handshake, sealed frames, renewal), transparent to every request.
+//! * [`keys`] — role keys and key files (0600 only, tied to a role and a pump).
 //! * [`error`] — what went wrong, told apart: refused, timed out, outcome uncertain,
 //!   unexpected answer, protocol mismatch, I/O.
 //! * [`serial`] — open a port raw at 8N1; list USB serial ports.

@@ -22,6 +22,10 @@ struct Programmer {
     retries: u32,
     stale_answers: u32,
     bad_frames: u32,
+    /// Answers dropped inside a session: not sealed, or not opening under its key.
+    unauthentic_answers: u32,
+    /// Sessions opened (the first and every renewal).
+    sessions: u32,
 }
 
 pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
@@ -34,6 +38,8 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
             retries: c.retries,
             stale_answers: c.stale,
             bad_frames: c.bad_frames,
+            unauthentic_answers: c.unauthentic,
+            sessions: c.sessions,
         },
     };
     if g.json {
@@ -57,11 +63,15 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
         (
             "Programmer (this session)",
             format!(
-                "{} requests, {} retries, {} stale answers, {} bad frames",
+                "{} requests, {} retries, {} stale answers, {} bad frames, {} unauthentic \
+                 answers, {} session{} opened",
                 v.programmer.requests,
                 v.programmer.retries,
                 v.programmer.stale_answers,
-                v.programmer.bad_frames
+                v.programmer.bad_frames,
+                v.programmer.unauthentic_answers,
+                v.programmer.sessions,
+                if v.programmer.sessions == 1 { "" } else { "s" }
             ),
         ),
     ])?;
