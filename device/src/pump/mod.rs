@@ -15,8 +15,11 @@
 //! snapshot in which that volume is already delivered. After a reset the pump therefore
 //! believes it delivered up to [`RESERVE_NL`] more than it did: the reservoir estimate is
 //! at most 10 µL low and the rolling window at most 10 µL full — both on the safe side.
-//! At boot the pump also charges [`RESERVE_NL`] to the window's current bucket, because
-//! the reserved volume may have been delivered later than the snapshot recorded it.
+//! The snapshot records the reservation in the window's bucket of the moment it was
+//! saved, but the reserved volume may be delivered any time until the next snapshot —
+//! hours later for a long bolus, whose whole volume is reserved at its start. At boot the
+//! pump therefore counts the snapshot's newest bucket again in the current bucket (at
+//! least [`RESERVE_NL`]), so nothing delivered leaves the rolling window early.
 //! A running bolus is not persisted: a reset ends it (its whole volume was already
 //! reserved, so the limit and lockout still count it).
 //!
@@ -192,8 +195,10 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         self.delivered_total = snap.delivered_total;
         self.battery = Battery::new(self.info.battery, snap.battery_used_nah);
         self.window = Window::restore(snap.window_epoch, snap.window.clone());
-        // The reservation may have been delivered after the snapshot: count it now.
-        self.window.add(now, RESERVE_NL);
+        // The reservation (in the snapshot's newest bucket) may have been delivered at any
+        // time since the snapshot: count it again now.
+        let reserved = self.window.newest_volume().max(RESERVE_NL);
+        self.window.add(now, reserved);
         self.patient = snap.patient_boluses.clone();
         self.device_secret = snap.device_secret;
         // Counters below the old reservation may have been used: start after it.
