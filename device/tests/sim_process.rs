@@ -228,3 +228,19 @@ fn state_survives_a_restart() {
     assert!(sim.terminate().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_in_process_simulator_cleans_up_its_temporary_key_files() {
+    use thecal_device::sim::{SimOptions, Simulator};
+    let sim = Simulator::start(SimOptions::default()).expect("start");
+    let key = sim
+        .key_file(Role::Clinician)
+        .expect("key file")
+        .to_path_buf();
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    sim.shutdown().unwrap();
+    assert!(!key.exists(), "temporary key file left behind");
+    assert!(!key.parent().unwrap().exists());
+}

@@ -76,6 +76,8 @@ pub struct SimOptions {
 
 /// A running simulated pump.
 pub struct Simulator {
+    /// A key directory the simulator created for itself (removed at shutdown).
+    temp_keys: Option<PathBuf>,
     serial: String,
     secret: Secret,
     key_files: Vec<(Role, PathBuf)>,
@@ -89,6 +91,8 @@ impl Simulator {
     /// Boots the pump and starts serving its pty.
     pub fn start(opts: SimOptions) -> io::Result<Simulator> {
         let (mut master, mut slave) = TTYPort::pair().map_err(io::Error::other)?;
+        close_on_exec(&master)?;
+        close_on_exec(&slave)?;
         let path = PathBuf::from(
             slave
                 .name()
@@ -110,7 +114,7 @@ impl Simulator {
         let mut server = boot(store, &opts, clock.now())?;
         let secret = provision(&mut server, clock.now())?;
         let serial = server.pump().serial().to_string();
-        let (dir, stem) = key_location(&opts);
+        let (dir, stem, temporary) = key_location(&opts);
         let key_files = keys::write_key_files(&dir, &stem, &serial, &secret)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
@@ -118,6 +122,7 @@ impl Simulator {
             .name("thecal-sim".into())
             .spawn(move || run(server, master, clock, &flag))?;
         Ok(Simulator {
+            temp_keys: temporary.then(|| dir.clone()),
             serial,
             secret,
             key_files,
@@ -158,6 +163,9 @@ impl Simulator {
 
     fn stop_thread(&mut self) -> io::Result<()> {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(dir) = self.temp_keys.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if let Some(link) = self.link.take() {
             let _ = std::fs::remove_file(link);
         }
@@ -216,28 +224,41 @@ fn provision(server: &mut SimServer, now: Timestamp) -> io::Result<Secret> {
     Ok(Secret(secret))
 }
 
-/// Directory and file-name stem of the key files.
-fn key_location(opts: &SimOptions) -> (PathBuf, String) {
+/// Directory and file-name stem of the key files, and whether the directory is a
+/// temporary one of this run.
+fn key_location(opts: &SimOptions) -> (PathBuf, String, bool) {
     let stem = |p: &Path| {
         p.file_name()
             .map_or_else(|| "thecal-sim".into(), |n| n.to_string_lossy().into_owned())
     };
     match (&opts.keys, &opts.state) {
-        (Some(dir), Some(state)) => (dir.clone(), stem(state)),
-        (Some(dir), None) => (dir.clone(), "thecal-sim".into()),
+        (Some(dir), Some(state)) => (dir.clone(), stem(state), false),
+        (Some(dir), None) => (dir.clone(), "thecal-sim".into(), false),
         (None, Some(state)) => (
             state
                 .parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
             stem(state),
+            false,
         ),
         (None, None) => {
             static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             let n = RUN.fetch_add(1, Ordering::SeqCst);
             let dir = std::env::temp_dir().join(format!("thecal-sim-{}-{n}", std::process::id()));
-            (dir, "thecal-sim".into())
+            (dir, "thecal-sim".into(), true)
         }
     }
+}
+
+/// Marks a pty descriptor close-on-exec.
+fn close_on_exec(port: &TTYPort) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor the port owns; F_SETFD takes an int flag.
+    let rc = unsafe { libc::fcntl(port.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn run(
