@@ -95,6 +95,17 @@ impl Window {
         }
     }
 
+    /// Like [`Window::rescale`], keeping each bucket's larger value: counts enough drug
+    /// whether the old or the new solution is in force (stored ahead of a concentration
+    /// change).
+    pub fn rescale_keep_larger(&mut self, num: u32, den: u32) {
+        let old = self.buckets.clone();
+        self.rescale(num, den);
+        for (b, o) in self.buckets.iter_mut().zip(old.iter()) {
+            *b = (*b).max(*o);
+        }
+    }
+
     /// Forgets all history (a different drug: the old one's deliveries do not count
     /// against the new one's limit).
     pub fn clear(&mut self) {

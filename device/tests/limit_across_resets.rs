@@ -137,3 +137,54 @@ fn the_restored_window_counts_what_the_motor_delivered() {
         );
     }
 }
+
+#[test]
+fn a_power_cut_during_a_refill_to_another_strength_keeps_the_drug_counted() {
+    // 500 µg/mL, limit 1 000 µg/day; refilled with 250 or 1 000 µg/mL of the same drug.
+    for ug_per_ml in [250, 1_000] {
+        refill_with_cuts(ug_per_ml);
+    }
+}
+
+fn refill_with_cuts(ug_per_ml: u32) {
+    use thecal_protocol::message::Revision;
+    use thecal_protocol::prescription::TherapyMode;
+    use thecal_protocol::units::{NanogramsPerDay, NanogramsPerMillilitre};
+    let mut other = draft(TherapyMode::Continuous {
+        dose: NanogramsPerDay::from_ug(250),
+    });
+    other.concentration = NanogramsPerMillilitre::from_ug_per_ml(ug_per_ml);
+    let refill = Request::Refill {
+        expected: Revision(1),
+        volume: Nanolitres::from_ml(20),
+        prescription: Some(other),
+    };
+    let at = BOOT.plus_ms(3 * HOUR);
+    for k in 0..400 {
+        let mut pump = boot(continuous(250), Nanolitres::from_ml(40));
+        assert!(matches!(
+            pump.handle(BOOT, &bolus(600, 60)),
+            Response::BolusStarted(_)
+        ));
+        run_until(&mut pump, at);
+        let delivered_ng = motor_nl(&pump) * 500 / 1_000;
+        pump.storage_mut().flash_mut().cut_power_after(k);
+        let answer = pump.handle(at, &refill);
+        let powered_off = pump.storage_mut().flash_mut().is_powered_off();
+        let mut flash = pump.into_storage().into_inner();
+        flash.reboot();
+        let mut pump = reboot(thecal_device::store::FlashStore::new(flash).unwrap(), at);
+        let c = u64::from(pump.record().prescription.concentration().0);
+        let counted_ng = pump.window_total(at) * c / 1_000_000;
+        assert!(
+            counted_ng >= delivered_ng,
+            "{ug_per_ml} µg/mL, cut {k}: after the reset the window counts {counted_ng} ng \
+             at {c} ng/mL, {delivered_ng} ng were delivered"
+        );
+        if !powered_off {
+            assert!(matches!(answer, Response::Refilled { .. }), "{answer:?}");
+            return;
+        }
+    }
+    panic!("the refill never completed");
+}

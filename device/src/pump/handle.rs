@@ -178,6 +178,19 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 self.record.prescription.drug(),
                 self.record.prescription.concentration(),
             );
+            if p.drug() == old_drug && p.concentration() != old_c {
+                // A power cut between the prescription and the next snapshot must not
+                // leave the stored window in the other solution's volume: store it first
+                // with every bucket the larger of both (safe under either prescription).
+                let exact = self.window.clone();
+                self.window
+                    .rescale_keep_larger(old_c.0, p.concentration().0);
+                let stored = self.try_save_snapshot(now);
+                self.window = exact;
+                if !stored {
+                    return Err(Refusal::StorageFault);
+                }
+            }
             self.commit(now, p)?;
             // The rolling limit counts drug, kept as volume of the solution in force.
             let (new_drug, new_c) = (
