@@ -45,6 +45,10 @@ pub struct Snapshot {
     pub stopped: bool,
     /// Lifetime delivered volume, nL (reserved volume included).
     pub delivered_total: u64,
+    /// Volume reserved ahead of delivery at the save, nL (already counted as delivered in
+    /// `reservoir`, `delivered_total` and `window`): after a reset it may have been
+    /// delivered at any time since `saved_at`, so the pump counts it again at boot.
+    pub reserved: u32,
     /// Battery charge used, nAh.
     pub battery_used_nah: u64,
     /// Rolling window: device time of the start of bucket 0's period, in bucket units.

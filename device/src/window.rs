@@ -68,14 +68,6 @@ impl Window {
         self.newest = current;
     }
 
-    /// Volume in the newest bucket, nL (without moving the window).
-    pub fn newest_volume(&self) -> u32 {
-        self.buckets
-            .get(Self::slot(self.newest))
-            .copied()
-            .unwrap_or(0)
-    }
-
     /// Volume delivered in the window ending at `now`, nL.
     pub fn total(&mut self, now: Timestamp) -> u64 {
         self.advance(now);

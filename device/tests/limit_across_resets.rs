@@ -188,3 +188,29 @@ fn refill_with_cuts(ug_per_ml: u32) {
     }
     panic!("the refill never completed");
 }
+
+#[test]
+fn a_pump_that_resets_again_and_again_keeps_its_basal() {
+    // Limit 2 mL/day, basal 0.5 mL/day. Each reset may charge only what was reserved and
+    // not yet delivered; 300 resets in a row must not fill the window and stop therapy.
+    let mut pump = boot(continuous(250), Nanolitres::from_ml(40));
+    run_until(&mut pump, BOOT.plus_ms(HOUR));
+    let mut now = BOOT.plus_ms(HOUR);
+    for _ in 0..300 {
+        now = now.plus_ms(100);
+        let flash = pump.into_storage().into_inner();
+        pump = reboot(thecal_device::store::FlashStore::new(flash).unwrap(), now);
+    }
+    let before = pump.window_total(now);
+    assert!(
+        before <= 2 * u64::from(thecal_device::pump::RESERVE_NL) + 30_000,
+        "300 resets charged {before} nL to the window"
+    );
+    let start = pump.motor().strokes;
+    run_until(&mut pump, now.plus_ms(DAY));
+    let delivered = (pump.motor().strokes - start) * u64::from(STROKE_NL);
+    assert!(
+        delivered >= 480_000,
+        "basal after the resets: {delivered} nL in a day"
+    );
+}

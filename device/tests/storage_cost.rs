@@ -63,6 +63,7 @@ fn largest_snapshot() -> Snapshot {
     s.reservoir = Nanolitres(u32::MAX);
     s.last_refill = Some(Timestamp(u64::MAX));
     s.delivered_total = u64::MAX;
+    s.reserved = u32::MAX;
     s.battery_used_nah = u64::MAX;
     s.window_epoch = u64::MAX;
     s.window = Vec::from_slice(&[u32::MAX; WINDOW_BUCKETS]).unwrap();

@@ -17,9 +17,11 @@
 //! at most 10 µL low and the rolling window at most 10 µL full — both on the safe side.
 //! The snapshot records the reservation in the window's bucket of the moment it was
 //! saved, but the reserved volume may be delivered any time until the next snapshot —
-//! hours later for a long bolus, whose whole volume is reserved at its start. At boot the
-//! pump therefore counts the snapshot's newest bucket again in the current bucket (at
-//! least [`RESERVE_NL`]), so nothing delivered leaves the rolling window early.
+//! hours later for a long bolus, whose whole volume is reserved at its start. The
+//! snapshot therefore keeps the outstanding reservation, and at boot the pump counts it
+//! again in the current bucket, so nothing delivered leaves the rolling window early. (A
+//! boot stores a snapshot with nothing reserved, so a pump that resets again and again
+//! does not pile up charges that would block its basal delivery.)
 //! A running bolus is not persisted: a reset ends it (its whole volume was already
 //! reserved, so the limit and lockout still count it).
 //!
@@ -195,10 +197,9 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         self.delivered_total = snap.delivered_total;
         self.battery = Battery::new(self.info.battery, snap.battery_used_nah);
         self.window = Window::restore(snap.window_epoch, snap.window.clone());
-        // The reservation (in the snapshot's newest bucket) may have been delivered at any
-        // time since the snapshot: count it again now.
-        let reserved = self.window.newest_volume().max(RESERVE_NL);
-        self.window.add(now, reserved);
+        // The reservation may have been delivered at any time since the snapshot: count
+        // it again now.
+        self.window.add(now, snap.reserved);
         self.patient = snap.patient_boluses.clone();
         self.device_secret = snap.device_secret;
         // Counters below the old reservation may have been used: start after it.
@@ -451,6 +452,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             last_refill: self.last_refill,
             stopped: self.stopped,
             delivered_total: self.delivered_total + u64::from(self.reserve_left),
+            reserved: self.reserve_left,
             battery_used_nah: self.battery.used_nah(),
             window_epoch: epoch,
             window: buckets.clone(),

@@ -153,6 +153,7 @@ pub fn snapshot(seq: u32) -> Snapshot {
         last_refill: seq.is_multiple_of(2).then_some(Timestamp(5_000)),
         stopped: seq.is_multiple_of(7),
         delivered_total: u64::from(seq) * 10_000,
+        reserved: seq % 3 * 10_000,
         battery_used_nah: u64::from(seq) * 12_345,
         window_epoch: u64::from(seq / 96),
         window,
