@@ -98,6 +98,16 @@ impl Window {
         }
     }
 
+    /// Moves `nl` from the newest bucket to the bucket of `now` (volume recorded earlier
+    /// than it may have been delivered: it then leaves the window no earlier than it
+    /// should).
+    pub fn move_newest(&mut self, now: Timestamp, nl: u32) {
+        if let Some(b) = self.buckets.get_mut(Self::slot(self.newest)) {
+            *b = b.saturating_sub(nl);
+        }
+        self.add(now, nl);
+    }
+
     /// Forgets all history (a different drug: the old one's deliveries do not count
     /// against the new one's limit).
     pub fn clear(&mut self) {

@@ -196,6 +196,15 @@ fn a_pump_that_resets_again_and_again_keeps_its_basal() {
     let mut pump = boot(continuous(250), Nanolitres::from_ml(40));
     run_until(&mut pump, BOOT.plus_ms(HOUR));
     let mut now = BOOT.plus_ms(HOUR);
+    // One reset adds at most the outstanding reservation (moved, not counted twice).
+    let delivered = pump.window_total(now);
+    let flash = pump.into_storage().into_inner();
+    pump = reboot(thecal_device::store::FlashStore::new(flash).unwrap(), now);
+    let after = pump.window_total(now);
+    assert!(
+        after <= delivered + u64::from(thecal_device::pump::RESERVE_NL),
+        "one reset: {delivered} -> {after} nL"
+    );
     for _ in 0..300 {
         now = now.plus_ms(100);
         let flash = pump.into_storage().into_inner();

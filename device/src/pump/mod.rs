@@ -18,10 +18,10 @@
 //! The snapshot records the reservation in the window's bucket of the moment it was
 //! saved, but the reserved volume may be delivered any time until the next snapshot —
 //! hours later for a long bolus, whose whole volume is reserved at its start. The
-//! snapshot therefore keeps the outstanding reservation, and at boot the pump counts it
-//! again in the current bucket, so nothing delivered leaves the rolling window early. (A
-//! boot stores a snapshot with nothing reserved, so a pump that resets again and again
-//! does not pile up charges that would block its basal delivery.)
+//! snapshot therefore keeps the outstanding reservation, and at boot the pump moves it to
+//! the current bucket, so nothing delivered leaves the rolling window early. (Moved, not
+//! counted twice, and a boot stores a snapshot with nothing reserved: a pump that resets
+//! again and again does not pile up charges that would block its basal delivery.)
 //! A running bolus is not persisted: a reset ends it (its whole volume was already
 //! reserved, so the limit and lockout still count it).
 //!
@@ -198,8 +198,8 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         self.battery = Battery::new(self.info.battery, snap.battery_used_nah);
         self.window = Window::restore(snap.window_epoch, snap.window.clone());
         // The reservation may have been delivered at any time since the snapshot: count
-        // it again now.
-        self.window.add(now, snap.reserved);
+        // it now instead.
+        self.window.move_newest(now, snap.reserved);
         self.patient = snap.patient_boluses.clone();
         self.device_secret = snap.device_secret;
         // Counters below the old reservation may have been used: start after it.
