@@ -50,24 +50,41 @@ pub fn demo_prescription() -> Option<Prescription> {
     .ok()
 }
 
-/// The simulated pump's fixed facts; the serial number comes from the seed.
-pub fn demo_info(seed: u64) -> DeviceInfo {
-    let mut serial = String::new();
-    // "SIM" + 6 digits always fits in 16 bytes.
-    let _ = core::fmt::Write::write_fmt(&mut serial, format_args!("SIM{:06}", seed % 1_000_000));
-    let mut model = String::new();
-    let _ = model.push_str("thecal-sim 20");
+/// Firmware version reported by every thecal build.
+pub const FIRMWARE_VERSION: Version = Version {
+    major: 0,
+    minor: 1,
+    patch: 0,
+};
+
+/// A development pump's fixed facts: a 20 mL reservoir and the default battery. Text
+/// longer than 16 bytes is cut.
+pub fn device_info(model: &str, serial: &str) -> DeviceInfo {
     DeviceInfo {
-        model,
-        serial,
-        firmware: Version {
-            major: 0,
-            minor: 1,
-            patch: 0,
-        },
+        model: truncated(model),
+        serial: truncated(serial),
+        firmware: FIRMWARE_VERSION,
         capacity: Nanolitres::from_ml(20),
         battery: BatteryConfig::default(),
     }
+}
+
+fn truncated(s: &str) -> String<16> {
+    let mut out = String::new();
+    for c in s.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
+}
+
+/// The simulated pump's fixed facts; the serial number comes from the seed.
+pub fn demo_info(seed: u64) -> DeviceInfo {
+    let mut serial: String<16> = String::new();
+    // "SIM" + 6 digits always fits in 16 bytes.
+    let _ = core::fmt::Write::write_fmt(&mut serial, format_args!("SIM{:06}", seed % 1_000_000));
+    device_info("thecal-sim 20", &serial)
 }
 
 /// The demo factory state at wall time `wall_at_zero` (device time zero).

@@ -17,11 +17,9 @@
 
 mod board;
 mod clock;
-mod stack;
+use thecal_fw_common::stack;
 mod store;
 mod usb;
-
-use core::fmt::Write as _;
 
 use defmt::{error, info, warn};
 use embassy_executor::Spawner;
@@ -30,16 +28,14 @@ use embassy_nrf::config::{Config, HfclkSource, LfclkSource};
 use embassy_nrf::gpio::{Input, Level, Output, OutputDrive, Pull};
 use embassy_nrf::nvmc::Nvmc;
 use embassy_time::Timer;
-use heapless::{String, Vec};
+use heapless::Vec;
 use static_cell::StaticCell;
-use thecal_device::battery::BatteryConfig;
-use thecal_device::pump::{DeviceInfo, Factory, Pump};
+use thecal_device::pump::Pump;
 use thecal_device::server::Server;
 use thecal_device::store::FlashStore;
 use thecal_protocol::frame::MAX_WIRE;
-use thecal_protocol::message::{AlarmKind, ResetCause, Version};
-use thecal_protocol::time::{Timestamp, UtcOffset};
-use thecal_protocol::units::Nanolitres;
+use thecal_protocol::message::{AlarmKind, ResetCause};
+use thecal_protocol::time::Timestamp;
 use {defmt_rtt as _, panic_probe as _};
 
 use board::LedMotor;
@@ -69,24 +65,8 @@ async fn main(spawner: Spawner) {
     let Some(prescription) = thecal_device::demo::demo_prescription() else {
         halt("the demo prescription does not validate");
     };
-    let info = DeviceInfo {
-        model: text("thecal-dk 20"),
-        serial: serial.clone(),
-        firmware: Version {
-            major: 0,
-            minor: 1,
-            patch: 0,
-        },
-        capacity: Nanolitres::from_ml(20),
-        battery: BatteryConfig::default(),
-    };
-    let factory = Factory {
-        prescription,
-        volume: Nanolitres::from_ml(18),
-        wall_at_zero: Timestamp(WALL_AT_ZERO),
-        utc_offset: UtcOffset(0),
-        battery_used_nah: 0,
-    };
+    let info = thecal_device::demo::device_info("thecal-dk 20", serial.as_str());
+    let factory = thecal_device::demo::demo_factory(Timestamp(WALL_AT_ZERO), prescription);
     let now = clock.now();
     let pump = Pump::boot(
         info,
@@ -221,12 +201,6 @@ fn reset_cause() -> ResetCause {
         // Reset pin, wake from System OFF, VBUS, ...
         _ => ResetCause::Unknown,
     }
-}
-
-fn text<const N: usize>(s: &str) -> String<N> {
-    let mut out = String::new();
-    let _ = out.write_str(s);
-    out
 }
 
 /// Logs why the firmware cannot run and parks the CPU (LEDs off: nothing is delivered).

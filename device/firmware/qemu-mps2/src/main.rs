@@ -11,7 +11,7 @@
 #![no_std]
 #![no_main]
 
-mod stack;
+use thecal_fw_common::stack;
 mod uart;
 
 use core::fmt::Write as _;
@@ -19,16 +19,13 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception};
-use heapless::String;
-use thecal_device::battery::BatteryConfig;
 use thecal_device::flash::RamFlash;
 use thecal_device::motor::CountingMotor;
-use thecal_device::pump::{DeviceInfo, Factory, Pump};
+use thecal_device::pump::Pump;
 use thecal_device::server::Server;
 use thecal_device::store::{FlashStore, FLASH_SIZE};
-use thecal_protocol::message::{ResetCause, Version};
-use thecal_protocol::time::{Timestamp, UtcOffset};
-use thecal_protocol::units::Nanolitres;
+use thecal_protocol::message::ResetCause;
+use thecal_protocol::time::Timestamp;
 
 use uart::Uart;
 
@@ -65,12 +62,6 @@ fn now() -> Timestamp {
     }
 }
 
-fn text<const N: usize>(s: &str) -> String<N> {
-    let mut out = String::new();
-    let _ = out.push_str(s);
-    out
-}
-
 #[entry]
 fn main() -> ! {
     stack::paint();
@@ -97,24 +88,8 @@ fn main() -> ! {
     let Some(prescription) = thecal_device::demo::demo_prescription() else {
         halt()
     };
-    let info = DeviceInfo {
-        model: text("thecal-qemu 20"),
-        serial: text("QEMU0001"),
-        firmware: Version {
-            major: 0,
-            minor: 1,
-            patch: 0,
-        },
-        capacity: Nanolitres::from_ml(20),
-        battery: BatteryConfig::default(),
-    };
-    let factory = Factory {
-        prescription,
-        volume: Nanolitres::from_ml(18),
-        wall_at_zero: Timestamp(WALL_AT_BOOT),
-        utc_offset: UtcOffset(0),
-        battery_used_nah: 0,
-    };
+    let info = thecal_device::demo::device_info("thecal-qemu 20", "QEMU0001");
+    let factory = thecal_device::demo::demo_factory(Timestamp(WALL_AT_BOOT), prescription);
     let mut pump = Pump::boot(
         info,
         factory,

@@ -1,5 +1,5 @@
 //! Stack high-water mark: the stack is painted at boot and scanned after each batch of
-//! requests; the deepest use seen is logged (defmt).
+//! requests; each image reports the deepest use seen (debug UART, defmt).
 
 use core::ptr::{addr_of, read_volatile, write_volatile};
 
