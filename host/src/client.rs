@@ -45,6 +45,7 @@
 //!   renews the session too.
 //! * [`Client::close`] ends the session (`SessionClose`).
 
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
@@ -197,6 +198,23 @@ struct Session {
     opener: Opener,
     /// Programmer → pump key (to restart the sealer at a chosen counter in tests).
     to_device: Secret,
+}
+
+/// A pipelined request waiting for its answer.
+struct InFlight<K> {
+    key: K,
+    request: Request,
+    id: u16,
+    sealed: bool,
+    /// Attempts sent.
+    sent: u32,
+    /// Attempts that timed out.
+    timeouts: u32,
+    /// A session renewal was already made for it.
+    renewed: bool,
+    started: Instant,
+    /// When the current attempt times out.
+    deadline: tokio::time::Instant,
 }
 
 /// How one attempt ended.
@@ -657,6 +675,192 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         .await
     }
 
+    /// Read-only requests with up to `window` of them in flight at once (pipelining): a
+    /// bulk read (the event log) then keeps the line busy instead of idling for one
+    /// round trip per request. `queue` holds the requests, each with a key of the
+    /// caller's; `on_answer` gets every answer with its request's key, in the order the
+    /// answers arrive, and may queue follow-up requests (served before the rest).
+    ///
+    /// The transport rules are those of every request, per request: a fresh id each,
+    /// answers matched by id (so whatever order they come in), a lost answer retried
+    /// after [`ClientConfig::timeout`] with the **same id** and [`Flags::RETRY`] (sealed
+    /// again with the session's next counter), at most [`ClientConfig::retries`] times,
+    /// then [`Error::Timeout`]. Never more than `window` requests are unanswered (a
+    /// `window` of 0 counts as 1, which is stop-and-wait). A session the pump lost is
+    /// renewed once per request and every request in flight is sent again (same id,
+    /// `RETRY`). Each `on_answer` call happens once per request, for its first
+    /// acceptable answer.
+    ///
+    /// Therapy-changing requests are not pipelined: one in `queue` is refused before
+    /// anything is sent ([`Error::NotPipelinable`]), one queued by `on_answer` when it
+    /// is reached.
+    pub async fn pipelined<K>(
+        &mut self,
+        window: usize,
+        mut queue: VecDeque<(K, Request)>,
+        mut on_answer: impl FnMut(K, Response, &mut VecDeque<(K, Request)>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        if let Some((_, request)) = queue.iter().find(|(_, r)| r.changes_therapy()) {
+            return Err(Error::NotPipelinable {
+                request: request.name(),
+            });
+        }
+        let window = window.max(1);
+        let mut flight: Vec<InFlight<K>> = Vec::with_capacity(window);
+        loop {
+            // Fill the window.
+            while flight.len() < window {
+                let Some((key, request)) = queue.pop_front() else {
+                    break;
+                };
+                if request.changes_therapy() {
+                    return Err(Error::NotPipelinable {
+                        request: request.name(),
+                    });
+                }
+                let sealed = self.credentials.is_some() && needs_session(&request);
+                if sealed && self.session.is_none() {
+                    self.handshake().await?;
+                }
+                let id = self.fresh_id();
+                self.counters.requests += 1;
+                let mut f = InFlight {
+                    key,
+                    request,
+                    id,
+                    sealed,
+                    sent: 0,
+                    timeouts: 0,
+                    renewed: false,
+                    started: Instant::now(),
+                    deadline: tokio::time::Instant::now(),
+                };
+                if !self.send_in_flight(&mut f).await? {
+                    // The sending counter is used up: new session, everything again.
+                    flight.push(f);
+                    self.renew_in_flight(&mut flight).await?;
+                    continue;
+                }
+                flight.push(f);
+            }
+            let Some(deadline) = flight.iter().map(|f| f.deadline).min() else {
+                return Ok(());
+            };
+            let ids: Vec<u16> = flight.iter().map(|f| f.id).collect();
+            let received =
+                tokio::time::timeout_at(deadline, self.receive_where(&|i| ids.contains(&i))).await;
+            let (header, body) = match received {
+                Ok(frame) => frame?,
+                Err(_elapsed) => {
+                    let now = tokio::time::Instant::now();
+                    let attempts = self.config.retries.saturating_add(1);
+                    let mut exhausted = false;
+                    for i in 0..flight.len() {
+                        let Some(f) = flight.get_mut(i) else { break };
+                        if f.deadline > now {
+                            continue;
+                        }
+                        f.timeouts += 1;
+                        let (id, attempt) = (f.id, f.timeouts);
+                        self.trace(Trace::TimedOut { id, attempt });
+                        let Some(f) = flight.get_mut(i) else { break };
+                        if f.timeouts >= attempts {
+                            return Err(self.unanswered(&f.request, f.timeouts));
+                        }
+                        if !self.send_in_flight(f).await? {
+                            exhausted = true;
+                            break;
+                        }
+                    }
+                    if exhausted {
+                        self.renew_in_flight(&mut flight).await?;
+                    }
+                    continue;
+                }
+            };
+            let Some(at) = flight.iter().position(|f| f.id == header.id) else {
+                continue;
+            };
+            let Some(f) = flight.get(at) else { continue };
+            let (name, sealed) = (f.request.name(), f.sealed);
+            match self.classify(header, body, name, sealed)? {
+                None => {}
+                Some(Outcome::Answer(response)) => {
+                    let f = flight.remove(at);
+                    self.trace(Trace::Answered {
+                        id: f.id,
+                        response: response.name(),
+                        elapsed: f.started.elapsed(),
+                    });
+                    on_answer(f.key, response, &mut queue)?;
+                }
+                Some(Outcome::TimedOut) => {}
+                Some(Outcome::SessionLost) => {
+                    self.trace(Trace::SessionLost { id: header.id });
+                    if f.renewed {
+                        return Err(Error::SessionExpired {
+                            request: name,
+                            reason: "the pump ended the new session at once as well".into(),
+                        });
+                    }
+                    for f in flight.iter_mut() {
+                        f.renewed = true;
+                    }
+                    self.renew_in_flight(&mut flight)
+                        .await
+                        .map_err(|e| match e {
+                            e @ Error::Io(_) => e,
+                            e => Error::SessionExpired {
+                                request: name,
+                                reason: e.to_string(),
+                            },
+                        })?;
+                }
+            }
+        }
+    }
+
+    /// Sends one attempt of a pipelined request (a retry once it was sent before);
+    /// `false` when the session's sending counter is used up (nothing was sent).
+    async fn send_in_flight<K>(&mut self, f: &mut InFlight<K>) -> Result<bool, Error> {
+        let retry = f.sent > 0;
+        let frame = match self.frame(&f.request, f.id, retry, f.sealed) {
+            Ok(frame) => frame,
+            Err(Error::Seal(SealError::Exhausted)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if retry {
+            self.counters.retries += 1;
+        }
+        f.sent += 1;
+        self.io.write_all(&frame).await?;
+        self.io.flush().await?;
+        self.trace(Trace::Sent {
+            id: f.id,
+            request: f.request.name(),
+            retry,
+            bytes: frame.len(),
+        });
+        f.deadline = tokio::time::Instant::now() + self.config.timeout;
+        Ok(true)
+    }
+
+    /// Opens a new session and sends every request in flight again (same id, `RETRY`,
+    /// sealed under the new session); answers still coming under the old one are
+    /// dropped by the handshake as stale.
+    async fn renew_in_flight<K>(&mut self, flight: &mut [InFlight<K>]) -> Result<(), Error> {
+        self.session = None;
+        self.handshake().await?;
+        for f in flight.iter_mut() {
+            // Counted as sent, so it goes with the RETRY flag even if it never left.
+            f.sent = f.sent.max(1);
+            if !self.send_in_flight(f).await? {
+                return Err(Error::Seal(SealError::Exhausted));
+            }
+        }
+        Ok(())
+    }
+
     /// Sets the pump clock (UTC) and the patient's UTC offset; returns the clock before.
     pub async fn set_clock(
         &mut self,
@@ -686,13 +890,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         request: Request,
         pick: impl FnOnce(Response) -> Option<R>,
     ) -> Result<R, Error> {
+        let response = self.call(&request).await?;
+        self.pick_answer(&request, response, pick)
+    }
+
+    /// The expected answer picked out of `response`; a refusal or any other answer
+    /// becomes the matching error.
+    fn pick_answer<R>(
+        &self,
+        request: &Request,
+        response: Response,
+        pick: impl FnOnce(Response) -> Option<R>,
+    ) -> Result<R, Error> {
         let name = request.name();
-        match self.call(&request).await? {
+        match response {
             Response::Refused(Refusal::NotPermitted) if self.credentials.is_some() => {
                 Err(Error::NotPermitted {
                     request: name,
                     role: self.role().unwrap_or(Role::Clinician),
-                    allowed: allowed_roles(&request),
+                    allowed: allowed_roles(request),
                 })
             }
             Response::Refused(refusal) => Err(Error::Refused {
@@ -1006,39 +1222,55 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         sealed: bool,
     ) -> Result<Outcome, Error> {
         loop {
-            let (header, mut body) = self.receive(id).await?;
-            let is_sealed = header.flags.has(Flags::SEALED);
-            if sealed && is_sealed {
-                let opened = match self.session.as_mut() {
-                    Some(s) => s
-                        .opener
-                        .open(&header.to_bytes(), &mut body)
-                        .map(decode_body::<Response>),
-                    None => Err(SealError::Forged),
-                };
-                match opened {
-                    Ok(decoded) => {
-                        return decoded
-                            .map(Outcome::Answer)
-                            .map_err(|source| Error::Decode { request, source })
-                    }
-                    Err(_) => self.unauthentic(id),
-                }
-            } else if sealed {
-                match decode_body::<Response>(&body) {
-                    Ok(Response::Refused(Refusal::SessionRequired | Refusal::LockedOut { .. })) => {
-                        return Ok(Outcome::SessionLost)
-                    }
-                    _ => self.unauthentic(id),
-                }
-            } else if is_sealed {
-                self.unauthentic(id);
-            } else {
-                return decode_body::<Response>(&body)
-                    .map(Outcome::Answer)
-                    .map_err(|source| Error::Decode { request, source });
+            let (header, body) = self.receive(id).await?;
+            if let Some(outcome) = self.classify(header, body, request, sealed)? {
+                return Ok(outcome);
             }
         }
+    }
+
+    /// What a frame carrying an awaited id means: `None` when it is dropped as
+    /// unauthentic (inside a session: not sealed, or it does not open; outside: sealed).
+    fn classify(
+        &mut self,
+        header: Header,
+        mut body: Vec<u8>,
+        request: &'static str,
+        sealed: bool,
+    ) -> Result<Option<Outcome>, Error> {
+        let id = header.id;
+        let is_sealed = header.flags.has(Flags::SEALED);
+        if sealed && is_sealed {
+            let opened = match self.session.as_mut() {
+                Some(s) => s
+                    .opener
+                    .open(&header.to_bytes(), &mut body)
+                    .map(decode_body::<Response>),
+                None => Err(SealError::Forged),
+            };
+            match opened {
+                Ok(decoded) => {
+                    return decoded
+                        .map(|r| Some(Outcome::Answer(r)))
+                        .map_err(|source| Error::Decode { request, source })
+                }
+                Err(_) => self.unauthentic(id),
+            }
+        } else if sealed {
+            match decode_body::<Response>(&body) {
+                Ok(Response::Refused(Refusal::SessionRequired | Refusal::LockedOut { .. })) => {
+                    return Ok(Some(Outcome::SessionLost))
+                }
+                _ => self.unauthentic(id),
+            }
+        } else if is_sealed {
+            self.unauthentic(id);
+        } else {
+            return decode_body::<Response>(&body)
+                .map(|r| Some(Outcome::Answer(r)))
+                .map_err(|source| Error::Decode { request, source });
+        }
+        Ok(None)
     }
 
     fn unauthentic(&mut self, id: u16) {
@@ -1050,9 +1282,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// Cancel-safe: bytes read are kept in `pending` and the decoder keeps its partial
     /// frame.
     async fn receive(&mut self, id: u16) -> Result<(Header, Vec<u8>), Error> {
+        self.receive_where(&|i| i == id).await
+    }
+
+    /// Reads until a frame answering an id that `wanted` accepts arrives (cancel-safe,
+    /// like [`Client::receive`]).
+    async fn receive_where(
+        &mut self,
+        wanted: &(dyn Fn(u16) -> bool + Sync),
+    ) -> Result<(Header, Vec<u8>), Error> {
         let mut buf = [0u8; 512];
         loop {
-            if let Some(answer) = self.scan(id) {
+            if let Some(answer) = self.scan(wanted) {
                 return Ok(answer);
             }
             let n = self.io.read(&mut buf).await?;
@@ -1067,8 +1308,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         }
     }
 
-    /// Feeds pending bytes to the decoder until a frame answering `id` is found.
-    fn scan(&mut self, id: u16) -> Option<(Header, Vec<u8>)> {
+    /// Feeds pending bytes to the decoder until a frame answering an id that `wanted`
+    /// accepts is found.
+    fn scan(&mut self, wanted: &(dyn Fn(u16) -> bool + Sync)) -> Option<(Header, Vec<u8>)> {
         let mut consumed = 0;
         let mut found = None;
         let mut traces = Vec::new();
@@ -1082,7 +1324,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                         traces.push(Trace::NotAnAnswer {
                             id: frame.header.id,
                         });
-                    } else if frame.header.id != id {
+                    } else if !wanted(frame.header.id) {
                         self.counters.stale += 1;
                         traces.push(Trace::Stale {
                             id: frame.header.id,

@@ -155,6 +155,13 @@ pub enum Error {
         /// Why the renewal failed.
         reason: String,
     },
+    /// A therapy-changing request was given to [`crate::Client::pipelined`]: only
+    /// read-only requests are kept in flight together. Nothing was sent.
+    #[error("{request} changes therapy and is never pipelined; nothing was sent")]
+    NotPipelinable {
+        /// Request name.
+        request: &'static str,
+    },
     /// The session's role may not make this request (the pump refused it).
     #[error(
         "not permitted: the {} role may not make {request}; {}",

@@ -14,7 +14,8 @@ use thecal_protocol::frame::{
     decode_body, encode, encode_raw, Feed, Flags, FrameDecoder, FrameKind, Header,
 };
 use thecal_protocol::message::{
-    BolusKind, BolusReport, BolusRequest, Capabilities, Identity, Refusal, Revision, Role, Version,
+    BolusKind, BolusReport, BolusRequest, Capabilities, Event, Identity, LogEntry, LogPage,
+    Refusal, Revision, Role, Version,
 };
 use thecal_protocol::prescription::{PrescriptionDraft, TherapyMode};
 use thecal_protocol::session::{
@@ -75,6 +76,13 @@ struct Script {
     /// Refuse hellos with `LockedOut` for this many ms once this many sessions were
     /// opened.
     locked_out: Option<(u32, u32)>,
+    /// An event log of this many entries (indices 0..log) served to `ReadLog`.
+    log: u32,
+    /// Lose the answer to the first attempt of these request ids (a retry is answered).
+    lose_answer_to: Vec<u16>,
+    /// Collect request frames until none arrived for this long, then answer them all:
+    /// each batch is what the client had in flight (recorded in `Seen::batches`).
+    hold: Option<Duration>,
 }
 
 /// What the pump saw.
@@ -90,6 +98,8 @@ struct Seen {
     hellos: u32,
     proofs: u32,
     sessions: u32,
+    /// Request frames answered together (see `Script::hold`).
+    batches: Vec<usize>,
 }
 
 fn identity(schema: u32) -> Identity {
@@ -136,7 +146,31 @@ fn answer(req: &Request, script: &Script) -> Response {
             revision: Revision(expected.0 + 1),
         },
         Request::StopTherapy => Response::TherapyStopped,
+        Request::ReadLog { first, max } => {
+            let count = u32::from(*max).min(8);
+            let entries = (*first..script.log.min(first.saturating_add(count)))
+                .map(log_entry)
+                .collect::<Vec<_>>();
+            Response::LogPage(LogPage {
+                oldest: 0,
+                next: script.log,
+                entries: entries.as_slice().try_into().unwrap(),
+            })
+        }
         _ => Response::Refused(Refusal::Unsupported),
+    }
+}
+
+/// Entry `index` of the scripted pump's event log.
+fn log_entry(index: u32) -> LogEntry {
+    LogEntry {
+        index,
+        at: Timestamp(1_700_000_000_000 + u64::from(index) * 1_000),
+        event: if index.is_multiple_of(2) {
+            Event::TherapyStopped
+        } else {
+            Event::TherapyResumed
+        },
     }
 }
 
@@ -194,18 +228,18 @@ async fn pump(mut io: DuplexStream, script: Script, seen: Arc<Mutex<Seen>>) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let mut input = &buf[..n];
         let mut frames = Vec::new();
-        loop {
-            match decoder.feed(input) {
-                Feed::Consumed => break,
-                Feed::Error { remaining, .. } => input = remaining,
-                Feed::Frame { frame, remaining } => {
-                    assert_eq!(frame.header.kind, FrameKind::Request);
-                    frames.push((frame.header, frame.body.to_vec()));
-                    input = remaining;
+        decode_into(&mut decoder, &buf[..n], &mut frames);
+        if let Some(hold) = script.hold {
+            // Keep collecting until the client stops sending.
+            loop {
+                match tokio::time::timeout(hold, io.read(&mut buf)).await {
+                    Ok(Ok(0) | Err(_)) => return,
+                    Ok(Ok(n)) => decode_into(&mut decoder, &buf[..n], &mut frames),
+                    Err(_quiet) => break,
                 }
             }
+            seen.lock().unwrap().batches.push(frames.len());
         }
         for (header, body) in frames {
             match serve(&mut st, &script, &seen, header, body) {
@@ -216,6 +250,21 @@ async fn pump(mut io: DuplexStream, script: Script, seen: Arc<Mutex<Seen>>) {
                         return;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Decodes the request frames in `input` into `frames`.
+fn decode_into(decoder: &mut FrameDecoder, mut input: &[u8], frames: &mut Vec<(Header, Vec<u8>)>) {
+    loop {
+        match decoder.feed(input) {
+            Feed::Consumed => break,
+            Feed::Error { remaining, .. } => input = remaining,
+            Feed::Frame { frame, remaining } => {
+                assert_eq!(frame.header.kind, FrameKind::Request);
+                frames.push((frame.header, frame.body.to_vec()));
+                input = remaining;
             }
         }
     }
@@ -383,6 +432,9 @@ fn execute(
     };
     if st.lost < script.lose_answers {
         st.lost += 1;
+        return Err(Serve::Nothing);
+    }
+    if !retry && script.lose_answer_to.contains(&id) {
         return Err(Serve::Nothing);
     }
     Ok(response)
@@ -1061,4 +1113,131 @@ async fn provisioning_whose_answer_was_lost_is_decided_by_the_handshake() {
     assert!(matches!(e, Error::AlreadyProvisioned), "{e:?}");
     let s = seen.lock().unwrap();
     assert_eq!((s.hellos, s.proofs), (1, 0));
+}
+
+// ---- pipelined bulk reads (issue 8) ----
+
+/// Reads the whole log of the scripted pump both ways; asserts both give entries
+/// 0..`log` in order, each once, and returns the pump's record of the pipelined read.
+async fn read_both_ways(script: Script) -> (thecal_host::client::ClientCounters, Seen) {
+    use thecal_host::eventlog::{read_log, read_log_pipelined, WINDOW};
+    let expected: Vec<LogEntry> = (0..script.log).map(log_entry).collect();
+    let (mut c, seen) = start(script.clone()).await;
+    let mut calls = 0;
+    let piped = read_log_pipelined(&mut c, Default::default(), WINDOW, |done, total| {
+        calls += 1;
+        assert!(done <= total);
+    })
+    .await
+    .unwrap();
+    assert_eq!(piped.entries, expected);
+    assert_eq!((piped.oldest, piped.next), (0, script.log));
+    assert!(calls >= 2);
+    let counters = c.counters();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let (mut c, _) = start(Script {
+        lose_answer_to: Vec::new(),
+        lose_session_before: Vec::new(),
+        ..script
+    })
+    .await;
+    let plain = read_log(&mut c, Default::default(), |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(plain, piped, "pipelined and stop-and-wait reads agree");
+    (counters, seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn pipelined_log_read_keeps_the_window_full_and_never_exceeds_it() {
+    let (counters, seen) = read_both_ways(Script {
+        log: 100,
+        hold: Some(Duration::from_millis(5)),
+        ..Script::default()
+    })
+    .await;
+    // One probe page (entries 0..8), then 12 pages with 4 requests in flight.
+    let reads = seen.frames.iter().filter(|f| f.2 == "ReadLog").count();
+    assert_eq!(reads, 13);
+    assert_eq!(counters.retries, 0);
+    let max = seen.batches.iter().copied().max().unwrap();
+    assert_eq!(max, thecal_host::eventlog::WINDOW, "{:?}", seen.batches);
+    // Fresh ids, each sent once, sealed with strictly increasing counters.
+    let ids: Vec<u16> = seen.frames.iter().map(|f| f.0).collect();
+    assert_eq!(ids, (100..113).collect::<Vec<_>>());
+    assert!(seen.counters.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_in_the_middle_of_the_window_is_retried_with_its_id() {
+    // Probe 100; the window holds 101..104; the answer to 102 is lost. The others are
+    // taken as they come (the window slides on to 105, 106, ...); 102 is sent again
+    // after its timeout, same id, RETRY, next counter; its entries still land in place.
+    let (counters, seen) = read_both_ways(Script {
+        log: 60,
+        lose_answer_to: vec![102],
+        ..Script::default()
+    })
+    .await;
+    assert_eq!(counters.retries, 1);
+    let f = &seen.frames;
+    let first = f
+        .iter()
+        .position(|x| *x == (102, false, "ReadLog"))
+        .unwrap();
+    let again = f.iter().position(|x| *x == (102, true, "ReadLog")).unwrap();
+    assert!(
+        again > first + 1,
+        "later requests went out meanwhile: {f:?}"
+    );
+    assert_eq!(f.iter().filter(|x| x.0 == 102).count(), 2);
+    assert!(
+        f.iter().all(|x| x.0 == 102 || !x.1),
+        "only 102 retried: {f:?}"
+    );
+    assert_eq!(f.len(), 1 + 7 + 1);
+    assert!(seen.counters.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_lost_mid_window_is_renewed_and_the_window_sent_again() {
+    // The pump forgets the session before the third sealed frame: it refuses that one
+    // and the next in plain; the client opens a new session and sends every request in
+    // flight again (same ids, RETRY).
+    let (counters, seen) = read_both_ways(Script {
+        log: 60,
+        lose_session_before: vec![2],
+        ..Script::default()
+    })
+    .await;
+    assert_eq!(seen.sessions, 2);
+    assert_eq!(counters.sessions, 2);
+    let retried: Vec<u16> = seen.frames.iter().filter(|f| f.1).map(|f| f.0).collect();
+    assert!(retried.contains(&102), "{:?}", seen.frames);
+    // Every page was served under one id or another, each once.
+    let pages: std::collections::BTreeSet<u16> = seen
+        .frames
+        .iter()
+        .filter(|f| f.2 == "ReadLog")
+        .map(|f| f.0)
+        .collect();
+    assert_eq!(pages.len(), 8, "{:?}", seen.frames);
+    assert!(seen.counters.windows(2).all(|w| w[0] < w[1] || w[1] == 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn therapy_changes_are_never_pipelined() {
+    let (mut c, seen) = start(Script::default()).await;
+    let queue = [(0, Request::Status), (1, Request::StopTherapy)].into();
+    let e = c.pipelined(4, queue, |_, _, _| Ok(())).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::NotPipelinable {
+                request: "StopTherapy"
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(seen.lock().unwrap().frames.is_empty(), "nothing was sent");
 }

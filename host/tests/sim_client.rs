@@ -397,3 +397,45 @@ async fn long_event_log_is_read_page_by_page() {
     drop(c);
     sim.shutdown().unwrap();
 }
+
+#[tokio::test]
+async fn pipelined_log_read_returns_exactly_what_stop_and_wait_returns() {
+    use thecal_host::eventlog::{read_log, read_log_pipelined, LogRange, WINDOW};
+    let sim = sim();
+    let mut c = connect(&sim).await;
+    // Every refused request is logged: 70 acknowledgements of an inactive alarm.
+    for _ in 0..70 {
+        let e = c.acknowledge(AlarmKind::MotorStall).await.unwrap_err();
+        assert!(e.refusal().is_some(), "{e:?}");
+    }
+    let ranges = [
+        LogRange::default(),
+        LogRange {
+            from: Some(5),
+            last: None,
+        },
+        LogRange {
+            from: None,
+            last: Some(27),
+        },
+    ];
+    for range in ranges {
+        let plain = read_log(&mut c, range, |_, _| {}).await.unwrap();
+        let mut calls = Vec::new();
+        let piped = read_log_pipelined(&mut c, range, WINDOW, |done, total| {
+            calls.push((done, total))
+        })
+        .await
+        .unwrap();
+        assert_eq!(piped, plain, "{range:?}");
+        let total = piped.entries.len() as u64;
+        assert_eq!(calls.last(), Some(&(total, total)), "{range:?}");
+    }
+    let all = read_log_pipelined(&mut c, LogRange::default(), WINDOW, |_, _| {})
+        .await
+        .unwrap();
+    assert!(all.entries.len() > 70, "{}", all.entries.len());
+    assert_eq!(c.counters().retries, 0);
+    drop(c);
+    sim.shutdown().unwrap();
+}

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use thecal_host::eventlog::{read_log, LogRange};
+use thecal_host::eventlog::{read_log_pipelined, LogRange, WINDOW};
 use thecal_host::view::LogEntryView;
 
 use crate::out;
@@ -59,7 +59,7 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
         ProgressStyle::with_template("reading event log {bar:40} {pos}/{len} entries")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let read = read_log(&mut s.client, range, |done, total| {
+    let read = read_log_pipelined(&mut s.client, range, WINDOW, |done, total| {
         if total >= PROGRESS_FROM && bar.is_hidden() && done < total {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         }
