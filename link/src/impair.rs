@@ -362,20 +362,26 @@ impl Impairments {
         };
         let byte_time = 10_000_000_000 / u64::from(baud);
         let mut start = self.line_free.max(now);
+        // Arrival of the first byte of the delivery being filled: a delivery spans at most
+        // CHUNK_SPAN from its first byte to its last.
+        let mut chunk_start: Option<Nanos> = None;
         for byte in bytes {
             let sent = start + byte_time;
             start = sent;
             let at = sent + self.cfg.latency;
-            match out.last_mut() {
-                Some(d) if at - d.at <= CHUNK_SPAN && d.bytes.len() < CHUNK_MAX => {
+            match (out.last_mut(), chunk_start) {
+                (Some(d), Some(first)) if at - first <= CHUNK_SPAN && d.bytes.len() < CHUNK_MAX => {
                     // Handed over when its last byte is in.
                     d.at = at;
                     d.bytes.push(byte);
                 }
-                _ => out.push(Delivery {
-                    at,
-                    bytes: vec![byte],
-                }),
+                _ => {
+                    chunk_start = Some(at);
+                    out.push(Delivery {
+                        at,
+                        bytes: vec![byte],
+                    });
+                }
             }
         }
         self.line_free = start;
@@ -450,6 +456,20 @@ mod tests {
         // Bytes arrive in order, never before they were sent, chunks at most 1 ms wide.
         assert!(out.windows(2).all(|w| w[0].at <= w[1].at));
         assert!(out.iter().all(|d| d.bytes.len() <= 2));
+        // At 115 200 baud (86.8 µs a byte) a delivery holds at most 12 bytes (1 ms).
+        let mut fast = Impairments::new(
+            Impairment {
+                baud: Some(115_200),
+                ..Impairment::CLEAN
+            },
+            1,
+        );
+        let burst = fast.apply(0, &[0x55; 600]);
+        assert_eq!(all(&burst), vec![0x55; 600]);
+        assert!(
+            burst.iter().all(|d| d.bytes.len() <= 12),
+            "a delivery wider than 1 ms"
+        );
         // A second burst sent while the line is still busy queues behind the first.
         let more = link.apply(500 * MS, &[1, 2, 3]);
         assert!(more[0].at > last);
