@@ -15,7 +15,9 @@
 //!    probability `ber`;
 //! 6. **pace and latency** — the sender's line carries `baud / 10` bytes per second (8N1:
 //!    ten bit times a byte), one byte after the other; each byte arrives `latency` after
-//!    its last bit was sent. Without a baud rate, bytes take no time on the line.
+//!    its last bit was sent, plus, for all the bytes of one write, a delay drawn from
+//!    `0 ..= jitter` (never overtaking earlier bytes: the link delivers in order). Without
+//!    a baud rate, bytes take no time on the line.
 //!
 //! Everything random comes from one [`Rng`] seeded by the caller, so a seed and the same
 //! input (at the same times) give the same output, byte for byte.
@@ -34,6 +36,8 @@ pub struct Impairment {
     pub baud: Option<u32>,
     /// Delay from the end of a byte on the line to its arrival.
     pub latency: Nanos,
+    /// Extra delay of one write's bytes, uniform in `0 ..= jitter`.
+    pub jitter: Nanos,
     /// Probability that a byte is lost.
     pub drop: f64,
     /// Probability that a (non-empty) frame is lost whole.
@@ -53,6 +57,7 @@ impl Impairment {
     pub const CLEAN: Impairment = Impairment {
         baud: None,
         latency: 0,
+        jitter: 0,
         drop: 0.0,
         frame_drop: 0.0,
         ber: 0.0,
@@ -217,6 +222,8 @@ pub struct Impairments {
     dropping: Option<(u64, u64)>,
     offset: u64,
     line_free: Nanos,
+    /// Arrival time of the last byte delivered (arrivals never go back).
+    last_arrival: Nanos,
     stats: Stats,
     record: bool,
     events: Vec<Event>,
@@ -234,6 +241,7 @@ impl Impairments {
             dropping: None,
             offset: 0,
             line_free: 0,
+            last_arrival: 0,
             stats: Stats::default(),
             record: false,
             events: Vec::new(),
@@ -351,13 +359,18 @@ impl Impairments {
 
     /// Paces `bytes` onto the line from `now` and groups their arrivals.
     fn schedule(&mut self, now: Nanos, bytes: Vec<u8>, out: &mut Vec<Delivery>) {
+        if bytes.is_empty() {
+            return;
+        }
+        let delay = self.cfg.latency
+            + match self.cfg.jitter {
+                0 => 0,
+                j => self.rng.below(j.saturating_add(1)),
+            };
         let Some(baud) = self.cfg.baud.filter(|b| *b > 0) else {
-            if !bytes.is_empty() {
-                out.push(Delivery {
-                    at: now + self.cfg.latency,
-                    bytes,
-                });
-            }
+            let at = (now + delay).max(self.last_arrival);
+            self.last_arrival = at;
+            out.push(Delivery { at, bytes });
             return;
         };
         let byte_time = 10_000_000_000 / u64::from(baud);
@@ -368,7 +381,8 @@ impl Impairments {
         for byte in bytes {
             let sent = start + byte_time;
             start = sent;
-            let at = sent + self.cfg.latency;
+            let at = (sent + delay).max(self.last_arrival);
+            self.last_arrival = at;
             match (out.last_mut(), chunk_start) {
                 (Some(d), Some(first)) if at - first <= CHUNK_SPAN && d.bytes.len() < CHUNK_MAX => {
                     // Handed over when its last byte is in.
@@ -570,6 +584,7 @@ mod tests {
         let cfg = Impairment {
             baud: Some(115_200),
             latency: MS,
+            jitter: MS,
             drop: 0.01,
             frame_drop: 0.05,
             ber: 1e-3,
@@ -588,6 +603,31 @@ mod tests {
         };
         assert_eq!(run(5), run(5));
         assert_ne!(run(5).0, run(6).0);
+    }
+
+    #[test]
+    fn jitter_delays_writes_but_never_reorders_them() {
+        let mut link = Impairments::new(
+            Impairment {
+                latency: 10 * MS,
+                jitter: 50 * MS,
+                ..Impairment::CLEAN
+            },
+            4,
+        );
+        // Writes 100 ms apart: each one's delay is its own.
+        let delays: Vec<Nanos> = (0..1_000u64)
+            .map(|i| link.apply(i * 100 * MS, &[1, 2, 0])[0].at - i * 100 * MS)
+            .collect();
+        assert!(delays.iter().all(|&d| (10 * MS..=60 * MS).contains(&d)));
+        assert!(delays.iter().any(|&d| d > 55 * MS) && delays.iter().any(|&d| d < 15 * MS));
+        // Writes 1 ms apart: a delayed write holds back the ones after it.
+        let mut last = 0;
+        for i in 0..1_000u64 {
+            let at = link.apply(100_000 * MS + i * MS, &[1, 2, 0])[0].at;
+            assert!(at >= last, "write {i} overtook the one before");
+            last = at;
+        }
     }
 
     #[test]

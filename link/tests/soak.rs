@@ -13,10 +13,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{through_link, LogFollower};
+use common::{through, LogFollower};
+use thecal_host::client::ClientCounters;
 use thecal_host::{Client, ClientConfig, Error};
 use thecal_link::impair::Impairment;
 use thecal_link::rng::Rng;
+use thecal_link::LinkConfig;
 use thecal_protocol::message::{BolusKind, BolusRequest, Refusal, Revision};
 use thecal_protocol::prescription::{PrescriptionDraft, TherapyMode};
 use thecal_protocol::units::{Minutes, Nanograms, NanogramsPerDay};
@@ -243,10 +245,12 @@ impl Soak {
     }
 }
 
-async fn soak(commands: u64, impairment: Impairment, config: ClientConfig, seed: u64) {
+/// Runs the soak; returns the client's counters.
+async fn soak(commands: u64, link: LinkConfig, config: ClientConfig) -> ClientCounters {
+    let seed = link.seed;
     let sim = common::sim(3_600, seed);
     let started = Instant::now();
-    let (mut client, link) = through_link(&sim, impairment, seed, config).await;
+    let (mut client, link) = through(&sim, link, config).await;
     let log = LogFollower::at_end(&mut client).await;
     let p = read!(client, prescription());
     let drafts = drafts();
@@ -313,6 +317,7 @@ async fn soak(commands: u64, impairment: Impairment, config: ClientConfig, seed:
     );
     drop(soak);
     sim.shutdown().unwrap();
+    counters
 }
 
 fn commands() -> u64 {
@@ -333,7 +338,7 @@ async fn mixed_commands_through_one_percent_frame_loss_and_1e_5_ber() {
         timeout: Duration::from_millis(200),
         retries: 2,
     };
-    soak(commands(), impairment, config, 1).await;
+    soak(commands(), LinkConfig::symmetric(impairment, 1), config).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,5 +353,27 @@ async fn a_harsh_link_ends_in_reconciled_uncertain_outcomes() {
         timeout: Duration::from_millis(150),
         retries: 1,
     };
-    soak(300, impairment, config, 2).await;
+    soak(300, LinkConfig::symmetric(impairment, 2), config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_answers_are_never_taken_for_the_next_request() {
+    // Answers delayed by up to 150 ms against a 100 ms timeout: most requests are sent
+    // again, and the answers to the extra attempts arrive while the next request waits.
+    let late = Impairment {
+        jitter: 150_000_000,
+        frame_drop: 0.01,
+        ..Impairment::CLEAN
+    };
+    let link = LinkConfig {
+        to_device: Impairment::CLEAN,
+        to_programmer: late,
+        seed: 3,
+    };
+    let config = ClientConfig {
+        timeout: Duration::from_millis(100),
+        retries: 3,
+    };
+    let counters = soak(200, link, config).await;
+    assert!(counters.stale > 20, "too few late answers: {counters:?}");
 }

@@ -50,6 +50,9 @@ struct Args {
     /// One-way latency, milliseconds.
     #[arg(long, default_value_t = 0.0, value_name = "MS")]
     latency_ms: f64,
+    /// Extra delay of each write, uniform in 0 ..= MS milliseconds (order is kept).
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    jitter_ms: f64,
     /// Seed of every random choice: the same seed, the same impairments.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -74,15 +77,18 @@ impl Args {
                 return Err(format!("{name} {p} is not a probability (0 ..= 1)"));
             }
         }
-        if !(0.0..=60_000.0).contains(&self.latency_ms) {
-            return Err(format!(
-                "--latency-ms {} is outside 0 ..= 60000",
-                self.latency_ms
-            ));
+        for (name, ms) in [
+            ("--latency-ms", self.latency_ms),
+            ("--jitter-ms", self.jitter_ms),
+        ] {
+            if !(0.0..=60_000.0).contains(&ms) {
+                return Err(format!("{name} {ms} is outside 0 ..= 60000"));
+            }
         }
         Ok(Impairment {
             baud: (self.baud > 0).then_some(self.baud),
             latency: (self.latency_ms * 1e6) as u64,
+            jitter: (self.jitter_ms * 1e6) as u64,
             drop: self.drop,
             frame_drop: self.frame_drop,
             ber: self.ber,

@@ -39,16 +39,24 @@ pub async fn through_link(
     seed: u64,
     config: ClientConfig,
 ) -> (Client<DuplexStream>, Link) {
+    through(sim, LinkConfig::symmetric(impairment, seed), config).await
+}
+
+/// [`through_link`] with each direction's impairment given.
+pub async fn through(
+    sim: &Simulator,
+    link: LinkConfig,
+    config: ClientConfig,
+) -> (Client<DuplexStream>, Link) {
     for attempt in 0..5 {
         let device = thecal_host::serial::open(&sim.path().display().to_string(), 115_200)
             .expect("the simulator's pty opens");
         let (host, programmer) = tokio::io::duplex(64 * 1024);
-        let link = Link::spawn(
-            programmer,
-            device,
-            LinkConfig::symmetric(impairment, seed + attempt),
-            None,
-        );
+        let config_n = LinkConfig {
+            seed: link.seed + attempt,
+            ..link
+        };
+        let link = Link::spawn(programmer, device, config_n, None);
         match Client::connect(host, config, clinician(sim)).await {
             Ok((client, _)) => return (client, link),
             Err(e) => {
