@@ -37,6 +37,17 @@ def cobs_decode(data):
     return bytes(out)
 
 
+def varint(n):
+    """postcard's unsigned LEB128."""
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def write(target, name, data):
     d = OUT / target
     d.mkdir(parents=True, exist_ok=True)
@@ -72,6 +83,24 @@ def main():
         frame = b"\x04" + header[2:4] + bytes([flags]) + struct.pack("<H", len(body)) + body
         write("device_server", name, frame + hour + b"\x06" + hour)
         write("device_server", name + "-cut", b"\x05" + struct.pack("<H", 9) + frame + hour)
+    # Beyond the vectors: the simulator's drug (baclofen) refilled at another strength, and
+    # a day-long bolus, each with power cuts a little later and two days of ticking.
+    def draft(conc):
+        # drug 5 (baclofen), concentration, limit 600 µg/day, Continuous 180 µg/day, no
+        # patient bolus, low-reservoir alarm 2 mL.
+        return (varint(5) + varint(conc) + varint(600_000) + varint(1) + varint(180_000)
+                + b"\x00" + varint(2_000_000))
+    day = b"\x00" + struct.pack("<H", 43200)
+    for conc in (250_000, 1_000_000):
+        body = varint(7) + varint(1) + varint(20_000_000) + b"\x01" + draft(conc)
+        frame = b"\x04\x10\x00\x00" + struct.pack("<H", len(body)) + body
+        for cut in (5, 30, 60):
+            write("device_server", f"refill-{conc}-cut{cut}",
+                  hour + b"\x05" + struct.pack("<H", cut) + frame + day * 4)
+    bolus = varint(8) + varint(0) + varint(300_000) + varint(1440)
+    frame = b"\x04\x11\x00\x00" + struct.pack("<H", len(bolus)) + bolus
+    write("device_server", "long-bolus-cut", frame + b"\x05\x00\x00" + day * 4 + frame)
+
     session = b"".join(
         b"\x04" + h[2:4] + bytes([h[4]]) + struct.pack("<H", len(b)) + b + hour
         for _, h, b in requests
