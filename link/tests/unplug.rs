@@ -14,6 +14,10 @@ use thecal_protocol::message::BolusRequest;
 use thecal_protocol::units::{Minutes, Nanograms};
 use tokio::io::AsyncBufReadExt;
 
+/// One test at a time: the second spawns a process, which must not inherit the ptys the
+/// first one is opening.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const CONFIG: ClientConfig = ClientConfig {
     timeout: Duration::from_millis(500),
     retries: 2,
@@ -56,6 +60,7 @@ async fn still_dosing(sim: &thecal_device::sim::Simulator) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unplugging_the_link_mid_command_is_reported_at_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let sim = common::sim(3_600, 11);
     for request in 0..3 {
         let (mut client, link) = through_link(&sim, SLOW, 11, CONFIG).await;
@@ -97,6 +102,7 @@ async fn unplugging_the_link_mid_command_is_reported_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_thecal_link_mid_command_is_reported_within_the_timeout() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let sim = common::sim(3_600, 12);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_thecal-link"))
         .args(["--device", &sim.path().display().to_string()])
