@@ -60,6 +60,10 @@ pub struct Server<S, M> {
     /// Sealed answer body.
     sealed: [u8; MAX_BODY],
     tx: [u8; MAX_WIRE],
+    /// Fuzzing builds only: serve plain requests as a clinician (see
+    /// [`Server::serve_plain_requests`]).
+    #[cfg(fuzzing)]
+    plain_as_clinician: bool,
 }
 
 impl<S: Storage, M: Motor> Server<S, M> {
@@ -75,7 +79,17 @@ impl<S: Storage, M: Motor> Server<S, M> {
             plain: [0; MAX_BODY],
             sealed: [0; MAX_BODY],
             tx: [0; MAX_WIRE],
+            #[cfg(fuzzing)]
+            plain_as_clinician: false,
         }
+    }
+
+    /// Fuzzing builds only: serve plain requests as if a clinician session were open, so
+    /// a fuzzer that cannot forge sealed frames still reaches the pump core. The
+    /// `session` fuzz target leaves it off and attacks the real checks.
+    #[cfg(fuzzing)]
+    pub fn serve_plain_requests(&mut self) {
+        self.plain_as_clinician = true;
     }
 
     /// The pump.
@@ -228,12 +242,9 @@ impl<S: Storage, M: Motor> Server<S, M> {
                 }
             }
             #[cfg(fuzzing)]
-            Some(other) => {
-                // Fuzzing build: serve plain requests as a clinician so the fuzzer reaches
-                // the pump core (the sealed path is fuzzed separately).
+            Some(other) if self.plain_as_clinician => {
                 return self.serve_sealed_as_plain(now, header, other, fingerprint, send);
             }
-            #[cfg(not(fuzzing))]
             Some(_) => Response::Refused(Refusal::SessionRequired),
         };
         let _ = fingerprint;

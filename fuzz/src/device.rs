@@ -477,7 +477,11 @@ fn boot(flash: FuzzFlash, power: &Power, now: Timestamp, cause: ResetCause) -> B
         now,
         cause,
     );
-    Box::new(Server::new(pump))
+    let mut server = Box::new(Server::new(pump));
+    // Plain requests are served as a clinician's: a fuzzer cannot forge sealed frames,
+    // and this target is about the pump core (the `session` target attacks sessions).
+    server.serve_plain_requests();
+    server
 }
 
 /// Every frame the server sends is a response that decodes.
