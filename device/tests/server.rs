@@ -3,12 +3,12 @@
 
 mod common;
 
-use common::client::{frames, Session};
+use common::client::frames;
 use common::*;
 use thecal_device::server::{Server, CACHE_BODY};
 use thecal_protocol::frame::{decode_body, encode_raw, Header};
 use thecal_protocol::message::{
-    BolusRequest, Event, LinkStats, Refusal, Request, Response, Revision, Role,
+    BolusRequest, LinkStats, Refusal, Request, Response, Revision, Role,
 };
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres};
@@ -24,21 +24,6 @@ fn bolus() -> Request {
         dose: Nanograms::from_ug(20),
         duration: Minutes(5),
     })
-}
-
-fn bolus_events(server: &mut S, s: &mut Session, now: Timestamp) -> usize {
-    match s.request(
-        &mut exchange_at(server, now),
-        900,
-        &Request::ReadLog { first: 0, max: 8 },
-    ) {
-        Response::LogPage(p) => p
-            .entries
-            .iter()
-            .filter(|e| matches!(e.event, Event::Bolus { .. }))
-            .count(),
-        other => panic!("{other:?}"),
-    }
 }
 
 #[test]

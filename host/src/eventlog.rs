@@ -36,6 +36,48 @@ pub struct LogRead {
     pub entries: Vec<LogEntry>,
 }
 
+/// What the first page says about the range to read.
+struct Probe {
+    /// First index to read.
+    start: u32,
+    /// One past the last index (the pump's `next` on the first page).
+    end: u32,
+    /// Entries to read.
+    total: u64,
+    /// The first page's entries within `start..end`.
+    entries: Vec<LogEntry>,
+    /// The oldest index the pump still holds.
+    oldest: u32,
+}
+
+/// Reads the first page and works out the index range `range` stands for.
+async fn probe<T: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<T>,
+    range: LogRange,
+) -> Result<Probe, Error> {
+    let page = client
+        .log_page(range.from.unwrap_or(0), MAX_LOG_PAGE as u8)
+        .await?;
+    let end = page.next;
+    let mut start = range.from.unwrap_or(page.oldest).max(page.oldest);
+    if let Some(last) = range.last {
+        start = start.max(end.saturating_sub(last));
+    }
+    let entries = page
+        .entries
+        .iter()
+        .filter(|e| e.index >= start && e.index < end)
+        .copied()
+        .collect();
+    Ok(Probe {
+        start,
+        end,
+        total: u64::from(end.saturating_sub(start)),
+        entries,
+        oldest: page.oldest,
+    })
+}
+
 /// Reads `range` of the event log. `progress(done, total)` is called after every page.
 /// Events logged while reading are not chased: the read ends at the `next` index seen on
 /// the first page, so it always ends.
@@ -45,20 +87,14 @@ pub async fn read_log<T: AsyncRead + AsyncWrite + Unpin>(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<LogRead, Error> {
     let page_len = MAX_LOG_PAGE as u8;
-    let probe = client.log_page(range.from.unwrap_or(0), page_len).await?;
-    let end = probe.next;
-    let mut start = range.from.unwrap_or(probe.oldest).max(probe.oldest);
-    if let Some(last) = range.last {
-        start = start.max(end.saturating_sub(last));
-    }
-    let total = u64::from(end.saturating_sub(start));
-    let mut entries: Vec<LogEntry> = probe
-        .entries
-        .iter()
-        .filter(|e| e.index >= start && e.index < end)
-        .copied()
-        .collect();
-    let mut oldest = probe.oldest;
+    let Probe {
+        start,
+        end,
+        total,
+        mut entries,
+        oldest: first_oldest,
+    } = probe(client, range).await?;
+    let mut oldest = first_oldest;
     let mut cursor = entries.last().map_or(start, |e| e.index + 1);
     progress(entries.len() as u64, total);
     // At most one page per entry, plus slack: the loop cannot run away.
@@ -110,26 +146,20 @@ pub async fn read_log_pipelined<T: AsyncRead + AsyncWrite + Unpin>(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<LogRead, Error> {
     let page_len = MAX_LOG_PAGE as u8;
-    let probe = client.log_page(range.from.unwrap_or(0), page_len).await?;
-    let end = probe.next;
-    let mut start = range.from.unwrap_or(probe.oldest).max(probe.oldest);
-    if let Some(last) = range.last {
-        start = start.max(end.saturating_sub(last));
-    }
-    let total = u64::from(end.saturating_sub(start));
-    let first: Vec<LogEntry> = probe
-        .entries
-        .iter()
-        .filter(|e| e.index >= start && e.index < end)
-        .copied()
-        .collect();
+    let Probe {
+        start,
+        end,
+        total,
+        entries: first,
+        oldest: first_oldest,
+    } = probe(client, range).await?;
     let cursor = first.last().map_or(start, |e| e.index + 1);
     let mut done = first.len() as u64;
     progress(done, total);
     // Pages by their first index: assembled in index order whatever the answer order.
     let mut pages: BTreeMap<u32, Vec<LogEntry>> = BTreeMap::new();
     pages.insert(start, first);
-    let mut oldest = probe.oldest;
+    let mut oldest = first_oldest;
     let mut queue = VecDeque::new();
     let mut lo = cursor;
     while lo < end {

@@ -198,3 +198,24 @@ pub fn session(
     client::handshake(&mut exchange_at(server, now), &key, role, SERIAL, [7; 16])
         .expect("handshake")
 }
+
+/// Bolus events in the first page of the log, read inside session `s`.
+pub fn bolus_events(
+    server: &mut thecal_device::server::Server<Store, CountingMotor>,
+    s: &mut client::Session,
+    now: Timestamp,
+) -> usize {
+    use thecal_protocol::message::{Event, Request, Response};
+    match s.request(
+        &mut exchange_at(server, now),
+        900,
+        &Request::ReadLog { first: 0, max: 8 },
+    ) {
+        Response::LogPage(p) => p
+            .entries
+            .iter()
+            .filter(|e| matches!(e.event, Event::Bolus { .. }))
+            .count(),
+        other => panic!("{other:?}"),
+    }
+}
