@@ -4,6 +4,10 @@
 //! clock), so setting the wall clock cannot move deliveries out of the window. The sum
 //! covers the current bucket and the 96 before it: it always looks back at least 24 h
 //! and at most 24 h 15 min, so it can only over-count — the limit errs on the safe side.
+//!
+//! The pump checks the limit before every stroke, so the sum is kept as a running total
+//! (constant work per stroke instead of a pass over the ring); the tests check it
+//! against the plain sum of the buckets after random operations.
 
 use heapless::Vec;
 use thecal_protocol::time::Timestamp;
@@ -20,6 +24,8 @@ pub struct Window {
     newest: u64,
     /// Ring of bucket totals in nL; bucket `i` lives at `i % WINDOW_BUCKETS`.
     buckets: Vec<u32, WINDOW_BUCKETS>,
+    /// Sum of `buckets`, nL (kept in step by every method).
+    sum: u64,
 }
 
 impl Default for Window {
@@ -33,7 +39,11 @@ impl Window {
     pub fn new() -> Self {
         let mut buckets = Vec::new();
         buckets.resize(WINDOW_BUCKETS, 0).ok();
-        Self { newest: 0, buckets }
+        Self {
+            newest: 0,
+            buckets,
+            sum: 0,
+        }
     }
 
     /// Restores a window from its persisted parts (a wrong length is repaired with zeros
@@ -41,7 +51,16 @@ impl Window {
     /// the boot charge in the pump core).
     pub fn restore(newest: u64, mut buckets: Vec<u32, WINDOW_BUCKETS>) -> Self {
         buckets.resize(WINDOW_BUCKETS, 0).ok();
-        Self { newest, buckets }
+        let sum = Self::sum_of(&buckets);
+        Self {
+            newest,
+            buckets,
+            sum,
+        }
+    }
+
+    fn sum_of(buckets: &[u32]) -> u64 {
+        buckets.iter().map(|&b| u64::from(b)).sum()
     }
 
     /// The persisted parts: newest bucket index and the ring.
@@ -62,6 +81,7 @@ impl Window {
         let stale = (current - self.newest).min(WINDOW_BUCKETS as u64);
         for k in 1..=stale {
             if let Some(b) = self.buckets.get_mut(Self::slot(self.newest + k)) {
+                self.sum = self.sum.saturating_sub(u64::from(*b));
                 *b = 0;
             }
         }
@@ -71,7 +91,7 @@ impl Window {
     /// Volume delivered in the window ending at `now`, nL.
     pub fn total(&mut self, now: Timestamp) -> u64 {
         self.advance(now);
-        self.buckets.iter().map(|&b| u64::from(b)).sum()
+        self.sum
     }
 
     /// Rescales every bucket by `num / den`, rounding up (a concentration change of the
@@ -85,6 +105,7 @@ impl Window {
             let v = (u64::from(*b) * u64::from(num)).div_ceil(u64::from(den));
             *b = u32::try_from(v).unwrap_or(u32::MAX);
         }
+        self.sum = Self::sum_of(&self.buckets);
     }
 
     /// Like [`Window::rescale`], keeping each bucket's larger value: counts enough drug
@@ -96,6 +117,7 @@ impl Window {
         for (b, o) in self.buckets.iter_mut().zip(old.iter()) {
             *b = (*b).max(*o);
         }
+        self.sum = Self::sum_of(&self.buckets);
     }
 
     /// Moves `nl` from the newest bucket to the bucket of `now` (volume recorded earlier
@@ -103,7 +125,9 @@ impl Window {
     /// should).
     pub fn move_newest(&mut self, now: Timestamp, nl: u32) {
         if let Some(b) = self.buckets.get_mut(Self::slot(self.newest)) {
-            *b = b.saturating_sub(nl);
+            let taken = (*b).min(nl);
+            *b -= taken;
+            self.sum = self.sum.saturating_sub(u64::from(taken));
         }
         self.add(now, nl);
     }
@@ -114,13 +138,16 @@ impl Window {
         for b in self.buckets.iter_mut() {
             *b = 0;
         }
+        self.sum = 0;
     }
 
     /// Records `nl` delivered at `now`.
     pub fn add(&mut self, now: Timestamp, nl: u32) {
         self.advance(now);
         if let Some(b) = self.buckets.get_mut(Self::slot(self.newest)) {
-            *b = b.saturating_add(nl);
+            let added = nl.min(u32::MAX - *b);
+            *b += added;
+            self.sum += u64::from(added);
         }
     }
 }
@@ -138,6 +165,61 @@ mod tests {
         assert_eq!(w.total(Timestamp(86_400_000)), 150);
         assert_eq!(w.total(Timestamp(86_400_000 + BUCKET_MS)), 50);
         assert_eq!(w.total(Timestamp(86_400_000 + 11 * BUCKET_MS)), 0);
+    }
+
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Add(u64, u32),
+        Total(u64),
+        MoveNewest(u64, u32),
+        Rescale(u32, u32),
+        RescaleKeepLarger(u32, u32),
+        Clear,
+        Restore,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Time steps from a millisecond to two days; volumes up to the u32 ceiling.
+        let dt = prop_oneof![0u64..10, 0u64..BUCKET_MS * 3, 0u64..2 * 86_400_000];
+        let nl = prop_oneof![0u32..1_000, any::<u32>()];
+        prop_oneof![
+            4 => (dt.clone(), nl.clone()).prop_map(|(t, v)| Op::Add(t, v)),
+            2 => dt.clone().prop_map(Op::Total),
+            1 => (dt, nl).prop_map(|(t, v)| Op::MoveNewest(t, v)),
+            1 => (1u32..5_000, 0u32..5_000).prop_map(|(n, d)| Op::Rescale(n, d)),
+            1 => (1u32..5_000, 1u32..5_000).prop_map(|(n, d)| Op::RescaleKeepLarger(n, d)),
+            1 => Just(Op::Clear),
+            1 => Just(Op::Restore),
+        ]
+    }
+
+    proptest! {
+        /// The running total always equals the plain sum of the ring, whatever the order
+        /// of operations (time only moves forward, as on the monotonic clock).
+        #[test]
+        fn running_total_is_the_sum_of_the_buckets(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut w = Window::new();
+            let mut now = 0u64;
+            for op in ops {
+                match op {
+                    Op::Add(dt, nl) => { now += dt; w.add(Timestamp(now), nl) }
+                    Op::Total(dt) => { now += dt; w.total(Timestamp(now)); }
+                    Op::MoveNewest(dt, nl) => { now += dt; w.move_newest(Timestamp(now), nl) }
+                    Op::Rescale(n, d) => w.rescale(n, d),
+                    Op::RescaleKeepLarger(n, d) => w.rescale_keep_larger(n, d),
+                    Op::Clear => w.clear(),
+                    Op::Restore => {
+                        let (newest, buckets) = w.parts();
+                        w = Window::restore(newest, buckets.clone());
+                    }
+                }
+                let plain: u64 = w.buckets.iter().map(|&b| u64::from(b)).sum();
+                prop_assert_eq!(w.sum, plain);
+                prop_assert_eq!(w.total(Timestamp(now)), w.sum);
+            }
+        }
     }
 
     #[test]
