@@ -5,8 +5,10 @@
 //! in unit tests, the `thecal-sim` simulator, QEMU and the board.
 //!
 //! The panic rule: library code has no `unwrap`, `expect`, `panic!` or unchecked
-//! indexing (clippy lints below); no input makes the core panic.
+//! indexing (clippy lints below); no input makes the core panic. No `unsafe` code outside
+//! the simulator's one `fcntl` call (`deny`, allowed there by name).
 #![cfg_attr(not(feature = "std"), no_std)]
+#![deny(unsafe_code)]
 #![cfg_attr(
     not(test),
     deny(

@@ -17,8 +17,9 @@
 //!
 //! `no_std`, no `alloc`. The panic rule: library code has no `unwrap`, `expect`,
 //! `panic!` or unchecked indexing (enforced by clippy lints below); every parser is a
-//! total function returning a typed error.
+//! total function returning a typed error. No `unsafe` code either (`forbid`).
 #![no_std]
+#![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
     deny(

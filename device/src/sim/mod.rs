@@ -251,6 +251,7 @@ fn key_location(opts: &SimOptions) -> (PathBuf, String, bool) {
 }
 
 /// Marks a pty descriptor close-on-exec.
+#[allow(unsafe_code)]
 fn close_on_exec(port: &TTYPort) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: fcntl on a descriptor the port owns; F_SETFD takes an int flag.
