@@ -97,11 +97,19 @@ impl Window {
     /// Rescales every bucket by `num / den`, rounding up (a concentration change of the
     /// same drug: the same mass is a different volume of the new solution; rounding up
     /// keeps the limit on the safe side).
+    ///
+    /// A bucket that would exceed `u32::MAX` nL saturates there, and a saturated bucket
+    /// is never scaled again: it means "more than any limit" (a daily limit is at most
+    /// `u32::MAX` nL, see `Pump::limit_nl`), so the pump delivers nothing until it leaves
+    /// the window. Scaling it back down after a later change would forget drug that was
+    /// delivered (found by the `device_server` fuzz target: a 7 800-fold dilution of the
+    /// same drug and back within a day left the window counting 1.207 mL of the 1.263 mL
+    /// delivered, and the difference could be given again the same day).
     pub fn rescale(&mut self, num: u32, den: u32) {
         if den == 0 {
             return;
         }
-        for b in self.buckets.iter_mut() {
+        for b in self.buckets.iter_mut().filter(|b| **b != u32::MAX) {
             let v = (u64::from(*b) * u64::from(num)).div_ceil(u64::from(den));
             *b = u32::try_from(v).unwrap_or(u32::MAX);
         }
@@ -220,6 +228,22 @@ mod tests {
                 prop_assert_eq!(w.total(Timestamp(now)), w.sum);
             }
         }
+    }
+
+    #[test]
+    fn a_saturated_bucket_stays_saturated() {
+        let mut w = Window::new();
+        w.add(Timestamp(0), 1_200_000);
+        // 500 µg/mL diluted to 64 ng/mL: 9.4 L of the new solution, more than a u32.
+        w.rescale(500_000, 64);
+        assert_eq!(w.total(Timestamp(0)), u64::from(u32::MAX));
+        // Back to 500 µg/mL: still more than any limit, not 0.55 mL.
+        w.rescale(64, 500_000);
+        assert_eq!(w.total(Timestamp(0)), u64::from(u32::MAX));
+        w.rescale_keep_larger(64, 500_000);
+        assert_eq!(w.total(Timestamp(0)), u64::from(u32::MAX));
+        // It leaves the window like any other delivery.
+        assert_eq!(w.total(Timestamp(86_400_000 + BUCKET_MS)), 0);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The hard daily limit across resets: what the pump counted before a power cut, it still
-//! counts after it. Found by the `device_server` fuzz target (a power cut after a bolus
-//! made the restored rolling window count less than the motor had delivered).
+//! The hard daily limit across resets and refills: what the pump counted before a power
+//! cut or a change of strength, it still counts after it. Found by the `device_server`
+//! fuzz target (a power cut after a bolus made the restored rolling window count less
+//! than the motor had delivered; a dilution and back within a day did the same).
 
 mod common;
 
@@ -187,6 +188,59 @@ fn refill_with_cuts(ug_per_ml: u32) {
         }
     }
     panic!("the refill never completed");
+}
+
+#[test]
+fn a_dilution_and_back_within_a_day_keeps_the_drug_counted() {
+    // The fuzz case: a bolus at 500 µg/mL, a refill of the same drug at 64 ng/mL (the
+    // window's volume no longer fits a bucket), then back to 500 µg/mL and a bolus as
+    // large as the pump allows. Limit 1 000 µg/day = 2 mL at 500 µg/mL.
+    use thecal_protocol::message::Revision;
+    use thecal_protocol::prescription::TherapyMode;
+    use thecal_protocol::units::{NanogramsPerDay, NanogramsPerMillilitre};
+    let mut pump = boot(continuous(250), Nanolitres::from_ml(40));
+    let mut trace = vec![(BOOT, 0)];
+    let mut base = 0;
+    assert!(matches!(
+        pump.handle(BOOT, &bolus(600, 30)),
+        Response::BolusStarted(_)
+    ));
+    let at = BOOT.plus_ms(3 * HOUR);
+    pump = run(pump, at, &mut trace, &mut base);
+    let mut dilute = draft(TherapyMode::Stopped);
+    dilute.concentration = NanogramsPerMillilitre(64);
+    dilute.daily_limit = NanogramsPerDay(72);
+    dilute.patient_bolus = None;
+    let back = draft(TherapyMode::Continuous {
+        dose: NanogramsPerDay::from_ug(250),
+    });
+    for (expected, prescription) in [(1, dilute), (2, back)] {
+        let refill = Request::Refill {
+            expected: Revision(expected),
+            volume: Nanolitres::from_ml(20),
+            prescription: Some(prescription),
+        };
+        let answer = pump.handle(at, &refill);
+        assert!(matches!(answer, Response::Refilled { .. }), "{answer:?}");
+    }
+    let delivered = trace.last().map_or(0, |&(_, s)| s) * u64::from(STROKE_NL);
+    assert!(
+        pump.window_total(at) >= delivered,
+        "after the refills the window counts {} nL, {delivered} nL were delivered",
+        pump.window_total(at)
+    );
+    for ug in (50..=1_000).rev().step_by(50) {
+        if matches!(pump.handle(at, &bolus(ug, 60)), Response::BolusStarted(_)) {
+            break;
+        }
+    }
+    run(pump, BOOT.plus_ms(3 * DAY), &mut trace, &mut base);
+    let limit = 2_000_000;
+    assert!(
+        max_24h(&trace) <= limit,
+        "{} nL delivered in 24 h, limit {limit} nL",
+        max_24h(&trace)
+    );
 }
 
 #[test]

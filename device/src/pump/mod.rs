@@ -256,7 +256,8 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         self.alarms.is_active(kind)
     }
 
-    /// Hard daily limit as a volume, nL.
+    /// Hard daily limit as a volume, nL: at most `u32::MAX` (a limit whose volume does not
+    /// fit is 0, and nothing is delivered; the rolling window relies on this bound).
     pub fn limit_nl(&self) -> u64 {
         let p = &self.record.prescription;
         p.daily_limit()
