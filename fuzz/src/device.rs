@@ -23,7 +23,8 @@
 //!   closed 24 h window ending at a delivery never exceeds the daily limit in force
 //!   (exact integers: nL × ng/mL against limit × 10⁶). A drug change starts a new ledger
 //!   (the documented rule: the old drug's deliveries do not count against the new one's
-//!   limit). Also, the pump's own rolling window never counts less drug than the ledger.
+//!   limit). Also, the pump's own rolling window never counts less drug than the ledger
+//!   (or, when the ledger holds more than the limit now in force, less than that limit).
 //! * **Reservoir.** It never rises, except in a step whose answers include `Refilled`
 //!   with at least that volume, or — when the device died in that step — whose input
 //!   held a `Refill` request for at least that volume (the answer may have been lost).
@@ -429,14 +430,17 @@ impl Device {
         }
     }
 
-    /// The pump's own window never counts less drug than was delivered.
+    /// The pump's own window never counts less drug than was delivered — or, when more
+    /// was delivered than the limit now in force allows (a same-drug refill to a lower
+    /// limit or a much weaker solution), at least that limit, which stops delivery.
     fn check_pump_window(&mut self) {
         let now = self.now;
         let c = u128::from(self.server.pump().record().prescription.concentration().0);
+        let limit = u128::from(self.server.pump().limit_nl()) * c;
         let counted = u128::from(self.server.pump_mut().window_total(now)) * c;
         let delivered = self.ledger.window(now);
         assert!(
-            counted >= delivered,
+            counted >= delivered.min(limit),
             "the pump's rolling window counts {} ng, the motor delivered {} ng",
             counted / u128::from(NL_PER_ML),
             delivered / u128::from(NL_PER_ML),
