@@ -2,7 +2,7 @@
 //! closes the port again, the way a programmer at the bedside would; they run in this
 //! order against one pump, so later checks see what earlier ones wrote.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::path::Path;
 
@@ -23,6 +23,10 @@ const CONFIG: ClientConfig = ClientConfig {
     retries: 2,
 };
 
+/// How long a check waits for the port's lock (see [`Target::open`]); a port that is
+/// really held by another program fails after this.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
 /// What a check runs against.
 pub struct Target<'a> {
     /// `simulator` or `qemu`, for messages.
@@ -36,9 +40,23 @@ pub struct Target<'a> {
 }
 
 impl Target<'_> {
+    /// Opens the port, waiting up to [`LOCK_WAIT`] for its lock. Each check closes the
+    /// port and the next opens it again, while the other target's test thread spawns CLI
+    /// processes: a child spawned while this thread still had the port open holds a copy
+    /// of the descriptor, and with it the port's `flock`, until its exec has closed it —
+    /// which the kernel finishes only after `spawn` has returned ("Unable to acquire
+    /// exclusive lock"; seen in CI about once in 25 runs, even with the fork guard).
     fn open(&self) -> SerialStream {
-        serial::open(self.port, serial::DEFAULT_BAUD)
-            .unwrap_or_else(|e| panic!("[{}] open {}: {e}", self.name, self.port))
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match serial::open(self.port, serial::DEFAULT_BAUD) {
+                Ok(stream) => return stream,
+                Err(e) if e.to_string().contains("exclusive lock") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("[{}] open {}: {e}", self.name, self.port),
+            }
+        }
     }
 
     async fn connect(&self) -> Client<SerialStream> {

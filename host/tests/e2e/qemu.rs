@@ -84,6 +84,9 @@ impl Qemu {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("monitor.sock");
         let debug = dir.path().join("uart1.txt");
+        // Spawned under the fork guard: a pty another test creates meanwhile must not
+        // leak into QEMU, which would hold its lock for the whole run.
+        let guard = crate::common::fork_guard();
         let mut child = Command::new(QEMU)
             .args(["-M", "mps2-an385", "-display", "none", "-S"])
             .arg("-monitor")
@@ -97,6 +100,7 @@ impl Qemu {
             .stderr(Stdio::piped())
             .spawn()
             .expect("qemu-system-arm starts");
+        drop(guard);
         let (tx, pty) = mpsc::channel();
         let log = Arc::new(Mutex::new(String::new()));
         watch(
