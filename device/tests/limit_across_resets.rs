@@ -71,15 +71,38 @@ fn bolus(ug: u32, minutes: u16) -> Request {
     })
 }
 
+/// A pump at 500 µg/mL, limit 1 000 µg/day, basal 250 µg/day, that has just started a
+/// clinician bolus of `ug` over `minutes`; its trace and stroke base.
+fn after_a_bolus(ug: u32, minutes: u16) -> (TestPump, Trace, u64) {
+    let mut pump = boot(continuous(250), Nanolitres::from_ml(40));
+    let answer = pump.handle(BOOT, &bolus(ug, minutes));
+    assert!(matches!(answer, Response::BolusStarted(_)), "{answer:?}");
+    (pump, vec![(BOOT, 0)], 0)
+}
+
+/// Asks at `at` for the largest one-hour bolus the pump accepts (50 µg steps).
+fn largest_bolus(pump: &mut TestPump, at: Timestamp) {
+    for ug in (50..=1_000).rev().step_by(50) {
+        if matches!(pump.handle(at, &bolus(ug, 60)), Response::BolusStarted(_)) {
+            return;
+        }
+    }
+}
+
+/// No 24 h of the trace delivered more than the 2 mL (1 000 µg) limit.
+fn assert_within_limit(trace: &[(Timestamp, u64)]) {
+    let limit = 2_000_000;
+    assert!(
+        max_24h(trace) <= limit,
+        "{} nL delivered in 24 h, limit {limit} nL",
+        max_24h(trace)
+    );
+}
+
 #[test]
 fn a_power_cut_after_a_long_bolus_does_not_reopen_the_daily_limit() {
-    // Limit 1 000 µg/day (2 mL at 500 µg/mL), basal 250 µg/day.
-    let mut pump = boot(continuous(250), Nanolitres::from_ml(40));
-    let mut trace = vec![(BOOT, 0)];
-    let mut base = 0;
     // 700 µg over 24 h: the whole 1.4 mL is reserved (stored as delivered) at the start.
-    let answer = pump.handle(BOOT, &bolus(700, 24 * 60));
-    assert!(matches!(answer, Response::BolusStarted(_)), "{answer:?}");
+    let (mut pump, mut trace, mut base) = after_a_bolus(700, 24 * 60);
     // The reservation lasts about 17 h; the flash dies at the next snapshot after it.
     pump.storage_mut().flash_mut().cut_power_after(0);
     let mut pump = run(pump, BOOT.plus_ms(20 * HOUR), &mut trace, &mut base);
@@ -87,33 +110,15 @@ fn a_power_cut_after_a_long_bolus_does_not_reopen_the_daily_limit() {
     // A day after the bolus started, the clinician asks for as much as the pump allows.
     let later = BOOT.plus_ms(DAY + HOUR);
     pump = run(pump, later, &mut trace, &mut base);
-    for ug in (50..=1_000).rev().step_by(50) {
-        if matches!(
-            pump.handle(later, &bolus(ug, 60)),
-            Response::BolusStarted(_)
-        ) {
-            break;
-        }
-    }
+    largest_bolus(&mut pump, later);
     run(pump, BOOT.plus_ms(3 * DAY), &mut trace, &mut base);
-    let limit = 2_000_000;
-    assert!(
-        max_24h(&trace) <= limit,
-        "{} nL delivered in 24 h, limit {limit} nL",
-        max_24h(&trace)
-    );
+    assert_within_limit(&trace);
 }
 
 #[test]
 fn the_restored_window_counts_what_the_motor_delivered() {
     // The fuzz case: 500 µg over 30 min, a power cut at the first snapshot after it.
-    let mut pump = boot(continuous(250), Nanolitres::from_ml(40));
-    let mut trace = vec![(BOOT, 0)];
-    let mut base = 0;
-    assert!(matches!(
-        pump.handle(BOOT, &bolus(500, 30)),
-        Response::BolusStarted(_)
-    ));
+    let (mut pump, mut trace, mut base) = after_a_bolus(500, 30);
     pump.storage_mut().flash_mut().cut_power_after(0);
     let mut pump = run(pump, BOOT.plus_ms(12 * HOUR), &mut trace, &mut base);
     assert!(base > 0, "the power cut happened");
@@ -162,11 +167,7 @@ fn refill_with_cuts(ug_per_ml: u32) {
     };
     let at = BOOT.plus_ms(3 * HOUR);
     for k in 0..400 {
-        let mut pump = boot(continuous(250), Nanolitres::from_ml(40));
-        assert!(matches!(
-            pump.handle(BOOT, &bolus(600, 60)),
-            Response::BolusStarted(_)
-        ));
+        let (mut pump, _, _) = after_a_bolus(600, 60);
         run_until(&mut pump, at);
         let delivered_ng = motor_nl(&pump) * 500 / 1_000;
         pump.storage_mut().flash_mut().cut_power_after(k);
@@ -198,13 +199,7 @@ fn a_dilution_and_back_within_a_day_keeps_the_drug_counted() {
     use thecal_protocol::message::Revision;
     use thecal_protocol::prescription::TherapyMode;
     use thecal_protocol::units::{NanogramsPerDay, NanogramsPerMillilitre};
-    let mut pump = boot(continuous(250), Nanolitres::from_ml(40));
-    let mut trace = vec![(BOOT, 0)];
-    let mut base = 0;
-    assert!(matches!(
-        pump.handle(BOOT, &bolus(600, 30)),
-        Response::BolusStarted(_)
-    ));
+    let (mut pump, mut trace, mut base) = after_a_bolus(600, 30);
     let at = BOOT.plus_ms(3 * HOUR);
     pump = run(pump, at, &mut trace, &mut base);
     let mut dilute = draft(TherapyMode::Stopped);
@@ -229,18 +224,9 @@ fn a_dilution_and_back_within_a_day_keeps_the_drug_counted() {
         "after the refills the window counts {} nL, {delivered} nL were delivered",
         pump.window_total(at)
     );
-    for ug in (50..=1_000).rev().step_by(50) {
-        if matches!(pump.handle(at, &bolus(ug, 60)), Response::BolusStarted(_)) {
-            break;
-        }
-    }
+    largest_bolus(&mut pump, at);
     run(pump, BOOT.plus_ms(3 * DAY), &mut trace, &mut base);
-    let limit = 2_000_000;
-    assert!(
-        max_24h(&trace) <= limit,
-        "{} nL delivered in 24 h, limit {limit} nL",
-        max_24h(&trace)
-    );
+    assert_within_limit(&trace);
 }
 
 #[test]
