@@ -31,7 +31,7 @@ use thecal_device::store::{FlashStore, FLASH_SIZE};
 use thecal_protocol::frame::{
     decode_body, encode, encode_raw, Feed, Flags, FrameDecoder, Header, MAX_WIRE,
 };
-use thecal_protocol::message::{AlarmKind, BolusRequest, ResetCause, Revision, Role};
+use thecal_protocol::message::{AlarmKind, BolusRequest, Command, ResetCause, Revision, Role};
 use thecal_protocol::session::{
     host_proof, role_key, session_keys, verify_device_proof, Opener, Sealer, Secret, Transcript,
 };
@@ -70,7 +70,14 @@ impl Programmer {
             Some((sealer, _)) if !matches!(request, Request::SessionHello { .. }) => {
                 header.flags = Flags(Flags::SEALED);
                 let mut buf = vec![0u8; MAX_WIRE];
-                let plain = postcard::to_slice(request, &mut buf).ok()?;
+                let [a, b] = self.id.to_le_bytes();
+                let command = Command {
+                    key: request
+                        .changes_therapy()
+                        .then_some([a, b, 0, 0, 0, 0, 0, 1]),
+                    request: request.clone(),
+                };
+                let plain = postcard::to_slice(&command, &mut buf).ok()?;
                 let mut body = vec![0u8; plain.len() + 64];
                 let len = sealer.seal(&header.to_bytes(), plain, &mut body).ok()?;
                 encode_raw(header, body.get(..len)?, &mut wire).ok()?
@@ -115,6 +122,7 @@ impl Programmer {
             return None;
         }
         let proof = Request::SessionProof {
+            nonce: host_nonce,
             proof: host_proof(&self.key, &t),
         };
         let Some(Response::SessionEstablished) = self.call(server, now, &proof) else {

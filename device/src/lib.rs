@@ -22,10 +22,12 @@
 
 pub mod alarms;
 pub mod battery;
+pub mod budget;
 pub mod demo;
 pub mod dosing;
 pub mod flash;
 pub mod motor;
+pub mod noise;
 pub mod pump;
 pub mod server;
 pub mod session;

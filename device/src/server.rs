@@ -8,41 +8,55 @@
 //!   handshake and, while unprovisioned, `Provision`; anything else is answered
 //!   `Refused(SessionRequired)`. Sealed frames are opened with the session's keys; a frame
 //!   that does not open (forged, replayed, reordered, reflected) is dropped and counted,
-//!   unanswered. Every request is checked against the session's role.
-//! * An authentic request whose body is not a valid `Request` is answered with
-//!   `Refused(Malformed)` under the same id.
-//! * **Exactly once.** The answers to the last [`CACHE_ENTRIES`] therapy-changing requests
-//!   are kept with their request id and a CRC-32 of the (plaintext) request body. A frame
-//!   flagged `RETRY` whose id and body match an entry gets the cached answer and is not
-//!   executed again: a retried bolus is delivered once. A frame without the flag is always
-//!   a new request (a programmer that restarted and reuses ids cannot be mistaken for a
-//!   retry). Reads are executed again on retry; they change nothing.
+//!   unanswered. Every request is checked against the session's role ([`permitted`]).
+//! * **Energy budget** ([`crate::budget`]): everything but the open session's frames is
+//!   paid from the unauthenticated budget; when it is spent the link goes quiet instead
+//!   of spending battery.
+//! * **Exactly once.** Every therapy change carries an idempotency key inside its sealed
+//!   body ([`Command`]). The answers to the last [`CACHE_ENTRIES`] therapy changes are
+//!   kept with the session's role, the key and a CRC-32 of the plaintext request, for
+//!   [`CACHE_TTL_MS`] of link time. A therapy change whose role, key and body match an
+//!   entry gets the cached answer and is not executed again: a retried bolus is
+//!   delivered once. No other request can reach a cached answer (another role, another
+//!   programmer, a later operation: another key).
+//! * **Security log**: sessions opened and ended, refusals (with `NotPermitted`),
+//!   failed handshakes, link abuse, provisioning and physical presence, aggregated and
+//!   rate-limited by the pump ([`crate::noise`]).
 
 use crc::{Crc, CRC_32_ISO_HDLC};
 use heapless::{Deque, Vec};
 use thecal_protocol::frame::{
     self, decode_body, Feed, Flags, FrameDecoder, FrameError, FrameKind, Header, MAX_BODY, MAX_WIRE,
 };
-use thecal_protocol::message::{LinkStats, Refusal, Request, Response};
+use thecal_protocol::message::{
+    Command, Event, LinkAbuse, LinkStats, OpKey, Refusal, Request, Response, Role, SessionEnd,
+};
 use thecal_protocol::session::Secret;
 use thecal_protocol::time::Timestamp;
 
+use crate::budget::{Budget, HANDSHAKE_REFUND_FRAMES};
 use crate::motor::Motor;
 use crate::pump::Pump;
-use crate::session::{permitted, Sessions, Step};
+use crate::session::{permitted, Ended, HelloContext, Sessions, Step};
 use crate::storage::Storage;
 
-/// Therapy-changing answers kept for retries.
+/// Therapy-changing answers kept for repeats.
 pub const CACHE_ENTRIES: usize = 8;
 /// Largest cached answer body; every therapy-changing answer fits (asserted by a test).
 pub const CACHE_BODY: usize = 128;
+/// A cached answer is forgotten this long after it was made, ms of link time.
+pub const CACHE_TTL_MS: u64 = 10 * 60 * 1000;
+/// Request tag logged for a sealed body that is not a valid `Command`.
+pub const UNDECODABLE: u8 = 0xFF;
 
 static CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
 
 #[derive(Debug, Clone)]
 struct Cached {
-    id: u16,
+    role: Role,
+    key: OpKey,
     fingerprint: u32,
+    at: Timestamp,
     body: Vec<u8, CACHE_BODY>,
 }
 
@@ -53,6 +67,7 @@ pub struct Server<S, M> {
     cache: Deque<Cached, CACHE_ENTRIES>,
     stats: LinkStats,
     sessions: Sessions,
+    budget: Budget,
     /// The body of the frame being served (opened in place when sealed).
     rx: Vec<u8, MAX_BODY>,
     /// Plaintext of the answer being sent.
@@ -67,14 +82,21 @@ pub struct Server<S, M> {
 }
 
 impl<S: Storage, M: Motor> Server<S, M> {
-    /// Serves `pump`.
+    /// Serves `pump`, with a full unauthenticated budget at link time 0.
     pub fn new(pump: Pump<S, M>) -> Self {
+        Self::new_at(pump, Timestamp(0))
+    }
+
+    /// Serves `pump`; the link clock starts at `link_now`.
+    pub fn new_at(pump: Pump<S, M>, link_now: Timestamp) -> Self {
+        let epoch = pump.boot_epoch();
         Self {
             pump,
             decoder: FrameDecoder::new(),
             cache: Deque::new(),
             stats: LinkStats::default(),
-            sessions: Sessions::new(),
+            sessions: Sessions::new(epoch),
+            budget: Budget::new(link_now),
             rx: Vec::new(),
             plain: [0; MAX_BODY],
             sealed: [0; MAX_BODY],
@@ -112,6 +134,16 @@ impl<S: Storage, M: Motor> Server<S, M> {
         self.stats
     }
 
+    /// The unauthenticated budget left, nAh.
+    pub fn budget_nah(&self) -> u64 {
+        self.budget.level()
+    }
+
+    /// Role and number of the open session.
+    pub fn session(&self) -> Option<(Role, u16)> {
+        self.sessions.current()
+    }
+
     /// Advances the pump to `now`.
     pub fn tick(&mut self, now: Timestamp) {
         self.pump.tick(now);
@@ -122,14 +154,40 @@ impl<S: Storage, M: Motor> Server<S, M> {
         self.pump.next_wake()
     }
 
+    /// The physical-presence signal (a magnet over the implant, a button on a dev board)
+    /// at device time `now`, link time `link_now`: opens emergency access and a presence
+    /// budget for [`crate::budget::PRESENCE_WINDOW_MS`], and logs it.
+    pub fn apply_presence(&mut self, now: Timestamp, link_now: Timestamp) {
+        self.budget.apply_presence(link_now);
+        self.pump.log(now, Event::PresenceApplied);
+    }
+
+    /// Whether the physical-presence window is open at link time `link_now`.
+    pub fn presence(&self, link_now: Timestamp) -> bool {
+        self.budget.presence(link_now)
+    }
+
     /// Feeds received bytes at device time `now` (also the session clock); each
     /// complete answer frame is passed to `send`.
     pub fn receive(&mut self, now: Timestamp, bytes: &[u8], send: &mut dyn FnMut(&[u8])) {
         self.receive_at(now, now, bytes, send);
     }
 
-    /// As [`Server::receive`], with a separate link clock for session timeouts (the
-    /// simulator's device clock may run faster than real time).
+    /// Ends what ran out at link time `link_now`: an idle session, the presence window
+    /// (and an emergency session with it). Logged at device time `now`.
+    pub fn poll(&mut self, now: Timestamp, link_now: Timestamp) {
+        if let Some(ended) = self.sessions.expire(link_now) {
+            self.log_ended(now, ended);
+        }
+        if self.budget.presence_ended(link_now) {
+            if let Some(ended) = self.sessions.end_emergency() {
+                self.log_ended(now, ended);
+            }
+        }
+    }
+
+    /// As [`Server::receive`], with a separate link clock for session timeouts and the
+    /// energy budget (the simulator's device clock may run faster than real time).
     pub fn receive_at(
         &mut self,
         now: Timestamp,
@@ -137,33 +195,93 @@ impl<S: Storage, M: Motor> Server<S, M> {
         bytes: &[u8],
         send: &mut dyn FnMut(&[u8]),
     ) {
+        self.poll(now, link_now);
+        let frame_nah = self.pump.frame_nah();
         let mut input = bytes;
         loop {
+            if !self.listening(link_now, frame_nah) {
+                return self.go_quiet(now, input);
+            }
             let (header, rest) = match self.decoder.feed(input) {
                 Feed::Consumed => return,
                 Feed::Error { error, remaining } => {
                     count_error(&mut self.stats, error);
+                    self.unauthenticated_frame(now, link_now, frame_nah);
                     (None, remaining)
                 }
                 Feed::Frame { frame, remaining } => {
                     self.stats.frames_in = self.stats.frames_in.wrapping_add(1);
                     self.rx.clear();
-                    // A frame body never exceeds MAX_BODY (the decoder checks the size).
+                    // A body over MAX_BODY fits the receive buffer but not the protocol:
+                    // dropped unanswered, like any frame over the limit.
                     let copied = self.rx.extend_from_slice(frame.body).is_ok();
-                    (copied.then_some(frame.header), remaining)
+                    if !copied {
+                        self.stats.oversize = self.stats.oversize.wrapping_add(1);
+                    }
+                    (Some((copied, frame.header)), remaining)
                 }
             };
             input = rest;
-            match header {
-                Some(h) if h.kind == FrameKind::Request => {
-                    self.pump.charge_frame();
-                    self.serve(now, link_now, h, send);
+            let header = match header {
+                Some((true, h)) => Some(h),
+                Some((false, _)) => {
+                    self.unauthenticated_frame(now, link_now, frame_nah);
+                    None
                 }
+                None => None,
+            };
+            match header {
+                Some(h) if h.kind == FrameKind::Request => self.serve(now, link_now, h, send),
                 // A response or event sent to the pump: not ours to answer.
-                Some(_) => self.stats.malformed = self.stats.malformed.wrapping_add(1),
+                Some(_) => {
+                    self.stats.malformed = self.stats.malformed.wrapping_add(1);
+                    self.unauthenticated_frame(now, link_now, frame_nah);
+                }
                 None => {}
             }
         }
+    }
+
+    /// Whether the receiver decodes: always with a session open or presence (the
+    /// session's frames must be found), otherwise while the budget can pay a frame.
+    fn listening(&mut self, link_now: Timestamp, frame_nah: u64) -> bool {
+        self.sessions.open_role().is_some()
+            || self.budget.presence(link_now)
+            || self.budget.can_pay(link_now, frame_nah)
+    }
+
+    /// Quiet: the rest of `input` is dropped undecoded (a real receiver is off); the
+    /// frames it held are counted by their delimiters.
+    fn go_quiet(&mut self, now: Timestamp, input: &[u8]) {
+        self.decoder.reset();
+        let frames = input.iter().filter(|&&b| b == 0).count();
+        let frames = u32::try_from(frames).unwrap_or(u32::MAX);
+        if frames > 0 {
+            self.note_quiet(now, frames);
+        }
+    }
+
+    fn note_quiet(&mut self, now: Timestamp, frames: u32) {
+        self.stats.quiet = self.stats.quiet.wrapping_add(frames);
+        self.pump.log_noise(
+            now,
+            Event::LinkAbuse(LinkAbuse {
+                unanswered: frames,
+                forged: 0,
+            }),
+        );
+    }
+
+    /// Pays a received unauthenticated frame from the budget and charges it to the
+    /// battery; `false` (counted as quiet, not charged: the pump does no work on it) if
+    /// the budget could not, and the frame must be dropped unanswered.
+    fn unauthenticated_frame(&mut self, now: Timestamp, link_now: Timestamp, nah: u64) -> bool {
+        if self.budget.spend(link_now, nah) {
+            self.pump.charge_frame();
+            return true;
+        }
+        self.note_quiet(now, 1);
+        false
     }
 
     fn serve(
@@ -173,65 +291,93 @@ impl<S: Storage, M: Motor> Server<S, M> {
         header: Header,
         send: &mut dyn FnMut(&[u8]),
     ) {
-        let id = header.id;
+        let frame_nah = self.pump.frame_nah();
         if !header.flags.has(Flags::SEALED) {
+            // A plain request is worth serving only if its answer can be paid too: a
+            // budget that refills one frame at a time must not be spent on receiving
+            // requests it cannot answer.
+            if !self.budget.can_pay(link_now, frame_nah.saturating_mul(2)) {
+                self.note_quiet(now, 1);
+                return;
+            }
+            if !self.unauthenticated_frame(now, link_now, frame_nah) {
+                return;
+            }
             let mut body = core::mem::take(&mut self.rx);
             let request = decode_body::<Request>(&body).ok();
-            let fingerprint = CRC32.checksum(&body);
             body.clear();
             self.rx = body;
-            return self.serve_plain(now, link_now, header, request, fingerprint, send);
+            #[cfg(fuzzing)]
+            if let (true, Some(request)) = (self.plain_as_clinician, request.as_ref()) {
+                let key = Some(fuzz_key(header.id));
+                let response = self.execute(now, link_now, Role::Clinician, key, request, 0);
+                return self.reply(header.id, &response, false, send);
+            }
+            let response = self.serve_plain(now, link_now, request);
+            if response == Response::SessionEstablished {
+                // The answer to a verified proof is the new session's first frame.
+                return self.reply(header.id, &response, false, send);
+            }
+            return self.reply_unauthenticated(now, link_now, header.id, &response, send);
         }
         let mut body = core::mem::take(&mut self.rx);
         let opened = self
             .sessions
-            .open(link_now, &header.to_bytes(), &mut body)
-            .map(|plain| (decode_body::<Request>(plain).ok(), CRC32.checksum(plain)));
+            .open(&header.to_bytes(), &mut body, link_now)
+            .map(|plain| (decode_body::<Command>(plain).ok(), CRC32.checksum(plain)));
         body.clear();
         self.rx = body;
         match opened {
-            Ok((request, fingerprint)) => {
-                self.serve_sealed(now, header, request, fingerprint, send)
+            Ok((command, fingerprint)) => {
+                self.pump.charge_frame();
+                self.serve_sealed(now, link_now, header, command, fingerprint, send)
             }
             // No session (expired, closed, or the pump was reset): say so in the clear.
-            Err(None) => self.reply(
-                id,
-                &Response::Refused(Refusal::SessionRequired),
-                false,
-                send,
-            ),
+            Err(None) => {
+                if self.unauthenticated_frame(now, link_now, frame_nah) {
+                    let refusal = Response::Refused(Refusal::SessionRequired);
+                    self.reply_unauthenticated(now, link_now, header.id, &refusal, send);
+                }
+            }
             // Forged, replayed, reordered or reflected: dropped unanswered.
-            Err(Some(_)) => self.stats.malformed = self.stats.malformed.wrapping_add(1),
+            Err(Some(_)) => {
+                self.stats.forged = self.stats.forged.wrapping_add(1);
+                self.unauthenticated_frame(now, link_now, frame_nah);
+                self.pump.log_noise(
+                    now,
+                    Event::LinkAbuse(LinkAbuse {
+                        unanswered: 0,
+                        forged: 1,
+                    }),
+                );
+            }
         }
     }
 
+    /// The answer to a plain request.
     fn serve_plain(
         &mut self,
         now: Timestamp,
         link_now: Timestamp,
-        header: Header,
         request: Option<Request>,
-        fingerprint: u32,
-        send: &mut dyn FnMut(&[u8]),
-    ) {
-        let response = match request {
+    ) -> Response {
+        let serial: heapless::String<16> = self.pump.serial().try_into().unwrap_or_default();
+        match request {
             None => Response::Refused(Refusal::Malformed),
-            Some(Request::Identify) => self.pump.handle(now, &Request::Identify),
+            Some(Request::Identify) => Response::Identity(self.pump.identity()),
             Some(Request::SessionHello { role, nonce }) => {
                 let secret = self.pump.device_secret().map(Secret);
-                // Reserve the nonce counter only for a hello that can proceed.
-                let n = secret.as_ref().and_then(|_| self.pump.next_handshake(now));
-                let serial: heapless::String<16> =
-                    self.pump.serial().try_into().unwrap_or_default();
-                let step = self
-                    .sessions
-                    .hello(link_now, secret.as_ref(), &serial, role, nonce, n);
+                let cx = HelloContext {
+                    now: link_now,
+                    secret: secret.as_ref(),
+                    serial: &serial,
+                    presence: self.budget.presence(link_now),
+                };
+                let step = self.sessions.hello(cx, role, nonce);
                 self.step_response(now, step)
             }
-            Some(Request::SessionProof { proof }) => {
-                let serial: heapless::String<16> =
-                    self.pump.serial().try_into().unwrap_or_default();
-                let step = self.sessions.proof(link_now, &serial, &proof);
+            Some(Request::SessionProof { nonce, proof }) => {
+                let step = self.sessions.proof(link_now, &serial, &nonce, &proof);
                 self.step_response(now, step)
             }
             Some(Request::Provision { secret }) => {
@@ -241,82 +387,134 @@ impl<S: Storage, M: Motor> Server<S, M> {
                     Response::Refused(Refusal::NotPermitted)
                 }
             }
-            #[cfg(fuzzing)]
-            Some(other) if self.plain_as_clinician => {
-                return self.serve_sealed_as_plain(now, header, other, fingerprint, send);
-            }
             Some(_) => Response::Refused(Refusal::SessionRequired),
-        };
-        let _ = fingerprint;
-        self.reply(header.id, &response, false, send);
-    }
-
-    #[cfg(fuzzing)]
-    fn serve_sealed_as_plain(
-        &mut self,
-        now: Timestamp,
-        header: Header,
-        request: Request,
-        fingerprint: u32,
-        send: &mut dyn FnMut(&[u8]),
-    ) {
-        let response = self.execute(now, header, &request, fingerprint);
-        self.reply(header.id, &response, false, send);
+        }
     }
 
     fn step_response(&mut self, now: Timestamp, step: Step) -> Response {
         match step {
             Step::Challenge { nonce, proof } => Response::SessionChallenge { nonce, proof },
-            Step::Established => Response::SessionEstablished,
-            Step::Refuse { refusal, failures } => {
-                if let Some((role, n)) = failures {
-                    self.pump.log_security(now, role, n);
+            Step::Established {
+                role,
+                session,
+                replaced,
+            } => {
+                let frame_nah = self.pump.frame_nah();
+                self.budget
+                    .refund(frame_nah.saturating_mul(HANDSHAKE_REFUND_FRAMES));
+                // A new session is another programmer's: no cached answer carries over
+                // to it unless it holds the same role (and the operation's key).
+                if let Some(ended) = replaced {
+                    self.log_ended(now, ended);
                 }
-                Response::Refused(refusal)
+                self.pump.log(now, Event::SessionOpened { role, session });
+                Response::SessionEstablished
             }
+            Step::Failed { role } => {
+                self.pump
+                    .log_noise(now, Event::HandshakeFailed { role, count: 1 });
+                Response::Refused(Refusal::AuthenticationFailed)
+            }
+            Step::Refuse(refusal) => Response::Refused(refusal),
         }
+    }
+
+    fn log_ended(&mut self, now: Timestamp, e: Ended) {
+        self.pump.log(
+            now,
+            Event::SessionEnded {
+                role: e.role,
+                session: e.session,
+                reason: e.reason,
+            },
+        );
     }
 
     fn serve_sealed(
         &mut self,
         now: Timestamp,
+        link_now: Timestamp,
         header: Header,
-        request: Option<Request>,
+        command: Option<Command>,
         fingerprint: u32,
         send: &mut dyn FnMut(&[u8]),
     ) {
         let id = header.id;
-        let response = match request {
-            None => Response::Refused(Refusal::Malformed),
-            Some(Request::SessionClose) => {
+        let Some(role) = self.sessions.open_role() else {
+            return;
+        };
+        if !self.sessions.can_seal() {
+            // No answer could be sealed: end the session before executing anything.
+            if let Some(ended) = self.sessions.end(SessionEnd::CounterExhausted) {
+                self.log_ended(now, ended);
+            }
+            let refusal = Response::Refused(Refusal::SessionRequired);
+            return self.reply_unauthenticated(now, link_now, id, &refusal, send);
+        }
+        let response = match command {
+            None => {
+                self.log_refused(now, role, UNDECODABLE, Refusal::Malformed);
+                Response::Refused(Refusal::Malformed)
+            }
+            Some(Command {
+                request: Request::SessionClose,
+                ..
+            }) => {
                 self.reply(id, &Response::SessionClosed, true, send);
-                self.sessions.close();
+                if let Some(ended) = self.sessions.end(SessionEnd::Closed) {
+                    self.log_ended(now, ended);
+                }
                 return;
             }
-            Some(r) => self.execute(now, header, &r, fingerprint),
+            Some(Command { key, request }) => {
+                self.execute(now, link_now, role, key, &request, fingerprint)
+            }
         };
         self.reply(id, &response, true, send);
     }
 
-    /// Runs an authorised request (role check, reply cache, pump).
+    fn log_refused(&mut self, now: Timestamp, by: Role, request: u8, refusal: Refusal) {
+        self.pump.log_noise(
+            now,
+            Event::Refused {
+                by,
+                request,
+                reason: refusal.code(),
+                count: 1,
+            },
+        );
+    }
+
+    /// Runs an authenticated request of `role` (role check, idempotency key, reply
+    /// cache, pump).
     fn execute(
         &mut self,
         now: Timestamp,
-        header: Header,
+        link_now: Timestamp,
+        role: Role,
+        key: Option<OpKey>,
         request: &Request,
         fingerprint: u32,
     ) -> Response {
-        let role = self.sessions.current_role();
-        if let Some(role) = role {
-            if !permitted(role, request) {
-                return Response::Refused(Refusal::NotPermitted);
-            }
+        if !permitted(role, request) {
+            self.log_refused(now, role, request.tag(), Refusal::NotPermitted);
+            return Response::Refused(Refusal::NotPermitted);
         }
-        if header.flags.has(Flags::RETRY) {
+        let key = match (request.changes_therapy(), key) {
+            (false, _) => None,
+            (true, Some(key)) => Some(key),
+            (true, None) => {
+                self.log_refused(now, role, request.tag(), Refusal::Malformed);
+                return Response::Refused(Refusal::Malformed);
+            }
+        };
+        if let Some(key) = key {
+            self.cache
+                .retain(|c| link_now.since(c.at) < CACHE_TTL_MS && c.at <= link_now);
             let hit = self
                 .cache
                 .iter()
-                .find(|c| c.id == header.id && c.fingerprint == fingerprint)
+                .find(|c| c.role == role && c.key == key && c.fingerprint == fingerprint)
                 .and_then(|c| decode_body::<Response>(&c.body).ok());
             if let Some(response) = hit {
                 self.stats.replays = self.stats.replays.wrapping_add(1);
@@ -325,19 +523,22 @@ impl<S: Storage, M: Motor> Server<S, M> {
         }
         let response = match request {
             Request::LinkStats => Response::LinkStats(self.stats),
-            Request::SessionHello { .. } | Request::SessionProof { .. } => {
-                Response::Refused(Refusal::Unsupported)
-            }
-            Request::Provision { .. } => Response::Refused(Refusal::NotPermitted),
-            r => self.pump.handle(now, r),
+            r => self.pump.handle_as(now, role, r),
         };
-        if request.changes_therapy() {
-            self.remember(header.id, fingerprint, &response);
+        if let Some(key) = key {
+            self.remember(role, key, fingerprint, link_now, &response);
         }
         response
     }
 
-    fn remember(&mut self, id: u16, fingerprint: u32, response: &Response) {
+    fn remember(
+        &mut self,
+        role: Role,
+        key: OpKey,
+        fingerprint: u32,
+        at: Timestamp,
+        response: &Response,
+    ) {
         let mut buf = [0u8; CACHE_BODY];
         let Ok(body) = postcard::to_slice(response, &mut buf) else {
             return;
@@ -345,17 +546,37 @@ impl<S: Storage, M: Motor> Server<S, M> {
         let Ok(body) = Vec::from_slice(body) else {
             return;
         };
-        self.cache.retain(|c| c.id != id);
+        self.cache.retain(|c| !(c.role == role && c.key == key));
         if self.cache.is_full() {
             self.cache.pop_front();
         }
         self.cache
             .push_back(Cached {
-                id,
+                role,
+                key,
                 fingerprint,
+                at,
                 body,
             })
             .ok();
+    }
+
+    /// Answers a plain (unauthenticated) request if the budget pays for the answer.
+    fn reply_unauthenticated(
+        &mut self,
+        now: Timestamp,
+        link_now: Timestamp,
+        id: u16,
+        response: &Response,
+        send: &mut dyn FnMut(&[u8]),
+    ) {
+        // The answer's charge is the emit's; the budget pays for it here.
+        let frame_nah = self.pump.frame_nah();
+        if self.budget.spend(link_now, frame_nah) {
+            self.reply(id, response, false, send);
+        } else {
+            self.note_quiet(now, 1);
+        }
     }
 
     /// Encodes (and seals, inside a session) `response` and sends it.
@@ -376,8 +597,7 @@ impl<S: Storage, M: Motor> Server<S, M> {
                 .sessions
                 .seal(&header.to_bytes(), plain, &mut self.sealed)
             else {
-                // Counter exhausted: the session is over.
-                self.sessions.close();
+                // Not reached: the counter is checked before a request is served.
                 return;
             };
             let Some(body) = self.sealed.get(..len) else {
@@ -399,6 +619,14 @@ impl<S: Storage, M: Motor> Server<S, M> {
             send(bytes);
         }
     }
+}
+
+/// Fuzzing builds only: the idempotency key of a plain request served as a clinician's
+/// (the request id, so a repeat with the same id is answered from the cache).
+#[cfg(fuzzing)]
+fn fuzz_key(id: u16) -> OpKey {
+    let [a, b] = id.to_le_bytes();
+    [a, b, 0, 0, 0, 0, 0, 0]
 }
 
 fn count_error(stats: &mut LinkStats, error: FrameError) {

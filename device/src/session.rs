@@ -1,60 +1,95 @@
 //! The pump's side of secure sessions (see `thecal_protocol::session` and PROTOCOL.md
-//! section 2.9): the handshake, role checks, sealing and opening, idle timeout and
-//! back-off after failed handshakes.
+//! section 2.9): pending challenges, the open session, role checks, sealing and opening,
+//! idle timeout.
+//!
+//! Availability rules (docs/SECURITY.md "Availability"):
+//!
+//! * **Only a verified proof changes the open session.** A `SessionHello` takes one of
+//!   [`PENDING`] challenge slots, keyed by the programmer's nonce; the open session is
+//!   untouched until a `SessionProof` for one of them verifies, and only then replaced.
+//! * **A pending challenge cannot be spoiled.** A slot is freed by its own verified
+//!   proof, by expiry ([`HANDSHAKE_TIMEOUT_MS`]), or — when every slot is taken — by a
+//!   new `SessionHello` once it is older than [`MIN_PENDING_MS`] (longer than any
+//!   programmer's round trip). A wrong proof for a slot leaves the slot as it was, and a
+//!   `SessionHello` repeating a pending nonce gets the same challenge again.
+//! * **No lockout.** A 256-bit role key cannot be guessed online, so failed proofs lock
+//!   nobody out; they are counted, logged (aggregated) and paid for from the link's
+//!   energy budget like any unauthenticated frame (see [`crate::budget`]).
+//! * **No flash write.** Device nonces come from the boot epoch (new at every boot, see
+//!   [`crate::pump::Pump::boot_epoch`]) and a RAM counter.
 //!
 //! Session time is *link time*: on the pump it is the device clock; the simulator passes
 //! real time, so a session does not expire in milliseconds when its virtual clock runs
 //! 3600 times faster. Nothing here touches therapy: whatever happens to a session, the
 //! pump core keeps dosing.
 
-use thecal_protocol::message::{Refusal, Request, Role};
+use thecal_protocol::message::{Refusal, Request, Role, SessionEnd};
 use thecal_protocol::session::{
-    device_nonce, device_proof, role_key, session_keys, verify_host_proof, Opener, SealError,
-    Sealer, Secret, Transcript, NONCE_LEN, PROOF_LEN,
+    device_nonce, device_proof, emergency_key, role_key, session_keys, verify_host_proof, Opener,
+    SealError, Sealer, Secret, Transcript, NONCE_LEN, PROOF_LEN,
 };
 use thecal_protocol::time::Timestamp;
 
 /// A session ends after this long without a valid frame.
 pub const IDLE_TIMEOUT_MS: u64 = 5 * 60 * 1000;
-/// A handshake must complete within this long of its `SessionHello`.
+/// A pending challenge is dropped this long after its `SessionHello`.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 30 * 1000;
-/// Longest back-off after failed handshakes.
-pub const MAX_LOCKOUT_MS: u64 = 15 * 60 * 1000;
+/// Challenges pending at once.
+pub const PENDING: usize = 4;
+/// A pending challenge younger than this is never displaced by a new `SessionHello`.
+pub const MIN_PENDING_MS: u64 = 2 * 1000;
 
-/// Whether `role` may make `request` inside a session.
+/// Whether `role` may make `request` inside a session. Written out for every request
+/// and role: a request added later is refused until someone decides who may make it.
 pub fn permitted(role: Role, request: &Request) -> bool {
     use Request as R;
-    let read = matches!(
-        request,
-        R::Identify | R::Ping { .. } | R::Status | R::Battery | R::Reservoir | R::ReadAlarms
-    );
-    let always = matches!(request, R::SessionClose);
-    match role {
-        Role::Clinician => !matches!(request, R::Provision { .. }),
-        Role::Patient => read || always || matches!(request, R::PatientBolus),
-        Role::Service => read || always || matches!(request, R::ReadLog { .. } | R::LinkStats),
+    use Role::{Clinician, Emergency, Patient, Service};
+    match request {
+        R::Identify | R::Status | R::ReadAlarms | R::SessionClose => true,
+        R::Ping { .. } | R::Battery | R::Reservoir => {
+            matches!(role, Patient | Clinician | Service)
+        }
+        R::StopTherapy => matches!(role, Clinician | Emergency),
+        R::PatientBolus => matches!(role, Patient | Clinician),
+        R::ReadLog { .. } | R::LinkStats => matches!(role, Clinician | Service),
+        R::ReadPrescription
+        | R::WritePrescription { .. }
+        | R::Refill { .. }
+        | R::ClinicianBolus(_)
+        | R::ResumeTherapy
+        | R::AcknowledgeAlarm { .. }
+        | R::SetClock { .. } => matches!(role, Clinician),
+        // Plain-frame requests: never inside a session.
+        R::SessionHello { .. } | R::SessionProof { .. } | R::Provision { .. } => false,
     }
 }
 
 struct Open {
     role: Role,
+    id: u16,
     opener: Opener,
     sealer: Sealer,
     last_activity: Timestamp,
 }
 
-struct Challenged {
+struct Pending {
     role: Role,
     key: Secret,
     host_nonce: [u8; NONCE_LEN],
     device_nonce: [u8; NONCE_LEN],
+    proof: [u8; PROOF_LEN],
     at: Timestamp,
 }
 
-enum State {
-    Idle,
-    Challenged(Challenged),
-    Open(Open),
+/// A session that ended, to be logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// Its role.
+    pub role: Role,
+    /// Its number.
+    pub session: u16,
+    /// How.
+    pub reason: SessionEnd,
 }
 
 /// What the server must do after a handshake step.
@@ -67,152 +102,235 @@ pub enum Step {
         /// Pump proof.
         proof: [u8; PROOF_LEN],
     },
-    /// The session is open.
-    Established,
-    /// Refuse; `failures` is set when a failed attempt must be logged.
-    Refuse {
-        /// Why.
-        refusal: Refusal,
-        /// Consecutive failures, to log as a security event.
-        failures: Option<(Role, u8)>,
+    /// The session is open; `replaced` is the one it replaced.
+    Established {
+        /// Role of the new session.
+        role: Role,
+        /// Its number.
+        session: u16,
+        /// The session it replaced, if one was open.
+        replaced: Option<Ended>,
     },
+    /// The proof did not verify: answer `AuthenticationFailed` and log it (aggregated).
+    Failed {
+        /// Role of the challenge.
+        role: Role,
+    },
+    /// Refuse, without logging.
+    Refuse(Refusal),
+}
+
+/// What a `SessionHello` needs from the pump.
+#[derive(Debug, Clone, Copy)]
+pub struct HelloContext<'a> {
+    /// Link time.
+    pub now: Timestamp,
+    /// The device secret, once provisioned.
+    pub secret: Option<&'a Secret>,
+    /// Serial number.
+    pub serial: &'a str,
+    /// Whether the physical-presence signal is active.
+    pub presence: bool,
 }
 
 /// The session state of one link.
 pub struct Sessions {
-    state: State,
-    failures: u8,
-    locked_until: Timestamp,
-}
-
-impl Default for Sessions {
-    fn default() -> Self {
-        Self::new()
-    }
+    pending: [Option<Pending>; PENDING],
+    open: Option<Open>,
+    /// Boot epoch of the device nonces.
+    epoch: u64,
+    /// Handshakes answered since boot (the nonce counter).
+    counter: u64,
+    /// Sessions opened since boot.
+    opened: u16,
 }
 
 impl Sessions {
-    /// No session.
-    pub fn new() -> Self {
+    /// No session; device nonces of boot `epoch`.
+    pub fn new(epoch: u64) -> Self {
         Self {
-            state: State::Idle,
-            failures: 0,
-            locked_until: Timestamp(0),
+            pending: [const { None }; PENDING],
+            open: None,
+            epoch,
+            counter: 0,
+            opened: 0,
         }
     }
 
-    /// The role of the open session at link time `now`, ending it if it idled out.
-    pub fn role(&mut self, now: Timestamp) -> Option<Role> {
-        self.expire(now);
-        match &self.state {
-            State::Open(open) => Some(open.role),
-            _ => None,
+    /// Ends what timed out at link time `now`; returns the session that idled out.
+    pub fn expire(&mut self, now: Timestamp) -> Option<Ended> {
+        for slot in self.pending.iter_mut() {
+            if slot
+                .as_ref()
+                .is_some_and(|p| now.since(p.at) >= HANDSHAKE_TIMEOUT_MS)
+            {
+                *slot = None;
+            }
         }
-    }
-
-    fn expire(&mut self, now: Timestamp) {
-        let expired = match &self.state {
-            State::Open(o) => now.since(o.last_activity) >= IDLE_TIMEOUT_MS,
-            State::Challenged(c) => now.since(c.at) >= HANDSHAKE_TIMEOUT_MS,
-            State::Idle => false,
-        };
+        let expired = self
+            .open
+            .as_ref()
+            .is_some_and(|o| now.since(o.last_activity) >= IDLE_TIMEOUT_MS);
         if expired {
-            self.state = State::Idle;
+            return self.end(SessionEnd::Expired);
         }
+        None
     }
 
-    /// Ends the session.
-    pub fn close(&mut self) {
-        self.state = State::Idle;
+    /// Ends the open session, if any, for `reason`.
+    pub fn end(&mut self, reason: SessionEnd) -> Option<Ended> {
+        self.open.take().map(|o| Ended {
+            role: o.role,
+            session: o.id,
+            reason,
+        })
     }
 
-    /// `SessionHello`: starts a handshake with the pump's `n`-th nonce (the caller
-    /// reserves `n` in persistent storage first).
-    pub fn hello(
-        &mut self,
-        now: Timestamp,
-        secret: Option<&Secret>,
-        serial: &str,
-        role: Role,
-        host_nonce: [u8; NONCE_LEN],
-        n: Option<u64>,
-    ) -> Step {
-        // A new hello always ends the current session.
-        self.state = State::Idle;
-        if now < self.locked_until {
-            return refuse(Refusal::LockedOut {
-                retry_after_ms: u32::try_from(self.locked_until.since(now)).unwrap_or(u32::MAX),
-            });
+    /// Ends the open session if it is an emergency one (the presence window closed).
+    pub fn end_emergency(&mut self) -> Option<Ended> {
+        if self.open_role() == Some(Role::Emergency) {
+            return self.end(SessionEnd::PresenceEnded);
         }
-        let Some(secret) = secret else {
-            return refuse(Refusal::NotProvisioned);
+        None
+    }
+
+    /// `SessionHello`: a challenge in a free slot, or the same challenge again for a
+    /// nonce already pending. Never touches the open session.
+    pub fn hello(&mut self, cx: HelloContext<'_>, role: Role, host_nonce: [u8; NONCE_LEN]) -> Step {
+        self.expire(cx.now);
+        if role == Role::Emergency && !cx.presence {
+            return Step::Refuse(Refusal::PresenceRequired);
+        }
+        let nonce_key = match (cx.secret, role) {
+            (Some(secret), _) => secret.clone(),
+            (None, Role::Emergency) => emergency_key(cx.serial),
+            (None, _) => return Step::Refuse(Refusal::NotProvisioned),
         };
-        let Some(n) = n else {
-            return refuse(Refusal::StorageFault);
+        if let Some(p) = self
+            .pending
+            .iter()
+            .flatten()
+            .find(|p| p.host_nonce == host_nonce)
+        {
+            // A repeated hello (its challenge was lost): the same challenge. The same
+            // nonce for another role would spoil the pending one: refused.
+            if p.role != role {
+                return Step::Refuse(Refusal::Busy);
+            }
+            return Step::Challenge {
+                nonce: p.device_nonce,
+                proof: p.proof,
+            };
+        }
+        let Some(index) = self.free_slot(cx.now) else {
+            return Step::Refuse(Refusal::Busy);
         };
-        let key = role_key(secret, role, serial);
-        let nonce = device_nonce(secret, n);
+        let key = match cx.secret {
+            Some(secret) => role_key(secret, role, cx.serial),
+            None => emergency_key(cx.serial),
+        };
+        self.counter = self.counter.wrapping_add(1);
+        let nonce = device_nonce(&nonce_key, self.epoch, self.counter);
         let proof = device_proof(
             &key,
             &Transcript {
                 role,
                 host_nonce: &host_nonce,
                 device_nonce: &nonce,
-                serial,
+                serial: cx.serial,
             },
         );
-        self.state = State::Challenged(Challenged {
+        let Some(slot) = self.pending.get_mut(index) else {
+            return Step::Refuse(Refusal::Busy);
+        };
+        *slot = Some(Pending {
             role,
             key,
             host_nonce,
             device_nonce: nonce,
-            at: now,
+            proof,
+            at: cx.now,
         });
         Step::Challenge { nonce, proof }
     }
 
-    /// `SessionProof`: completes the handshake, or counts a failure.
-    pub fn proof(&mut self, now: Timestamp, serial: &str, proof: &[u8; PROOF_LEN]) -> Step {
+    /// A free slot, else the oldest one past [`MIN_PENDING_MS`].
+    fn free_slot(&self, now: Timestamp) -> Option<usize> {
+        let mut best: Option<(usize, Timestamp)> = None;
+        for (i, slot) in self.pending.iter().enumerate() {
+            match slot {
+                None => {
+                    best = Some((i, Timestamp(0)));
+                    break;
+                }
+                Some(p) if now.since(p.at) >= MIN_PENDING_MS => {
+                    if best.is_none_or(|(_, at)| p.at < at) {
+                        best = Some((i, p.at));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// `SessionProof` for the challenge of `host_nonce`: opens a session (replacing the
+    /// open one) only if the proof verifies; a wrong proof changes nothing.
+    pub fn proof(
+        &mut self,
+        now: Timestamp,
+        serial: &str,
+        host_nonce: &[u8; NONCE_LEN],
+        proof: &[u8; PROOF_LEN],
+    ) -> Step {
         self.expire(now);
-        let State::Challenged(c) = core::mem::replace(&mut self.state, State::Idle) else {
-            return refuse(Refusal::SessionRequired);
+        let Some(slot) = self
+            .pending
+            .iter_mut()
+            .find(|s| s.as_ref().is_some_and(|p| &p.host_nonce == host_nonce))
+        else {
+            return Step::Refuse(Refusal::SessionRequired);
+        };
+        let Some(p) = slot.as_ref() else {
+            return Step::Refuse(Refusal::SessionRequired);
         };
         let t = Transcript {
-            role: c.role,
-            host_nonce: &c.host_nonce,
-            device_nonce: &c.device_nonce,
+            role: p.role,
+            host_nonce: &p.host_nonce,
+            device_nonce: &p.device_nonce,
             serial,
         };
-        if !verify_host_proof(&c.key, &t, proof) {
-            self.failures = self.failures.saturating_add(1);
-            let shift = u32::from(self.failures.saturating_sub(1)).min(20);
-            let backoff = (1000u64 << shift).min(MAX_LOCKOUT_MS);
-            self.locked_until = now.plus_ms(backoff);
-            return Step::Refuse {
-                refusal: Refusal::AuthenticationFailed,
-                failures: Some((c.role, self.failures)),
-            };
+        if !verify_host_proof(&p.key, &t, proof) {
+            return Step::Failed { role: p.role };
         }
-        self.failures = 0;
-        let keys = session_keys(&c.key, &t);
-        self.state = State::Open(Open {
-            role: c.role,
+        let keys = session_keys(&p.key, &t);
+        let role = p.role;
+        *slot = None;
+        let replaced = self.end(SessionEnd::Replaced);
+        self.opened = self.opened.wrapping_add(1).max(1);
+        self.open = Some(Open {
+            role,
+            id: self.opened,
             opener: Opener::new(&keys.to_device),
             sealer: Sealer::new(&keys.to_host),
             last_activity: now,
         });
-        Step::Established
+        Step::Established {
+            role,
+            session: self.opened,
+            replaced,
+        }
     }
 
     /// Opens a sealed request body in place; refreshes the idle timer on success.
+    /// `Err(None)`: no session.
     pub fn open<'b>(
         &mut self,
-        now: Timestamp,
         header: &[u8; 5],
         body: &'b mut [u8],
+        now: Timestamp,
     ) -> Result<&'b [u8], Option<SealError>> {
-        self.expire(now);
-        let State::Open(open) = &mut self.state else {
+        let Some(open) = self.open.as_mut() else {
             return Err(None);
         };
         let plain = open.opener.open(header, body).map_err(Some)?;
@@ -223,91 +341,224 @@ impl Sessions {
     /// Seals a response body; `None` without a session or with an exhausted counter
     /// (the programmer must then renew the session).
     pub fn seal(&mut self, header: &[u8; 5], plain: &[u8], out: &mut [u8]) -> Option<usize> {
-        match &mut self.state {
-            State::Open(open) => open.sealer.seal(header, plain, out).ok(),
-            _ => None,
-        }
+        self.open
+            .as_mut()
+            .and_then(|open| open.sealer.seal(header, plain, out).ok())
     }
 
-    /// The role of the open session, without checking the idle timeout (the frame being
-    /// served was just opened, which refreshed it).
-    pub fn current_role(&self) -> Option<Role> {
-        match &self.state {
-            State::Open(open) => Some(open.role),
-            _ => None,
-        }
+    /// Whether the open session can seal another answer.
+    pub fn can_seal(&self) -> bool {
+        self.open.as_ref().is_some_and(|o| !o.sealer.exhausted())
     }
 
-    /// Whether a session is open (without expiring it).
-    pub fn is_open(&self) -> bool {
-        matches!(self.state, State::Open(_))
+    /// The role of the open session (without checking the idle timeout).
+    pub fn open_role(&self) -> Option<Role> {
+        self.open.as_ref().map(|o| o.role)
     }
-}
 
-fn refuse(refusal: Refusal) -> Step {
-    Step::Refuse {
-        refusal,
-        failures: None,
+    /// Number and role of the open session.
+    pub fn current(&self) -> Option<(Role, u16)> {
+        self.open.as_ref().map(|o| (o.role, o.id))
+    }
+
+    /// Challenges pending.
+    pub fn pending(&self) -> usize {
+        self.pending.iter().flatten().count()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use thecal_protocol::session::host_proof;
+
+    const SERIAL: &str = "S";
+
+    fn cx(now: u64, secret: &Secret) -> HelloContext<'_> {
+        HelloContext {
+            now: Timestamp(now),
+            secret: Some(secret),
+            serial: SERIAL,
+            presence: false,
+        }
+    }
+
+    fn answer(s: &mut Sessions, now: u64, secret: &Secret, role: Role, h: [u8; 16]) -> Step {
+        let Step::Challenge { nonce, .. } = s.hello(cx(now, secret), role, h) else {
+            panic!("no challenge");
+        };
+        let key = role_key(secret, role, SERIAL);
+        let t = Transcript {
+            role,
+            host_nonce: &h,
+            device_nonce: &nonce,
+            serial: SERIAL,
+        };
+        s.proof(Timestamp(now + 10), SERIAL, &h, &host_proof(&key, &t))
+    }
 
     #[test]
     fn roles_see_only_their_requests() {
         let write = Request::StopTherapy;
         assert!(permitted(Role::Clinician, &write));
+        assert!(permitted(Role::Emergency, &write));
         assert!(!permitted(Role::Patient, &write));
         assert!(!permitted(Role::Service, &write));
         assert!(permitted(Role::Patient, &Request::PatientBolus));
         assert!(!permitted(Role::Service, &Request::PatientBolus));
+        assert!(!permitted(Role::Emergency, &Request::PatientBolus));
         assert!(permitted(Role::Service, &Request::LinkStats));
-        assert!(!permitted(
-            Role::Clinician,
-            &Request::Provision { secret: [0; 32] }
+        assert!(!permitted(Role::Emergency, &Request::ResumeTherapy));
+        for role in Role::ALL {
+            assert!(!permitted(role, &Request::Provision { secret: [0; 32] }));
+        }
+    }
+
+    #[test]
+    fn wrong_proofs_lock_nobody_out_and_spoil_no_challenge() {
+        let secret = Secret([1; 32]);
+        let mut s = Sessions::new(1);
+        let h = [7; 16];
+        let Step::Challenge { nonce, .. } = s.hello(cx(0, &secret), Role::Clinician, h) else {
+            panic!()
+        };
+        for i in 0..1000 {
+            assert_eq!(
+                s.proof(Timestamp(i), SERIAL, &h, &[i as u8; 32]),
+                Step::Failed {
+                    role: Role::Clinician
+                }
+            );
+        }
+        // Attackers' hellos do not displace it (every slot is young).
+        for i in 0..100u8 {
+            let _ = s.hello(cx(500, &secret), Role::Patient, [i; 16]);
+        }
+        let key = role_key(&secret, Role::Clinician, SERIAL);
+        let t = Transcript {
+            role: Role::Clinician,
+            host_nonce: &h,
+            device_nonce: &nonce,
+            serial: SERIAL,
+        };
+        assert!(matches!(
+            s.proof(Timestamp(1500), SERIAL, &h, &host_proof(&key, &t)),
+            Step::Established {
+                role: Role::Clinician,
+                session: 1,
+                replaced: None
+            }
         ));
     }
 
     #[test]
-    fn failures_back_off_exponentially_up_to_the_cap() {
-        let mut s = Sessions::new();
+    fn a_full_table_is_busy_until_the_oldest_is_two_seconds_old() {
         let secret = Secret([1; 32]);
-        let mut now = Timestamp(0);
-        let mut last = 0;
-        for i in 0..14u64 {
+        let mut s = Sessions::new(1);
+        for i in 0..PENDING as u8 {
             assert!(matches!(
-                s.hello(now, Some(&secret), "S", Role::Clinician, [0; 16], Some(i)),
+                s.hello(cx(u64::from(i), &secret), Role::Clinician, [i; 16]),
                 Step::Challenge { .. }
             ));
-            assert!(matches!(
-                s.proof(now, "S", &[0; 32]),
-                Step::Refuse {
-                    refusal: Refusal::AuthenticationFailed,
-                    ..
-                }
-            ));
-            let wait = s.locked_until.since(now);
-            assert!(wait >= last && wait <= MAX_LOCKOUT_MS, "{wait}");
-            last = wait;
-            // Still locked just before the end.
-            assert!(matches!(
-                s.hello(
-                    now.plus_ms(wait - 1),
-                    Some(&secret),
-                    "S",
-                    Role::Clinician,
-                    [0; 16],
-                    Some(99)
-                ),
-                Step::Refuse {
-                    refusal: Refusal::LockedOut { .. },
-                    ..
-                }
-            ));
-            now = now.plus_ms(wait);
         }
-        assert_eq!(last, MAX_LOCKOUT_MS);
+        assert_eq!(
+            s.hello(cx(MIN_PENDING_MS - 1, &secret), Role::Clinician, [99; 16]),
+            Step::Refuse(Refusal::Busy)
+        );
+        assert!(matches!(
+            s.hello(cx(MIN_PENDING_MS, &secret), Role::Clinician, [99; 16]),
+            Step::Challenge { .. }
+        ));
+        // The oldest (nonce 0) went; nonce 1 is still pending.
+        assert_eq!(
+            s.proof(Timestamp(MIN_PENDING_MS), SERIAL, &[0; 16], &[0; 32]),
+            Step::Refuse(Refusal::SessionRequired)
+        );
+        assert!(matches!(
+            s.proof(Timestamp(MIN_PENDING_MS), SERIAL, &[1; 16], &[0; 32]),
+            Step::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn a_repeated_hello_gets_the_same_challenge_and_another_role_is_refused() {
+        let secret = Secret([1; 32]);
+        let mut s = Sessions::new(1);
+        let a = s.hello(cx(0, &secret), Role::Clinician, [3; 16]);
+        assert_eq!(s.hello(cx(5, &secret), Role::Clinician, [3; 16]), a);
+        assert_eq!(
+            s.hello(cx(5, &secret), Role::Patient, [3; 16]),
+            Step::Refuse(Refusal::Busy)
+        );
+        assert_eq!(s.pending(), 1);
+    }
+
+    #[test]
+    fn only_a_verified_proof_replaces_the_open_session() {
+        let secret = Secret([2; 32]);
+        let mut s = Sessions::new(1);
+        assert!(matches!(
+            answer(&mut s, 0, &secret, Role::Clinician, [1; 16]),
+            Step::Established { session: 1, .. }
+        ));
+        let _ = s.hello(cx(20, &secret), Role::Clinician, [2; 16]);
+        let _ = s.proof(Timestamp(30), SERIAL, &[2; 16], &[0; 32]);
+        assert_eq!(s.current(), Some((Role::Clinician, 1)));
+        let Step::Established { replaced, .. } =
+            answer(&mut s, 40, &secret, Role::Patient, [4; 16])
+        else {
+            panic!()
+        };
+        assert_eq!(
+            replaced,
+            Some(Ended {
+                role: Role::Clinician,
+                session: 1,
+                reason: SessionEnd::Replaced
+            })
+        );
+        assert_eq!(s.current(), Some((Role::Patient, 2)));
+    }
+
+    #[test]
+    fn emergency_needs_presence_but_no_secret() {
+        let mut s = Sessions::new(1);
+        let mut c = HelloContext {
+            now: Timestamp(0),
+            secret: None,
+            serial: SERIAL,
+            presence: false,
+        };
+        assert_eq!(
+            s.hello(c, Role::Emergency, [1; 16]),
+            Step::Refuse(Refusal::PresenceRequired)
+        );
+        assert_eq!(
+            s.hello(c, Role::Clinician, [1; 16]),
+            Step::Refuse(Refusal::NotProvisioned)
+        );
+        c.presence = true;
+        assert!(matches!(
+            s.hello(c, Role::Emergency, [1; 16]),
+            Step::Challenge { .. }
+        ));
+    }
+
+    #[test]
+    fn nonces_differ_between_epochs_and_handshakes() {
+        let secret = Secret([1; 32]);
+        let mut seen: heapless::Vec<[u8; 16], 150> = heapless::Vec::new();
+        for epoch in 1..4 {
+            let mut s = Sessions::new(epoch);
+            for i in 0..50u8 {
+                let Step::Challenge { nonce, .. } =
+                    s.hello(cx(u64::from(i) * 3000, &secret), Role::Clinician, [i; 16])
+                else {
+                    panic!()
+                };
+                assert!(!seen.contains(&nonce));
+                seen.push(nonce).unwrap();
+            }
+        }
     }
 }

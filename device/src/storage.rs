@@ -61,9 +61,9 @@ pub struct Snapshot {
     pub acknowledged: Vec<AlarmKind, 8>,
     /// The device secret every role key derives from; `None` until provisioned.
     pub device_secret: Option<[u8; 32]>,
-    /// Handshake counter reserved so far: device nonces use counters below it, so a nonce
-    /// is never used twice, not even across resets.
-    pub handshakes_reserved: u64,
+    /// Boots of the pump up to the one that saved this snapshot; the next boot counts
+    /// one more and makes it part of its nonce epoch (see `Pump::boot_epoch`).
+    pub boot_count: u32,
 }
 
 /// Where the event log stands.

@@ -9,7 +9,7 @@ use thecal_device::flash::FlashStats;
 use thecal_device::storage::{Snapshot, Storage, MAX_PATIENT_HISTORY, WINDOW_BUCKETS};
 use thecal_device::store::layout::{MAX_LOG_ENTRY, MAX_RECORD};
 use thecal_protocol::drug::Drug;
-use thecal_protocol::message::{AlarmKind, Event, LogEntry, PrescriptionRecord, Revision};
+use thecal_protocol::message::{AlarmKind, Event, LogEntry, PrescriptionRecord, Revision, Role};
 use thecal_protocol::prescription::{
     DaySteps, PatientBolusRules, Prescription, PrescriptionDraft, Step, TherapyMode,
     MAX_PROFILE_DAYS, MAX_STEPS_PER_DAY,
@@ -70,7 +70,7 @@ fn largest_snapshot() -> Snapshot {
     s.patient_boluses = Vec::from_slice(&[Timestamp(u64::MAX); MAX_PATIENT_HISTORY]).unwrap();
     s.acknowledged = Vec::from_slice(&[AlarmKind::StorageFault; 8]).unwrap();
     s.device_secret = Some([0xFF; 32]);
-    s.handshakes_reserved = u64::MAX;
+    s.boot_count = u32::MAX;
     s
 }
 
@@ -82,6 +82,7 @@ fn largest_entry() -> LogEntry {
             from: Timestamp(u64::MAX),
             to: Timestamp(u64::MAX),
             offset: UtcOffset(i16::MIN),
+            by: Role::Emergency,
         },
     }
 }

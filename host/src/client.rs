@@ -6,8 +6,10 @@
 //!   programmer sessions rarely reuse each other's ids in the pump's reply cache).
 //! * Each attempt waits at most [`ClientConfig::timeout`] for the answer. A lost answer is
 //!   retried up to [`ClientConfig::retries`] times with the **same id** and the
-//!   [`Flags::RETRY`] bit set; the pump answers a repeat from its reply cache instead of
-//!   executing it again, so a retried bolus or schedule write happens once.
+//!   [`Flags::RETRY`] bit set. A therapy change carries an idempotency key (8 random
+//!   bytes, drawn once per operation, inside the sealed body, [`Command`]); the pump
+//!   answers a repeat of the same key from its reply cache instead of executing it
+//!   again, so a retried bolus or schedule write happens once.
 //! * Answers carrying another id (late answers to an earlier request) and pump events
 //!   are discarded; corrupt frames are dropped (the decoder resynchronises) and count as
 //!   lost.
@@ -26,15 +28,19 @@
 //! * **Handshake.** `SessionHello` with 16 fresh random bytes from the operating system;
 //!   the pump's proof is checked before anything else is sent, and a pump that does not
 //!   prove it holds the role key gets nothing more ([`Error::PumpNotAuthenticated`]). Then
-//!   `SessionProof`, and both sides derive the session keys. Each handshake message is
+//!   `SessionProof` naming that nonce, and both sides derive the session keys. A pump
+//!   whose challenge slots are all taken answers `Busy`: the client waits
+//!   [`BUSY_WAIT`] and tries again, a few times, before [`Error::Busy`]. The emergency
+//!   role needs no key file ([`RoleKey::emergency`]), only the pump's physical-presence
+//!   signal. Each handshake message is
 //!   sent once per try with a fresh request id (a late answer to an earlier try is then
 //!   stale, never mistaken for the current one); a try that goes unanswered starts over.
-//! * **Sealed frames.** Every request except `Identify`, the handshake and `Provision`
-//!   is sealed (the [`Flags::SEALED`] bit, its own counter); while a session is open only
+//! * **Sealed frames.** Every request except the handshake and `Provision` (and
+//!   `Identify` before a session is open) is sealed (the [`Flags::SEALED`] bit, its own counter); while a session is open only
 //!   sealed answers that open under the session key are accepted: anything else carrying
 //!   the request's id is dropped and counted ([`ClientCounters::unauthentic`]). A retry
 //!   after a timeout is sealed again with the next counter, same id, `RETRY` flag.
-//! * **Renewal.** A plain `Refused(SessionRequired)` (or `LockedOut`) in answer to a
+//! * **Renewal.** A plain `Refused(SessionRequired)` in answer to a
 //!   sealed request means the pump lost the session (reset, idle timeout, another
 //!   programmer): the client performs the handshake again, once, and sends the request
 //!   again with the same id and the `RETRY` flag. If that fails the result is
@@ -56,8 +62,8 @@ use thecal_protocol::frame::{
     Header, MAX_BODY, MAX_WIRE,
 };
 use thecal_protocol::message::{
-    AlarmEntry, AlarmKind, BatteryReport, BolusReport, BolusRequest, Identity, LinkStats, LogPage,
-    PrescriptionRecord, Refusal, ReservoirReport, Revision, Role, StatusReport,
+    AlarmEntry, AlarmKind, BatteryReport, BolusReport, BolusRequest, Command, Identity, LinkStats,
+    LogPage, OpKey, PrescriptionRecord, Refusal, ReservoirReport, Revision, Role, StatusReport,
 };
 use thecal_protocol::prescription::{Prescription, PrescriptionDraft};
 use thecal_protocol::session::{
@@ -70,6 +76,11 @@ use thecal_protocol::{Request, Response, PROTOCOL_VERSION, SCHEMA_HASH};
 
 use crate::error::Error;
 use crate::keys::{KeyFile, RoleKey};
+
+/// How long the client waits before trying a handshake again after `Busy`.
+pub const BUSY_WAIT: Duration = Duration::from_millis(1_000);
+/// `Busy` answers a handshake waits out before giving up ([`Error::Busy`]).
+pub const BUSY_RETRIES: u32 = 4;
 
 /// Timeout and retry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +148,7 @@ pub enum Trace {
         /// Its role.
         role: Role,
     },
-    /// The pump answered a sealed request with a plain `SessionRequired` or `LockedOut`:
+    /// The pump answered a sealed request with a plain `SessionRequired`:
     /// it no longer holds the session.
     SessionLost {
         /// Request id.
@@ -223,7 +234,7 @@ struct InFlight<K> {
 enum Outcome {
     Answer(Response),
     TimedOut,
-    /// A plain `SessionRequired` or `LockedOut` answered a sealed request.
+    /// A plain `SessionRequired` answered a sealed request.
     SessionLost,
 }
 
@@ -347,7 +358,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         let id = self.fresh_id();
         self.counters.requests += 1;
         let started = Instant::now();
-        let outcome = match self.frame(&request, id, false, true) {
+        let outcome = match self.frame(&request, id, false, true, None) {
             Ok(frame) => self.exchange(&frame, id, &request, true, false).await,
             Err(e) => Err(e),
         };
@@ -718,7 +729,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                         request: request.name(),
                     });
                 }
-                let sealed = self.credentials.is_some() && needs_session(&request);
+                let sealed = self.seals(&request);
                 if sealed && self.session.is_none() {
                     self.handshake().await?;
                 }
@@ -824,7 +835,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// `false` when the session's sending counter is used up (nothing was sent).
     async fn send_in_flight<K>(&mut self, f: &mut InFlight<K>) -> Result<bool, Error> {
         let retry = f.sent > 0;
-        let frame = match self.frame(&f.request, f.id, retry, f.sealed) {
+        let frame = match self.frame(&f.request, f.id, retry, f.sealed, None) {
             Ok(frame) => frame,
             Err(Error::Seal(SealError::Exhausted)) => return Ok(false),
             Err(e) => return Err(e),
@@ -922,6 +933,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         }
     }
 
+    /// Whether `request` goes sealed: with a role key, everything but the handshake and
+    /// `Provision`, and `Identify` too once a session is open (a plain frame inside a
+    /// session is unauthenticated traffic the pump pays from its energy budget).
+    fn seals(&self, request: &Request) -> bool {
+        self.credentials.is_some()
+            && (needs_session(request)
+                || (matches!(request, Request::Identify) && self.session.is_some()))
+    }
+
     fn fresh_id(&mut self) -> u16 {
         let id = self.next_id;
         self.next_id = id.wrapping_add(1);
@@ -931,7 +951,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// One request with its retries (and, inside a session, its renewal): returns the
     /// first acceptable answer carrying its id.
     async fn call(&mut self, request: &Request) -> Result<Response, Error> {
-        let sealed = self.credentials.is_some() && needs_session(request);
+        let sealed = self.seals(request);
+        // One idempotency key for every attempt of this operation.
+        let key = if request.changes_therapy() {
+            Some(fresh_key()?)
+        } else {
+            None
+        };
         let id = self.fresh_id();
         self.counters.requests += 1;
         let attempts = self.config.retries.saturating_add(1);
@@ -956,7 +982,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                 }
             }
             let retry = sent > 0;
-            let frame = match self.frame(request, id, retry, sealed) {
+            let frame = match self.frame(request, id, retry, sealed, key) {
                 Ok(frame) => frame,
                 Err(Error::Seal(SealError::Exhausted)) => {
                     // The sending counter is used up: a new session, new keys, counter 1.
@@ -1064,7 +1090,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         };
         let (role, key, serial) = (key.role, key.key.clone(), serial.clone());
         let tries = self.config.retries.saturating_add(1);
-        for _ in 0..tries {
+        let mut busy = 0;
+        let mut tried = 0;
+        while tried < tries {
+            tried += 1;
             let mut host_nonce = [0u8; NONCE_LEN];
             getrandom::fill(&mut host_nonce).map_err(Error::Random)?;
             let hello = Request::SessionHello {
@@ -1074,6 +1103,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             let (device_nonce, device_proof) = match self.once(&hello).await? {
                 None => continue,
                 Some(Response::SessionChallenge { nonce, proof }) => (nonce, proof),
+                // Every challenge slot is young (another programmer, or a stranger):
+                // they free up within 2 s.
+                Some(Response::Refused(Refusal::Busy)) if busy < BUSY_RETRIES => {
+                    busy += 1;
+                    tried -= 1;
+                    tokio::time::sleep(BUSY_WAIT).await;
+                    continue;
+                }
                 Some(Response::Refused(refusal)) => return Err(handshake_refusal(refusal, role)),
                 Some(other) => {
                     return Err(Error::UnexpectedResponse {
@@ -1093,6 +1130,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                 return Err(Error::PumpNotAuthenticated { role });
             }
             let proof = Request::SessionProof {
+                nonce: host_nonce,
                 proof: host_proof(&key, &transcript),
             };
             match self.once(&proof).await? {
@@ -1130,7 +1168,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         let id = self.fresh_id();
         self.counters.requests += 1;
         let started = Instant::now();
-        let frame = self.frame(request, id, false, false)?;
+        let frame = self.frame(request, id, false, false, None)?;
         match self.exchange(&frame, id, request, false, false).await? {
             Outcome::Answer(response) => {
                 self.trace(Trace::Answered {
@@ -1149,13 +1187,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
 
     /// The wire bytes of one attempt: a lone `0x00` (flushes any partial frame in the
     /// pump's decoder), then the frame, sealed with the session's next counter when
-    /// `sealed`.
+    /// `sealed` (its plaintext a [`Command`] with the idempotency `key`).
     fn frame(
         &mut self,
         request: &Request,
         id: u16,
         retry: bool,
         sealed: bool,
+        key: Option<OpKey>,
     ) -> Result<Vec<u8>, Error> {
         let mut header = Header::request(id);
         if retry {
@@ -1169,8 +1208,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                 .as_mut()
                 .ok_or(Error::Seal(SealError::Exhausted))?;
             header.flags = Flags(header.flags.0 | Flags::SEALED);
+            let command = Command {
+                key,
+                request: request.clone(),
+            };
             let mut plain = vec![0u8; MAX_BODY];
-            let plain = postcard::to_slice(request, &mut plain)
+            let plain = postcard::to_slice(&command, &mut plain)
                 .map_err(|_| Error::Encode(EncodeError::BodyTooLarge))?;
             if plain.len() + SEAL_OVERHEAD > MAX_BODY {
                 return Err(Error::Encode(EncodeError::BodyTooLarge));
@@ -1214,7 +1257,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     }
 
     /// Waits for an acceptable answer to `id`: inside a session a sealed one that opens,
-    /// or a plain `SessionRequired`/`LockedOut`; outside, a plain one.
+    /// or a plain `SessionRequired`; outside, a plain one.
     async fn answer(
         &mut self,
         id: u16,
@@ -1258,7 +1301,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             }
         } else if sealed {
             match decode_body::<Response>(&body) {
-                Ok(Response::Refused(Refusal::SessionRequired | Refusal::LockedOut { .. })) => {
+                Ok(Response::Refused(Refusal::SessionRequired)) => {
                     return Ok(Some(Outcome::SessionLost))
                 }
                 _ => self.unauthentic(id),
@@ -1367,18 +1410,24 @@ fn needs_session(request: &Request) -> bool {
 
 /// The roles that may make `request` (the pump's own table).
 fn allowed_roles(request: &Request) -> Vec<Role> {
-    crate::keys::ROLES
+    Role::ALL
         .into_iter()
         .filter(|r| thecal_device::session::permitted(*r, request))
         .collect()
 }
 
+/// A fresh idempotency key from the operating system's random source.
+fn fresh_key() -> Result<OpKey, Error> {
+    let mut key = [0u8; 8];
+    getrandom::fill(&mut key).map_err(Error::Random)?;
+    Ok(key)
+}
+
 /// A handshake refusal, told apart.
 fn handshake_refusal(refusal: Refusal, role: Role) -> Error {
     match refusal {
-        Refusal::LockedOut { retry_after_ms } => Error::LockedOut {
-            retry_after: Duration::from_millis(u64::from(retry_after_ms)),
-        },
+        Refusal::Busy => Error::Busy,
+        Refusal::PresenceRequired => Error::PresenceRequired,
         Refusal::AuthenticationFailed => Error::AuthenticationFailed { role },
         Refusal::NotProvisioned => Error::NotProvisioned,
         refusal => Error::Refused {

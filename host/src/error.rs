@@ -133,16 +133,20 @@ pub enum Error {
         /// Role of the key.
         role: Role,
     },
-    /// The pump refuses handshakes for a while after failed ones (exponential back-off).
+    /// The pump kept answering `Busy`: every one of its handshake slots was taken by a
+    /// recent `SessionHello` (another programmer nearby, or a stranger flooding the link).
     #[error(
-        "locked out: the pump refuses new sessions for {} s after failed handshakes; wait \
-         that long, and check the key file (every failure doubles the wait, up to 15 minutes)",
-        secs_up(*retry_after)
+        "the pump is busy with other handshakes (another programmer nearby, or interference \
+         on the link); try again in a few seconds. At the patient's side, the magnet opens \
+         emergency access (`--role emergency`) whatever the link is doing"
     )]
-    LockedOut {
-        /// How long until the pump accepts the next attempt.
-        retry_after: Duration,
-    },
+    Busy,
+    /// The emergency role was asked for without the pump's physical-presence signal.
+    #[error(
+        "emergency access needs the magnet: hold it over the pump (simulator: --magnet, or \
+         type `magnet`), then run the command again within 5 minutes"
+    )]
+    PresenceRequired,
     /// The pump ended the session (reset, or 5 minutes idle) and a new one could not be
     /// opened.
     #[error(
@@ -210,11 +214,6 @@ impl Error {
             _ => None,
         }
     }
-}
-
-/// Whole seconds, rounded up (a wait is never shown shorter than it is).
-fn secs_up(d: Duration) -> u64 {
-    d.as_millis().div_ceil(1000) as u64
 }
 
 /// `it needs the clinician role`, `it needs the patient, clinician or service role`.

@@ -25,16 +25,18 @@ use serde::Deserialize;
 use thecal_protocol::message::Role;
 use thecal_protocol::session::{Secret, KEY_LEN};
 
-/// Every role, in the order key files are written.
+/// Every role that has a key file, in the order key files are written. (The emergency
+/// role has none: [`RoleKey::emergency`].)
 pub const ROLES: [Role; 3] = [Role::Clinician, Role::Patient, Role::Service];
 
 /// The role's name as on the command line and in key files: `patient`, `clinician`,
-/// `service`.
+/// `service`, `emergency`.
 pub const fn role_name(role: Role) -> &'static str {
     match role {
         Role::Patient => "patient",
         Role::Clinician => "clinician",
         Role::Service => "service",
+        Role::Emergency => "emergency",
     }
 }
 
@@ -50,6 +52,19 @@ pub struct RoleKey {
     pub role: Role,
     /// Its key (`Debug` never shows it).
     pub key: Secret,
+}
+
+impl RoleKey {
+    /// The emergency role's key on the pump with `serial`: public, derived from the
+    /// serial alone ([`thecal_protocol::session::emergency_key`]). The pump accepts it
+    /// only while its physical-presence signal (the magnet) is active, and then only for
+    /// `Identify`, `Status`, `ReadAlarms` and `StopTherapy`.
+    pub fn emergency(serial: &str) -> RoleKey {
+        RoleKey {
+            role: Role::Emergency,
+            key: thecal_protocol::session::emergency_key(serial),
+        }
+    }
 }
 
 /// 32 bytes from the operating system's random source (a new device secret).

@@ -14,8 +14,8 @@ use thecal_protocol::frame::{
     decode_body, encode, encode_raw, Feed, Flags, FrameDecoder, FrameKind, Header,
 };
 use thecal_protocol::message::{
-    BolusKind, BolusReport, BolusRequest, Capabilities, Event, Identity, LogEntry, LogPage,
-    Refusal, Revision, Role, Version,
+    BolusKind, BolusReport, BolusRequest, Capabilities, Command, Event, Identity, LogEntry,
+    LogPage, OpKey, Refusal, Revision, Role, Version,
 };
 use thecal_protocol::prescription::{PrescriptionDraft, TherapyMode};
 use thecal_protocol::session::{
@@ -73,9 +73,8 @@ struct Script {
     impostor: bool,
     /// Refuse every host proof.
     refuse_proof: bool,
-    /// Refuse hellos with `LockedOut` for this many ms once this many sessions were
-    /// opened.
-    locked_out: Option<(u32, u32)>,
+    /// Refuse hellos with `Busy` once this many sessions were opened.
+    busy_after: Option<u32>,
     /// An event log of this many entries (indices 0..log) served to `ReadLog`.
     log: u32,
     /// Lose the answer to the first attempt of these request ids (a retry is answered).
@@ -167,9 +166,13 @@ fn log_entry(index: u32) -> LogEntry {
         index,
         at: Timestamp(1_700_000_000_000 + u64::from(index) * 1_000),
         event: if index.is_multiple_of(2) {
-            Event::TherapyStopped
+            Event::TherapyStopped {
+                by: Role::Clinician,
+            }
         } else {
-            Event::TherapyResumed
+            Event::TherapyResumed {
+                by: Role::Clinician,
+            }
         },
     }
 }
@@ -203,7 +206,8 @@ struct State {
     nonces: u64,
     challenged: Option<(Role, [u8; 16], [u8; 16])>,
     session: Option<(Role, Opener, Sealer)>,
-    cache: HashMap<u16, Response>,
+    /// Answers to therapy changes by request id, with the idempotency key they came with.
+    cache: HashMap<u16, (Option<OpKey>, Response)>,
     dropped: u32,
     lost: u32,
     sealed_seen: u32,
@@ -293,18 +297,16 @@ fn serve(
                 seen.lock().unwrap().hellos += 1;
                 st.session = None;
                 st.challenged = None;
-                if let Some((after, ms)) = script.locked_out {
+                if let Some(after) = script.busy_after {
                     if seen.lock().unwrap().sessions >= after {
-                        return plain_reply(&Response::Refused(Refusal::LockedOut {
-                            retry_after_ms: ms,
-                        }));
+                        return plain_reply(&Response::Refused(Refusal::Busy));
                     }
                 }
                 let Some(secret) = st.secret else {
                     return plain_reply(&Response::Refused(Refusal::NotProvisioned));
                 };
                 st.nonces += 1;
-                let d = device_nonce(&Secret(secret), st.nonces);
+                let d = device_nonce(&Secret(secret), 1, st.nonces);
                 let proving = if script.impostor { [0x11; 32] } else { secret };
                 let t = Transcript {
                     role,
@@ -316,11 +318,13 @@ fn serve(
                 st.challenged = Some((role, nonce, d));
                 plain_reply(&Response::SessionChallenge { nonce: d, proof })
             }
-            Request::SessionProof { proof } => {
+            Request::SessionProof { nonce, proof } => {
                 seen.lock().unwrap().proofs += 1;
                 let (Some((role, h, d)), Some(secret)) = (st.challenged.take(), st.secret) else {
                     return plain_reply(&Response::Refused(Refusal::SessionRequired));
                 };
+                // The proof names the challenge it answers.
+                assert_eq!(nonce, h, "SessionProof must carry its hello's nonce");
                 let key = role_key(&Secret(secret), role, SERIAL);
                 let t = Transcript {
                     role,
@@ -342,7 +346,7 @@ fn serve(
             }
             Request::Identify | Request::Provision { .. } => {
                 seen.lock().unwrap().frames.push((id, retry, req.name()));
-                match execute(st, script, seen, id, retry, &req) {
+                match execute(st, script, seen, id, retry, None, &req) {
                     Err(serve) => serve,
                     Ok(response) => Serve::Send(reply(script, id, &response, None)),
                 }
@@ -370,7 +374,9 @@ fn serve(
         let Ok(plain) = opener.open(&header.to_bytes(), &mut body) else {
             return Serve::Nothing;
         };
-        let req: Request = decode_body(plain).unwrap();
+        let Command { key, request: req } = decode_body(plain).unwrap();
+        // Every therapy change carries an idempotency key; nothing else does.
+        assert_eq!(key.is_some(), req.changes_therapy(), "{req:?} key {key:?}");
         {
             let mut s = seen.lock().unwrap();
             s.counters.push(counter);
@@ -380,7 +386,7 @@ fn serve(
             let (_, _, mut sealer) = st.session.take().unwrap();
             return Serve::Send(sealed_frame(&mut sealer, id, &Response::SessionClosed));
         }
-        let response = match execute(st, script, seen, id, retry, &req) {
+        let response = match execute(st, script, seen, id, retry, key, &req) {
             Err(serve) => return serve,
             Ok(response) => response,
         };
@@ -402,6 +408,7 @@ fn execute(
     seen: &Mutex<Seen>,
     id: u16,
     retry: bool,
+    key: Option<OpKey>,
     req: &Request,
 ) -> Result<Response, Serve> {
     if script.hang_up {
@@ -412,7 +419,11 @@ fn execute(
         return Err(Serve::Nothing);
     }
     let response = match (st.cache.get(&id), req) {
-        (Some(cached), _) if retry => cached.clone(),
+        (Some((k, cached)), _) if retry => {
+            // A retry is the same operation: the same key.
+            assert_eq!(*k, key, "a retry must carry the original's idempotency key");
+            cached.clone()
+        }
         (_, Request::Provision { secret }) => {
             if st.secret.is_none() {
                 st.secret = Some(*secret);
@@ -425,7 +436,7 @@ fn execute(
             let r = answer(req, script);
             if req.changes_therapy() {
                 seen.lock().unwrap().executed += 1;
-                st.cache.insert(id, r.clone());
+                st.cache.insert(id, (key, r.clone()));
             }
             r
         }
@@ -899,19 +910,21 @@ async fn a_pump_that_keeps_losing_the_session_gives_session_expired() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_renewal_refused_for_lockout_is_session_expired_with_the_wait() {
-    let (mut c, _) = start(Script {
+async fn a_renewal_the_pump_keeps_refusing_as_busy_is_session_expired() {
+    let (mut c, seen) = start(Script {
         lose_session_before: vec![0],
-        locked_out: Some((1, 90_500)),
+        busy_after: Some(1),
         ..Script::default()
     })
     .await;
     let e = c.status().await.unwrap_err();
     assert!(matches!(e, Error::SessionExpired { .. }), "{e:?}");
     let text = e.to_string();
-    assert!(
-        text.contains("locked out") && text.contains("91 s"),
-        "{text}"
+    assert!(text.contains("busy"), "{text}");
+    // The first hello, then the renewal's, waited out BUSY_RETRIES times.
+    assert_eq!(
+        seen.lock().unwrap().hellos,
+        2 + thecal_host::client::BUSY_RETRIES
     );
 }
 
@@ -972,7 +985,7 @@ async fn handshake_refusals_are_told_apart() {
     assert!(e.to_string().contains("authentication failed"), "{e}");
     let (mut c, _) = start_plain(
         Script {
-            locked_out: Some((0, 4_000)),
+            busy_after: Some(0),
             ..Script::default()
         },
         100,
@@ -981,11 +994,8 @@ async fn handshake_refusals_are_told_apart() {
         .authenticate(key(Role::Clinician), SERIAL)
         .await
         .unwrap_err();
-    assert!(
-        matches!(e, Error::LockedOut { retry_after } if retry_after == Duration::from_secs(4)),
-        "{e:?}"
-    );
-    assert!(e.to_string().contains("for 4 s"), "{e}");
+    assert!(matches!(e, Error::Busy), "{e:?}");
+    assert!(e.to_string().contains("try again"), "{e}");
     let (mut c, _) = start_plain(
         Script {
             unprovisioned: true,
@@ -1013,7 +1023,9 @@ async fn a_request_the_role_may_not_make_names_the_role_needed() {
         } => {
             assert_eq!(*request, "StopTherapy");
             assert_eq!(*role, Role::Patient);
-            assert_eq!(allowed, &vec![Role::Clinician]);
+            // A stop is the clinician's, or anyone's at the patient's side with the
+            // magnet (emergency).
+            assert_eq!(allowed, &vec![Role::Clinician, Role::Emergency]);
         }
         other => panic!("{other:?}"),
     }
@@ -1021,7 +1033,7 @@ async fn a_request_the_role_may_not_make_names_the_role_needed() {
     let text = e.to_string();
     assert!(
         text.contains("the patient role may not make StopTherapy")
-            && text.contains("needs the clinician role"),
+            && text.contains("needs the clinician or emergency role"),
         "{text}"
     );
 }

@@ -363,10 +363,11 @@ async fn port_that_does_not_exist_is_a_port_error() {
 async fn long_event_log_is_read_page_by_page() {
     let sim = sim();
     let mut c = connect(&sim).await;
-    // Every refused request is logged: 30 acknowledgements of an inactive alarm.
-    for _ in 0..30 {
-        let e = c.acknowledge(AlarmKind::MotorStall).await.unwrap_err();
-        assert!(e.refusal().is_some(), "{e:?}");
+    // 30 therapy events: stop, resume, … (repeated refusals would be one aggregated
+    // entry).
+    for _ in 0..15 {
+        c.stop().await.unwrap();
+        c.resume().await.unwrap();
     }
     let mut calls = Vec::new();
     let all = thecal_host::eventlog::read_log(&mut c, Default::default(), |done, total| {
@@ -403,10 +404,10 @@ async fn pipelined_log_read_returns_exactly_what_stop_and_wait_returns() {
     use thecal_host::eventlog::{read_log, read_log_pipelined, LogRange, WINDOW};
     let sim = sim();
     let mut c = connect(&sim).await;
-    // Every refused request is logged: 70 acknowledgements of an inactive alarm.
-    for _ in 0..70 {
-        let e = c.acknowledge(AlarmKind::MotorStall).await.unwrap_err();
-        assert!(e.refusal().is_some(), "{e:?}");
+    // 70 therapy events: stop, resume, …
+    for _ in 0..35 {
+        c.stop().await.unwrap();
+        c.resume().await.unwrap();
     }
     let ranges = [
         LogRange::default(),

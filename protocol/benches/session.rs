@@ -18,7 +18,7 @@ fn handshake(secret: &Secret, n: u64) -> bool {
     let serial = "SIM000001";
     let key = role_key(secret, Role::Clinician, serial);
     let host_nonce = [0x22; 16];
-    let dev_nonce = device_nonce(secret, n);
+    let dev_nonce = device_nonce(secret, 1, n);
     let t = Transcript {
         role: Role::Clinician,
         host_nonce: &host_nonce,

@@ -64,11 +64,29 @@ pub const fn role_label(role: Role) -> &'static [u8] {
         Role::Patient => b"patient",
         Role::Clinician => b"clinician",
         Role::Service => b"service",
+        Role::Emergency => b"emergency",
     }
 }
 
-/// The key of `role` on the pump with `serial`.
+/// The emergency role's key on the pump with `serial`:
+/// `HKDF-SHA256(salt = "thecal/emergency-key/v2", ikm = serial, info = "emergency")`.
+/// It is public on purpose (anyone who reads the serial with `Identify` can compute it):
+/// the emergency role is authorised by physical presence, not by a key. The session it
+/// opens is still sealed like any other, so its frames cannot be altered or replayed.
+pub fn emergency_key(serial: &str) -> Secret {
+    let hk = Hkdf::<Sha256>::new(Some(b"thecal/emergency-key/v2"), serial.as_bytes());
+    let mut okm = [0u8; KEY_LEN];
+    // 32 bytes is always a valid HKDF-SHA256 output length.
+    let _ = hk.expand(role_label(Role::Emergency), &mut okm);
+    Secret(okm)
+}
+
+/// The key of `role` on the pump with `serial` (for [`Role::Emergency`], the public
+/// [`emergency_key`], whatever the secret).
 pub fn role_key(device_secret: &Secret, role: Role, serial: &str) -> Secret {
+    if role == Role::Emergency {
+        return emergency_key(serial);
+    }
     let hk = Hkdf::<Sha256>::new(Some(b"thecal/role-key/v1"), &device_secret.0);
     let mut okm = [0u8; KEY_LEN];
     // 32 bytes is always a valid HKDF-SHA256 output length.
@@ -130,13 +148,17 @@ pub fn verify_host_proof(key: &Secret, t: &Transcript<'_>, got: &[u8; PROOF_LEN]
     proof(key, HOST_LABEL, t).verify_slice(got).is_ok()
 }
 
-/// The pump's `n`-th handshake nonce: `HMAC-SHA256(secret, "thecal/device-nonce/v1" ‖ n)`,
-/// first 16 bytes. The pump persists `n` before using it, so its nonces never repeat,
-/// with or without a hardware random generator.
-pub fn device_nonce(device_secret: &Secret, n: u64) -> [u8; NONCE_LEN] {
+/// The pump's `n`-th handshake nonce of boot `epoch`: the first 16 bytes of
+/// `HMAC-SHA256(key, "thecal/device-nonce/v2" ‖ epoch ‖ n)` (both u64 LE). `key` is the
+/// device secret (the emergency key on an unprovisioned pump). `n` counts handshakes in
+/// RAM; `epoch` is new at every boot and never repeats, even when the store falls back
+/// to an older snapshot (see the pump's boot), so a nonce never repeats and no flash is
+/// written for a handshake.
+pub fn device_nonce(key: &Secret, epoch: u64, n: u64) -> [u8; NONCE_LEN] {
     let mut out = [0u8; NONCE_LEN];
-    if let Ok(mut mac) = HmacSha256::new_from_slice(&device_secret.0) {
-        mac.update(b"thecal/device-nonce/v1");
+    if let Ok(mut mac) = HmacSha256::new_from_slice(&key.0) {
+        mac.update(b"thecal/device-nonce/v2");
+        mac.update(&epoch.to_le_bytes());
         mac.update(&n.to_le_bytes());
         let full: [u8; 32] = mac.finalize().into_bytes().into();
         out.copy_from_slice(full.get(..NONCE_LEN).unwrap_or(&[0; NONCE_LEN]));
@@ -237,6 +259,11 @@ impl Sealer {
         }
     }
 
+    /// Whether the counter is used up (the session must be renewed).
+    pub fn exhausted(&self) -> bool {
+        self.next == u32::MAX
+    }
+
     /// Seals `plaintext` into `out` (`counter ‖ ciphertext ‖ tag`) under `header` (the
     /// five header bytes, `SEALED` flag set); returns the body length.
     pub fn seal(
@@ -300,7 +327,8 @@ impl Opener {
             [a, b, c, d] => u32::from_le_bytes([a, b, c, d]),
             _ => return Err(SealError::TooShort),
         };
-        if counter <= self.last {
+        // u32::MAX is never sent (a sender stops before it): dropped like a replay.
+        if counter <= self.last || counter == u32::MAX {
             return Err(SealError::Replayed {
                 counter,
                 last: self.last,
@@ -336,7 +364,7 @@ mod tests {
         let k = role_key(&secret, Role::Clinician, "SIM000001");
         assert_ne!(k, role_key(&secret, Role::Patient, "SIM000001"));
         assert_ne!(k, role_key(&secret, Role::Clinician, "SIM000002"));
-        let (h, d) = ([1; 16], device_nonce(&secret, 1));
+        let (h, d) = ([1; 16], device_nonce(&secret, 1, 1));
         let t = transcript(&h, &d);
         let pd = device_proof(&k, &t);
         assert!(verify_device_proof(&k, &t, &pd));
@@ -346,7 +374,14 @@ mod tests {
         );
         let wrong = role_key(&Secret([8; 32]), Role::Clinician, "SIM000001");
         assert!(!verify_host_proof(&k, &t, &host_proof(&wrong, &t)));
-        assert_ne!(device_nonce(&secret, 1), device_nonce(&secret, 2));
+        assert_ne!(device_nonce(&secret, 1, 1), device_nonce(&secret, 1, 2));
+        assert_ne!(device_nonce(&secret, 1, 1), device_nonce(&secret, 2, 1));
+        // The emergency key needs no secret and is the same whatever the secret.
+        assert_eq!(
+            role_key(&secret, Role::Emergency, "SIM000001"),
+            role_key(&Secret([8; 32]), Role::Emergency, "SIM000001")
+        );
+        assert_ne!(emergency_key("SIM000001"), emergency_key("SIM000002"));
     }
 
     #[test]

@@ -400,6 +400,7 @@ fn code_enums() -> BTreeMap<&'static str, Vec<Variant>> {
     m.insert("BolusKind", variants(&common::bolus_kind_samples()));
     m.insert("BolusRequest", variants(&common::bolus_request_samples()));
     m.insert("Role", variants(&common::role_samples()));
+    m.insert("SessionEnd", variants(&common::session_end_samples()));
     m.insert("Weekday", variants(&Weekday::ALL));
     m
 }
@@ -440,6 +441,11 @@ fn code_structs() -> BTreeMap<&'static str, Vec<&'static str>> {
             acknowledged: false,
         }),
         struct_fields(&message::LinkStats::default()),
+        struct_fields(&message::LinkAbuse::default()),
+        struct_fields(&message::Command {
+            key: None,
+            request: message::Request::Status,
+        }),
         struct_fields(&common::bolus_report()),
         struct_fields(&page.entries[0]),
         struct_fields(&page),

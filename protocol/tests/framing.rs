@@ -10,7 +10,7 @@ use thecal_protocol::frame::{
     FrameKind, Header, CRC16, MAX_BODY, MAX_WIRE,
 };
 use thecal_protocol::message::{PrescriptionRecord, Revision};
-use thecal_protocol::{Request, Response};
+use thecal_protocol::{Request, Response, PROTOCOL_VERSION};
 
 /// The documented vectors plus the largest valid weekly prescription, as (header, body)
 /// and as one wire stream with idle delimiters sprinkled in.
@@ -260,12 +260,14 @@ fn short_frames_are_reported_as_too_short() {
 fn header_fields_are_checked_after_the_crc() {
     let body = postcard::to_stdvec(&Request::Status).unwrap();
     let cases = [
-        ([0x02, 0x01, 0x01, 0x00, 0x00], FrameError::Version(2)),
+        // Version 1 (the previous protocol) and 3 are refused like any other.
+        ([0x01, 0x01, 0x01, 0x00, 0x00], FrameError::Version(1)),
+        ([0x03, 0x01, 0x01, 0x00, 0x00], FrameError::Version(3)),
         ([0x00, 0x01, 0x01, 0x00, 0x00], FrameError::Version(0)),
-        ([0x01, 0x00, 0x01, 0x00, 0x00], FrameError::Kind(0)),
-        ([0x01, 0x04, 0x01, 0x00, 0x00], FrameError::Kind(4)),
-        ([0x01, 0x01, 0x01, 0x00, 0x04], FrameError::Flags(0x04)),
-        ([0x01, 0x01, 0x01, 0x00, 0x81], FrameError::Flags(0x81)),
+        ([0x02, 0x00, 0x01, 0x00, 0x00], FrameError::Kind(0)),
+        ([0x02, 0x04, 0x01, 0x00, 0x00], FrameError::Kind(4)),
+        ([0x02, 0x01, 0x01, 0x00, 0x04], FrameError::Flags(0x04)),
+        ([0x02, 0x01, 0x01, 0x00, 0x81], FrameError::Flags(0x81)),
     ];
     for (header, error) in cases {
         let mut decoder: FrameDecoder = FrameDecoder::new();
@@ -284,7 +286,7 @@ fn header_fields_are_checked_after_the_crc() {
             let mut decoder: FrameDecoder = FrameDecoder::new();
             let out = feed_all(
                 &mut decoder,
-                &wire_from_raw([1, code, 0x34, 0x12, flags], &body),
+                &wire_from_raw([PROTOCOL_VERSION, code, 0x34, 0x12, flags], &body),
             );
             let want = Header {
                 kind,

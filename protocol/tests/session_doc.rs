@@ -2,10 +2,10 @@
 //! from its inputs: role key, nonces, proofs, session keys and a sealed frame, byte for byte.
 
 use thecal_protocol::frame::{Feed, Flags, FrameDecoder, FrameKind, Header};
-use thecal_protocol::message::{Request, Role};
+use thecal_protocol::message::{Command, Request, Role};
 use thecal_protocol::session::{
-    device_nonce, device_proof, host_proof, role_key, session_keys, Opener, Sealer, Secret,
-    Transcript,
+    device_nonce, device_proof, emergency_key, host_proof, role_key, session_keys, Opener, Sealer,
+    Secret, Transcript,
 };
 
 const DOC: &str = include_str!("../../docs/PROTOCOL.md");
@@ -24,7 +24,7 @@ fn computed() -> (String, Vec<u8>) {
     let role = Role::Clinician;
     let key = role_key(&secret, role, serial);
     let host_nonce = [0x22u8; 16];
-    let dev_nonce = device_nonce(&secret, 1);
+    let dev_nonce = device_nonce(&secret, 7, 1);
     let t = Transcript {
         role,
         host_nonce: &host_nonce,
@@ -39,9 +39,11 @@ fn computed() -> (String, Vec<u8>) {
         flags: Flags(Flags::SEALED),
     };
     let mut plain = [0u8; 16];
-    let plain = postcard::to_slice(&Request::Status, &mut plain)
-        .unwrap()
-        .to_vec();
+    let command = Command {
+        key: None,
+        request: Request::Status,
+    };
+    let plain = postcard::to_slice(&command, &mut plain).unwrap().to_vec();
     let mut body = [0u8; 64];
     let n = Sealer::new(&keys.to_device)
         .seal(&header.to_bytes(), &plain, &mut body)
@@ -52,15 +54,19 @@ fn computed() -> (String, Vec<u8>) {
         ("device secret", secret.0.to_vec()),
         ("role key (clinician, SIM000001)", key.0.to_vec()),
         ("host nonce", host_nonce.to_vec()),
-        ("device nonce (n = 1)", dev_nonce.to_vec()),
+        ("device nonce (epoch = 7, n = 1)", dev_nonce.to_vec()),
         ("device proof", device_proof(&key, &t).to_vec()),
         ("host proof", host_proof(&key, &t).to_vec()),
         ("key programmer→pump", keys.to_device.0.to_vec()),
         ("key pump→programmer", keys.to_host.0.to_vec()),
         ("header", header.to_bytes().to_vec()),
-        ("plaintext body (Status)", plain.clone()),
+        ("plaintext body (Command, Status)", plain.clone()),
         ("sealed body", body[..n].to_vec()),
         ("wire frame", wire[..w].to_vec()),
+        (
+            "emergency key (SIM000001)",
+            emergency_key(serial).0.to_vec(),
+        ),
     ];
     let block = lines
         .iter()
@@ -93,7 +99,7 @@ fn the_documented_session_example_is_what_the_code_computes() {
 fn the_documented_sealed_frame_opens_to_the_request() {
     let (_, wire) = computed();
     let key = role_key(&Secret([0x11; 32]), Role::Clinician, "SIM000001");
-    let (h, d) = ([0x22u8; 16], device_nonce(&Secret([0x11; 32]), 1));
+    let (h, d) = ([0x22u8; 16], device_nonce(&Secret([0x11; 32]), 7, 1));
     let t = Transcript {
         role: Role::Clinician,
         host_nonce: &h,
@@ -109,7 +115,10 @@ fn the_documented_sealed_frame_opens_to_the_request() {
     let mut body = frame.body.to_vec();
     let plain = opener.open(&frame.header.to_bytes(), &mut body).unwrap();
     assert_eq!(
-        thecal_protocol::frame::decode_body::<Request>(plain).unwrap(),
-        Request::Status
+        thecal_protocol::frame::decode_body::<Command>(plain).unwrap(),
+        Command {
+            key: None,
+            request: Request::Status
+        }
     );
 }

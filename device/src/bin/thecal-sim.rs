@@ -1,7 +1,9 @@
 //! `thecal-sim`: a simulated thecal pump behind a pseudo-terminal.
 //!
 //! Prints the pty path on the first line of stdout, then serves until Ctrl-C, which
-//! persists the state and exits.
+//! persists the state and exits. A line `magnet` on standard input applies the
+//! physical-presence signal (as a magnet held over the implant would): emergency access
+//! for five minutes.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -32,6 +34,11 @@ struct Args {
     /// Write the role key files here (default: beside --state, or a temporary directory).
     #[arg(long, value_name = "DIR")]
     keys: Option<PathBuf>,
+    /// Apply the physical-presence signal (a magnet over the implant) at start: the
+    /// emergency role (`thecal --role emergency`) works for five minutes. Type `magnet`
+    /// on standard input to apply it again.
+    #[arg(long)]
+    magnet: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +50,7 @@ fn main() -> std::process::ExitCode {
         seed: args.seed,
         link: args.link,
         keys: args.keys,
+        magnet: args.magnet,
     };
     let sim = match Simulator::start(opts) {
         Ok(sim) => sim,
@@ -53,6 +61,7 @@ fn main() -> std::process::ExitCode {
     };
     println!("{}", sim.path().display());
     for role in [Role::Clinician, Role::Patient, Role::Service] {
+        // (The emergency role has no key file: it needs the magnet instead.)
         if let Some(path) = sim.key_file(role) {
             eprintln!("thecal-sim: {role:?} key file {}", path.display());
         }
@@ -63,12 +72,30 @@ fn main() -> std::process::ExitCode {
         args.speed.max(1)
     );
     let (tx, rx) = mpsc::channel();
+    let magnet = tx.clone();
     if let Err(e) = ctrlc::set_handler(move || {
-        let _ = tx.send(());
+        let _ = tx.send(false);
     }) {
         eprintln!("thecal-sim: cannot handle Ctrl-C: {e}");
     }
-    let _ = rx.recv();
+    // Standard input: `magnet` lines apply the presence signal; the reader ends with it.
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            match line {
+                Ok(l) if l.trim() == "magnet" => {
+                    if magnet.send(true).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    while let Ok(true) = rx.recv() {
+        sim.apply_presence();
+        eprintln!("thecal-sim: magnet applied: emergency access for 5 minutes");
+    }
     match sim.shutdown() {
         Ok(()) => {
             eprintln!("thecal-sim: state saved");

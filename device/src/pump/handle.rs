@@ -5,7 +5,7 @@
 use heapless::Vec;
 use thecal_protocol::message::{
     AlarmKind, BolusKind, BolusReport, BolusRequest, Event, LogPage, Refusal, Request, Response,
-    Revision, MAX_LOG_PAGE,
+    Revision, Role, MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{Prescription, PrescriptionDraft};
 use thecal_protocol::time::{Timestamp, UtcOffset};
@@ -23,17 +23,28 @@ pub const MAX_BOLUS_MS: u64 = MS_PER_DAY;
 pub const MAX_BOLUS_FLOW: u64 = 60_000_000;
 
 impl<S: Storage, M: Motor> Pump<S, M> {
-    /// Serves one request at device time `now`.
+    /// Serves one request at device time `now` as a clinician at the bedside would make
+    /// it (tests, benchmarks, examples). The request server calls [`Pump::handle_as`]
+    /// with the role of the session, after its role check.
     pub fn handle(&mut self, now: Timestamp, request: &Request) -> Response {
+        self.handle_as(now, Role::Clinician, request)
+    }
+
+    /// Serves one request of a session of `role` at device time `now`: the events it
+    /// logs name `role`. The role check is the caller's (the request server's).
+    pub fn handle_as(&mut self, now: Timestamp, role: Role, request: &Request) -> Response {
         self.tick(now);
+        self.actor = role;
         let response = match self.serve(now, request) {
             Ok(response) => response,
             Err(refusal) => {
-                self.log_event(
+                self.log_noise(
                     now,
                     Event::Refused {
+                        by: role,
                         request: request.tag(),
                         reason: refusal.code(),
+                        count: 1,
                     },
                 );
                 Response::Refused(refusal)
@@ -67,7 +78,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                     self.stopped = true;
                     self.persist(now, |p| p.stopped = false)?;
                     self.dosing.cancel_bolus();
-                    self.log_event(now, Event::TherapyStopped);
+                    self.log_event(now, Event::TherapyStopped { by: self.actor });
                 }
                 Response::TherapyStopped
             }
@@ -82,12 +93,18 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 }
                 // An acknowledgement that is not stored still holds until a reset.
                 self.save_snapshot(now);
-                self.log_event(now, Event::AlarmAcknowledged(*alarm));
+                self.log_event(
+                    now,
+                    Event::AlarmAcknowledged {
+                        alarm: *alarm,
+                        by: self.actor,
+                    },
+                );
                 Response::AlarmAcknowledged
             }
             Request::ReadLog { first, max } => Response::LogPage(self.read_log(*first, *max)?),
             Request::SetClock { now: wall, offset } => self.set_clock(now, *wall, *offset)?,
-            // Served by the request server (link counters), or not yet (sessions).
+            // Served by the request server (link counters, sessions, provisioning).
             Request::LinkStats
             | Request::SessionHello { .. }
             | Request::SessionProof { .. }
@@ -132,7 +149,14 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         }
         let new = record.revision;
         self.record = record;
-        self.log_event(now, Event::PrescriptionChanged { old, new });
+        self.log_event(
+            now,
+            Event::PrescriptionChanged {
+                old,
+                new,
+                by: self.actor,
+            },
+        );
         Ok(new)
     }
 
@@ -222,6 +246,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 volume,
                 drug,
                 concentration,
+                by: self.actor,
             },
         );
         self.evaluate_alarms(now);
@@ -301,7 +326,14 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         })?;
         self.dosing
             .start_bolus(kind, dose, strokes, duration_ms, now);
-        self.log_event(now, Event::Bolus { kind, dose });
+        self.log_event(
+            now,
+            Event::Bolus {
+                kind,
+                dose,
+                by: self.actor,
+            },
+        );
         Ok(BolusReport {
             kind,
             dose,
@@ -375,7 +407,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         if self.stopped {
             self.stopped = false;
             self.persist(now, |p| p.stopped = true)?;
-            self.log_event(now, Event::TherapyResumed);
+            self.log_event(now, Event::TherapyResumed { by: self.actor });
         }
         Ok(Response::TherapyResumed)
     }
@@ -415,6 +447,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 from: previous,
                 to: wall,
                 offset,
+                by: self.actor,
             },
         );
         Ok(Response::ClockSet { previous })

@@ -33,7 +33,8 @@
 
 use heapless::{String, Vec};
 use thecal_protocol::message::{
-    AlarmKind, BatteryState, Event, LogEntry, PrescriptionRecord, ResetCause, Revision, Version,
+    AlarmKind, BatteryState, Event, LogEntry, PrescriptionRecord, ResetCause, Revision, Role,
+    Version,
 };
 use thecal_protocol::prescription::Prescription;
 use thecal_protocol::rules::MIN_FLOW;
@@ -44,6 +45,7 @@ use crate::alarms::{Alarms, Change};
 use crate::battery::{Battery, BatteryConfig};
 use crate::dosing::Dosing;
 use crate::motor::{Motor, STROKE_NL};
+use crate::noise::Noise;
 use crate::storage::{LogBounds, Snapshot, Storage, MAX_PATIENT_HISTORY};
 use crate::window::Window;
 
@@ -110,9 +112,14 @@ pub struct Pump<S, M> {
     /// The store could not be read at boot: never overwrite what it holds.
     store_unreadable: bool,
     device_secret: Option<[u8; 32]>,
-    /// Next handshake counter, and the end of the persisted reservation.
-    handshake_next: u64,
-    handshake_reserved: u64,
+    /// This boot's epoch of handshake nonces (see [`Pump::boot_epoch`]).
+    boot_epoch: u64,
+    /// Boots since the store was new (persisted in the snapshot).
+    boot_count: u32,
+    /// Repeating log entries being aggregated, and their rate limit.
+    noise: Noise,
+    /// Role of the session whose request is being served (named by therapy events).
+    actor: Role,
     last_tick: Timestamp,
 }
 
@@ -157,10 +164,13 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             storage_fault: false,
             store_unreadable: false,
             device_secret: None,
-            handshake_next: 0,
-            handshake_reserved: 0,
+            boot_epoch: 0,
+            boot_count: 0,
+            noise: Noise::new(now),
+            actor: Role::Clinician,
             last_tick: now,
         };
+        let mut stored_boots = 0;
         match pump.storage.load() {
             Ok(stored) => {
                 pump.log = stored.log;
@@ -173,6 +183,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 }
                 if let Some(snap) = stored.snapshot {
                     pump.restore(&snap, now);
+                    stored_boots = snap.boot_count;
                 }
             }
             Err(_) => {
@@ -181,6 +192,13 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 pump.stopped = true;
             }
         }
+        // The nonce epoch of this boot: the event log's next index (high 32 bits) and
+        // the boot count of the snapshot, plus one (low 32 bits). The two are stored in
+        // different regions and each only grows, so a store that falls back to an
+        // older snapshot (or loses the newest log entry) still yields a new epoch. The
+        // count is persisted by the boot's own snapshot below, not by any handshake.
+        pump.boot_count = stored_boots.wrapping_add(1);
+        pump.boot_epoch = (u64::from(pump.log.next) << 32) | u64::from(pump.boot_count);
         pump.log_event(now, Event::Reset { cause });
         pump.save_snapshot(now);
         pump.evaluate_alarms(now);
@@ -202,9 +220,6 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         self.window.move_newest(now, snap.reserved);
         self.patient = snap.patient_boluses.clone();
         self.device_secret = snap.device_secret;
-        // Counters below the old reservation may have been used: start after it.
-        self.handshake_next = snap.handshakes_reserved;
-        self.handshake_reserved = snap.handshakes_reserved;
         for &kind in snap.acknowledged.iter() {
             self.alarms.set(kind, true, now);
             self.alarms.acknowledge(kind, now);
@@ -271,13 +286,14 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     }
 
     /// Stores the device secret. Only once: `false` if already provisioned or if it could
-    /// not be stored.
+    /// not be stored. Logged.
     pub fn provision(&mut self, secret: [u8; 32], now: Timestamp) -> bool {
         if self.device_secret.is_some() {
             return false;
         }
         self.device_secret = Some(secret);
         if self.try_save_snapshot(now) {
+            self.log_event(now, Event::Provisioned);
             true
         } else {
             self.device_secret = None;
@@ -285,30 +301,39 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         }
     }
 
-    /// The next handshake counter, never used before (persisted ahead in blocks of 16);
-    /// `None` if the reservation could not be stored.
-    pub fn next_handshake(&mut self, now: Timestamp) -> Option<u64> {
-        if self.handshake_next >= self.handshake_reserved {
-            let before = self.handshake_reserved;
-            self.handshake_reserved = self.handshake_next.saturating_add(16);
-            if !self.try_save_snapshot(now) {
-                self.handshake_reserved = before;
-                return None;
-            }
-        }
-        let n = self.handshake_next;
-        self.handshake_next += 1;
-        Some(n)
+    /// This boot's epoch of handshake nonces: `log next index << 32 | boot count`, both
+    /// read at boot; new at every boot even when one of the two stores fell back to an
+    /// older record (each of them only grows).
+    pub fn boot_epoch(&self) -> u64 {
+        self.boot_epoch
     }
 
-    /// Logs a security event (failed handshake).
-    pub fn log_security(
-        &mut self,
-        now: Timestamp,
-        role: thecal_protocol::message::Role,
-        failures: u8,
-    ) {
-        self.log_event(now, Event::Security { role, failures });
+    /// Logs `event` (the request server's security events: sessions, presence).
+    pub fn log(&mut self, now: Timestamp, event: Event) {
+        self.log_event(now, event);
+    }
+
+    /// Logs a repeating event (refusal, failed handshake, link abuse): aggregated with
+    /// its repeats and rate-limited (see [`crate::noise`]).
+    pub fn log_noise(&mut self, now: Timestamp, event: Event) {
+        if let Some(previous) = self.noise.add(event, now) {
+            self.append_log(now, previous);
+        }
+    }
+
+    /// The repeating entry being aggregated, not yet written.
+    pub fn held_log_entry(&self) -> Option<&Event> {
+        self.noise.held()
+    }
+
+    /// Charge of one telemetry frame, nAh.
+    pub fn frame_nah(&self) -> u64 {
+        self.info.battery.per_frame_nah
+    }
+
+    /// Device time of the last tick.
+    pub fn last_tick(&self) -> Timestamp {
+        self.last_tick
     }
 
     /// The serial number.
@@ -341,6 +366,9 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         self.last_tick = now;
         self.deliver(now);
         self.evaluate_alarms(now);
+        if let Some(entry) = self.noise.release(now, true) {
+            self.append_log(now, entry);
+        }
     }
 
     /// The latest device time by which [`Pump::tick`] must be called again.
@@ -460,7 +488,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             patient_boluses: self.patient.clone(),
             acknowledged: self.alarms.acknowledged().collect(),
             device_secret: self.device_secret,
-            handshakes_reserved: self.handshake_reserved,
+            boot_count: self.boot_count,
         }
     }
 
@@ -489,7 +517,15 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         self.storage_fault = !ok;
     }
 
+    /// Logs `event`, after the repeating entry being aggregated, if any.
     fn log_event(&mut self, now: Timestamp, event: Event) {
+        if let Some(held) = self.noise.release(now, false) {
+            self.append_log(now, held);
+        }
+        self.append_log(now, event);
+    }
+
+    fn append_log(&mut self, now: Timestamp, event: Event) {
         let entry = LogEntry {
             index: self.log.next,
             at: self.wall(now),

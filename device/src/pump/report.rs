@@ -25,7 +25,9 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 Capabilities::FLEXIBLE
                     | Capabilities::WEEKLY
                     | Capabilities::PATIENT_BOLUS
-                    | Capabilities::EVENT_LOG,
+                    | Capabilities::EVENT_LOG
+                    | Capabilities::SECURE_SESSION
+                    | Capabilities::EMERGENCY_ACCESS,
             ),
             reservoir_capacity: self.info.capacity,
         }

@@ -72,6 +72,9 @@ pub struct SimOptions {
     /// Where to write the role key files: default beside the state file, or a fresh
     /// temporary directory without one.
     pub keys: Option<PathBuf>,
+    /// Apply the physical-presence signal (the magnet) at start: emergency access for
+    /// five minutes (see [`Simulator::apply_presence`]).
+    pub magnet: bool,
 }
 
 /// A running simulated pump.
@@ -84,6 +87,7 @@ pub struct Simulator {
     path: PathBuf,
     link: Option<PathBuf>,
     stop: Arc<AtomicBool>,
+    presence: Arc<AtomicBool>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
@@ -117,10 +121,11 @@ impl Simulator {
         let (dir, stem, temporary) = key_location(&opts);
         let key_files = keys::write_key_files(&dir, &stem, &serial, &secret)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let presence = Arc::new(AtomicBool::new(opts.magnet));
+        let flags = (Arc::clone(&stop), Arc::clone(&presence));
         let thread = std::thread::Builder::new()
             .name("thecal-sim".into())
-            .spawn(move || run(server, master, clock, &flag))?;
+            .spawn(move || run(server, master, clock, &flags))?;
         Ok(Simulator {
             temp_keys: temporary.then(|| dir.clone()),
             serial,
@@ -129,8 +134,23 @@ impl Simulator {
             path,
             link: opts.link,
             stop,
+            presence,
             thread: Some(thread),
         })
+    }
+
+    /// Applies the physical-presence signal (a magnet held over the implant): the pump
+    /// opens emergency access and a presence energy budget for five minutes, and logs it.
+    /// Returns once the pump has it (at most about a second).
+    pub fn apply_presence(&self) {
+        self.presence.store(true, Ordering::SeqCst);
+        // The serving loop takes it within one read timeout (20 ms).
+        for _ in 0..100 {
+            if !self.presence.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The pty to open.
@@ -266,13 +286,18 @@ fn run(
     mut server: SimServer,
     mut port: TTYPort,
     clock: VirtualClock,
-    stop: &AtomicBool,
+    (stop, presence): &(Arc<AtomicBool>, Arc<AtomicBool>),
 ) -> io::Result<()> {
     let mut buf = [0u8; 512];
     let mut last_persist = clock.now();
     while !stop.load(Ordering::SeqCst) {
         let now = clock.now();
         server.tick(now);
+        let link_now = Timestamp(clock.real_elapsed_ms());
+        if presence.swap(false, Ordering::SeqCst) {
+            server.apply_presence(now, link_now);
+        }
+        server.poll(now, link_now);
         let wait = clock.real_ms_until(server.next_wake()).clamp(1, 20);
         let _ = port.set_timeout(Duration::from_millis(wait));
         match port.read(&mut buf) {

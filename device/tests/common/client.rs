@@ -2,8 +2,11 @@
 //! function (bytes of one request frame in, bytes of the answer frames out).
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use thecal_protocol::frame::{decode_body, encode, encode_raw, Feed, Flags, FrameDecoder, Header};
-use thecal_protocol::message::{Request, Response, Role};
+
+use thecal_protocol::message::{Command, OpKey, Request, Response, Role};
 use thecal_protocol::session::{
     host_proof, role_key, session_keys, verify_device_proof, Opener, Sealer, Secret, Transcript,
 };
@@ -53,6 +56,14 @@ pub struct Session {
     pub role: Role,
     /// The programmer→pump key (tests that jump the counter).
     pub to_device: Secret,
+    /// Idempotency key of each request id's operation (kept for its retries).
+    pub keys: HashMap<u16, OpKey>,
+}
+
+/// A fresh idempotency key (unique in the test process, as a random one would be).
+pub fn fresh_key() -> OpKey {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    (NEXT.fetch_add(1, Ordering::SeqCst) ^ 0x5EED_0000_0000_0000).to_le_bytes()
 }
 
 /// The clinician (or other) key of the pump with `serial` and device `secret`.
@@ -92,7 +103,10 @@ pub fn handshake(
     let mine = host_proof(key, &t);
     let answer = plain_answer(&exchange(&plain_frame(
         0xF001,
-        &Request::SessionProof { proof: mine },
+        &Request::SessionProof {
+            nonce: host_nonce,
+            proof: mine,
+        },
     )));
     if answer != Response::SessionEstablished {
         return Err(answer);
@@ -103,12 +117,35 @@ pub fn handshake(
         opener: Opener::new(&keys.to_host),
         role,
         to_device: keys.to_device,
+        keys: HashMap::new(),
     })
 }
 
 impl Session {
-    /// A sealed request frame.
+    /// A sealed request frame: a new operation (a fresh idempotency key for a therapy
+    /// change), or with `retry` a re-send of the last one under `id` (same key).
     pub fn frame(&mut self, id: u16, retry: bool, request: &Request) -> Vec<u8> {
+        let key = match (retry, self.keys.get(&id)) {
+            (true, Some(key)) => *key,
+            _ => fresh_key(),
+        };
+        self.keys.insert(id, key);
+        let key = request.changes_therapy().then_some(key);
+        self.frame_with_key(id, retry, key, request)
+    }
+
+    /// A sealed request frame with idempotency key `key`.
+    pub fn frame_with_key(
+        &mut self,
+        id: u16,
+        retry: bool,
+        key: Option<OpKey>,
+        request: &Request,
+    ) -> Vec<u8> {
+        let command = Command {
+            key,
+            request: request.clone(),
+        };
         let flags = Flags::SEALED | if retry { Flags::RETRY } else { 0 };
         let header = Header {
             kind: thecal_protocol::frame::FrameKind::Request,
@@ -116,7 +153,7 @@ impl Session {
             flags: Flags(flags),
         };
         let mut plain = [0u8; 1100];
-        let plain = postcard::to_slice(request, &mut plain).unwrap();
+        let plain = postcard::to_slice(&command, &mut plain).unwrap();
         let mut body = [0u8; 1100];
         let n = self
             .sealer

@@ -8,7 +8,7 @@ use thecal_device::storage::{LogBounds, Snapshot, Storage, Stored};
 use thecal_device::store::{FlashStore, FLASH_SIZE};
 use thecal_protocol::drug::Drug;
 use thecal_protocol::message::{
-    AlarmKind, BolusKind, Event, LogEntry, PrescriptionRecord, Revision, MAX_LOG_PAGE,
+    AlarmKind, BolusKind, Event, LogEntry, PrescriptionRecord, Revision, Role, MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{
     DaySteps, PatientBolusRules, Prescription, PrescriptionDraft, Step, TherapyMode,
@@ -160,7 +160,7 @@ pub fn snapshot(seq: u32) -> Snapshot {
         patient_boluses,
         acknowledged,
         device_secret: seq.is_multiple_of(5).then_some([0x5A; 32]),
-        handshakes_reserved: u64::from(seq) * 16,
+        boot_count: seq * 16,
     }
 }
 
@@ -171,17 +171,22 @@ pub fn entry(index: u32) -> LogEntry {
         1 => Event::Bolus {
             kind: BolusKind::Patient,
             dose: Nanograms::from_ug(50 + index % 100),
+            by: Role::Patient,
         },
         2 => Event::PrescriptionChanged {
             old: Revision(index),
             new: Revision(index + 1),
+            by: Role::Clinician,
         },
         3 => Event::ClockChanged {
             from: Timestamp(u64::from(index) * 1_000_003),
             to: Timestamp(1_795_392_000_000 + u64::from(index)),
             offset: UtcOffset(-300),
+            by: Role::Clinician,
         },
-        _ => Event::TherapyResumed,
+        _ => Event::TherapyResumed {
+            by: Role::Clinician,
+        },
     };
     LogEntry {
         index,

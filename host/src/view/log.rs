@@ -1,12 +1,16 @@
 //! Event-log entries as shown and exported.
 
 use serde::Serialize;
-use thecal_protocol::message::{Event, LogEntry, ResetCause, Role};
+use thecal_protocol::message::{Event, LinkAbuse, LogEntry, ResetCause, SessionEnd};
+
+use crate::keys::role_name;
 
 use super::{alarm_key, bolus_key, PumpTime};
 use crate::{clock, quantity};
 
-/// What happened, with its facts (`event` names the variant in JSON).
+/// What happened, with its facts (`event` names the variant in JSON). `by` is the role
+/// of the session that caused a therapy event (`patient`, `clinician`, `service`,
+/// `emergency`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 #[allow(missing_docs)]
@@ -17,35 +21,67 @@ pub enum EventView {
     PrescriptionChanged {
         old_revision: u32,
         new_revision: u32,
+        by: &'static str,
     },
     /// A refill was recorded.
     Refilled {
         volume_nl: u32,
         drug: &'static str,
         concentration_ng_per_ml: u32,
+        by: &'static str,
     },
     /// A bolus started.
-    Bolus { kind: &'static str, dose_ng: u32 },
-    /// Therapy stopped by a clinician.
-    TherapyStopped,
+    Bolus {
+        kind: &'static str,
+        dose_ng: u32,
+        by: &'static str,
+    },
+    /// Therapy stopped.
+    TherapyStopped { by: &'static str },
     /// Therapy resumed.
-    TherapyResumed,
+    TherapyResumed { by: &'static str },
     /// An alarm was raised.
     AlarmRaised { alarm: &'static str },
     /// An alarm's cause went away.
     AlarmCleared { alarm: &'static str },
     /// An alarm was acknowledged.
-    AlarmAcknowledged { alarm: &'static str },
+    AlarmAcknowledged {
+        alarm: &'static str,
+        by: &'static str,
+    },
     /// The clock was set.
     ClockChanged {
         from: String,
         to: String,
         utc_offset: String,
+        by: &'static str,
     },
-    /// A request was refused; names from the message schema.
-    Refused { request: String, reason: String },
-    /// A security event (failed handshake, lockout).
-    Security { role: &'static str, failures: u8 },
+    /// A request was refused `count` times in a row; names from the message schema.
+    Refused {
+        by: &'static str,
+        request: String,
+        reason: String,
+        count: u16,
+    },
+    /// Handshake proofs that did not verify, `count` in a row.
+    HandshakeFailed { role: &'static str, count: u16 },
+    /// A session opened.
+    SessionOpened { role: &'static str, session: u16 },
+    /// A session ended; `reason`: `closed`, `expired`, `replaced`, `counter_exhausted`,
+    /// `presence_ended`.
+    SessionEnded {
+        role: &'static str,
+        session: u16,
+        reason: &'static str,
+    },
+    /// Unauthenticated traffic the pump did not answer (an episode, aggregated).
+    LinkAbuse { unanswered: u32, forged: u32 },
+    /// The device secret was stored.
+    Provisioned,
+    /// The physical-presence signal (magnet) was applied.
+    PresenceApplied,
+    /// Repeating entries not written because of the log's rate limit.
+    Suppressed { count: u32 },
 }
 
 /// One log entry.
@@ -102,42 +138,59 @@ fn describe(e: &Event) -> (EventView, String) {
                 format!("pump started ({})", cause.replace('_', " ")),
             )
         }
-        Event::PrescriptionChanged { old, new } => (
+        Event::PrescriptionChanged { old, new, by } => (
             EventView::PrescriptionChanged {
                 old_revision: old.0,
                 new_revision: new.0,
+                by: role_name(by),
             },
-            format!("prescription revision {} replaced {}", new.0, old.0),
+            format!(
+                "prescription revision {} replaced {} (by {})",
+                new.0,
+                old.0,
+                role_name(by)
+            ),
         ),
         Event::Refilled {
             volume,
             drug,
             concentration,
+            by,
         } => (
             EventView::Refilled {
                 volume_nl: volume.0,
                 drug: drug.name(),
                 concentration_ng_per_ml: concentration.0,
+                by: role_name(by),
             },
             format!(
-                "refilled to {} of {drug} {}",
+                "refilled to {} of {drug} {} (by {})",
                 quantity::volume(volume),
-                quantity::concentration(concentration)
+                quantity::concentration(concentration),
+                role_name(by)
             ),
         ),
-        Event::Bolus { kind, dose } => (
+        Event::Bolus { kind, dose, by } => (
             EventView::Bolus {
                 kind: bolus_key(kind),
                 dose_ng: dose.0,
+                by: role_name(by),
             },
             format!(
-                "{} bolus of {} started",
+                "{} bolus of {} started (by {})",
                 bolus_key(kind),
-                quantity::dose(dose)
+                quantity::dose(dose),
+                role_name(by)
             ),
         ),
-        Event::TherapyStopped => (EventView::TherapyStopped, "therapy stopped".into()),
-        Event::TherapyResumed => (EventView::TherapyResumed, "therapy resumed".into()),
+        Event::TherapyStopped { by } => (
+            EventView::TherapyStopped { by: role_name(by) },
+            format!("therapy stopped (by {})", role_name(by)),
+        ),
+        Event::TherapyResumed { by } => (
+            EventView::TherapyResumed { by: role_name(by) },
+            format!("therapy resumed (by {})", role_name(by)),
+        ),
         Event::AlarmRaised(a) => (
             EventView::AlarmRaised {
                 alarm: alarm_key(a),
@@ -150,44 +203,117 @@ fn describe(e: &Event) -> (EventView, String) {
             },
             format!("alarm cleared: {a}"),
         ),
-        Event::AlarmAcknowledged(a) => (
+        Event::AlarmAcknowledged { alarm, by } => (
             EventView::AlarmAcknowledged {
-                alarm: alarm_key(a),
+                alarm: alarm_key(alarm),
+                by: role_name(by),
             },
-            format!("alarm acknowledged: {a}"),
+            format!("alarm acknowledged: {alarm} (by {})", role_name(by)),
         ),
-        Event::ClockChanged { from, to, offset } => (
+        Event::ClockChanged {
+            from,
+            to,
+            offset,
+            by,
+        } => (
             EventView::ClockChanged {
                 from: clock::rfc3339(from, offset),
                 to: clock::rfc3339(to, offset),
                 utc_offset: clock::fmt_offset(offset),
+                by: role_name(by),
             },
             format!(
-                "clock set from {} to {} (UTC{})",
+                "clock set from {} to {} (UTC{}, by {})",
                 clock::short(from, offset),
                 clock::short(to, offset),
-                clock::fmt_offset(offset)
+                clock::fmt_offset(offset),
+                role_name(by)
             ),
         ),
-        Event::Refused { request, reason } => {
+        Event::Refused {
+            by,
+            request,
+            reason,
+            count,
+        } => {
             let (request, reason) = (
                 schema_name("Request", request),
                 schema_name("Refusal", reason),
             );
-            let text = format!("{request} refused: {reason}");
-            (EventView::Refused { request, reason }, text)
-        }
-        Event::Security { role, failures } => {
-            let role = match role {
-                Role::Patient => "patient",
-                Role::Clinician => "clinician",
-                Role::Service => "service",
+            let times = if count > 1 {
+                format!(" ({count} times)")
+            } else {
+                String::new()
             };
+            let text = format!("{request} refused: {reason} ({}){times}", role_name(by));
             (
-                EventView::Security { role, failures },
-                format!("security: {failures} failed {role} attempts"),
+                EventView::Refused {
+                    by: role_name(by),
+                    request,
+                    reason,
+                    count,
+                },
+                text,
             )
         }
+        Event::HandshakeFailed { role, count } => (
+            EventView::HandshakeFailed {
+                role: role_name(role),
+                count,
+            },
+            format!(
+                "security: {count} failed handshake proof(s) for {}",
+                role_name(role)
+            ),
+        ),
+        Event::SessionOpened { role, session } => (
+            EventView::SessionOpened {
+                role: role_name(role),
+                session,
+            },
+            format!("session {session} opened ({})", role_name(role)),
+        ),
+        Event::SessionEnded {
+            role,
+            session,
+            reason,
+        } => {
+            let reason = match reason {
+                SessionEnd::Closed => "closed",
+                SessionEnd::Expired => "expired",
+                SessionEnd::Replaced => "replaced",
+                SessionEnd::CounterExhausted => "counter_exhausted",
+                SessionEnd::PresenceEnded => "presence_ended",
+            };
+            (
+                EventView::SessionEnded {
+                    role: role_name(role),
+                    session,
+                    reason,
+                },
+                format!(
+                    "session {session} ({}) ended: {}",
+                    role_name(role),
+                    reason.replace('_', " ")
+                ),
+            )
+        }
+        Event::LinkAbuse(LinkAbuse { unanswered, forged }) => (
+            EventView::LinkAbuse { unanswered, forged },
+            format!(
+                "security: link abuse: {unanswered} unauthenticated frame(s) not answered \
+                 (energy budget spent), {forged} forged or replayed sealed frame(s)"
+            ),
+        ),
+        Event::Provisioned => (EventView::Provisioned, "device secret provisioned".into()),
+        Event::PresenceApplied => (
+            EventView::PresenceApplied,
+            "magnet applied: emergency access open for 5 minutes".into(),
+        ),
+        Event::Suppressed { count } => (
+            EventView::Suppressed { count },
+            format!("{count} repeated refusal or security event(s) not logged (rate limit)"),
+        ),
     }
 }
 

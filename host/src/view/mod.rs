@@ -405,8 +405,12 @@ pub struct LinkView {
     pub resyncs: u32,
     /// Requests refused.
     pub refusals: u32,
-    /// Retries answered from the reply cache.
+    /// Repeated therapy changes answered from the reply cache.
     pub replays: u32,
+    /// Sealed frames that did not open (forged, replayed, reflected).
+    pub forged: u32,
+    /// Frames not answered or not decoded: the unauthenticated energy budget was spent.
+    pub quiet: u32,
 }
 
 impl From<&LinkStats> for LinkView {
@@ -420,6 +424,8 @@ impl From<&LinkStats> for LinkView {
             resyncs: s.resyncs,
             refusals: s.refusals,
             replays: s.replays,
+            forged: s.forged,
+            quiet: s.quiet,
         }
     }
 }

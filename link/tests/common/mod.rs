@@ -147,8 +147,8 @@ impl LogFollower {
     fn note(&mut self, entry: &LogEntry) {
         self.entries += 1;
         match entry.event {
-            Event::Bolus { kind, dose } => self.boluses.push((kind, dose.0)),
-            Event::PrescriptionChanged { old, new } => self.changes.push((old.0, new.0)),
+            Event::Bolus { kind, dose, .. } => self.boluses.push((kind, dose.0)),
+            Event::PrescriptionChanged { old, new, .. } => self.changes.push((old.0, new.0)),
             Event::Reset { .. } => self.resets += 1,
             _ => {}
         }

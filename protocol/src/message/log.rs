@@ -19,7 +19,35 @@ pub enum ResetCause {
     Unknown,
 }
 
-/// Something that happened.
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SessionEnd {
+    /// 0: the programmer sent `SessionClose`.
+    Closed,
+    /// 1: no valid frame for the idle timeout.
+    Expired,
+    /// 2: a newer handshake with a verified proof replaced it.
+    Replaced,
+    /// 3: a direction's counter is used up.
+    CounterExhausted,
+    /// 4: an emergency session's physical-presence window ended.
+    PresenceEnded,
+}
+
+/// Unauthenticated traffic the pump spent no answer on, aggregated into one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct LinkAbuse {
+    /// Frames dropped unanswered because the unauthenticated energy budget was spent
+    /// (the link went quiet).
+    pub unanswered: u32,
+    /// Sealed frames that did not open (forged, replayed, reordered, reflected).
+    pub forged: u32,
+}
+
+/// Something that happened. Therapy events name the role whose session caused them.
+/// Refusals, failed handshakes and link abuse repeat: consecutive repeats are
+/// aggregated into one entry with a count, and such entries are rate-limited (see
+/// PROTOCOL.md 5.6), so they cannot flush the therapy history out of the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Event {
     /// 0: the device started.
@@ -33,6 +61,8 @@ pub enum Event {
         old: Revision,
         /// Revision after.
         new: Revision,
+        /// Who.
+        by: Role,
     },
     /// 2: a refill was recorded.
     Refilled {
@@ -42,6 +72,8 @@ pub enum Event {
         drug: Drug,
         /// Concentration.
         concentration: NanogramsPerMillilitre,
+        /// Who.
+        by: Role,
     },
     /// 3: a bolus started.
     Bolus {
@@ -49,17 +81,30 @@ pub enum Event {
         kind: BolusKind,
         /// Dose.
         dose: Nanograms,
+        /// Who.
+        by: Role,
     },
-    /// 4: therapy stopped by a clinician.
-    TherapyStopped,
+    /// 4: therapy stopped (by a clinician, or in an emergency session).
+    TherapyStopped {
+        /// Who.
+        by: Role,
+    },
     /// 5: therapy resumed.
-    TherapyResumed,
+    TherapyResumed {
+        /// Who.
+        by: Role,
+    },
     /// 6: an alarm was raised.
     AlarmRaised(AlarmKind),
     /// 7: an alarm's cause went away.
     AlarmCleared(AlarmKind),
     /// 8: an alarm was acknowledged.
-    AlarmAcknowledged(AlarmKind),
+    AlarmAcknowledged {
+        /// Which.
+        alarm: AlarmKind,
+        /// Who.
+        by: Role,
+    },
     /// 9: the clock was set.
     ClockChanged {
         /// Clock before.
@@ -68,21 +113,66 @@ pub enum Event {
         to: Timestamp,
         /// UTC offset after.
         offset: UtcOffset,
+        /// Who.
+        by: Role,
     },
-    /// 10: a request was refused.
+    /// 10: an authenticated request was refused (`NotPermitted` included), `count`
+    /// times in a row.
     Refused {
+        /// Role of the session.
+        by: Role,
         /// Request tag.
         request: u8,
         /// [`crate::message::Refusal::code`].
         reason: u8,
+        /// Consecutive identical refusals this entry stands for (at least 1).
+        count: u16,
     },
-    /// 11: a security-relevant event (failed handshake, lockout).
-    Security {
-        /// Role concerned.
+    /// 11: handshake proofs for `role` that did not verify, `count` in a row.
+    HandshakeFailed {
+        /// Role asked for.
         role: Role,
-        /// Consecutive failures.
-        failures: u8,
+        /// Consecutive failures this entry stands for (at least 1).
+        count: u16,
     },
+    /// 12: a session opened.
+    SessionOpened {
+        /// Its role.
+        role: Role,
+        /// Session number since the last reset (1, 2, …).
+        session: u16,
+    },
+    /// 13: a session ended.
+    SessionEnded {
+        /// Its role.
+        role: Role,
+        /// Session number.
+        session: u16,
+        /// How.
+        reason: SessionEnd,
+    },
+    /// 14: unauthenticated traffic spent no answer (an episode, aggregated).
+    LinkAbuse(LinkAbuse),
+    /// 15: the device secret was stored.
+    Provisioned,
+    /// 16: the physical-presence signal (magnet) was applied: emergency access is open
+    /// for a bounded time.
+    PresenceApplied,
+    /// 17: entries of kinds 10, 11 and 14 not written because of the rate limit.
+    Suppressed {
+        /// Events they stood for.
+        count: u32,
+    },
+}
+
+impl Event {
+    /// Whether this is a repeating entry (kinds 10, 11, 14): aggregated and rate-limited.
+    pub const fn is_noise(&self) -> bool {
+        matches!(
+            self,
+            Event::Refused { .. } | Event::HandshakeFailed { .. } | Event::LinkAbuse(_)
+        )
+    }
 }
 
 /// One log record. `index` counts every event ever logged; the oldest are overwritten

@@ -12,14 +12,14 @@ mod refusal;
 mod report;
 mod request;
 
-pub use log::{Event, LogEntry, LogPage, ResetCause};
+pub use log::{Event, LinkAbuse, LogEntry, LogPage, ResetCause, SessionEnd};
 pub use refusal::Refusal;
 pub use report::{
     AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, Capabilities,
     Identity, LinkStats, PrescriptionRecord, ReservoirReport, StatusReport, TherapyState, Version,
     MAX_ALARMS, MAX_ID_LEN,
 };
-pub use request::{BolusRequest, Request, MAX_LOG_PAGE};
+pub use request::{BolusRequest, Command, OpKey, Request, MAX_LOG_PAGE};
 
 use crate::time::Timestamp;
 use crate::units::{Nanograms, Nanolitres};
@@ -40,6 +40,30 @@ pub enum Role {
     Clinician,
     /// Manufacturer service: provisioning and diagnostics.
     Service,
+    /// Anyone at the patient's side while the physical-presence signal is active (a
+    /// magnet over the implant): no key file, only `Identify`, `Status`, `ReadAlarms` and
+    /// `StopTherapy`, for a bounded time. See PROTOCOL.md 2.9.
+    Emergency,
+}
+
+impl Role {
+    /// Every role, in tag order.
+    pub const ALL: [Role; 4] = [
+        Role::Patient,
+        Role::Clinician,
+        Role::Service,
+        Role::Emergency,
+    ];
+
+    /// Position in [`Role::ALL`] (the postcard tag).
+    pub const fn index(self) -> usize {
+        match self {
+            Role::Patient => 0,
+            Role::Clinician => 1,
+            Role::Service => 2,
+            Role::Emergency => 3,
+        }
+    }
 }
 
 /// A bolus the pump accepted and started.

@@ -75,15 +75,16 @@ pub enum Refusal {
     /// derives every flow from the concentration, so it changes only with a refill
     /// (which records what is really in the reservoir).
     DrugChangeNeedsRefill,
-    /// 19: too many failed handshakes: no handshake is accepted for a while.
-    LockedOut {
-        /// Milliseconds until the next attempt is accepted.
-        retry_after_ms: u32,
-    },
+    /// 19: the pump is answering as many handshakes as it will at the moment (every
+    /// pending challenge is younger than 2 s); try again in a few seconds.
+    Busy,
     /// 20: the handshake proof did not verify (wrong key for this role and pump).
     AuthenticationFailed,
     /// 21: the pump has no device secret yet; it must be provisioned first.
     NotProvisioned,
+    /// 22: the emergency role exists only while the physical-presence signal (a magnet
+    /// over the implant) is active.
+    PresenceRequired,
 }
 
 impl Refusal {
@@ -109,9 +110,10 @@ impl Refusal {
             Refusal::ClockInvalid => 16,
             Refusal::StorageFault => 17,
             Refusal::DrugChangeNeedsRefill => 18,
-            Refusal::LockedOut { .. } => 19,
+            Refusal::Busy => 19,
             Refusal::AuthenticationFailed => 20,
             Refusal::NotProvisioned => 21,
+            Refusal::PresenceRequired => 22,
         }
     }
 }
@@ -159,15 +161,16 @@ impl fmt::Display for Refusal {
             Refusal::DrugChangeNeedsRefill => f.write_str(
                 "a prescription write cannot change the drug or concentration; record a refill with the new drug",
             ),
-            Refusal::LockedOut { retry_after_ms } => write!(
-                f,
-                "too many failed handshakes: locked out for {} s",
-                retry_after_ms.div_ceil(1000)
+            Refusal::Busy => f.write_str(
+                "the pump is busy with other handshakes (another programmer, or interference); try again in a few seconds",
             ),
             Refusal::AuthenticationFailed => {
                 f.write_str("authentication failed: wrong key for this role and pump")
             }
             Refusal::NotProvisioned => f.write_str("the pump is not provisioned with a device secret"),
+            Refusal::PresenceRequired => f.write_str(
+                "emergency access needs the magnet over the pump (physical-presence signal)",
+            ),
         }
     }
 }

@@ -68,6 +68,8 @@ impl Capabilities {
     pub const EVENT_LOG: u32 = 1 << 3;
     /// Authenticated, encrypted sessions.
     pub const SECURE_SESSION: u32 = 1 << 4;
+    /// The emergency role under the physical-presence signal (PROTOCOL.md 2.9).
+    pub const EMERGENCY_ACCESS: u32 = 1 << 5;
 
     /// Whether every bit of `bits` is set.
     pub const fn has(self, bits: u32) -> bool {
@@ -301,6 +303,12 @@ pub struct LinkStats {
     pub resyncs: u32,
     /// Requests refused.
     pub refusals: u32,
-    /// Retried requests answered from the reply cache.
+    /// Repeated therapy changes answered from the reply cache.
     pub replays: u32,
+    /// Sealed frames that did not open (forged, replayed, reordered, reflected; not
+    /// counted in `malformed`).
+    pub forged: u32,
+    /// Frames not answered, or not even decoded, because the unauthenticated energy
+    /// budget was spent (the link was quiet).
+    pub quiet: u32,
 }

@@ -87,8 +87,11 @@ pub enum Request {
         /// Programmer's fresh random nonce.
         nonce: [u8; 16],
     },
-    /// 18: completes the handshake (plain frame): the programmer's proof of the role key.
+    /// 18: completes the handshake (plain frame): the programmer's proof of the role key,
+    /// for the challenge that answered the `SessionHello` carrying `nonce`.
     SessionProof {
+        /// The programmer's nonce of that `SessionHello`: names the pending challenge.
+        nonce: [u8; 16],
         /// `host_proof` over the handshake transcript.
         proof: [u8; 32],
     },
@@ -100,6 +103,22 @@ pub enum Request {
         /// The device secret from which every role key derives.
         secret: [u8; 32],
     },
+}
+
+/// An idempotency key: 8 random bytes the programmer draws for one therapy change and
+/// sends with every attempt of it (retries and sends after a session renewal alike).
+pub type OpKey = [u8; 8];
+
+/// The plaintext of a sealed request body: the request, and for a therapy change
+/// ([`Request::changes_therapy`]) its idempotency key. The pump answers a request whose
+/// role, key and body match a recent therapy change from its reply cache instead of
+/// executing it again; a therapy change without a key is refused `Malformed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// The idempotency key; `None` for requests that change nothing.
+    pub key: Option<OpKey>,
+    /// The request.
+    pub request: Request,
 }
 
 /// A clinician bolus.
@@ -130,8 +149,9 @@ pub enum BolusRequest {
 }
 
 impl Request {
-    /// Whether this request changes therapy (needs a clinician session once secure
-    /// sessions land; answered from the reply cache on retry).
+    /// Whether this request changes therapy (needs a clinician session, or the patient's
+    /// for a patient bolus, or the emergency role's for a stop; carries an idempotency
+    /// key and is answered from the reply cache when repeated).
     pub const fn changes_therapy(&self) -> bool {
         matches!(
             self,

@@ -11,9 +11,9 @@ use proptest::strategy::Union;
 use thecal_protocol::frame::{Flags, FrameKind, Header};
 use thecal_protocol::message::{
     AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, BolusReport,
-    BolusRequest, Capabilities, Event, Identity, LinkStats, LogEntry, LogPage, PrescriptionRecord,
-    Refusal, ReservoirReport, ResetCause, Revision, Role, StatusReport, TherapyState, Version,
-    MAX_ALARMS, MAX_ID_LEN, MAX_LOG_PAGE,
+    BolusRequest, Capabilities, Event, Identity, LinkAbuse, LinkStats, LogEntry, LogPage,
+    PrescriptionRecord, Refusal, ReservoirReport, ResetCause, Revision, Role, SessionEnd,
+    StatusReport, TherapyState, Version, MAX_ALARMS, MAX_ID_LEN, MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{
     DaySteps, PatientBolusRules, Step, TherapyMode, MAX_PROFILE_DAYS, MAX_STEPS_PER_DAY,
@@ -82,7 +82,7 @@ pub fn bolus_kind() -> impl Strategy<Value = BolusKind> + Clone {
     ])
 }
 pub fn role() -> impl Strategy<Value = Role> + Clone {
-    select(vec![Role::Patient, Role::Clinician, Role::Service])
+    select(Role::ALL.to_vec())
 }
 pub fn battery_state() -> impl Strategy<Value = BatteryState> + Clone {
     select(vec![
@@ -400,48 +400,88 @@ pub fn refusal() -> BoxedStrategy<Refusal> {
         Just(R::ClockInvalid).boxed(),
         Just(R::StorageFault).boxed(),
         Just(R::DrugChangeNeedsRefill).boxed(),
-        any::<u32>()
-            .prop_map(|retry_after_ms| R::LockedOut { retry_after_ms })
-            .boxed(),
+        Just(R::Busy).boxed(),
         Just(R::AuthenticationFailed).boxed(),
         Just(R::NotProvisioned).boxed(),
+        Just(R::PresenceRequired).boxed(),
     ])
 }
 
 // ---------------------------------------------------------------------------------------
 // Log
 
+pub fn session_end() -> impl Strategy<Value = SessionEnd> + Clone {
+    select(vec![
+        SessionEnd::Closed,
+        SessionEnd::Expired,
+        SessionEnd::Replaced,
+        SessionEnd::CounterExhausted,
+        SessionEnd::PresenceEnded,
+    ])
+}
+
 pub fn event() -> BoxedStrategy<Event> {
     one_of(vec![
         reset_cause()
             .prop_map(|cause| Event::Reset { cause })
             .boxed(),
-        (revision(), revision())
-            .prop_map(|(old, new)| Event::PrescriptionChanged { old, new })
+        (revision(), revision(), role())
+            .prop_map(|(old, new, by)| Event::PrescriptionChanged { old, new, by })
             .boxed(),
-        (nl(), drug(), ng_ml())
-            .prop_map(|(volume, drug, concentration)| Event::Refilled {
+        (nl(), drug(), ng_ml(), role())
+            .prop_map(|(volume, drug, concentration, by)| Event::Refilled {
                 volume,
                 drug,
                 concentration,
+                by,
             })
             .boxed(),
-        (bolus_kind(), ng())
-            .prop_map(|(kind, dose)| Event::Bolus { kind, dose })
+        (bolus_kind(), ng(), role())
+            .prop_map(|(kind, dose, by)| Event::Bolus { kind, dose, by })
             .boxed(),
-        Just(Event::TherapyStopped).boxed(),
-        Just(Event::TherapyResumed).boxed(),
+        role().prop_map(|by| Event::TherapyStopped { by }).boxed(),
+        role().prop_map(|by| Event::TherapyResumed { by }).boxed(),
         alarm().prop_map(Event::AlarmRaised).boxed(),
         alarm().prop_map(Event::AlarmCleared).boxed(),
-        alarm().prop_map(Event::AlarmAcknowledged).boxed(),
-        (ts(), ts(), offset())
-            .prop_map(|(from, to, offset)| Event::ClockChanged { from, to, offset })
+        (alarm(), role())
+            .prop_map(|(alarm, by)| Event::AlarmAcknowledged { alarm, by })
             .boxed(),
-        (any::<u8>(), any::<u8>())
-            .prop_map(|(request, reason)| Event::Refused { request, reason })
+        (ts(), ts(), offset(), role())
+            .prop_map(|(from, to, offset, by)| Event::ClockChanged {
+                from,
+                to,
+                offset,
+                by,
+            })
             .boxed(),
-        (role(), any::<u8>())
-            .prop_map(|(role, failures)| Event::Security { role, failures })
+        (role(), any::<u8>(), any::<u8>(), any::<u16>())
+            .prop_map(|(by, request, reason, count)| Event::Refused {
+                by,
+                request,
+                reason,
+                count,
+            })
+            .boxed(),
+        (role(), any::<u16>())
+            .prop_map(|(role, count)| Event::HandshakeFailed { role, count })
+            .boxed(),
+        (role(), any::<u16>())
+            .prop_map(|(role, session)| Event::SessionOpened { role, session })
+            .boxed(),
+        (role(), any::<u16>(), session_end())
+            .prop_map(|(role, session, reason)| Event::SessionEnded {
+                role,
+                session,
+                reason,
+            })
+            .boxed(),
+        (any::<u32>(), any::<u32>())
+            .prop_map(|(unanswered, forged)| Event::LinkAbuse(LinkAbuse { unanswered, forged }))
+            .boxed(),
+        Just(Event::Provisioned).boxed(),
+        Just(Event::PresenceApplied).boxed(),
+        any::<u32>()
+            .prop_map(|count| Event::Suppressed { count })
             .boxed(),
     ])
 }
@@ -607,7 +647,7 @@ pub fn alarm_entry() -> impl Strategy<Value = AlarmEntry> {
 }
 
 pub fn link_stats() -> impl Strategy<Value = LinkStats> {
-    any::<[u32; 8]>().prop_map(|c| LinkStats {
+    any::<[u32; 10]>().prop_map(|c| LinkStats {
         frames_in: c[0],
         frames_out: c[1],
         bad_crc: c[2],
@@ -616,6 +656,8 @@ pub fn link_stats() -> impl Strategy<Value = LinkStats> {
         resyncs: c[5],
         refusals: c[6],
         replays: c[7],
+        forged: c[8],
+        quiet: c[9],
     })
 }
 
@@ -686,8 +728,8 @@ pub fn request() -> BoxedStrategy<Request> {
         (role(), any::<[u8; 16]>())
             .prop_map(|(role, nonce)| Q::SessionHello { role, nonce })
             .boxed(),
-        any::<[u8; 32]>()
-            .prop_map(|proof| Q::SessionProof { proof })
+        (any::<[u8; 16]>(), any::<[u8; 32]>())
+            .prop_map(|(nonce, proof)| Q::SessionProof { nonce, proof })
             .boxed(),
         Just(Q::SessionClose).boxed(),
         any::<[u8; 32]>()

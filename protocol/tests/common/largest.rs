@@ -116,7 +116,10 @@ pub fn largest_requests() -> Vec<Request> {
             role: Role::Service,
             nonce: [0xFF; 16],
         },
-        Request::SessionProof { proof: [0xFF; 32] },
+        Request::SessionProof {
+            nonce: [0xFF; 16],
+            proof: [0xFF; 32],
+        },
     ]
 }
 
@@ -127,6 +130,7 @@ pub fn largest_responses() -> Vec<Response> {
         from: T_MAX,
         to: T_MAX,
         offset: UtcOffset(i16::MIN),
+        by: Role::Emergency,
     };
     vec![
         Response::Refused(Refusal::InvalidPrescription(
@@ -225,6 +229,8 @@ pub fn largest_responses() -> Vec<Response> {
             resyncs: u32::MAX,
             refusals: u32::MAX,
             replays: u32::MAX,
+            forged: u32::MAX,
+            quiet: u32::MAX,
         }),
         Response::SessionChallenge {
             nonce: [0xFF; 16],

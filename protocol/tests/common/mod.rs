@@ -24,9 +24,9 @@ use heapless::{String, Vec as HVec};
 use thecal_protocol::frame::{self, decode_body, Feed, FrameDecoder, FrameError, Header};
 use thecal_protocol::message::{
     AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, BolusReport,
-    BolusRequest, Capabilities, Event, Identity, LinkStats, LogEntry, LogPage, PrescriptionRecord,
-    Refusal, ReservoirReport, ResetCause, Revision, Role, StatusReport, TherapyState, Version,
-    MAX_LOG_PAGE,
+    BolusRequest, Capabilities, Event, Identity, LinkAbuse, LinkStats, LogEntry, LogPage,
+    PrescriptionRecord, Refusal, ReservoirReport, ResetCause, Revision, Role, SessionEnd,
+    StatusReport, TherapyState, Version, MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{
     DaySteps, PatientBolusRules, Step, TherapyMode, MAX_PROFILE_DAYS, MAX_STEPS_PER_DAY,
@@ -237,7 +237,9 @@ pub fn identity() -> Identity {
             Capabilities::FLEXIBLE
                 | Capabilities::WEEKLY
                 | Capabilities::PATIENT_BOLUS
-                | Capabilities::EVENT_LOG,
+                | Capabilities::EVENT_LOG
+                | Capabilities::SECURE_SESSION
+                | Capabilities::EMERGENCY_ACCESS,
         ),
         reservoir_capacity: Nanolitres::from_ml(40),
     }
@@ -303,6 +305,7 @@ pub fn log_page() -> LogPage {
                 event: Event::PrescriptionChanged {
                     old: Revision(2),
                     new: Revision(3),
+                    by: Role::Clinician,
                 },
             },
             LogEntry {
@@ -311,6 +314,7 @@ pub fn log_page() -> LogPage {
                 event: Event::Bolus {
                     kind: BolusKind::Patient,
                     dose: Nanograms::from_ug(200),
+                    by: Role::Patient,
                 },
             },
             LogEntry {

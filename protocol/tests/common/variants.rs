@@ -40,7 +40,10 @@ pub fn request_samples() -> Vec<Request> {
             role: Role::Clinician,
             nonce: [0x5A; 16],
         },
-        Request::SessionProof { proof: [0xA5; 32] },
+        Request::SessionProof {
+            nonce: [0x5A; 16],
+            proof: [0xA5; 32],
+        },
         Request::SessionClose,
         Request::Provision { secret: [0x3C; 32] },
     ]
@@ -135,11 +138,10 @@ pub fn refusal_samples() -> Vec<Refusal> {
         Refusal::ClockInvalid,
         Refusal::StorageFault,
         Refusal::DrugChangeNeedsRefill,
-        Refusal::LockedOut {
-            retry_after_ms: 8_000,
-        },
+        Refusal::Busy,
         Refusal::AuthenticationFailed,
         Refusal::NotProvisioned,
+        Refusal::PresenceRequired,
     ]
 }
 
@@ -217,34 +219,73 @@ pub fn event_samples() -> Vec<Event> {
         Event::PrescriptionChanged {
             old: Revision(2),
             new: Revision(3),
+            by: Role::Clinician,
         },
         Event::Refilled {
             volume: Nanolitres::from_ml(40),
             drug: Drug::Morphine,
             concentration: NanogramsPerMillilitre::from_mg_per_ml(10),
+            by: Role::Clinician,
         },
         Event::Bolus {
             kind: BolusKind::Patient,
             dose: Nanograms::from_ug(200),
+            by: Role::Patient,
         },
-        Event::TherapyStopped,
-        Event::TherapyResumed,
+        Event::TherapyStopped {
+            by: Role::Emergency,
+        },
+        Event::TherapyResumed {
+            by: Role::Clinician,
+        },
         Event::AlarmRaised(AlarmKind::LowReservoir),
         Event::AlarmCleared(AlarmKind::LowReservoir),
-        Event::AlarmAcknowledged(AlarmKind::LowReservoir),
+        Event::AlarmAcknowledged {
+            alarm: AlarmKind::LowReservoir,
+            by: Role::Clinician,
+        },
         Event::ClockChanged {
             from: Timestamp(NOW.0 - 2_000),
             to: NOW,
             offset: UtcOffset(60),
+            by: Role::Clinician,
         },
         Event::Refused {
+            by: Role::Patient,
             request: 6,
-            reason: 4,
+            reason: 3,
+            count: 12,
         },
-        Event::Security {
-            role: Role::Patient,
-            failures: 3,
+        Event::HandshakeFailed {
+            role: Role::Clinician,
+            count: 3,
         },
+        Event::SessionOpened {
+            role: Role::Clinician,
+            session: 1,
+        },
+        Event::SessionEnded {
+            role: Role::Clinician,
+            session: 1,
+            reason: SessionEnd::Expired,
+        },
+        Event::LinkAbuse(LinkAbuse {
+            unanswered: 40_000,
+            forged: 2,
+        }),
+        Event::Provisioned,
+        Event::PresenceApplied,
+        Event::Suppressed { count: 310 },
+    ]
+}
+
+pub fn session_end_samples() -> Vec<SessionEnd> {
+    vec![
+        SessionEnd::Closed,
+        SessionEnd::Expired,
+        SessionEnd::Replaced,
+        SessionEnd::CounterExhausted,
+        SessionEnd::PresenceEnded,
     ]
 }
 
@@ -310,5 +351,5 @@ pub fn reset_cause_samples() -> Vec<ResetCause> {
 }
 
 pub fn role_samples() -> Vec<Role> {
-    vec![Role::Patient, Role::Clinician, Role::Service]
+    Role::ALL.to_vec()
 }

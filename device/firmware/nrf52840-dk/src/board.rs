@@ -7,6 +7,10 @@
 //!   With the demo prescription a stroke falls due about once a minute, so the alarm
 //!   appears (LED2 lights, `thecal alarms` lists it) within about a minute of the press.
 //!   `thecal resume` clears it: the core retries the motor on a clinician's resume.
+//! * Button 2 (P0.12) is the physical-presence signal, standing in for the magnet a
+//!   clinician or carer holds over a real implant: each press opens emergency access
+//!   (`thecal --role emergency status|alarms|stop`, no key file) and a presence energy
+//!   budget for five minutes ([`take_presence`]).
 //!
 //! The DK's LEDs and buttons are active low.
 
@@ -23,6 +27,14 @@ use thecal_device::motor::{Motor, MotorStall};
 static STROKE: Signal<CriticalSectionRawMutex, ()> = Signal::new();
 /// Button 1 was pressed: the next stroke stalls.
 static STALL_NEXT: AtomicBool = AtomicBool::new(false);
+
+/// Button 2 was pressed: apply the physical-presence signal.
+static PRESENCE: AtomicBool = AtomicBool::new(false);
+
+/// Whether Button 2 was pressed since the last call.
+pub fn take_presence() -> bool {
+    PRESENCE.swap(false, Ordering::Relaxed)
+}
 
 /// How long LED1 stays lit per stroke.
 const BLINK_MS: u64 = 60;
@@ -68,6 +80,21 @@ pub async fn test_alarm_button(mut button: Input<'static>) {
         if button.is_low() {
             info!("button 1: test alarm armed (the next stroke stalls)");
             STALL_NEXT.store(true, Ordering::Relaxed);
+        }
+        button.wait_for_high().await;
+        Timer::after_millis(DEBOUNCE_MS).await;
+    }
+}
+
+/// Button 2 applies the physical-presence signal (the magnet of a real implant).
+#[embassy_executor::task]
+pub async fn presence_button(mut button: Input<'static>) {
+    loop {
+        button.wait_for_falling_edge().await;
+        Timer::after_millis(DEBOUNCE_MS).await;
+        if button.is_low() {
+            info!("button 2: physical presence (emergency access for 5 minutes)");
+            PRESENCE.store(true, Ordering::Relaxed);
         }
         button.wait_for_high().await;
         Timer::after_millis(DEBOUNCE_MS).await;

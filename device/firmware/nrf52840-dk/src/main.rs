@@ -7,7 +7,8 @@
 //! * the internal flash through the NVMC (`NorFlash`) as the persistent store, in a
 //!   linker-reserved region at the top of flash ([`store`]);
 //! * LED1 blinking once per motor stroke, LED2 lit while a critical alarm is active, and
-//!   Button 1 raising a test alarm (the next stroke stalls) ([`board`]);
+//!   Button 1 raising a test alarm (the next stroke stalls), Button 2 the
+//!   physical-presence signal (emergency access) ([`board`]);
 //! * `defmt` logging over RTT (`cargo run` shows it).
 //!
 //! No heap: no allocator is linked. Everything lives in statics or on the stack; the
@@ -87,6 +88,7 @@ async fn main(spawner: Spawner) {
     let led_stroke = Output::new(p.P0_13, Level::High, OutputDrive::Standard);
     let led_alarm = Output::new(p.P0_14, Level::High, OutputDrive::Standard);
     let button = Input::new(p.P0_11, Pull::Up);
+    let button2 = Input::new(p.P0_12, Pull::Up);
     let (device, class) = usb::build(p.USBD, serial);
 
     match usb::run(device) {
@@ -100,6 +102,10 @@ async fn main(spawner: Spawner) {
     match board::test_alarm_button(button) {
         Ok(token) => spawner.spawn(token),
         Err(_) => halt("button task already running"),
+    }
+    match board::presence_button(button2) {
+        Ok(token) => spawner.spawn(token),
+        Err(_) => halt("presence task already running"),
     }
     serve(server, class, clock, led_alarm).await
 }
@@ -120,6 +126,7 @@ async fn serve(
         if now >= server.next_wake() {
             server.tick(now);
         }
+        presence(server, now);
         show_alarm(server, &mut led_alarm);
         let wake = Timer::at(clock.instant(server.next_wake()));
         if !connected {
@@ -160,6 +167,7 @@ async fn answer(
     bytes: &[u8],
 ) -> Result<(), usb::Disconnected> {
     let mut out: Vec<u8, MAX_WIRE> = Vec::new();
+    presence(server, clock.now());
     for byte in bytes {
         server.receive(clock.now(), core::slice::from_ref(byte), &mut |frame| {
             if out.extend_from_slice(frame).is_err() {
@@ -173,6 +181,15 @@ async fn answer(
         }
     }
     Ok(())
+}
+
+/// Applies a Button 2 press, and ends what ran out (an idle session, the presence
+/// window). The link clock is the device clock.
+fn presence(server: &mut PumpServer, now: Timestamp) {
+    if board::take_presence() {
+        server.apply_presence(now, now);
+    }
+    server.poll(now, now);
 }
 
 /// LED2 (active low) is lit while any critical alarm is active.

@@ -5,7 +5,10 @@
 //! * SysTick at 1 kHz as the device clock,
 //! * a RAM-backed NOR flash (`RamFlash`, real NOR semantics; lost at power-off),
 //! * a motor stub that counts strokes,
-//! * UART1 as a debug channel: the stack high-water mark after each batch of requests.
+//! * UART1 as a debug channel: the stack high-water mark after each batch of requests;
+//!   an `M` received on it is the physical-presence signal (the magnet of a real
+//!   implant: emergency access for five minutes). QEMU has no random generator here,
+//!   and none is needed: device nonces come from the boot epoch and a counter.
 //!
 //! No heap: no allocator is linked.
 #![no_std]
@@ -119,6 +122,13 @@ fn main() -> ! {
         if t >= server.next_wake() {
             server.tick(t);
         }
+        // The physical-presence signal: an `M` on the debug UART (the second -serial)
+        // stands in for the magnet held over a real implant.
+        if debug.try_read() == Some(b'M') {
+            server.apply_presence(t, t);
+            let _ = writeln!(debug, "magnet applied: emergency access for 5 minutes");
+        }
+        server.poll(t, t);
         let mut n = 0;
         while let Some(slot) = rx.get_mut(n) {
             match link.try_read() {

@@ -190,7 +190,8 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
                 Error::PumpNotAuthenticated { .. } | Error::AuthenticationFailed { .. } => {
                     (code::AUTHENTICATION, "authentication_failed")
                 }
-                Error::LockedOut { .. } => (code::AUTHENTICATION, "locked_out"),
+                Error::Busy => (code::NO_ANSWER, "busy"),
+                Error::PresenceRequired => (code::AUTHENTICATION, "presence_required"),
                 Error::SessionExpired { .. } => (code::AUTHENTICATION, "session_expired"),
                 Error::NotProvisioned => (code::AUTHENTICATION, "not_provisioned"),
                 Error::NotPermitted { .. } => (code::REFUSED, "not_permitted"),

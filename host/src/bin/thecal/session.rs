@@ -30,6 +30,10 @@ pub struct Global {
     /// Run the simulated pump's clock N times faster than real time.
     #[arg(long, global = true, value_name = "N", default_value_t = 1)]
     pub sim_speed: u32,
+    /// Hold the magnet over the simulated pump (its physical-presence signal): emergency
+    /// access (`--role emergency`) for five minutes.
+    #[arg(long, global = true)]
+    pub sim_magnet: bool,
     /// Baud rate of the serial port (8N1, raw).
     #[arg(long, global = true, default_value_t = serial::DEFAULT_BAUD)]
     pub baud: u32,
@@ -47,7 +51,9 @@ pub struct Global {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// The role to act as: a patient (status, battery, reservoir, alarms, patient
-    /// bolus), a clinician (everything therapeutic) or service (diagnostics).
+    /// bolus), a clinician (everything therapeutic), service (diagnostics) or
+    /// emergency (no key file: `status`, `alarms`, `stop` only, while the magnet is held
+    /// over the pump).
     #[arg(long, global = true, value_enum, default_value_t = RoleArg::Clinician)]
     pub role: RoleArg,
     /// The key file of that role for this pump (mode 0600; `thecal provision` writes
@@ -66,6 +72,8 @@ pub enum RoleArg {
     Clinician,
     /// Manufacturer service.
     Service,
+    /// Anyone at the patient's side with the magnet: no key file.
+    Emergency,
 }
 
 impl From<RoleArg> for Role {
@@ -74,6 +82,7 @@ impl From<RoleArg> for Role {
             RoleArg::Patient => Role::Patient,
             RoleArg::Clinician => Role::Clinician,
             RoleArg::Service => Role::Service,
+            RoleArg::Emergency => Role::Emergency,
         }
     }
 }
@@ -158,6 +167,8 @@ async fn start(
     }
     let serial = identity.serial.as_str();
     let key = match (key_file, sim) {
+        // No key file: the physical-presence signal authorises the emergency role.
+        _ if role == Role::Emergency => RoleKey::emergency(serial),
         (Some(file), _) => {
             file.check_pump(serial)?;
             file.role_key()
@@ -185,12 +196,20 @@ impl Session {
             return Err(UsageError("give either --port or --sim, not both".into()).into());
         }
         let key_file = match (&g.key_file, access) {
+            (Some(_), Access::Session) if role == Role::Emergency => {
+                return Err(UsageError(
+                    "the emergency role has no key file: drop --key-file (it needs the magnet \
+                     over the pump instead)"
+                        .into(),
+                )
+                .into())
+            }
             (Some(path), Access::Session) => {
                 let file = KeyFile::load(path)?;
                 file.check_role(role)?;
                 Some(file)
             }
-            (None, Access::Session) if g.port.is_some() => {
+            (None, Access::Session) if g.port.is_some() && role != Role::Emergency => {
                 return Err(UsageError(format!(
                     "this command needs a session with the pump: give --key-file PATH, the {} \
                      key file of this pump (`thecal provision` writes them; pass --role for \
@@ -215,6 +234,7 @@ impl Session {
                 let sim = thecal_device::sim::Simulator::start(thecal_device::sim::SimOptions {
                     state: g.sim_state.clone(),
                     speed: g.sim_speed,
+                    magnet: g.sim_magnet,
                     seed: 1,
                     keys: sim_keys.clone(),
                     ..Default::default()

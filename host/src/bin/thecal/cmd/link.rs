@@ -61,6 +61,14 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
         ("Pump: refusals", p.refusals.to_string()),
         ("Pump: retries answered from cache", p.replays.to_string()),
         (
+            "Pump: unauthentic traffic",
+            format!(
+                "{} sealed frames that did not open, {} frames left unanswered (energy \
+                 budget spent: the link was quiet)",
+                p.forged, p.quiet
+            ),
+        ),
+        (
             "Programmer (this session)",
             format!(
                 "{} requests, {} retries, {} stale answers, {} bad frames, {} unauthentic \

@@ -2,7 +2,7 @@
 
 use thecal_host::view::{alarm_date, StatusView};
 use thecal_host::{clock, quantity};
-use thecal_protocol::message::{BatteryState, TherapyState};
+use thecal_protocol::message::{BatteryState, Role, TherapyState};
 
 use crate::out;
 use crate::session::{Global, Session};
@@ -13,9 +13,13 @@ pub struct Args {}
 
 pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
     let (st, t) = s.time().await?;
-    let reservoir = s.client.reservoir().await?;
+    // The emergency role reads the status and alarms only (no reservoir projections).
+    let reservoir = match s.client.role() {
+        Some(Role::Emergency) => None,
+        _ => Some(s.client.reservoir().await?),
+    };
     if g.json {
-        return out::json(&StatusView::new(&st, Some(&reservoir)));
+        return out::json(&StatusView::new(&st, reservoir.as_ref()));
     }
     let therapy = match st.therapy {
         TherapyState::Running => "running".to_string(),
@@ -66,13 +70,22 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
         ),
         (
             "Reservoir",
-            format!(
-                "{} (alarm at {})",
-                quantity::volume(st.reservoir),
-                quantity::volume(reservoir.low_threshold)
-            ),
+            match &reservoir {
+                Some(r) => format!(
+                    "{} (alarm at {})",
+                    quantity::volume(st.reservoir),
+                    quantity::volume(r.low_threshold)
+                ),
+                None => quantity::volume(st.reservoir),
+            },
         ),
-        ("Alarm date", alarm_date(&reservoir, &t)),
+        (
+            "Alarm date",
+            match &reservoir {
+                Some(r) => alarm_date(r, &t),
+                None => "not shown to the emergency role".to_string(),
+            },
+        ),
         ("Battery", battery.to_string()),
         ("Alarms", alarms),
     ];
