@@ -8,7 +8,7 @@ use std::path::Path;
 
 use thecal_host::{schedule, serial, Client, ClientConfig, RoleKey};
 use thecal_protocol::frame::{encode, Header};
-use thecal_protocol::message::{BatteryState, Refusal, Revision, TherapyState};
+use thecal_protocol::message::{BatteryState, Event, Refusal, Revision, Role, TherapyState};
 use thecal_protocol::units::{NanogramsPerDay, Nanolitres};
 use thecal_protocol::{Request, Response};
 use tokio::io::AsyncWriteExt;
@@ -37,6 +37,9 @@ pub struct Target<'a> {
     pub key: RoleKey,
     /// The same key as a key file (mode 0600), for the CLI.
     pub key_file: &'a Path,
+    /// Applies the pump's physical-presence signal (the magnet), returning once the pump
+    /// has it.
+    pub presence: &'a mut dyn FnMut(),
 }
 
 impl Target<'_> {
@@ -76,7 +79,7 @@ impl Target<'_> {
 }
 
 /// Runs every check in order against `target`, naming each on the test's output.
-pub async fn run_all(target: &Target<'_>) {
+pub async fn run_all(target: &mut Target<'_>) {
     let step = |name: &str| println!("[{}] {name}", target.name);
     step("identify");
     identify(target).await;
@@ -92,6 +95,8 @@ pub async fn run_all(target: &Target<'_>) {
     garbage_then_good_request(target).await;
     step("the thecal CLI on --port");
     cli(target).await;
+    step("emergency stop: only with the magnet, without a key file");
+    emergency_stop(target).await;
 }
 
 async fn identify(t: &Target<'_>) {
@@ -304,4 +309,55 @@ async fn cli(t: &Target<'_>) {
     assert!(v["revision"].as_u64().is_some_and(|r| r > 1), "{v}");
     let exported = t.thecal(&["prescription", "--toml"]);
     assert_eq!(schedule::parse("exported.toml", exported.ok()).unwrap(), p);
+}
+
+/// The emergency role on the real port: refused without the presence signal, then (with
+/// it, and no key file) status and stop; a clinician resumes.
+async fn emergency_stop(t: &mut Target<'_>) {
+    let emergency = |args: &[&str]| {
+        let mut all = vec!["--port", t.port, "--role", "emergency", "--json"];
+        all.extend_from_slice(args);
+        common::thecal(&all)
+    };
+    let out = emergency(&["stop", "--yes"]);
+    assert_eq!(out.code, Some(8), "[{}] {out:?}", t.name);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "presence_required", "[{}] {v}", t.name);
+    (t.presence)();
+    let v = emergency(&["status"]).json();
+    assert_eq!(v["therapy"], "running", "[{}] {v}", t.name);
+    emergency(&["stop", "--yes"]).ok();
+    let v = emergency(&["status"]).json();
+    assert_eq!(v["therapy"], "stopped", "[{}] {v}", t.name);
+    // Anything else is refused to the emergency role.
+    assert_eq!(emergency(&["resume"]).code, Some(3), "[{}]", t.name);
+    // The clinician resumes; the log names who stopped it.
+    t.thecal(&["resume"]).ok();
+    let mut c = t.connect().await;
+    let log = thecal_host::eventlog::read_log(
+        &mut c,
+        thecal_host::eventlog::LogRange {
+            from: None,
+            last: Some(30),
+        },
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    let events: Vec<_> = log.entries.iter().map(|e| e.event).collect();
+    for wanted in [
+        Event::PresenceApplied,
+        Event::TherapyStopped {
+            by: Role::Emergency,
+        },
+        Event::TherapyResumed {
+            by: Role::Clinician,
+        },
+    ] {
+        assert!(
+            events.contains(&wanted),
+            "[{}] {wanted:?} in {events:?}",
+            t.name
+        );
+    }
 }

@@ -36,11 +36,12 @@ fn visible(line: &str) {
 async fn simulator() {
     let sim = common::sim();
     let port = common::port(&sim);
-    checks::run_all(&Target {
+    checks::run_all(&mut Target {
         name: "simulator",
         port: &port,
         key: common::key(&sim, Role::Clinician),
         key_file: common::key_file(&sim),
+        presence: &mut || sim.apply_presence(),
     })
     .await;
     sim.shutdown().unwrap();
@@ -64,7 +65,7 @@ async fn qemu_firmware() {
             return;
         }
     };
-    let vm = qemu::Qemu::boot(&elf);
+    let mut vm = qemu::Qemu::boot(&elf);
     let port = vm.port().to_string();
     println!("QEMU firmware {} on {port}", elf.display());
     // The clinician key of the development secret, and its key file for the CLI.
@@ -79,11 +80,12 @@ async fn qemu_firmware() {
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("qemu.clinician.key");
     KeyFile::create(&key_file, QEMU_SERIAL, key.role, &key.key).unwrap();
-    checks::run_all(&Target {
+    checks::run_all(&mut Target {
         name: "qemu",
         port: &port,
         key,
         key_file: &key_file,
+        presence: &mut || vm.apply_presence(),
     })
     .await;
     let output = vm.output();

@@ -8,7 +8,9 @@
 //! * QEMU discards UART output while nobody holds the pty open, so it starts halted
 //!   (`-S`); the harness opens the pty and keeps one descriptor on it for the whole run
 //!   (the clients come and go), then sends `cont` on the monitor socket.
-//! * UART1 goes to a file: the firmware prints its stack high-water marks there.
+//! * UART1 is a unix socket the harness holds: the firmware prints its stack high-water
+//!   marks there (collected by a thread), and an `M` written to it is the firmware's
+//!   physical-presence signal ([`Qemu::apply_presence`]).
 //! * Every wait is bounded; [`Qemu`]'s `Drop` kills QEMU, so a failing test never leaves
 //!   it running.
 
@@ -73,17 +75,22 @@ pub struct Qemu {
     monitor: UnixStream,
     pty: String,
     _keeper: File,
-    debug: PathBuf,
+    /// UART1, for writing; what it sends is collected in `debug`.
+    uart1: UnixStream,
+    debug: Arc<Mutex<String>>,
     output: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
 }
+
+/// Longest the firmware may take to confirm the presence signal on UART1.
+const PRESENCE_LIMIT: Duration = Duration::from_secs(5);
 
 impl Qemu {
     /// Starts QEMU halted, opens the pty, then lets the CPU run.
     pub fn boot(elf: &Path) -> Qemu {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("monitor.sock");
-        let debug = dir.path().join("uart1.txt");
+        let uart1 = dir.path().join("uart1.sock");
         // Spawned under the fork guard: a pty another test creates meanwhile must not
         // leak into QEMU, which would hold its lock for the whole run.
         let guard = crate::common::fork_guard();
@@ -92,7 +99,7 @@ impl Qemu {
             .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", socket.display()))
             .args(["-serial", "pty", "-serial"])
-            .arg(format!("file:{}", debug.display()))
+            .arg(format!("unix:{},server=on,wait=off", uart1.display()))
             .arg("-kernel")
             .arg(elf)
             .stdin(Stdio::null())
@@ -129,6 +136,10 @@ impl Qemu {
             .open(&pty)
             .unwrap_or_else(|e| panic!("open {pty}: {e}"));
         let mut monitor = connect_monitor(&socket, &mut guard);
+        // UART1 before the CPU runs, so nothing the firmware prints is lost.
+        let uart1 = connect_monitor(&uart1, &mut guard);
+        let debug = Arc::new(Mutex::new(String::new()));
+        collect(uart1.try_clone().expect("UART1 socket"), Arc::clone(&debug));
         monitor
             .write_all(b"cont\n")
             .expect("cont on the QEMU monitor");
@@ -137,9 +148,30 @@ impl Qemu {
             monitor,
             pty,
             _keeper: keeper,
+            uart1,
             debug,
             output: log,
             _dir: dir,
+        }
+    }
+
+    /// The physical-presence signal: an `M` on UART1; returns once the firmware has
+    /// confirmed it there.
+    pub fn apply_presence(&mut self) {
+        let confirmations = |d: &Mutex<String>| {
+            d.lock()
+                .map(|s| s.matches("magnet applied").count())
+                .unwrap_or(0)
+        };
+        let before = confirmations(&self.debug);
+        self.uart1.write_all(b"M").expect("write to UART1");
+        let deadline = Instant::now() + PRESENCE_LIMIT;
+        while confirmations(&self.debug) == before {
+            assert!(
+                Instant::now() < deadline,
+                "the firmware did not confirm the presence signal within {PRESENCE_LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -151,7 +183,7 @@ impl Qemu {
     /// Stops QEMU and returns what the firmware printed on its debug UART.
     pub fn stop(mut self) -> String {
         self.shut_down();
-        std::fs::read_to_string(&self.debug).unwrap_or_default()
+        self.debug.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// What QEMU wrote on stdout and stderr so far.
@@ -224,7 +256,24 @@ fn watch(pipe: impl Read + Send + 'static, pty: mpsc::Sender<String>, log: Arc<M
     });
 }
 
-/// Connects to the monitor socket, waiting (bounded) for QEMU to create it.
+/// Collects what QEMU sends on `socket` (UART1) until it closes.
+fn collect(mut socket: UnixStream, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        loop {
+            match socket.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Ok(mut s) = into.lock() {
+                        s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Connects to one of QEMU's unix sockets, waiting (bounded) for QEMU to create it.
 fn connect_monitor(socket: &Path, guard: &mut Partial) -> UnixStream {
     let deadline = Instant::now() + START_LIMIT;
     loop {
