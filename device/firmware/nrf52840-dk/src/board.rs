@@ -74,27 +74,30 @@ pub async fn stroke_led(mut led: Output<'static>) {
 /// Button 1 arms a stall of the next stroke.
 #[embassy_executor::task]
 pub async fn test_alarm_button(mut button: Input<'static>) {
-    loop {
-        button.wait_for_falling_edge().await;
-        Timer::after_millis(DEBOUNCE_MS).await;
-        if button.is_low() {
-            info!("button 1: test alarm armed (the next stroke stalls)");
-            STALL_NEXT.store(true, Ordering::Relaxed);
-        }
-        button.wait_for_high().await;
-        Timer::after_millis(DEBOUNCE_MS).await;
-    }
+    on_press(&mut button, || {
+        info!("button 1: test alarm armed (the next stroke stalls)");
+        STALL_NEXT.store(true, Ordering::Relaxed);
+    })
+    .await
 }
 
 /// Button 2 applies the physical-presence signal (the magnet of a real implant).
 #[embassy_executor::task]
 pub async fn presence_button(mut button: Input<'static>) {
+    on_press(&mut button, || {
+        info!("button 2: physical presence (emergency access for 5 minutes)");
+        PRESENCE.store(true, Ordering::Relaxed);
+    })
+    .await
+}
+
+/// Calls `pressed` once per debounced press of `button` (active low), forever.
+async fn on_press(button: &mut Input<'static>, mut pressed: impl FnMut()) -> ! {
     loop {
         button.wait_for_falling_edge().await;
         Timer::after_millis(DEBOUNCE_MS).await;
         if button.is_low() {
-            info!("button 2: physical presence (emergency access for 5 minutes)");
-            PRESENCE.store(true, Ordering::Relaxed);
+            pressed();
         }
         button.wait_for_high().await;
         Timer::after_millis(DEBOUNCE_MS).await;
