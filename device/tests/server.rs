@@ -176,3 +176,99 @@ fn every_therapy_changing_answer_fits_the_reply_cache() {
     let mut buf = [0u8; 1024];
     assert!(postcard::to_slice(&r, &mut buf).unwrap().len() <= CACHE_BODY);
 }
+
+/// A raw frame of `kind`/`flags` around `body` (any length the encoder takes).
+fn raw_frame(flags: u8, body: &[u8]) -> Vec<u8> {
+    // Header, body and CRC, COBS-encoded by the protocol's own encoder where it can;
+    // bodies over MAX_BODY are built by hand (the encoder refuses them).
+    let header = [
+        thecal_protocol::PROTOCOL_VERSION,
+        1, // Request
+        0x34,
+        0x12,
+        flags,
+    ];
+    let mut raw = header.to_vec();
+    raw.extend_from_slice(body);
+    let crc = thecal_protocol::frame::CRC16.checksum(&raw);
+    raw.extend_from_slice(&crc.to_le_bytes());
+    let mut wire = cobs_encode(&raw);
+    wire.push(0);
+    wire
+}
+
+/// COBS (the wire's byte stuffing), written out for frames the encoder will not make.
+fn cobs_encode(raw: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8];
+    let mut code_at = 0;
+    let mut code = 1u8;
+    for &b in raw {
+        if b == 0 {
+            out[code_at] = code;
+            code_at = out.len();
+            out.push(0);
+            code = 1;
+        } else {
+            out.push(b);
+            code += 1;
+            if code == 0xFF {
+                out[code_at] = code;
+                code_at = out.len();
+                out.push(0);
+                code = 1;
+            }
+        }
+    }
+    out[code_at] = code;
+    out
+}
+
+#[test]
+fn a_body_over_max_body_is_dropped_unanswered_and_counted_as_oversize() {
+    // PROTOCOL.md 2.4: whatever fits the receive buffer (bodies up to 1 029 bytes) but is
+    // over MAX_BODY is dropped, plain or sealed, without an answer.
+    let mut server = server(continuous(100), Nanolitres::from_ml(40));
+    let mut s = session(&mut server, Role::Clinician, BOOT);
+    let max = thecal_protocol::frame::MAX_BODY;
+    let mut dropped = 0;
+    for len in max + 1..=max + 5 {
+        for flags in [0x00, thecal_protocol::frame::Flags::SEALED] {
+            let out = send(&mut server, BOOT, &raw_frame(flags, &vec![0x41; len]));
+            assert!(out.is_empty(), "{len} bytes, flags {flags}: answered");
+            dropped += 1;
+            assert_eq!(
+                server.stats().oversize,
+                dropped,
+                "{len} bytes, flags {flags}"
+            );
+        }
+    }
+    // The session is untouched.
+    assert!(matches!(
+        s.request(&mut exchange_at(&mut server, BOOT), 2, &Request::Status),
+        Response::Status(_)
+    ));
+    // And at MAX_BODY a plain body that is no request is answered Malformed.
+    let out = send(&mut server, BOOT, &raw_frame(0x00, &vec![0x41; max]));
+    assert_eq!(
+        decode_body::<Response>(&frames(&out)[0].body).unwrap(),
+        Response::Refused(Refusal::Malformed)
+    );
+}
+
+#[test]
+fn the_pump_states_the_capabilities_it_has() {
+    use thecal_protocol::message::Capabilities as C;
+    let server = server(continuous(100), Nanolitres::from_ml(40));
+    let caps = server.pump().identity().capabilities;
+    for bit in [
+        C::FLEXIBLE,
+        C::WEEKLY,
+        C::PATIENT_BOLUS,
+        C::EVENT_LOG,
+        C::SECURE_SESSION,
+        C::EMERGENCY_ACCESS,
+    ] {
+        assert!(caps.has(bit), "bit {bit:#x} missing from {caps:?}");
+    }
+}

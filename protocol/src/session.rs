@@ -438,5 +438,33 @@ mod tests {
         let mut out = [0u8; 32];
         assert!(tx.seal(&[0; 5], b"x", &mut out).is_ok());
         assert_eq!(tx.seal(&[0; 5], b"x", &mut out), Err(SealError::Exhausted));
+        assert!(tx.exhausted());
+    }
+
+    #[test]
+    fn a_receiver_drops_counter_u32_max_even_when_authentic() {
+        // Only a sender that broke the rule could have made it: PROTOCOL.md 2.9.
+        let key = Secret([6; 32]);
+        let mut out = [0u8; 32];
+        let n = Sealer::starting_at(&key, u32::MAX - 1)
+            .seal(&[0; 5], b"x", &mut out)
+            .unwrap();
+        // Re-seal the same plaintext under counter u32::MAX by hand.
+        let cipher = ChaCha20Poly1305::new(&Key::from(key.0));
+        let mut text = *b"x";
+        let tag = cipher
+            .encrypt_inout_detached(&nonce(u32::MAX), &[0; 5], (&mut text[..]).into())
+            .unwrap();
+        let mut body = [0u8; 21];
+        body[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        body[4] = text[0];
+        body[5..].copy_from_slice(&tag);
+        let mut rx = Opener::new(&key);
+        assert!(matches!(
+            rx.open(&[0; 5], &mut body),
+            Err(SealError::Replayed { .. })
+        ));
+        // The last usable counter opens.
+        assert_eq!(rx.open(&[0; 5], &mut out[..n]).unwrap(), b"x");
     }
 }
