@@ -10,11 +10,12 @@
 //! frame costs nothing: with no session open and no physical presence the receiver stops
 //! decoding (bytes are dropped unread), otherwise unauthenticated frames are dropped
 //! unanswered after the frame decoder (the session's frames must still be found). A
-//! plain request is served only if the budget can pay its answer too. A handshake whose
-//! proof verifies gets back what `Identify`, `SessionHello` with its challenge and
-//! `SessionProof` cost ([`HANDSHAKE_REFUND_FRAMES`]); its `SessionEstablished` is the
-//! session's. A programmer that holds a key therefore never runs the budget down; only
-//! strangers do. (The AEAD check of a sealed frame that does not open is not charged
+//! plain request is served only if the budget can pay its answer too, and frames that
+//! are no request may not spend the last [`HANDSHAKE_RESERVE_FRAMES`] (a trickle of
+//! garbage cannot keep the budget below a handshake). A key holder's handshake whose
+//! proof verifies gets back exactly what it paid ([`HANDSHAKE_REFUND_FRAMES`], with the
+//! `Identify` before it); its `SessionEstablished` is the session's. A programmer that
+//! holds a key therefore never runs the budget down, nor up; only strangers do. (The AEAD check of a sealed frame that does not open is not charged
 //! while the link is quiet: the model charges frames the pump acts on.)
 //!
 //! Sizing: [`UNAUTH_NAH_PER_HOUR`] is 20 000 nAh, 480 000 nAh a day: three quarters of
@@ -37,9 +38,17 @@ pub const UNAUTH_BURST_NAH: u64 = 20_000;
 pub const PRESENCE_BUDGET_NAH: u64 = 100_000;
 /// How long a physical-presence signal keeps emergency access open, ms of link time.
 pub const PRESENCE_WINDOW_MS: u64 = 5 * 60 * 1000;
-/// Frames a verified handshake is refunded: `Identify` and its answer, `SessionHello`
-/// and its challenge, `SessionProof`.
-pub const HANDSHAKE_REFUND_FRAMES: u64 = 5;
+/// Frames a key holder's verified handshake is refunded: `SessionHello`, its challenge
+/// and `SessionProof` (and 2 more for an `Identify` answered at most
+/// [`IDENTIFY_REFUND_MS`] before). An emergency handshake is refunded nothing.
+pub const HANDSHAKE_REFUND_FRAMES: u64 = 3;
+/// How long before a verified handshake its `Identify` counts as part of it, link ms.
+pub const IDENTIFY_REFUND_MS: u64 = 10_000;
+/// Frames of the budget that only plain requests may spend: garbage, failed CRCs and
+/// sealed frames that do not open are dropped (free) rather than take them. Five frames
+/// are a programmer's whole handshake: `Identify` and its answer, `SessionHello` and its
+/// challenge, `SessionProof` (whose `SessionEstablished` is not paid from the budget).
+pub const HANDSHAKE_RESERVE_FRAMES: u64 = 5;
 
 const MS_PER_HOUR: u64 = 3_600_000;
 

@@ -13,6 +13,10 @@
 //!   entry) with the next token. An attacker alternating kinds therefore writes at most
 //!   24 entries a day after the first [`BURST`]: the ring (at least 544 entries) keeps
 //!   weeks of therapy history under a sustained attack.
+//! * **Sessions** opened and ended are not merged (each has its number) but have a
+//!   bucket of their own, [`SESSION_BURST`] refilling one per [`SESSION_REFILL_MS`]: a
+//!   key holder looping handshakes writes at most 144 such entries a day; what is over
+//!   goes into the same `Suppressed` total.
 
 use thecal_protocol::message::{Event, LinkAbuse};
 use thecal_protocol::time::Timestamp;
@@ -23,14 +27,56 @@ pub const HOLD_MS: u64 = 60 * 60 * 1000;
 pub const BURST: u8 = 8;
 /// One more repeating entry may be written per this much device time.
 pub const REFILL_MS: u64 = 60 * 60 * 1000;
+/// Session entries (opened, ended) that may be written in a burst: a clinic visit's worth
+/// of commands, each in its own session.
+pub const SESSION_BURST: u8 = 48;
+/// One more session entry may be written per this much device time.
+pub const SESSION_REFILL_MS: u64 = 10 * 60 * 1000;
 
 /// The entry being aggregated and the rate limit.
 #[derive(Debug, Clone)]
 pub struct Noise {
     held: Option<(Event, Timestamp)>,
-    tokens: u8,
-    refilled: Timestamp,
+    tokens: Bucket,
+    sessions: Bucket,
     suppressed: u32,
+}
+
+/// Tokens that refill one per period up to a burst.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: u8,
+    burst: u8,
+    period_ms: u64,
+    refilled: Timestamp,
+}
+
+impl Bucket {
+    const fn new(burst: u8, period_ms: u64, now: Timestamp) -> Self {
+        Self {
+            tokens: burst,
+            burst,
+            period_ms,
+            refilled: now,
+        }
+    }
+
+    /// Takes a token at `now`, if there is one.
+    fn take(&mut self, now: Timestamp) -> bool {
+        let periods = now.since(self.refilled) / self.period_ms.max(1);
+        if periods > 0 {
+            let added = u8::try_from(periods).unwrap_or(u8::MAX);
+            self.tokens = self.tokens.saturating_add(added).min(self.burst);
+            self.refilled = self
+                .refilled
+                .plus_ms(periods.saturating_mul(self.period_ms));
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
 }
 
 /// Adds `new` to `held` if they are the same kind with the same fields.
@@ -85,8 +131,8 @@ impl Noise {
     pub fn new(now: Timestamp) -> Self {
         Self {
             held: None,
-            tokens: BURST,
-            refilled: now,
+            tokens: Bucket::new(BURST, REFILL_MS, now),
+            sessions: Bucket::new(SESSION_BURST, SESSION_REFILL_MS, now),
             suppressed: 0,
         }
     }
@@ -120,23 +166,26 @@ impl Noise {
     /// What to write for `event` under the rate limit: the event itself, a `Suppressed`
     /// total that includes it, or nothing (counted for later).
     fn admit(&mut self, event: Event, now: Timestamp) -> Option<Event> {
-        let periods = now.since(self.refilled) / REFILL_MS;
-        if periods > 0 {
-            let added = u8::try_from(periods).unwrap_or(u8::MAX);
-            self.tokens = self.tokens.saturating_add(added).min(BURST);
-            self.refilled = self.refilled.plus_ms(periods.saturating_mul(REFILL_MS));
-        }
-        if self.tokens == 0 {
+        if !self.tokens.take(now) {
             self.suppressed = self.suppressed.saturating_add(weight(&event));
             return None;
         }
-        self.tokens -= 1;
         if self.suppressed > 0 {
             let count = self.suppressed.saturating_add(weight(&event));
             self.suppressed = 0;
             return Some(Event::Suppressed { count });
         }
         Some(event)
+    }
+
+    /// What to write for a session entry under its own rate limit: the entry, or
+    /// nothing (counted in the `Suppressed` total).
+    pub fn admit_session(&mut self, event: Event, now: Timestamp) -> Option<Event> {
+        if self.sessions.take(now) {
+            return Some(event);
+        }
+        self.suppressed = self.suppressed.saturating_add(1);
+        None
     }
 
     /// The entry held, if any.
@@ -204,5 +253,26 @@ mod tests {
         assert!(written >= 24, "{written}");
         // Nothing is lost but the held one and what waits for the next token.
         assert_eq!(represented + n.suppressed + 1, steps as u32);
+    }
+
+    #[test]
+    fn session_entries_have_their_own_limit() {
+        let mut n = Noise::new(Timestamp(0));
+        let opened = Event::SessionOpened {
+            role: Role::Patient,
+            session: 1,
+        };
+        let day = 24 * 60 * 60 * 1000;
+        let written = (0..100_000u64)
+            .filter(|i| {
+                n.admit_session(opened, Timestamp(i * day / 100_000))
+                    .is_some()
+            })
+            .count() as u64;
+        assert!(written <= u64::from(SESSION_BURST) + day / SESSION_REFILL_MS);
+        assert!(written >= day / SESSION_REFILL_MS);
+        // Repeating entries keep their own tokens.
+        assert!(n.add(refused(9), Timestamp(day)).is_none());
+        assert!(n.release(Timestamp(day), false).is_some());
     }
 }

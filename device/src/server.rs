@@ -34,7 +34,9 @@ use thecal_protocol::message::{
 use thecal_protocol::session::Secret;
 use thecal_protocol::time::Timestamp;
 
-use crate::budget::{Budget, HANDSHAKE_REFUND_FRAMES};
+use crate::budget::{
+    Budget, HANDSHAKE_REFUND_FRAMES, HANDSHAKE_RESERVE_FRAMES, IDENTIFY_REFUND_MS,
+};
 use crate::motor::Motor;
 use crate::pump::Pump;
 use crate::session::{permitted, Ended, HelloContext, Sessions, Step};
@@ -68,6 +70,9 @@ pub struct Server<S, M> {
     stats: LinkStats,
     sessions: Sessions,
     budget: Budget,
+    /// Link time of the last plain `Identify` answered (refunded with the handshake that
+    /// follows it, once).
+    identified_at: Option<Timestamp>,
     /// The body of the frame being served (opened in place when sealed).
     rx: Vec<u8, MAX_BODY>,
     /// Plaintext of the answer being sent.
@@ -97,6 +102,7 @@ impl<S: Storage, M: Motor> Server<S, M> {
             stats: LinkStats::default(),
             sessions: Sessions::new(epoch),
             budget: Budget::new(link_now),
+            identified_at: None,
             rx: Vec::new(),
             plain: [0; MAX_BODY],
             sealed: [0; MAX_BODY],
@@ -160,6 +166,9 @@ impl<S: Storage, M: Motor> Server<S, M> {
     pub fn apply_presence(&mut self, now: Timestamp, link_now: Timestamp) {
         self.budget.apply_presence(link_now);
         self.pump.log(now, Event::PresenceApplied);
+        if let Some(ended) = self.sessions.arm_emergency() {
+            self.log_ended(now, ended);
+        }
     }
 
     /// Whether the physical-presence window is open at link time `link_now`.
@@ -243,8 +252,13 @@ impl<S: Storage, M: Motor> Server<S, M> {
     }
 
     /// Whether the receiver decodes: always with a session open or presence (the
-    /// session's frames must be found), otherwise while the budget can pay a frame.
+    /// session's frames must be found), otherwise while the budget can pay a frame (a
+    /// `SessionProof`, the cheapest thing served).
     fn listening(&mut self, link_now: Timestamp, frame_nah: u64) -> bool {
+        #[cfg(fuzzing)]
+        if self.plain_as_clinician {
+            return true;
+        }
         self.sessions.open_role().is_some()
             || self.budget.presence(link_now)
             || self.budget.can_pay(link_now, frame_nah)
@@ -272,11 +286,29 @@ impl<S: Storage, M: Motor> Server<S, M> {
         );
     }
 
-    /// Pays a received unauthenticated frame from the budget and charges it to the
-    /// battery; `false` (counted as quiet, not charged: the pump does no work on it) if
-    /// the budget could not, and the frame must be dropped unanswered.
+    /// Pays a received unauthenticated frame that is no request (garbage, a failed
+    /// CRC, a sealed frame that does not open, …) from the budget, leaving
+    /// [`HANDSHAKE_RESERVE_FRAMES`] for handshakes, and charges it to the battery;
+    /// `false` (counted as quiet, not charged: the pump does no work on it) if the budget
+    /// could not, and the frame must be dropped unanswered. A trickle of garbage
+    /// therefore never keeps the budget below what a handshake needs.
     fn unauthenticated_frame(&mut self, now: Timestamp, link_now: Timestamp, nah: u64) -> bool {
-        if self.budget.spend(link_now, nah) {
+        let reserve = nah.saturating_mul(HANDSHAKE_RESERVE_FRAMES);
+        if self.budget.can_pay(link_now, reserve.saturating_add(nah))
+            && self.budget.spend(link_now, nah)
+        {
+            self.pump.charge_frame();
+            return true;
+        }
+        self.note_quiet(now, 1);
+        false
+    }
+
+    /// Pays a received plain request and its answer's share of the budget check: served
+    /// only if the budget can pay both; `false` (quiet, not charged) otherwise.
+    fn unauthenticated_request(&mut self, now: Timestamp, link_now: Timestamp, nah: u64) -> bool {
+        if self.budget.can_pay(link_now, nah.saturating_mul(2)) && self.budget.spend(link_now, nah)
+        {
             self.pump.charge_frame();
             return true;
         }
@@ -292,26 +324,47 @@ impl<S: Storage, M: Motor> Server<S, M> {
         send: &mut dyn FnMut(&[u8]),
     ) {
         let frame_nah = self.pump.frame_nah();
+        #[cfg(fuzzing)]
+        if self.plain_as_clinician && !header.flags.has(Flags::SEALED) {
+            // Fuzzing builds only: the budget would starve the fuzzer of the pump core.
+            let mut body = core::mem::take(&mut self.rx);
+            let request = decode_body::<Request>(&body).ok();
+            let fingerprint = CRC32.checksum(&body);
+            body.clear();
+            self.rx = body;
+            if let Some(request) = request {
+                self.pump.charge_frame();
+                let key = Some(fuzz_key(header.id));
+                let response =
+                    self.execute(now, link_now, Role::Clinician, key, &request, fingerprint);
+                return self.reply(header.id, &response, false, send);
+            }
+        }
         if !header.flags.has(Flags::SEALED) {
-            // A plain request is worth serving only if its answer can be paid too: a
-            // budget that refills one frame at a time must not be spent on receiving
-            // requests it cannot answer.
-            if !self.budget.can_pay(link_now, frame_nah.saturating_mul(2)) {
-                self.note_quiet(now, 1);
-                return;
-            }
-            if !self.unauthenticated_frame(now, link_now, frame_nah) {
-                return;
-            }
             let mut body = core::mem::take(&mut self.rx);
             let request = decode_body::<Request>(&body).ok();
             body.clear();
             self.rx = body;
-            #[cfg(fuzzing)]
-            if let (true, Some(request)) = (self.plain_as_clinician, request.as_ref()) {
-                let key = Some(fuzz_key(header.id));
-                let response = self.execute(now, link_now, Role::Clinician, key, request, 0);
-                return self.reply(header.id, &response, false, send);
+            // A plain request is worth serving only if its answer can be paid too (a
+            // budget that refills one frame at a time must not be spent on receiving
+            // requests it cannot answer); a body that is no request is garbage.
+            let paid = match request {
+                // A verified proof's answer is the session's (free); a failed one's is
+                // paid when it can be.
+                Some(Request::SessionProof { .. }) => {
+                    self.budget.spend(link_now, frame_nah) && {
+                        self.pump.charge_frame();
+                        true
+                    }
+                }
+                Some(_) => self.unauthenticated_request(now, link_now, frame_nah),
+                None => self.unauthenticated_frame(now, link_now, frame_nah),
+            };
+            if !paid && matches!(request, Some(Request::SessionProof { .. })) {
+                self.note_quiet(now, 1);
+            }
+            if !paid {
+                return;
             }
             let response = self.serve_plain(now, link_now, request);
             if response == Response::SessionEstablished {
@@ -334,7 +387,7 @@ impl<S: Storage, M: Motor> Server<S, M> {
             }
             // No session (expired, closed, or the pump was reset): say so in the clear.
             Err(None) => {
-                if self.unauthenticated_frame(now, link_now, frame_nah) {
+                if self.unauthenticated_request(now, link_now, frame_nah) {
                     let refusal = Response::Refused(Refusal::SessionRequired);
                     self.reply_unauthenticated(now, link_now, header.id, &refusal, send);
                 }
@@ -364,7 +417,10 @@ impl<S: Storage, M: Motor> Server<S, M> {
         let serial: heapless::String<16> = self.pump.serial().try_into().unwrap_or_default();
         match request {
             None => Response::Refused(Refusal::Malformed),
-            Some(Request::Identify) => Response::Identity(self.pump.identity()),
+            Some(Request::Identify) => {
+                self.identified_at = Some(link_now);
+                Response::Identity(self.pump.identity())
+            }
             Some(Request::SessionHello { role, nonce }) => {
                 let secret = self.pump.device_secret().map(Secret);
                 let cx = HelloContext {
@@ -374,11 +430,14 @@ impl<S: Storage, M: Motor> Server<S, M> {
                     presence: self.budget.presence(link_now),
                 };
                 let step = self.sessions.hello(cx, role, nonce);
-                self.step_response(now, step)
+                self.step_response(now, link_now, step)
             }
             Some(Request::SessionProof { nonce, proof }) => {
-                let step = self.sessions.proof(link_now, &serial, &nonce, &proof);
-                self.step_response(now, step)
+                let presence = self.budget.presence(link_now);
+                let step = self
+                    .sessions
+                    .proof(link_now, &serial, &nonce, &proof, presence);
+                self.step_response(now, link_now, step)
             }
             Some(Request::Provision { secret }) => {
                 if self.pump.provision(secret, now) {
@@ -391,7 +450,7 @@ impl<S: Storage, M: Motor> Server<S, M> {
         }
     }
 
-    fn step_response(&mut self, now: Timestamp, step: Step) -> Response {
+    fn step_response(&mut self, now: Timestamp, link_now: Timestamp, step: Step) -> Response {
         match step {
             Step::Challenge { nonce, proof } => Response::SessionChallenge { nonce, proof },
             Step::Established {
@@ -399,15 +458,24 @@ impl<S: Storage, M: Motor> Server<S, M> {
                 session,
                 replaced,
             } => {
-                let frame_nah = self.pump.frame_nah();
-                self.budget
-                    .refund(frame_nah.saturating_mul(HANDSHAKE_REFUND_FRAMES));
-                // A new session is another programmer's: no cached answer carries over
-                // to it unless it holds the same role (and the operation's key).
+                // A key holder's handshake gets back exactly what it paid (Hello, its
+                // challenge, the proof; and the Identify just before it, once), so it
+                // never runs the budget down nor up. The emergency key is public: an
+                // emergency handshake is no key holder's and gets nothing back.
+                if role != Role::Emergency {
+                    let frame_nah = self.pump.frame_nah();
+                    let identify = self
+                        .identified_at
+                        .take()
+                        .is_some_and(|at| link_now.since(at) <= IDENTIFY_REFUND_MS);
+                    let frames = HANDSHAKE_REFUND_FRAMES + if identify { 2 } else { 0 };
+                    self.budget.refund(frame_nah.saturating_mul(frames));
+                }
                 if let Some(ended) = replaced {
                     self.log_ended(now, ended);
                 }
-                self.pump.log(now, Event::SessionOpened { role, session });
+                self.pump
+                    .log_session(now, Event::SessionOpened { role, session });
                 Response::SessionEstablished
             }
             Step::Failed { role } => {
@@ -420,7 +488,7 @@ impl<S: Storage, M: Motor> Server<S, M> {
     }
 
     fn log_ended(&mut self, now: Timestamp, e: Ended) {
-        self.pump.log(
+        self.pump.log_session(
             now,
             Event::SessionEnded {
                 role: e.role,
@@ -443,6 +511,14 @@ impl<S: Storage, M: Motor> Server<S, M> {
         let Some(role) = self.sessions.open_role() else {
             return;
         };
+        if role == Role::Emergency && !self.budget.presence(link_now) {
+            // The presence window closed (poll ends the session; this is the guard).
+            if let Some(ended) = self.sessions.end(SessionEnd::PresenceEnded) {
+                self.log_ended(now, ended);
+            }
+            let refusal = Response::Refused(Refusal::SessionRequired);
+            return self.reply_unauthenticated(now, link_now, id, &refusal, send);
+        }
         if !self.sessions.can_seal() {
             // No answer could be sealed: end the session before executing anything.
             if let Some(ended) = self.sessions.end(SessionEnd::CounterExhausted) {

@@ -143,6 +143,8 @@ pub struct Sessions {
     counter: u64,
     /// Sessions opened since boot.
     opened: u16,
+    /// Whether the current presence window may still open its one emergency session.
+    emergency_armed: bool,
 }
 
 impl Sessions {
@@ -154,7 +156,19 @@ impl Sessions {
             epoch,
             counter: 0,
             opened: 0,
+            emergency_armed: false,
         }
+    }
+
+    /// A new physical-presence signal: it may open one emergency session; an emergency
+    /// session still open from an earlier application ends (the hand on the magnet now
+    /// decides).
+    pub fn arm_emergency(&mut self) -> Option<Ended> {
+        self.emergency_armed = true;
+        if self.open_role() == Some(Role::Emergency) {
+            return self.end(SessionEnd::Replaced);
+        }
+        None
     }
 
     /// Ends what timed out at link time `now`; returns the session that idled out.
@@ -186,12 +200,23 @@ impl Sessions {
         })
     }
 
-    /// Ends the open session if it is an emergency one (the presence window closed).
+    /// The presence window closed: drops pending emergency challenges, and ends the open
+    /// session if it is an emergency one.
     pub fn end_emergency(&mut self) -> Option<Ended> {
+        self.drop_emergency_challenges();
+        self.emergency_armed = false;
         if self.open_role() == Some(Role::Emergency) {
             return self.end(SessionEnd::PresenceEnded);
         }
         None
+    }
+
+    fn drop_emergency_challenges(&mut self) {
+        for slot in self.pending.iter_mut() {
+            if slot.as_ref().is_some_and(|p| p.role == Role::Emergency) {
+                *slot = None;
+            }
+        }
     }
 
     /// `SessionHello`: a challenge in a free slot, or the same challenge again for a
@@ -275,15 +300,21 @@ impl Sessions {
     }
 
     /// `SessionProof` for the challenge of `host_nonce`: opens a session (replacing the
-    /// open one) only if the proof verifies; a wrong proof changes nothing.
+    /// open one) only if the proof verifies; a wrong proof changes nothing. An emergency
+    /// challenge is good only while the physical-presence signal is (`presence`): one
+    /// answered after the window closed is dropped.
     pub fn proof(
         &mut self,
         now: Timestamp,
         serial: &str,
         host_nonce: &[u8; NONCE_LEN],
         proof: &[u8; PROOF_LEN],
+        presence: bool,
     ) -> Step {
         self.expire(now);
+        if !presence {
+            self.drop_emergency_challenges();
+        }
         let Some(slot) = self
             .pending
             .iter_mut()
@@ -306,6 +337,15 @@ impl Sessions {
         let keys = session_keys(&p.key, &t);
         let role = p.role;
         *slot = None;
+        if role == Role::Emergency {
+            // The emergency key is public: one emergency session per application of the
+            // presence signal, and never in place of a clinician's or service session.
+            let busy = matches!(self.open_role(), Some(Role::Clinician | Role::Service));
+            if busy || !self.emergency_armed {
+                return Step::Refuse(Refusal::Busy);
+            }
+            self.emergency_armed = false;
+        }
         let replaced = self.end(SessionEnd::Replaced);
         self.opened = self.opened.wrapping_add(1).max(1);
         self.open = Some(Open {
@@ -394,7 +434,13 @@ mod tests {
             device_nonce: &nonce,
             serial: SERIAL,
         };
-        s.proof(Timestamp(now + 10), SERIAL, &h, &host_proof(&key, &t))
+        s.proof(
+            Timestamp(now + 10),
+            SERIAL,
+            &h,
+            &host_proof(&key, &t),
+            false,
+        )
     }
 
     #[test]
@@ -424,7 +470,7 @@ mod tests {
         };
         for i in 0..1000 {
             assert_eq!(
-                s.proof(Timestamp(i), SERIAL, &h, &[i as u8; 32]),
+                s.proof(Timestamp(i), SERIAL, &h, &[i as u8; 32], false),
                 Step::Failed {
                     role: Role::Clinician
                 }
@@ -442,7 +488,7 @@ mod tests {
             serial: SERIAL,
         };
         assert!(matches!(
-            s.proof(Timestamp(1500), SERIAL, &h, &host_proof(&key, &t)),
+            s.proof(Timestamp(1500), SERIAL, &h, &host_proof(&key, &t), false),
             Step::Established {
                 role: Role::Clinician,
                 session: 1,
@@ -471,11 +517,11 @@ mod tests {
         ));
         // The oldest (nonce 0) went; nonce 1 is still pending.
         assert_eq!(
-            s.proof(Timestamp(MIN_PENDING_MS), SERIAL, &[0; 16], &[0; 32]),
+            s.proof(Timestamp(MIN_PENDING_MS), SERIAL, &[0; 16], &[0; 32], false),
             Step::Refuse(Refusal::SessionRequired)
         );
         assert!(matches!(
-            s.proof(Timestamp(MIN_PENDING_MS), SERIAL, &[1; 16], &[0; 32]),
+            s.proof(Timestamp(MIN_PENDING_MS), SERIAL, &[1; 16], &[0; 32], false),
             Step::Failed { .. }
         ));
     }
@@ -502,7 +548,7 @@ mod tests {
             Step::Established { session: 1, .. }
         ));
         let _ = s.hello(cx(20, &secret), Role::Clinician, [2; 16]);
-        let _ = s.proof(Timestamp(30), SERIAL, &[2; 16], &[0; 32]);
+        let _ = s.proof(Timestamp(30), SERIAL, &[2; 16], &[0; 32], false);
         assert_eq!(s.current(), Some((Role::Clinician, 1)));
         let Step::Established { replaced, .. } =
             answer(&mut s, 40, &secret, Role::Patient, [4; 16])
@@ -538,10 +584,92 @@ mod tests {
             Step::Refuse(Refusal::NotProvisioned)
         );
         c.presence = true;
+        let Step::Challenge { nonce, .. } = s.hello(c, Role::Emergency, [1; 16]) else {
+            panic!()
+        };
+        // The window closes before the proof: the challenge is gone.
+        let t = Transcript {
+            role: Role::Emergency,
+            host_nonce: &[1; 16],
+            device_nonce: &nonce,
+            serial: SERIAL,
+        };
+        let proof = host_proof(&emergency_key(SERIAL), &t);
+        assert_eq!(
+            s.proof(Timestamp(10), SERIAL, &[1; 16], &proof, false),
+            Step::Refuse(Refusal::SessionRequired)
+        );
+        assert_eq!(s.current(), None);
+        // Within the window it opens, once per application of the signal.
+        assert_eq!(s.arm_emergency(), None);
+        let Step::Challenge { nonce, .. } = s.hello(c, Role::Emergency, [2; 16]) else {
+            panic!()
+        };
+        let t = Transcript {
+            role: Role::Emergency,
+            host_nonce: &[2; 16],
+            device_nonce: &nonce,
+            serial: SERIAL,
+        };
+        let proof = host_proof(&emergency_key(SERIAL), &t);
         assert!(matches!(
-            s.hello(c, Role::Emergency, [1; 16]),
-            Step::Challenge { .. }
+            s.proof(Timestamp(10), SERIAL, &[2; 16], &proof, true),
+            Step::Established {
+                role: Role::Emergency,
+                ..
+            }
         ));
+        let again = |s: &mut Sessions, n: u8| {
+            let Step::Challenge { nonce, .. } = s.hello(c, Role::Emergency, [n; 16]) else {
+                panic!()
+            };
+            let t = Transcript {
+                role: Role::Emergency,
+                host_nonce: &[n; 16],
+                device_nonce: &nonce,
+                serial: SERIAL,
+            };
+            let proof = host_proof(&emergency_key(SERIAL), &t);
+            s.proof(Timestamp(20), SERIAL, &[n; 16], &proof, true)
+        };
+        // A second emergency handshake in the same window does not take it over …
+        assert_eq!(again(&mut s, 3), Step::Refuse(Refusal::Busy));
+        assert_eq!(s.current().map(|c| c.0), Some(Role::Emergency));
+        // … a new application of the magnet ends it and allows one more.
+        assert!(s.arm_emergency().is_some());
+        assert!(matches!(again(&mut s, 4), Step::Established { .. }));
+    }
+
+    #[test]
+    fn an_emergency_handshake_never_replaces_a_clinician_session() {
+        let secret = Secret([2; 32]);
+        let mut s = Sessions::new(1);
+        assert!(matches!(
+            answer(&mut s, 0, &secret, Role::Clinician, [1; 16]),
+            Step::Established { .. }
+        ));
+        s.arm_emergency();
+        let c = HelloContext {
+            now: Timestamp(20),
+            secret: Some(&secret),
+            serial: SERIAL,
+            presence: true,
+        };
+        let Step::Challenge { nonce, .. } = s.hello(c, Role::Emergency, [5; 16]) else {
+            panic!()
+        };
+        let t = Transcript {
+            role: Role::Emergency,
+            host_nonce: &[5; 16],
+            device_nonce: &nonce,
+            serial: SERIAL,
+        };
+        let proof = host_proof(&emergency_key(SERIAL), &t);
+        assert_eq!(
+            s.proof(Timestamp(30), SERIAL, &[5; 16], &proof, true),
+            Step::Refuse(Refusal::Busy)
+        );
+        assert_eq!(s.current(), Some((Role::Clinician, 1)));
     }
 
     #[test]

@@ -945,8 +945,13 @@ fn emergency_access_needs_presence_and_permits_only_the_emergency_requests() {
         .collect();
     assert_eq!(written, expected, "{events:#?}");
 
-    // A second emergency session, active until the presence window ends: it ends with it.
+    // One emergency session per application of the magnet: a second handshake in the
+    // same window is busy …
     let t1 = t0.plus_ms(60_000);
+    assert!(emergency_session(&mut server, t1, [12; 16]).is_err());
+    // … a new application allows one more, active until that window ends: it ends with it.
+    server.apply_presence(t1, t1);
+    let t0 = t1;
     let mut s = emergency_session(&mut server, t1, [10; 16]).expect("second emergency session");
     assert_eq!(server.session(), Some((Role::Emergency, 2)));
     let t2 = t0.plus_ms(PRESENCE_WINDOW_MS - 60_000);
@@ -1410,4 +1415,115 @@ fn a_genuine_handshake_is_refunded_and_a_strangers_is_not() {
         Response::Refused(Refusal::AuthenticationFailed)
     );
     assert_eq!(server.budget_nah(), level - 4 * 500);
+}
+
+// ---------------------------------------------------------------------------------------
+// Review findings: levers a key holder or a trickle could still pull.
+
+#[test]
+fn a_key_holder_looping_handshakes_neither_raises_the_budget_nor_floods_the_log() {
+    let mut server = server(continuous(100), Nanolitres::from_ml(18));
+    let t0 = BOOT;
+    // A part-spent budget, so a refund larger than the cost would show.
+    for i in 0..10 {
+        plain_answer(&send(&mut server, t0, &plain_frame(i, &Request::Identify)));
+    }
+    let level = server.budget_nah();
+    assert!(level < UNAUTH_BURST_NAH);
+    let next = log_next(&mut server);
+    let patient = client::key(SECRET, Role::Patient, SERIAL);
+    let loops = 2_000u64;
+    for i in 0..loops {
+        let t = t0.plus_ms(i * 50);
+        let nonce = (i as u128).to_le_bytes();
+        client::handshake(
+            &mut exchange_at(&mut server, t),
+            &patient,
+            Role::Patient,
+            SERIAL,
+            nonce,
+        )
+        .expect("the patient's handshake");
+    }
+    // Exactly what each handshake paid came back: the budget is where it was, but for
+    // the one Identify just before the first handshake (refunded with it, once) and
+    // what the 100 s of link time refilled (at most 556 nAh).
+    let refilled = 100_000 * 20_000 / 3_600_000;
+    assert!(
+        server.budget_nah() <= level + 1_000 + refilled,
+        "{}",
+        server.budget_nah()
+    );
+    // Each handshake opened a session and ended the one before: 4 000 session entries,
+    // of which the rate limit writes a burst (48) and one per 10 min.
+    let written = log_next(&mut server) - next;
+    assert!(
+        written <= 48 + 2,
+        "{written} entries for {loops} handshakes"
+    );
+}
+
+#[test]
+fn an_emergency_handshake_loop_cannot_take_over_a_clinician_session() {
+    let mut server = server(continuous(100), Nanolitres::from_ml(18));
+    let t0 = BOOT;
+    let mut clinician = session(&mut server, Role::Clinician, t0);
+    server.apply_presence(t0, t0);
+    // Anyone in range holds the emergency key while the magnet is on.
+    for i in 0..50u8 {
+        assert!(emergency_session(&mut server, t0.plus_ms(u64::from(i) * 100), [i; 16]).is_err());
+    }
+    assert_eq!(server.session(), Some((Role::Clinician, 1)));
+    let t = t0.plus_ms(6_000);
+    assert_eq!(
+        clinician.request(&mut exchange_at(&mut server, t), 1, &Request::StopTherapy),
+        Response::TherapyStopped
+    );
+    // Emergency handshakes are refunded nothing.
+    let level = server.budget_nah();
+    server.poll(t, t.plus_ms(PRESENCE_WINDOW_MS));
+    assert!(server.budget_nah() <= UNAUTH_BURST_NAH && level <= UNAUTH_BURST_NAH);
+}
+
+#[test]
+fn a_trickle_of_garbage_never_keeps_a_handshake_out() {
+    let mut server = server(continuous(100), Nanolitres::from_ml(18));
+    let mut rng = Rng::new(77);
+    let mut t = BOOT;
+    // Drain the budget with a burst of garbage …
+    for _ in 0..200 {
+        send(
+            &mut server,
+            t,
+            &flood_frame(FloodKind::Garbage, &mut rng, 0),
+        );
+    }
+    // … then one garbage frame every 10 s, for 6 hours; a clinician tries every 15 min.
+    let mut opened = 0;
+    for step in 0..(6 * 360) {
+        t = t.plus_ms(10_000);
+        send(
+            &mut server,
+            t,
+            &flood_frame(FloodKind::Garbage, &mut rng, 0),
+        );
+        if step % 90 == 89 {
+            let key = client::key(SECRET, Role::Clinician, SERIAL);
+            let nonce = (step as u128).to_le_bytes();
+            if client::handshake(
+                &mut exchange_at(&mut server, t),
+                &key,
+                Role::Clinician,
+                SERIAL,
+                nonce,
+            )
+            .is_ok()
+            {
+                opened += 1;
+            }
+            // The clinician closes again.
+            server.poll(t, t.plus_ms(thecal_device::session::IDLE_TIMEOUT_MS));
+        }
+    }
+    assert_eq!(opened, 24, "every attempt gets through the garbage");
 }

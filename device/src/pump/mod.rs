@@ -321,6 +321,14 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         }
     }
 
+    /// Logs a session opened or ended: rate-limited (see [`crate::noise`]), so a key
+    /// holder looping handshakes cannot flush the log or wear the flash.
+    pub fn log_session(&mut self, now: Timestamp, event: Event) {
+        if let Some(entry) = self.noise.admit_session(event, now) {
+            self.log_event(now, entry);
+        }
+    }
+
     /// The repeating entry being aggregated, not yet written.
     pub fn held_log_entry(&self) -> Option<&Event> {
         self.noise.held()

@@ -39,5 +39,12 @@ pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
         "Therapy STOPPED: the pump delivers only {}. Resume with `thecal resume`.",
         quantity::flow(MIN_FLOW)
     )?;
+    if s.client.role() == Some(thecal_protocol::message::Role::Emergency) {
+        // The emergency key is public: this answer could not prove it came from the pump.
+        outln!(
+            "Emergency access: confirm the stop on the pump itself, and have a clinician \
+             read the pump with the clinician key as soon as possible (a clinician resumes)."
+        )?;
+    }
     Ok(())
 }
