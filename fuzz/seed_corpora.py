@@ -13,17 +13,37 @@ The input formats are described in each target's module docs.
 import pathlib
 import re
 import struct
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "fuzz" / "target" / "seeds"
 
 
 def vectors():
+    """(name, wire frame) of every vector: the second hex block after its marker (the
+    first is the annotated header and body), up to the next marker. A vector whose wire
+    block is missing or does not parse is skipped with a warning (the doc may be in the
+    middle of a rewrite), never a crash."""
     text = (ROOT / "docs" / "PROTOCOL.md").read_text()
-    for m in re.finditer(r"<!-- vector: ([\w-]+) -->", text):
-        hexes = re.findall(r"```hex\n(.*?)```", text[m.end():], re.S)
-        wire = bytes.fromhex(re.sub(r"\s+", "", hexes[1]))
-        yield m.group(1), wire
+    marks = list(re.finditer(r"<!-- vector: ([\w-]+) -->", text))
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        hexes = re.findall(r"```hex[^\n]*\n(.*?)```", text[m.end():end], re.S)
+        name = m.group(1)
+        if len(hexes) < 2:
+            print(f"seed_corpora: vector {name}: no wire block, skipped", file=sys.stderr)
+            continue
+        # Comments (`# ...`) are allowed in hex blocks.
+        digits = re.sub(r"\s+", "", re.sub(r"#[^\n]*", "", hexes[1]))
+        try:
+            wire = bytes.fromhex(digits)
+        except ValueError as e:
+            print(f"seed_corpora: vector {name}: {e}, skipped", file=sys.stderr)
+            continue
+        if len(wire) < 2 or wire[-1] != 0:
+            print(f"seed_corpora: vector {name}: not a delimited frame, skipped", file=sys.stderr)
+            continue
+        yield name, wire
 
 
 def cobs_decode(data):
@@ -58,6 +78,9 @@ def main():
     requests, responses = [], []
     for name, wire in vectors():
         raw = cobs_decode(wire[:-1])
+        if len(raw) < 7:
+            print(f"seed_corpora: vector {name}: shorter than a frame, skipped", file=sys.stderr)
+            continue
         header, body = raw[:5], raw[5:-2]
         write("frame_decoder", name, b"\x00" + wire)
         # The same frame cut into 1-, 3- and 7-byte chunks, behind some garbage.
@@ -115,6 +138,51 @@ def main():
             write("host_client", f"call{call}-{name}", bytes([0, call]) + script)
     stale = b"\x00\x02\xff\x02" + struct.pack("<H", 2) + b"\x02\x00"
     write("host_client", "stale-then-timeout", bytes([0, 1]) + stale + b"\x03\x28")
+    # Session mode (byte 0 bit 7; role from bits 5-6, 1 = clinician): the pump answers
+    # the handshake genuinely (op 6 after the hello with a device nonce, op 6 after the
+    # proof), then the sealed request with each response body sealed (op 7).
+    handshake = b"\x00\x06" + bytes(range(16)) + b"\x00\x06"
+    for call in range(18):
+        for name, _, body in responses:
+            script = handshake + b"\x00\x07" + struct.pack("<H", len(body)) + body
+            write("host_client", f"session-call{call}-{name}", bytes([0xA0, call]) + script)
+    # The emergency role (3): a status call; a lost challenge (the client tries again).
+    for name, _, body in responses:
+        script = handshake + b"\x00\x07" + struct.pack("<H", len(body)) + body
+        write("host_client", f"emergency-{name}", bytes([0xE0, 2]) + script)
+    write("host_client", "session-lost-challenge",
+          bytes([0xA0, 2]) + b"\x00\x03\x0b" + handshake + b"\x00\x07\x00\x00")
+
+    # session: a genuine clinician handshake (op 1), then every request vector sealed as
+    # a Command with a key (op 3, mode 2); a repeat of the last keyed change (mode 3);
+    # a therapy change without a key (mode 1); a tampered frame; an idle timeout.
+    genuine = b"\x01" + bytes(16)
+    def sealed(body, key=b"\x11" * 8):
+        return b"\x03\x04" + key + bytes([len(body)]) + body
+    for name, _, body in requests:
+        if len(body) > 255:
+            continue
+        write("session", f"genuine-{name}", genuine + sealed(body))
+        write("session", f"repeat-{name}", genuine + sealed(body) + b"\x03\x06")
+        write("session", f"no-key-{name}", genuine + b"\x03\x02" + bytes([len(body)]) + body)
+        write("session", f"tampered-{name}",
+              genuine + b"\x03\x05" + b"\x22" * 8 + bytes([len(body)]) + body + b"\x07\x40")
+        write("session", f"expired-{name}", genuine + b"\x05\x41" + sealed(body))
+    # Attacks interleaved with a genuine handshake (op 1, v = 1): a hello for each role,
+    # the genuine nonce for another role, the genuine hello again, a wrong proof for it,
+    # a guessed proof, raw bytes, a 1 s nudge, a plain frame; then StopTherapy (tag 10).
+    script = (b"\x08" + bytes(16) + b"\x0c"
+              + b"\x00" + bytes(16) + b"\x08" + bytes(16) + b"\x10" + bytes(16)
+              + b"\x18" + bytes(16)
+              + b"\x01\x02\x03" + bytes(32) + b"\x04" + bytes(48)
+              + b"\x05\x03\x01\x02\x00" + b"\x06\x7d" + b"\x07\x00\x01\x0a"
+              + b"\x02")
+    write("session", "interleaved", script + sealed(b"\x0a"))
+    # Emergency: a hello without presence (op 1, v = 2), then with presence (v = 6) and
+    # a sealed StopTherapy; an attacker's emergency handshake (op 2, role 3).
+    emergency = b"\x0f" + bytes(16) + b"\x2b" + bytes(16)
+    write("session", "emergency-stop", emergency + sealed(b"\x0a"))
+    write("session", "emergency-attacker", b"\x02\x03" + bytes(48) + emergency + sealed(b"\x0b"))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,11 @@
 //!   with at least that volume, or — when the device died in that step — whose input
 //!   held a `Refill` request for at least that volume (the answer may have been lost).
 //! * **Lifetime counter.** `delivered_total` grows by exactly the motor's strokes.
-//! * **Answers.** Every frame the server sends is a response that decodes.
+//! * **Answers.** Every frame the server sends is a response that decodes. The server
+//!   may legitimately send none: every plain frame, served as a clinician's here, is paid
+//!   from the unauthenticated energy budget (`thecal_device::budget`: 40 frames at
+//!   once, one more per 90 s of link time, which is device time here); when it is spent
+//!   the link goes quiet and input is dropped undecoded (`LinkStats::quiet`).
 //! * **No allocation** on the device path (checked by the target's allocator), no panic.
 //!
 //! One input advances the clock by at most [`MAX_ADVANCE_MS`] in at most [`MAX_TICKS`]
@@ -358,6 +362,13 @@ impl Device {
             })
         });
         let requested = refill_volumes(&mut self.mirror, bytes);
+        // A server that cannot pay for another unauthenticated frame goes quiet: it drops
+        // the rest of the input undecoded and resets its decoder (a frame split across
+        // two receives is lost). The mirror follows, so it never misses a request the
+        // server decodes (it may see more: its refill volumes only excuse a rise).
+        if self.server.budget_nah() < self.server.pump().frame_nah() {
+            self.mirror.reset();
+        }
         self.after(before, &sent, &requested);
     }
 
