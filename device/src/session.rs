@@ -143,8 +143,6 @@ pub struct Sessions {
     counter: u64,
     /// Sessions opened since boot.
     opened: u16,
-    /// Whether the current presence window may still open its one emergency session.
-    emergency_armed: bool,
 }
 
 impl Sessions {
@@ -156,15 +154,12 @@ impl Sessions {
             epoch,
             counter: 0,
             opened: 0,
-            emergency_armed: false,
         }
     }
 
-    /// A new physical-presence signal: it may open one emergency session; an emergency
-    /// session still open from an earlier application ends (the hand on the magnet now
-    /// decides).
+    /// A new physical-presence signal: an emergency session still open ends (the hand on
+    /// the magnet now decides who may open the next one).
     pub fn arm_emergency(&mut self) -> Option<Ended> {
-        self.emergency_armed = true;
         if self.open_role() == Some(Role::Emergency) {
             return self.end(SessionEnd::Replaced);
         }
@@ -204,7 +199,6 @@ impl Sessions {
     /// session if it is an emergency one.
     pub fn end_emergency(&mut self) -> Option<Ended> {
         self.drop_emergency_challenges();
-        self.emergency_armed = false;
         if self.open_role() == Some(Role::Emergency) {
             return self.end(SessionEnd::PresenceEnded);
         }
@@ -337,14 +331,16 @@ impl Sessions {
         let keys = session_keys(&p.key, &t);
         let role = p.role;
         *slot = None;
-        if role == Role::Emergency {
-            // The emergency key is public: one emergency session per application of the
-            // presence signal, and never in place of a clinician's or service session.
-            let busy = matches!(self.open_role(), Some(Role::Clinician | Role::Service));
-            if busy || !self.emergency_armed {
-                return Step::Refuse(Refusal::Busy);
-            }
-            self.emergency_armed = false;
+        if role == Role::Emergency
+            && matches!(
+                self.open_role(),
+                Some(Role::Clinician | Role::Service | Role::Emergency)
+            )
+        {
+            // The emergency key is public: an emergency proof never takes over an open
+            // session but a patient's (a responder's session cannot be stolen; applying
+            // the magnet again ends it).
+            return Step::Refuse(Refusal::Busy);
         }
         let replaced = self.end(SessionEnd::Replaced);
         self.opened = self.opened.wrapping_add(1).max(1);
@@ -600,7 +596,7 @@ mod tests {
             Step::Refuse(Refusal::SessionRequired)
         );
         assert_eq!(s.current(), None);
-        // Within the window it opens, once per application of the signal.
+        // Within the window it opens.
         assert_eq!(s.arm_emergency(), None);
         let Step::Challenge { nonce, .. } = s.hello(c, Role::Emergency, [2; 16]) else {
             panic!()
@@ -632,12 +628,15 @@ mod tests {
             let proof = host_proof(&emergency_key(SERIAL), &t);
             s.proof(Timestamp(20), SERIAL, &[n; 16], &proof, true)
         };
-        // A second emergency handshake in the same window does not take it over …
+        // A second emergency handshake does not take it over …
         assert_eq!(again(&mut s, 3), Step::Refuse(Refusal::Busy));
         assert_eq!(s.current().map(|c| c.0), Some(Role::Emergency));
-        // … a new application of the magnet ends it and allows one more.
+        // … a new application of the magnet ends it, and then one opens again.
         assert!(s.arm_emergency().is_some());
         assert!(matches!(again(&mut s, 4), Step::Established { .. }));
+        // So does closing it.
+        assert!(s.end(SessionEnd::Closed).is_some());
+        assert!(matches!(again(&mut s, 6), Step::Established { .. }));
     }
 
     #[test]

@@ -945,14 +945,15 @@ fn emergency_access_needs_presence_and_permits_only_the_emergency_requests() {
         .collect();
     assert_eq!(written, expected, "{events:#?}");
 
-    // One emergency session per application of the magnet: a second handshake in the
-    // same window is busy …
+    // A second emergency session (the first was closed), active until a new window ends:
+    // it ends with it.
     let t1 = t0.plus_ms(60_000);
-    assert!(emergency_session(&mut server, t1, [12; 16]).is_err());
-    // … a new application allows one more, active until that window ends: it ends with it.
     server.apply_presence(t1, t1);
     let t0 = t1;
     let mut s = emergency_session(&mut server, t1, [10; 16]).expect("second emergency session");
+    // While it is open, nobody else's emergency handshake takes it over.
+    assert!(emergency_session(&mut server, t1, [12; 16]).is_err());
+    assert_eq!(server.session(), Some((Role::Emergency, 2)));
     assert_eq!(server.session(), Some((Role::Emergency, 2)));
     let t2 = t0.plus_ms(PRESENCE_WINDOW_MS - 60_000);
     assert!(matches!(

@@ -543,8 +543,9 @@ async fn answers_come_back_typed_and_ids_advance() {
         s.frames.as_slice(),
         &[(100, false, "Identify"), (101, false, "Ping")]
     );
-    // Identify goes plain; everything else sealed, counters from 1.
-    assert_eq!(s.counters, vec![1]);
+    // Inside a session everything goes sealed, Identify too (a plain frame would be
+    // unauthenticated traffic the pump pays from its budget); counters from 1.
+    assert_eq!(s.counters, vec![1, 2]);
     assert_eq!((s.hellos, s.proofs, s.sessions), (1, 1, 1));
 }
 
