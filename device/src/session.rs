@@ -562,6 +562,22 @@ mod tests {
         assert_eq!(s.current(), Some((Role::Patient, 2)));
     }
 
+    /// An emergency handshake: a hello at `cx`, then the (public-key) proof, sent while
+    /// the presence signal is `presence`.
+    fn emergency(s: &mut Sessions, cx: HelloContext<'_>, n: u8, presence: bool) -> Step {
+        let Step::Challenge { nonce, .. } = s.hello(cx, Role::Emergency, [n; 16]) else {
+            panic!("no challenge")
+        };
+        let t = Transcript {
+            role: Role::Emergency,
+            host_nonce: &[n; 16],
+            device_nonce: &nonce,
+            serial: SERIAL,
+        };
+        let proof = host_proof(&emergency_key(SERIAL), &t);
+        s.proof(cx.now.plus_ms(10), SERIAL, &[n; 16], &proof, presence)
+    }
+
     #[test]
     fn emergency_needs_presence_but_no_secret() {
         let mut s = Sessions::new(1);
@@ -580,63 +596,36 @@ mod tests {
             Step::Refuse(Refusal::NotProvisioned)
         );
         c.presence = true;
-        let Step::Challenge { nonce, .. } = s.hello(c, Role::Emergency, [1; 16]) else {
-            panic!()
-        };
         // The window closes before the proof: the challenge is gone.
-        let t = Transcript {
-            role: Role::Emergency,
-            host_nonce: &[1; 16],
-            device_nonce: &nonce,
-            serial: SERIAL,
-        };
-        let proof = host_proof(&emergency_key(SERIAL), &t);
         assert_eq!(
-            s.proof(Timestamp(10), SERIAL, &[1; 16], &proof, false),
+            emergency(&mut s, c, 1, false),
             Step::Refuse(Refusal::SessionRequired)
         );
         assert_eq!(s.current(), None);
         // Within the window it opens.
         assert_eq!(s.arm_emergency(), None);
-        let Step::Challenge { nonce, .. } = s.hello(c, Role::Emergency, [2; 16]) else {
-            panic!()
-        };
-        let t = Transcript {
-            role: Role::Emergency,
-            host_nonce: &[2; 16],
-            device_nonce: &nonce,
-            serial: SERIAL,
-        };
-        let proof = host_proof(&emergency_key(SERIAL), &t);
         assert!(matches!(
-            s.proof(Timestamp(10), SERIAL, &[2; 16], &proof, true),
+            emergency(&mut s, c, 2, true),
             Step::Established {
                 role: Role::Emergency,
                 ..
             }
         ));
-        let again = |s: &mut Sessions, n: u8| {
-            let Step::Challenge { nonce, .. } = s.hello(c, Role::Emergency, [n; 16]) else {
-                panic!()
-            };
-            let t = Transcript {
-                role: Role::Emergency,
-                host_nonce: &[n; 16],
-                device_nonce: &nonce,
-                serial: SERIAL,
-            };
-            let proof = host_proof(&emergency_key(SERIAL), &t);
-            s.proof(Timestamp(20), SERIAL, &[n; 16], &proof, true)
-        };
         // A second emergency handshake does not take it over …
-        assert_eq!(again(&mut s, 3), Step::Refuse(Refusal::Busy));
+        assert_eq!(emergency(&mut s, c, 3, true), Step::Refuse(Refusal::Busy));
         assert_eq!(s.current().map(|c| c.0), Some(Role::Emergency));
         // … a new application of the magnet ends it, and then one opens again.
         assert!(s.arm_emergency().is_some());
-        assert!(matches!(again(&mut s, 4), Step::Established { .. }));
+        assert!(matches!(
+            emergency(&mut s, c, 4, true),
+            Step::Established { .. }
+        ));
         // So does closing it.
         assert!(s.end(SessionEnd::Closed).is_some());
-        assert!(matches!(again(&mut s, 6), Step::Established { .. }));
+        assert!(matches!(
+            emergency(&mut s, c, 6, true),
+            Step::Established { .. }
+        ));
     }
 
     #[test]
@@ -654,20 +643,7 @@ mod tests {
             serial: SERIAL,
             presence: true,
         };
-        let Step::Challenge { nonce, .. } = s.hello(c, Role::Emergency, [5; 16]) else {
-            panic!()
-        };
-        let t = Transcript {
-            role: Role::Emergency,
-            host_nonce: &[5; 16],
-            device_nonce: &nonce,
-            serial: SERIAL,
-        };
-        let proof = host_proof(&emergency_key(SERIAL), &t);
-        assert_eq!(
-            s.proof(Timestamp(30), SERIAL, &[5; 16], &proof, true),
-            Step::Refuse(Refusal::Busy)
-        );
+        assert_eq!(emergency(&mut s, c, 5, true), Step::Refuse(Refusal::Busy));
         assert_eq!(s.current(), Some((Role::Clinician, 1)));
     }
 
