@@ -1121,21 +1121,27 @@ fn forged_frame(id: u16, rng: &mut Rng) -> Vec<u8> {
     wire[..n].to_vec()
 }
 
-#[test]
-fn a_thousand_refusals_are_one_entry_and_the_history_stays() {
+/// A pump whose log holds therapy history: a clinician wrote revision 2 at `BOOT`.
+fn server_with_history() -> S {
     let mut server = server(continuous(100), Nanolitres::from_ml(18));
-    let t0 = BOOT;
-    let mut c = session(&mut server, Role::Clinician, t0);
+    let mut c = session(&mut server, Role::Clinician, BOOT);
     let write = Request::WritePrescription {
         expected: Revision(1),
         prescription: flexible().into(),
     };
     assert_eq!(
-        c.request(&mut exchange_at(&mut server, t0), 1, &write),
+        c.request(&mut exchange_at(&mut server, BOOT), 1, &write),
         Response::PrescriptionWritten {
             revision: Revision(2)
         }
     );
+    server
+}
+
+#[test]
+fn a_thousand_refusals_are_one_entry_and_the_history_stays() {
+    let mut server = server_with_history();
+    let t0 = BOOT;
     let mut p = session(&mut server, Role::Patient, t0);
     assert!(matches!(
         p.request(&mut exchange_at(&mut server, t0), 2, &Request::PatientBolus),
@@ -1243,17 +1249,8 @@ fn a_thousand_refusals_are_one_entry_and_the_history_stays() {
 
 #[test]
 fn alternating_refusals_are_rate_limited_and_nothing_is_lost() {
-    let mut server = server(continuous(100), Nanolitres::from_ml(18));
+    let mut server = server_with_history();
     let t0 = BOOT;
-    let mut c = session(&mut server, Role::Clinician, t0);
-    let write = Request::WritePrescription {
-        expected: Revision(1),
-        prescription: flexible().into(),
-    };
-    assert!(matches!(
-        c.request(&mut exchange_at(&mut server, t0), 1, &write),
-        Response::PrescriptionWritten { .. }
-    ));
     let mut p = session(&mut server, Role::Patient, t0);
     let next_before = log_next(&mut server);
     // Alternating kinds defeat aggregation: the rate limit holds the log.
