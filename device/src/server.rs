@@ -31,7 +31,7 @@ use thecal_protocol::frame::{
 use thecal_protocol::message::{
     Command, Event, LinkAbuse, LinkStats, OpKey, Refusal, Request, Response, Role, SessionEnd,
 };
-use thecal_protocol::session::Secret;
+use thecal_protocol::session::{emergency_key, Secret};
 use thecal_protocol::time::Timestamp;
 
 use crate::budget::{
@@ -39,7 +39,7 @@ use crate::budget::{
 };
 use crate::motor::Motor;
 use crate::pump::Pump;
-use crate::session::{permitted, Ended, HelloContext, Sessions, Step};
+use crate::session::{permitted, Ended, Hello, HelloContext, Sessions, Step};
 use crate::storage::Storage;
 
 /// Therapy-changing answers kept for repeats.
@@ -95,12 +95,13 @@ impl<S: Storage, M: Motor> Server<S, M> {
     /// Serves `pump`; the link clock starts at `link_now`.
     pub fn new_at(pump: Pump<S, M>, link_now: Timestamp) -> Self {
         let epoch = pump.boot_epoch();
+        let seed = nonce_key_of(&pump);
         Self {
             pump,
             decoder: FrameDecoder::new(),
             cache: Deque::new(),
             stats: LinkStats::default(),
-            sessions: Sessions::new(epoch),
+            sessions: Sessions::new(epoch, &seed),
             budget: Budget::new(link_now),
             identified_at: None,
             rx: Vec::new(),
@@ -118,6 +119,23 @@ impl<S: Storage, M: Motor> Server<S, M> {
     #[cfg(fuzzing)]
     pub fn serve_plain_requests(&mut self) {
         self.plain_as_clinician = true;
+    }
+
+    /// Mixes platform entropy (the board's RNG, the OS) into the pool the pump's
+    /// ephemeral keys come from; on a pump with no static key pair yet, makes it (one
+    /// flash write in the device's life). Call at boot and whenever
+    /// [`Server::wants_entropy`] says so.
+    pub fn stir(&mut self, entropy: &[u8]) {
+        self.sessions.stir(entropy);
+        if self.pump.public_key().is_none() {
+            let identity = self.sessions.draw();
+            let _ = self.pump.create_identity(identity.as_secret());
+        }
+    }
+
+    /// Whether the pool was drawn from since it was last stirred.
+    pub fn wants_entropy(&self) -> bool {
+        self.sessions.wants_entropy()
     }
 
     /// The pump.
@@ -421,30 +439,44 @@ impl<S: Storage, M: Motor> Server<S, M> {
                 self.identified_at = Some(link_now);
                 Response::Identity(self.pump.identity())
             }
-            Some(Request::SessionHello { role, nonce }) => {
-                let secret = self.pump.device_secret().map(Secret);
+            Some(Request::SessionHello {
+                role,
+                epoch,
+                nonce,
+                ephemeral,
+            }) => {
+                let key = match role {
+                    Role::Emergency => Some((0, emergency_key(&serial))),
+                    _ => self.pump.role_key(role),
+                };
                 let cx = HelloContext {
                     now: link_now,
-                    secret: secret.as_ref(),
                     serial: &serial,
+                    binding: self.pump.binding(),
+                    key,
+                    nonce_key: nonce_key_of(&self.pump),
                     presence: self.budget.presence(link_now),
                 };
-                let step = self.sessions.hello(cx, role, nonce);
+                let hello = Hello {
+                    role,
+                    epoch,
+                    nonce,
+                    ephemeral,
+                };
+                let step = self.sessions.hello(cx, hello);
                 self.step_response(now, link_now, step)
             }
             Some(Request::SessionProof { nonce, proof }) => {
                 let presence = self.budget.presence(link_now);
-                let step = self
-                    .sessions
-                    .proof(link_now, &serial, &nonce, &proof, presence);
+                let step = self.sessions.proof(link_now, &nonce, &proof, presence);
                 self.step_response(now, link_now, step)
             }
-            Some(Request::Provision { secret }) => {
-                if self.pump.provision(secret, now) {
-                    Response::Provisioned
-                } else {
-                    Response::Refused(Refusal::NotPermitted)
+            Some(Request::Provision { ephemeral }) => {
+                let response = self.pump.provision(now, &ephemeral, false);
+                if let Some(key) = self.pump.nonce_key() {
+                    self.sessions.stir(key.as_bytes());
                 }
+                response
             }
             Some(_) => Response::Refused(Refusal::SessionRequired),
         }
@@ -452,7 +484,15 @@ impl<S: Storage, M: Motor> Server<S, M> {
 
     fn step_response(&mut self, now: Timestamp, link_now: Timestamp, step: Step) -> Response {
         match step {
-            Step::Challenge { nonce, proof } => Response::SessionChallenge { nonce, proof },
+            Step::Challenge {
+                nonce,
+                ephemeral,
+                proof,
+            } => Response::SessionChallenge {
+                nonce,
+                ephemeral,
+                proof,
+            },
             Step::Established {
                 role,
                 session,
@@ -576,7 +616,7 @@ impl<S: Storage, M: Motor> Server<S, M> {
             self.log_refused(now, role, request.tag(), Refusal::NotPermitted);
             return Response::Refused(Refusal::NotPermitted);
         }
-        let key = match (request.changes_therapy(), key) {
+        let key = match (request.changes_state(), key) {
             (false, _) => None,
             (true, Some(key)) => Some(key),
             (true, None) => {
@@ -713,4 +753,11 @@ fn count_error(stats: &mut LinkStats, error: FrameError) {
         _ => &mut stats.malformed,
     };
     *counter = counter.wrapping_add(1);
+}
+
+/// The pump's nonce key, or on an unprovisioned pump the (public) emergency key: the seed
+/// of the device nonces and of the ephemeral pool.
+fn nonce_key_of<S: Storage, M: Motor>(pump: &Pump<S, M>) -> Secret {
+    pump.nonce_key()
+        .unwrap_or_else(|| emergency_key(pump.serial()))
 }

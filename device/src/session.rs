@@ -17,6 +17,12 @@
 //!   energy budget like any unauthenticated frame (see [`crate::budget`]).
 //! * **No flash write.** Device nonces come from the boot epoch (new at every boot, see
 //!   [`crate::pump::Pump::boot_epoch`]) and a RAM counter.
+//! * **Forward secrecy.** Each challenge draws a fresh X25519 secret from a ratcheting
+//!   pool the platform stirs with entropy; the shared secret and the proof and session
+//!   keys are derived at once and the ephemeral secret dropped
+//!   (`thecal_protocol::session::handshake`).
+//! * **Key epochs.** A hello naming another epoch than the role's key in force is
+//!   refused `StaleKey` before any work.
 //!
 //! Session time is *link time*: on the pump it is the device clock; the simulator passes
 //! real time, so a session does not expire in milliseconds when its virtual clock runs
@@ -25,8 +31,8 @@
 
 use thecal_protocol::message::{Refusal, Request, Role, SessionEnd};
 use thecal_protocol::session::{
-    device_nonce, device_proof, emergency_key, role_key, session_keys, verify_host_proof, Opener,
-    SealError, Sealer, Secret, Transcript, NONCE_LEN, PROOF_LEN,
+    device_nonce, Binding, Ephemeral, HandshakeKeys, Opener, Pool, SealError, Sealer, Secret,
+    Transcript, NONCE_LEN, PROOF_LEN, PUBLIC_LEN,
 };
 use thecal_protocol::time::Timestamp;
 
@@ -59,8 +65,15 @@ pub fn permitted(role: Role, request: &Request) -> bool {
         | R::ResumeTherapy
         | R::AcknowledgeAlarm { .. }
         | R::SetClock { .. } => matches!(role, Clinician),
+        // Re-provisioning (a new device secret, every key to a new epoch): service.
+        R::Provision { .. } => matches!(role, Service),
+        // A clinician replaces the patient's and its own key, service its own.
+        R::RotateKey { role: whose, .. } => matches!(
+            (role, whose),
+            (Clinician, Patient | Clinician) | (Service, Service)
+        ),
         // Plain-frame requests: never inside a session.
-        R::SessionHello { .. } | R::SessionProof { .. } | R::Provision { .. } => false,
+        R::SessionHello { .. } | R::SessionProof { .. } => false,
     }
 }
 
@@ -74,10 +87,15 @@ struct Open {
 
 struct Pending {
     role: Role,
-    key: Secret,
     host_nonce: [u8; NONCE_LEN],
+    host_ephemeral: [u8; PUBLIC_LEN],
     device_nonce: [u8; NONCE_LEN],
+    device_ephemeral: [u8; PUBLIC_LEN],
     proof: [u8; PROOF_LEN],
+    /// Transcript hash.
+    th: [u8; 32],
+    /// Proof and session keys (the pump's ephemeral secret is already gone).
+    keys: HandshakeKeys,
     at: Timestamp,
 }
 
@@ -99,6 +117,8 @@ pub enum Step {
     Challenge {
         /// Pump nonce.
         nonce: [u8; NONCE_LEN],
+        /// Pump ephemeral public key.
+        ephemeral: [u8; PUBLIC_LEN],
         /// Pump proof.
         proof: [u8; PROOF_LEN],
     },
@@ -121,16 +141,34 @@ pub enum Step {
 }
 
 /// What a `SessionHello` needs from the pump.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct HelloContext<'a> {
     /// Link time.
     pub now: Timestamp,
-    /// The device secret, once provisioned.
-    pub secret: Option<&'a Secret>,
     /// Serial number.
     pub serial: &'a str,
+    /// Version, schema and capabilities, as `Identify` announces them.
+    pub binding: Binding,
+    /// The asked role's key in force and its epoch (`None`: none, the pump is
+    /// unprovisioned; the emergency role's is its public key at epoch 0).
+    pub key: Option<(u32, Secret)>,
+    /// The key of the device nonces (the emergency key on an unprovisioned pump).
+    pub nonce_key: Secret,
     /// Whether the physical-presence signal is active.
     pub presence: bool,
+}
+
+/// A `SessionHello`'s fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    /// Role asked for.
+    pub role: Role,
+    /// Epoch of the programmer's key.
+    pub epoch: u32,
+    /// Programmer's nonce.
+    pub nonce: [u8; NONCE_LEN],
+    /// Programmer's ephemeral public key.
+    pub ephemeral: [u8; PUBLIC_LEN],
 }
 
 /// The session state of one link.
@@ -143,18 +181,43 @@ pub struct Sessions {
     counter: u64,
     /// Sessions opened since boot.
     opened: u16,
+    /// Source of the pump's ephemeral secrets.
+    pool: Pool,
+    /// A draw was made since the platform last stirred the pool.
+    drawn: bool,
 }
 
 impl Sessions {
-    /// No session; device nonces of boot `epoch`.
-    pub fn new(epoch: u64) -> Self {
+    /// No session; device nonces of boot `epoch`; the ephemeral pool seeded from `seed`
+    /// (the nonce key) and `epoch`, until the platform stirs in entropy ([`Sessions::stir`]).
+    pub fn new(epoch: u64, seed: &Secret) -> Self {
         Self {
             pending: [const { None }; PENDING],
             open: None,
             epoch,
             counter: 0,
             opened: 0,
+            pool: Pool::new(seed, epoch),
+            drawn: true,
         }
+    }
+
+    /// Mixes platform entropy (a hardware RNG, the OS) into the ephemeral pool.
+    pub fn stir(&mut self, entropy: &[u8]) {
+        self.pool.stir(entropy);
+        self.drawn = false;
+    }
+
+    /// Whether the pool was drawn from since it was last stirred (the platform should
+    /// stir in fresh entropy).
+    pub fn wants_entropy(&self) -> bool {
+        self.drawn
+    }
+
+    /// A fresh X25519 secret from the pool (the pump's identity key at its first boot).
+    pub fn draw(&mut self) -> Ephemeral {
+        self.drawn = true;
+        self.pool.draw()
     }
 
     /// A new physical-presence signal: an emergency session still open ends (the hand on
@@ -214,17 +277,24 @@ impl Sessions {
     }
 
     /// `SessionHello`: a challenge in a free slot, or the same challenge again for a
-    /// nonce already pending. Never touches the open session.
-    pub fn hello(&mut self, cx: HelloContext<'_>, role: Role, host_nonce: [u8; NONCE_LEN]) -> Step {
+    /// hello already pending. Never touches the open session.
+    pub fn hello(&mut self, cx: HelloContext<'_>, hello: Hello) -> Step {
         self.expire(cx.now);
+        let Hello {
+            role,
+            epoch,
+            nonce: host_nonce,
+            ephemeral: host_ephemeral,
+        } = hello;
         if role == Role::Emergency && !cx.presence {
             return Step::Refuse(Refusal::PresenceRequired);
         }
-        let nonce_key = match (cx.secret, role) {
-            (Some(secret), _) => secret.clone(),
-            (None, Role::Emergency) => emergency_key(cx.serial),
-            (None, _) => return Step::Refuse(Refusal::NotProvisioned),
+        let Some((current, key)) = cx.key else {
+            return Step::Refuse(Refusal::NotProvisioned);
         };
+        if epoch != current {
+            return Step::Refuse(Refusal::StaleKey { epoch, current });
+        }
         if let Some(p) = self
             .pending
             .iter()
@@ -232,45 +302,59 @@ impl Sessions {
             .find(|p| p.host_nonce == host_nonce)
         {
             // A repeated hello (its challenge was lost): the same challenge. The same
-            // nonce for another role would spoil the pending one: refused.
-            if p.role != role {
+            // nonce with another role or key would spoil the pending one: refused.
+            if p.role != role || p.host_ephemeral != host_ephemeral {
                 return Step::Refuse(Refusal::Busy);
             }
             return Step::Challenge {
                 nonce: p.device_nonce,
+                ephemeral: p.device_ephemeral,
                 proof: p.proof,
             };
         }
         let Some(index) = self.free_slot(cx.now) else {
             return Step::Refuse(Refusal::Busy);
         };
-        let key = match cx.secret {
-            Some(secret) => role_key(secret, role, cx.serial),
-            None => emergency_key(cx.serial),
+        let secret = self.draw();
+        let Some(shared) = secret.agree(&host_ephemeral) else {
+            return Step::Refuse(Refusal::Malformed);
         };
+        let device_ephemeral = secret.public();
+        drop(secret);
         self.counter = self.counter.wrapping_add(1);
-        let nonce = device_nonce(&nonce_key, self.epoch, self.counter);
-        let proof = device_proof(
-            &key,
-            &Transcript {
-                role,
-                host_nonce: &host_nonce,
-                device_nonce: &nonce,
-                serial: cx.serial,
-            },
-        );
+        let device_nonce = device_nonce(&cx.nonce_key, self.epoch, self.counter);
+        let th = Transcript {
+            binding: cx.binding,
+            role,
+            epoch,
+            serial: cx.serial,
+            host_nonce: &host_nonce,
+            host_ephemeral: &host_ephemeral,
+            device_nonce: &device_nonce,
+            device_ephemeral: &device_ephemeral,
+        }
+        .hash();
+        let keys = HandshakeKeys::derive(&shared, &key, &th);
+        let proof = keys.device_proof(&th);
         let Some(slot) = self.pending.get_mut(index) else {
             return Step::Refuse(Refusal::Busy);
         };
         *slot = Some(Pending {
             role,
-            key,
             host_nonce,
-            device_nonce: nonce,
+            host_ephemeral,
+            device_nonce,
+            device_ephemeral,
             proof,
+            th,
+            keys,
             at: cx.now,
         });
-        Step::Challenge { nonce, proof }
+        Step::Challenge {
+            nonce: device_nonce,
+            ephemeral: device_ephemeral,
+            proof,
+        }
     }
 
     /// A free slot, else the oldest one past [`MIN_PENDING_MS`].
@@ -300,7 +384,6 @@ impl Sessions {
     pub fn proof(
         &mut self,
         now: Timestamp,
-        serial: &str,
         host_nonce: &[u8; NONCE_LEN],
         proof: &[u8; PROOF_LEN],
         presence: bool,
@@ -319,18 +402,13 @@ impl Sessions {
         let Some(p) = slot.as_ref() else {
             return Step::Refuse(Refusal::SessionRequired);
         };
-        let t = Transcript {
-            role: p.role,
-            host_nonce: &p.host_nonce,
-            device_nonce: &p.device_nonce,
-            serial,
-        };
-        if !verify_host_proof(&p.key, &t, proof) {
+        if !p.keys.verify_host_proof(&p.th, proof) {
             return Step::Failed { role: p.role };
         }
-        let keys = session_keys(&p.key, &t);
+        let Some(p) = slot.take() else {
+            return Step::Refuse(Refusal::SessionRequired);
+        };
         let role = p.role;
-        *slot = None;
         if role == Role::Emergency
             && matches!(
                 self.open_role(),
@@ -342,6 +420,7 @@ impl Sessions {
             // the magnet again ends it).
             return Step::Refuse(Refusal::Busy);
         }
+        let keys = p.keys.into_session();
         let replaced = self.end(SessionEnd::Replaced);
         self.opened = self.opened.wrapping_add(1).max(1);
         self.open = Some(Open {

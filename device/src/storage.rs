@@ -12,6 +12,12 @@
 //!   delivery, so what is lost errs on the safe side.
 //! * the **event log** — an append-only ring; the oldest entries are dropped when full.
 //!   A power cut during an append loses at most that entry; older entries stay readable.
+//! * the **secrets** ([`Secrets`]) — the pump's static key, the device secret and the
+//!   role keys with their epochs; written only at first boot, provisioning and key
+//!   rotation, in a region of their own, each save written twice. A damaged therapy
+//!   store never takes the secrets with it, nor the other way round. After a power cut
+//!   at any instant of [`Storage::save_secrets`], [`Storage::load_secrets`] returns the
+//!   old record or the new one, whole: never a mix of old and new keys.
 
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
@@ -59,11 +65,58 @@ pub struct Snapshot {
     pub patient_boluses: Vec<Timestamp, MAX_PATIENT_HISTORY>,
     /// Alarms acknowledged by a programmer (cleared when the alarm clears).
     pub acknowledged: Vec<AlarmKind, 8>,
-    /// The device secret every role key derives from; `None` until provisioned.
-    pub device_secret: Option<[u8; 32]>,
+    /// Protocol 2 kept the device secret here. Never written (always `None`); kept so
+    /// that a snapshot written by protocol 2 firmware still decodes (the secret moved to
+    /// [`Secrets`], and a pump updated from protocol 2 must be provisioned again).
+    pub legacy_secret: Option<[u8; 32]>,
     /// Boots of the pump up to the one that saved this snapshot; the next boot counts
     /// one more and makes it part of its nonce epoch (see `Pump::boot_epoch`).
     pub boot_count: u32,
+}
+
+/// One role's key: its epoch and, once rotated, the key itself.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RoleSlot {
+    /// The epoch in force (0: no key, the pump is unprovisioned).
+    pub epoch: u32,
+    /// The key a programmer sent with `RotateKey`; `None`: the key derived from the
+    /// device secret at `epoch` (`thecal_protocol::session::role_key`).
+    pub key: Option<[u8; 32]>,
+}
+
+/// The rarely written secrets record.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secrets {
+    /// Increases with every save.
+    pub generation: u32,
+    /// The pump's static X25519 private key (made at its first boot from its RNG).
+    pub identity: [u8; 32],
+    /// The device secret, once provisioned.
+    pub device_secret: Option<[u8; 32]>,
+    /// Keys of the patient, clinician and service roles, in that order.
+    pub keys: [RoleSlot; 3],
+}
+
+impl core::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("generation", &self.generation)
+            .field("provisioned", &self.device_secret.is_some())
+            .field(
+                "epochs",
+                &self.keys.map(|k| k.epoch),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl core::fmt::Debug for RoleSlot {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RoleSlot")
+            .field("epoch", &self.epoch)
+            .field("rotated", &self.key.is_some())
+            .finish()
+    }
 }
 
 /// Where the event log stands.
@@ -129,4 +182,9 @@ pub trait Storage {
         first: u32,
         out: &mut Vec<LogEntry, MAX_LOG_PAGE>,
     ) -> Result<LogBounds, StoreError>;
+    /// Reads the secrets record (`None` on a new pump). `Ok((secrets, damaged))`:
+    /// `damaged` when a damaged record was found (and an older valid copy returned).
+    fn load_secrets(&mut self) -> Result<(Option<Secrets>, bool), StoreError>;
+    /// Stores the secrets record atomically (read back and verified).
+    fn save_secrets(&mut self, secrets: &Secrets) -> Result<(), StoreError>;
 }

@@ -67,8 +67,8 @@ use thecal_protocol::message::{
 };
 use thecal_protocol::prescription::{Prescription, PrescriptionDraft};
 use thecal_protocol::session::{
-    host_proof, role_key, session_keys, verify_device_proof, Opener, SealError, Sealer, Secret,
-    Transcript, NONCE_LEN, SEAL_OVERHEAD,
+    role_key, Binding, Ephemeral, HandshakeKeys, Opener, ProvisionKeys, ProvisionTranscript,
+    SealError, Sealer, Secret, Transcript, FIRST_EPOCH, NONCE_LEN, PUBLIC_LEN, SEAL_OVERHEAD,
 };
 use thecal_protocol::time::{Timestamp, UtcOffset};
 use thecal_protocol::units::Nanolitres;
@@ -196,6 +196,9 @@ pub struct Client<T> {
     credentials: Option<Credentials>,
     /// The open session, if any.
     session: Option<Session>,
+    /// What the last `Identify` said: bound into every handshake transcript (an
+    /// attacker who rewrote it makes the pump's proof fail), and the pump's static key.
+    identity: Option<(Binding, [u8; PUBLIC_LEN])>,
 }
 
 struct Credentials {
@@ -283,6 +286,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             tracer: None,
             credentials: None,
             session: None,
+            identity: None,
         }
     }
 
@@ -385,20 +389,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         }
     }
 
-    /// Stores `secret` as the device secret of an unprovisioned pump (plain frame; the
-    /// pump accepts it once in its life), then proves it took: opens a session with the
-    /// service key derived from `secret` and closes it again. `serial` is the pump's (from
-    /// `Identify`).
+    /// Provisions an unprovisioned pump (plain frame): sends the ephemeral public key of
+    /// `agreement` ([`Agreement::new`]: the device secret is agreed, never sent), checks
+    /// the pump's confirmation, then proves the secret took by opening a service session
+    /// with the epoch-1 service key and closing it again.
     ///
     /// A pump that already holds a secret refuses: [`Error::AlreadyProvisioned`]. When
     /// the first attempt went unanswered and a retry is refused, the first one may have
     /// been stored: the handshake decides.
-    pub async fn provision(&mut self, secret: &Secret, serial: &str) -> Result<(), Error> {
+    pub async fn provision(&mut self, agreement: &Agreement) -> Result<(), Error> {
         let retries_before = self.counters.retries;
-        let answer = self.call(&Request::Provision { secret: secret.0 }).await?;
+        let request = Request::Provision {
+            ephemeral: agreement.ephemeral,
+        };
+        let answer = self.call(&request).await?;
         let retried = self.counters.retries != retries_before;
         match answer {
-            Response::Provisioned => {}
+            Response::Provisioned { confirm, .. } if agreement.keys.verify(&confirm) => {}
+            Response::Provisioned { .. } => return Err(Error::ProvisionNotConfirmed),
             Response::Refused(Refusal::NotPermitted) if retried => {}
             Response::Refused(Refusal::NotPermitted) => return Err(Error::AlreadyProvisioned),
             Response::Refused(refusal) => {
@@ -414,14 +422,67 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                 })
             }
         }
-        let service = RoleKey {
-            role: Role::Service,
-            key: role_key(secret, Role::Service, serial),
-        };
-        match self.authenticate(service, serial).await {
+        let service = agreement.role_key(Role::Service, FIRST_EPOCH);
+        match self.authenticate(service, &agreement.serial).await {
             Ok(()) => self.close().await,
             Err(Error::PumpNotAuthenticated { .. }) if retried => Err(Error::AlreadyProvisioned),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Re-provisions the pump from an open service session: a new device secret agreed
+    /// from `agreement`, every role key moved to one new epoch (returned) and derived from
+    /// it; every older key is refused from then on. The session stays open.
+    pub async fn reprovision(&mut self, agreement: &Agreement) -> Result<u32, Error> {
+        let request = Request::Provision {
+            ephemeral: agreement.ephemeral,
+        };
+        match self.call(&request).await? {
+            Response::Provisioned { confirm, epoch } if agreement.keys.verify(&confirm) => Ok(epoch),
+            Response::Provisioned { .. } => Err(Error::ProvisionNotConfirmed),
+            Response::Refused(refusal) => Err(Error::Refused {
+                request: "Provision",
+                refusal,
+            }),
+            other => Err(Error::UnexpectedResponse {
+                request: "Provision",
+                got: other.name(),
+            }),
+        }
+    }
+
+    /// Replaces the key of `new.role` with `new` (its epoch must be the role's epoch in
+    /// force plus one): a clinician session for the patient and clinician keys, a service
+    /// session for the service key. The key travels only inside the sealed session. A
+    /// rotation of this session's own role keeps the session open; the next handshake
+    /// needs the new key.
+    pub async fn rotate_key(&mut self, new: &RoleKey) -> Result<(), Error> {
+        let request = Request::RotateKey {
+            role: new.role,
+            epoch: new.epoch,
+            key: *new.key.as_bytes(),
+        };
+        let answer = self.call(&request).await?;
+        match answer {
+            Response::KeyRotated { role, epoch } if role == new.role && epoch == new.epoch => {
+                if let Some(c) = self.credentials.as_mut().filter(|c| c.key.role == role) {
+                    c.key = new.duplicate();
+                }
+                Ok(())
+            }
+            Response::Refused(Refusal::StaleKey { epoch, current }) => Err(Error::StaleKey {
+                role: new.role,
+                epoch,
+                current,
+            }),
+            Response::Refused(refusal) => Err(Error::Refused {
+                request: "RotateKey",
+                refusal,
+            }),
+            other => Err(Error::UnexpectedResponse {
+                request: "RotateKey",
+                got: other.name(),
+            }),
         }
     }
 
@@ -469,13 +530,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         self.io
     }
 
-    /// Model, serial, firmware and protocol versions (served without a session).
+    /// Model, serial, firmware and protocol versions, the pump's static key and key
+    /// epochs (served without a session). Remembered for the next handshake.
     pub async fn identify(&mut self) -> Result<Identity, Error> {
-        self.ask(Request::Identify, |r| match r {
-            Response::Identity(i) => Some(i),
-            _ => None,
-        })
-        .await
+        let identity = self
+            .ask(Request::Identify, |r| match r {
+                Response::Identity(i) => Some(i),
+                _ => None,
+            })
+            .await?;
+        self.remember(&identity);
+        Ok(identity)
+    }
+
+    fn remember(&mut self, identity: &Identity) {
+        self.identity = Some((
+            Binding {
+                version: identity.protocol,
+                schema: identity.schema,
+                capabilities: identity.capabilities.0,
+            },
+            identity.public_key,
+        ));
     }
 
     /// Liveness check; returns the round-trip time.
@@ -711,7 +787,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         mut queue: VecDeque<(K, Request)>,
         mut on_answer: impl FnMut(K, Response, &mut VecDeque<(K, Request)>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        if let Some((_, request)) = queue.iter().find(|(_, r)| r.changes_therapy()) {
+        if let Some((_, request)) = queue.iter().find(|(_, r)| r.changes_state()) {
             return Err(Error::NotPipelinable {
                 request: request.name(),
             });
@@ -724,7 +800,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                 let Some((key, request)) = queue.pop_front() else {
                     break;
                 };
-                if request.changes_therapy() {
+                if request.changes_state() {
                     return Err(Error::NotPipelinable {
                         request: request.name(),
                     });
@@ -939,7 +1015,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     fn seals(&self, request: &Request) -> bool {
         self.credentials.is_some()
             && (needs_session(request)
-                || (matches!(request, Request::Identify) && self.session.is_some()))
+                || (matches!(request, Request::Identify | Request::Provision { .. })
+                    && self.session.is_some()))
     }
 
     fn fresh_id(&mut self) -> u16 {
@@ -953,7 +1030,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     async fn call(&mut self, request: &Request) -> Result<Response, Error> {
         let sealed = self.seals(request);
         // One idempotency key for every attempt of this operation.
-        let key = if request.changes_therapy() {
+        let key = if request.changes_state() {
             Some(fresh_key()?)
         } else {
             None
@@ -968,7 +1045,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         loop {
             if sealed && self.session.is_none() {
                 if let Err(e) = self.handshake().await {
-                    if sent > 0 && request.changes_therapy() {
+                    if sent > 0 && request.changes_state() {
                         return Err(Error::Uncertain {
                             request: request.name(),
                             attempts: sent,
@@ -1025,7 +1102,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                     }
                     renewed = true;
                     let renewal = self.handshake().await;
-                    if timeouts > 0 && request.changes_therapy() {
+                    if timeouts > 0 && request.changes_state() {
                         // An earlier attempt may have been carried out before the pump
                         // lost the session; after a reset its reply cache is gone too,
                         // so sending it again could carry it out twice.
@@ -1046,7 +1123,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                         });
                     }
                 }
-                Err(Error::Io(e)) if request.changes_therapy() => {
+                Err(Error::Io(e)) if request.changes_state() => {
                     return Err(Error::Uncertain {
                         request: request.name(),
                         attempts: sent,
@@ -1063,7 +1140,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
 
     /// The error for a request whose every attempt went unanswered.
     fn unanswered(&self, request: &Request, attempts: u32) -> Error {
-        if request.changes_therapy() {
+        if request.changes_state() {
             Error::Uncertain {
                 request: request.name(),
                 attempts,
@@ -1079,16 +1156,33 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     }
 
     /// Opens a session with the client's role key: up to `retries + 1` tries, each with
-    /// a fresh nonce and fresh request ids.
+    /// a fresh nonce, a fresh ephemeral X25519 key and fresh request ids.
     async fn handshake(&mut self) -> Result<(), Error> {
         self.session = None;
+        if self.identity.is_none() {
+            // The transcript binds what `Identify` announced.
+            match self.once(&Request::Identify).await? {
+                Some(Response::Identity(identity)) => self.remember(&identity),
+                _ => {
+                    return Err(Error::Timeout {
+                        request: "Identify",
+                        attempts: 1,
+                        timeout: self.config.timeout,
+                    })
+                }
+            }
+        }
         let Some(Credentials { key, serial }) = self.credentials.as_ref() else {
             return Err(Error::Refused {
                 request: "SessionHello",
                 refusal: Refusal::SessionRequired,
             });
         };
-        let (role, key, serial) = (key.role, key.key.clone(), serial.clone());
+        let (key, serial) = (key.duplicate(), serial.clone());
+        let role = key.role;
+        let Some((binding, _)) = self.identity else {
+            return Err(Error::NotProvisioned);
+        };
         let tries = self.config.retries.saturating_add(1);
         let mut busy = 0;
         let mut tried = 0;
@@ -1096,13 +1190,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             tried += 1;
             let mut host_nonce = [0u8; NONCE_LEN];
             getrandom::fill(&mut host_nonce).map_err(Error::Random)?;
+            let ephemeral = Ephemeral::from_bytes(*crate::keys::random_secret()
+                .map_err(Error::Random)?
+                .as_bytes());
+            let host_ephemeral = ephemeral.public();
             let hello = Request::SessionHello {
                 role,
+                epoch: key.epoch,
                 nonce: host_nonce,
+                ephemeral: host_ephemeral,
             };
-            let (device_nonce, device_proof) = match self.once(&hello).await? {
+            let (device_nonce, device_ephemeral, device_proof) = match self.once(&hello).await? {
                 None => continue,
-                Some(Response::SessionChallenge { nonce, proof }) => (nonce, proof),
+                Some(Response::SessionChallenge {
+                    nonce,
+                    ephemeral,
+                    proof,
+                }) => (nonce, ephemeral, proof),
                 // Every challenge slot is young (another programmer, or a stranger):
                 // they free up within 2 s.
                 Some(Response::Refused(Refusal::Busy)) if busy < BUSY_RETRIES => {
@@ -1119,25 +1223,37 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                     })
                 }
             };
-            let transcript = Transcript {
+            let th = Transcript {
+                binding,
                 role,
-                host_nonce: &host_nonce,
-                device_nonce: &device_nonce,
+                epoch: key.epoch,
                 serial: &serial,
+                host_nonce: &host_nonce,
+                host_ephemeral: &host_ephemeral,
+                device_nonce: &device_nonce,
+                device_ephemeral: &device_ephemeral,
+            }
+            .hash();
+            // A low-order point is no pump's key: nothing more for it.
+            let Some(shared) = ephemeral.agree(&device_ephemeral) else {
+                return Err(Error::PumpNotAuthenticated { role });
             };
-            if !verify_device_proof(&key, &transcript, &device_proof) {
-                // Nothing more for a device that does not hold the key.
+            drop(ephemeral);
+            let keys = HandshakeKeys::derive(&shared, &key.key, &th);
+            if !keys.verify_device_proof(&th, &device_proof) {
+                // Nothing more for a device that does not hold the key (or that was
+                // shown another Identify than the pump announced: a downgrade).
                 return Err(Error::PumpNotAuthenticated { role });
             }
             let proof = Request::SessionProof {
                 nonce: host_nonce,
-                proof: host_proof(&key, &transcript),
+                proof: keys.host_proof(&th),
             };
             match self.once(&proof).await? {
                 // Unanswered, or the pump no longer waits for this proof: start over.
                 None | Some(Response::Refused(Refusal::SessionRequired)) => continue,
                 Some(Response::SessionEstablished) => {
-                    let keys = session_keys(&key, &transcript);
+                    let keys = keys.into_session();
                     self.session = Some(Session {
                         sealer: Sealer::new(&keys.to_device),
                         opener: Opener::new(&keys.to_host),
@@ -1398,6 +1514,53 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
 }
 
 /// Whether the pump serves `request` only inside a session.
+/// The provisioning programmer's side of a key agreement with the pump's static key:
+/// the device secret (known before anything is sent, so the key files can be written
+/// first) and the ephemeral public key `Provision` carries.
+#[derive(Debug)]
+pub struct Agreement {
+    /// The pump's serial number.
+    pub serial: String,
+    /// The ephemeral public key to send.
+    pub ephemeral: [u8; PUBLIC_LEN],
+    keys: ProvisionKeys,
+}
+
+impl Agreement {
+    /// Agrees a device secret with the pump of `serial` whose static public key is
+    /// `pump_public` (from its label, or from `Identify`), from a fresh ephemeral key of
+    /// the operating system's random source. The ephemeral secret is dropped here.
+    pub fn new(serial: &str, pump_public: &[u8; PUBLIC_LEN]) -> Result<Agreement, Error> {
+        let secret = Ephemeral::from_bytes(*crate::keys::random_secret()
+            .map_err(Error::Random)?
+            .as_bytes());
+        let ephemeral = secret.public();
+        let dh = secret.agree(pump_public).ok_or(Error::ProvisionNotConfirmed)?;
+        let keys = ProvisionKeys::derive(
+            &dh,
+            &ProvisionTranscript {
+                serial,
+                pump_public,
+                ephemeral: &ephemeral,
+            },
+        );
+        Ok(Agreement {
+            serial: serial.to_string(),
+            ephemeral,
+            keys,
+        })
+    }
+
+    /// The key of `role` at `epoch` derived from the agreed device secret.
+    pub fn role_key(&self, role: Role, epoch: u32) -> RoleKey {
+        RoleKey {
+            role,
+            epoch,
+            key: role_key(&self.keys.device_secret, role, epoch, &self.serial),
+        }
+    }
+}
+
 fn needs_session(request: &Request) -> bool {
     !matches!(
         request,
@@ -1430,6 +1593,11 @@ fn handshake_refusal(refusal: Refusal, role: Role) -> Error {
         Refusal::PresenceRequired => Error::PresenceRequired,
         Refusal::AuthenticationFailed => Error::AuthenticationFailed { role },
         Refusal::NotProvisioned => Error::NotProvisioned,
+        Refusal::StaleKey { epoch, current } => Error::StaleKey {
+            role,
+            epoch,
+            current,
+        },
         refusal => Error::Refused {
             request: "SessionHello",
             refusal,

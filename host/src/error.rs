@@ -188,10 +188,32 @@ pub enum Error {
     NotProvisioned,
     /// `Provision` was refused: the pump already holds a device secret (for life).
     #[error(
-        "the pump is already provisioned: its device secret is set once and never changes; \
-         use the key files written when it was provisioned"
+        "the pump is already provisioned: use the key files written when it was \
+         provisioned (a service session can re-provision it: `thecal keys reprovision`)"
     )]
     AlreadyProvisioned,
+    /// The pump's provisioning confirmation did not verify: it is not the pump of that
+    /// static key (check the public key on its label), or the exchange was tampered with.
+    #[error(
+        "the pump did not confirm the agreed device secret: it is not the pump whose public \
+         key was used (compare `thecal info` with the label), or the link was tampered with; \
+         no key file was kept"
+    )]
+    ProvisionNotConfirmed,
+    /// The role key named another epoch than the one in force on the pump.
+    #[error(
+        "the {} key of epoch {epoch} is no longer in force on the pump (its key is at epoch \
+         {current}): it was rotated or revoked; use the current key file",
+        crate::keys::role_name(*.role)
+    )]
+    StaleKey {
+        /// The role.
+        role: Role,
+        /// The epoch of the key used.
+        epoch: u32,
+        /// The epoch in force.
+        current: u32,
+    },
     /// A key file cannot be used.
     #[error(transparent)]
     KeyFile(#[from] KeyFileError),

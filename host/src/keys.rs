@@ -1,15 +1,22 @@
 //! Role keys and key files.
 //!
 //! A programmer acts as one role (patient, clinician, service) on one pump, and proves it
-//! with that role's key ([`thecal_protocol::session::role_key`], derived from the pump's
-//! device secret and serial number). The key lives in a key file:
+//! with that role's key of the epoch in force (epoch 1 derives from the device secret
+//! agreed at provisioning, [`thecal_protocol::session::role_key`]; each rotation moves the
+//! role to the next epoch with a fresh random key). The key lives in a key file:
 //!
 //! ```text
 //! # thecal role key: keep it secret. Whoever holds it acts as this role on this pump.
 //! pump = "SIM000001"
 //! role = "clinician"
+//! epoch = 1
 //! key = "<64 hex digits>"
 //! ```
+//!
+//! A rotation (`thecal keys rotate`) writes the new key beside the old one first, as
+//! `SERIAL.ROLE.key.next` ([`KeyFile::next_path`]), and replaces the old file with it
+//! only once the pump has confirmed; a rotation interrupted after the pump stored the
+//! new key is completed at the next connection ([`KeyFile::settle`]).
 //!
 //! [`KeyFile::load`] refuses a file that group or others may access (any of the mode bits
 //! `0o077`), checks its format without ever echoing the key, and [`KeyFile::check_role`]
@@ -24,6 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thecal_protocol::message::Role;
 use thecal_protocol::session::{Secret, KEY_LEN};
+use zeroize::Zeroize;
 
 /// Every role that has a key file, in the order key files are written. (The emergency
 /// role has none: [`RoleKey::emergency`].)
@@ -46,12 +54,25 @@ pub fn parse_role(name: &str) -> Option<Role> {
 }
 
 /// The key of one role on one pump: what the handshake proves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct RoleKey {
     /// The role.
     pub role: Role,
-    /// Its key (`Debug` never shows it).
+    /// The key's epoch.
+    pub epoch: u32,
+    /// Its key (`Debug` never shows it; wiped on drop).
     pub key: Secret,
+}
+
+impl RoleKey {
+    /// A second copy (explicit: keys are not copied by accident).
+    pub fn duplicate(&self) -> RoleKey {
+        RoleKey {
+            role: self.role,
+            epoch: self.epoch,
+            key: self.key.duplicate(),
+        }
+    }
 }
 
 impl RoleKey {
@@ -62,16 +83,19 @@ impl RoleKey {
     pub fn emergency(serial: &str) -> RoleKey {
         RoleKey {
             role: Role::Emergency,
+            epoch: 0,
             key: thecal_protocol::session::emergency_key(serial),
         }
     }
 }
 
-/// 32 bytes from the operating system's random source (a new device secret).
+/// 32 bytes from the operating system's random source (a new key, an X25519 secret).
 pub fn random_secret() -> Result<Secret, getrandom::Error> {
     let mut secret = [0u8; KEY_LEN];
     getrandom::fill(&mut secret)?;
-    Ok(Secret(secret))
+    let out = Secret::new(secret);
+    secret.zeroize();
+    Ok(out)
 }
 
 /// Why a key file cannot be used. No variant ever carries key material.
@@ -125,6 +149,21 @@ pub enum KeyFileError {
         /// Role asked for.
         wanted: Role,
     },
+    /// The file holds a key of another epoch than the one in force on the pump: the key
+    /// was rotated (or the pump re-provisioned) since the file was written.
+    #[error(
+        "key file {} holds the key of epoch {epoch}, but the pump's key is at epoch {current}: \
+         it was rotated or revoked; use the current key file",
+        .path.display()
+    )]
+    StaleEpoch {
+        /// The file.
+        path: PathBuf,
+        /// Epoch in the file.
+        epoch: u32,
+        /// Epoch in force on the pump.
+        current: u32,
+    },
     /// The file is for another pump.
     #[error(
         "key file {} is for pump {file_pump}, but the pump on this link is {serial}: \
@@ -142,7 +181,7 @@ pub enum KeyFileError {
 }
 
 /// A loaded key file.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct KeyFile {
     /// Where it was read from.
     pub path: PathBuf,
@@ -150,6 +189,8 @@ pub struct KeyFile {
     pub pump: String,
     /// The role.
     pub role: Role,
+    /// The key's epoch.
+    pub epoch: u32,
     key: Secret,
 }
 
@@ -158,11 +199,18 @@ pub struct KeyFile {
 struct Raw {
     pump: String,
     role: String,
+    epoch: u32,
     key: String,
 }
 
-const FORMAT: &str = "expected the lines pump = \"SERIAL\", role = \"patient|clinician|service\" \
-                      and key = \"<64 hex digits>\"";
+impl Drop for Raw {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
+}
+
+const FORMAT: &str = "expected the lines pump = \"SERIAL\", role = \"patient|clinician|service\", \
+                      epoch = N and key = \"<64 hex digits>\"";
 
 impl KeyFile {
     /// Reads and checks the key file at `path`: refused if group or others may access it
@@ -217,12 +265,16 @@ impl KeyFile {
         if raw.pump.is_empty() {
             return Err(invalid(path, "pump (the serial number) is empty"));
         }
+        if raw.epoch == 0 {
+            return Err(invalid(path, "epoch must be 1 or more"));
+        }
         let key = parse_hex_key(&raw.key)
             .ok_or_else(|| invalid(path, "key must be exactly 64 hex digits"))?;
         Ok(KeyFile {
             path: path.to_path_buf(),
-            pump: raw.pump,
+            pump: raw.pump.clone(),
             role,
+            epoch: raw.epoch,
             key,
         })
     }
@@ -253,26 +305,34 @@ impl KeyFile {
         }
     }
 
-    /// The role and key it holds.
+    /// The role, epoch and key it holds.
     pub fn role_key(&self) -> RoleKey {
         RoleKey {
             role: self.role,
-            key: self.key.clone(),
+            epoch: self.epoch,
+            key: self.key.duplicate(),
         }
     }
 
     /// The text of a key file.
-    pub fn text(pump: &str, role: Role, key: &Secret) -> String {
-        let hex: String = key.0.iter().map(|b| format!("{b:02x}")).collect();
+    pub fn text(pump: &str, key: &RoleKey) -> String {
+        let hex: String = key
+            .key
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         format!(
             "# thecal role key: keep it secret. Whoever holds it acts as this role on this pump.\n\
-             pump = \"{pump}\"\nrole = \"{}\"\nkey = \"{hex}\"\n",
-            role_name(role)
+             pump = \"{pump}\"\nrole = \"{}\"\nepoch = {}\nkey = \"{hex}\"\n",
+            role_name(key.role),
+            key.epoch
         )
     }
 
-    /// Writes a new key file at `path` with mode 0600; never replaces an existing file.
-    pub fn create(path: &Path, pump: &str, role: Role, key: &Secret) -> Result<(), KeyFileError> {
+    /// Writes a new key file at `path` with mode 0600 and syncs it; never replaces an
+    /// existing file.
+    pub fn create(path: &Path, pump: &str, key: &RoleKey) -> Result<(), KeyFileError> {
         let io = |source| KeyFileError::Io {
             path: path.to_path_buf(),
             source,
@@ -283,9 +343,70 @@ impl KeyFile {
             .mode(0o600)
             .open(path)
             .map_err(io)?;
-        file.write_all(Self::text(pump, role, key).as_bytes())
+        let mut text = Self::text(pump, key);
+        let written = file
+            .write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
-            .map_err(io)
+            .map_err(io);
+        text.zeroize();
+        written
+    }
+
+    /// Where a rotation keeps the new key of the file at `path` until the pump confirms
+    /// it: `path` with `.next` appended.
+    pub fn next_path(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".next");
+        PathBuf::from(name)
+    }
+
+    /// Makes the pending rotation of `path` (its [`KeyFile::next_path`] file) the key
+    /// file: an atomic rename over the old one, then a sync of the directory.
+    pub fn promote(path: &Path) -> Result<(), KeyFileError> {
+        let next = Self::next_path(path);
+        let io = |source| KeyFileError::Io {
+            path: next.clone(),
+            source,
+        };
+        std::fs::rename(&next, path).map_err(io)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Settles a rotation that was interrupted, given the role's epoch in force on the
+    /// pump (from `Identify`): a `.next` file of that epoch is the key in force, and
+    /// replaces the file at `path`; a `.next` file of another epoch was never taken by the
+    /// pump, and is removed. Returns the key file to use.
+    pub fn settle(path: &Path, pump_epoch: u32) -> Result<KeyFile, KeyFileError> {
+        let next = Self::next_path(path);
+        if next.exists() {
+            let pending = Self::load(&next)?;
+            if pending.epoch == pump_epoch {
+                Self::promote(path)?;
+                return Self::load(path);
+            }
+            let current = Self::load(path)?;
+            if current.epoch == pump_epoch {
+                let _ = std::fs::remove_file(&next);
+            }
+            return Ok(current);
+        }
+        Self::load(path)
+    }
+
+    /// Checks that the file holds the key of the epoch in force on the pump.
+    pub fn check_epoch(&self, pump_epoch: u32) -> Result<(), KeyFileError> {
+        if self.epoch == pump_epoch {
+            Ok(())
+        } else {
+            Err(KeyFileError::StaleEpoch {
+                path: self.path.clone(),
+                epoch: self.epoch,
+                current: pump_epoch,
+            })
+        }
     }
 
     /// The file name `thecal provision` gives the key of `role` for pump `serial`:
@@ -312,7 +433,9 @@ fn parse_hex_key(text: &str) -> Option<Secret> {
         let digits = std::str::from_utf8(pair).ok()?;
         *out = u8::from_str_radix(digits, 16).ok()?;
     }
-    Some(Secret(key))
+    let out = Secret::new(key);
+    key.zeroize();
+    Some(out)
 }
 
 #[cfg(test)]
@@ -322,7 +445,15 @@ mod tests {
     const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
     fn text(pump: &str, role: &str, key: &str) -> String {
-        format!("# comment\npump = \"{pump}\"\nrole = \"{role}\"\nkey = \"{key}\"\n")
+        format!("# comment\npump = \"{pump}\"\nrole = \"{role}\"\nepoch = 2\nkey = \"{key}\"\n")
+    }
+
+    fn key(role: Role, epoch: u32, byte: u8) -> RoleKey {
+        RoleKey {
+            role,
+            epoch,
+            key: Secret::new([byte; 32]),
+        }
     }
 
     #[test]
@@ -331,18 +462,23 @@ mod tests {
         let f = KeyFile::parse(p, &text("SIM000001", "clinician", KEY)).unwrap();
         assert_eq!(f.pump, "SIM000001");
         assert_eq!(f.role, Role::Clinician);
+        assert_eq!(f.epoch, 2);
         let expected: [u8; 32] = core::array::from_fn(|i| i as u8);
-        assert_eq!(f.role_key().key, Secret(expected));
-        let again =
-            KeyFile::parse(p, &KeyFile::text("SIM000001", Role::Clinician, &f.key)).unwrap();
-        assert_eq!(again.role_key(), f.role_key());
+        assert_eq!(f.role_key().key.as_bytes(), &expected);
+        let again = KeyFile::parse(p, &KeyFile::text("SIM000001", &f.role_key())).unwrap();
+        assert!(again.role_key().key.ct_eq(&f.role_key().key));
+        assert_eq!((again.role, again.epoch), (f.role, f.epoch));
         assert_eq!(
             KeyFile::parse(p, &text("S", "patient", &KEY.to_uppercase()))
                 .unwrap()
                 .role_key()
-                .key,
-            Secret(expected)
+                .key
+                .as_bytes(),
+            &expected
         );
+        assert!(f.check_epoch(2).is_ok());
+        let e = f.check_epoch(3).unwrap_err().to_string();
+        assert!(e.contains("epoch 2") && e.contains("epoch 3") && e.contains("rotated"), "{e}");
         assert!(f.check_role(Role::Clinician).is_ok());
         assert!(f.check_pump("SIM000001").is_ok());
         let e = f.check_role(Role::Patient).unwrap_err().to_string();
@@ -366,7 +502,9 @@ mod tests {
             text("S", "clinician", &secretish),
             text("S", "clinician", &format!("{}zz", &KEY[..62])),
             text("", "clinician", KEY),
-            format!("pump = \"S\"\nrole = \"clinician\"\nkey = {secretish}\n"),
+            format!("pump = \"S\"\nrole = \"clinician\"\nepoch = 1\nkey = {secretish}\n"),
+            format!("pump = \"S\"\nrole = \"clinician\"\nkey = \"{KEY}\"\n"),
+            text("S", "clinician", KEY).replace("epoch = 2", "epoch = 0"),
             format!("{}extra = 1\n", text("S", "clinician", KEY)),
             "pump = \"S\"\n".to_string(),
         ] {
@@ -382,15 +520,15 @@ mod tests {
     fn files_others_can_read_are_refused_and_created_ones_are_private() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("SIM1.clinician.key");
-        KeyFile::create(&path, "SIM1", Role::Clinician, &Secret([9; 32])).unwrap();
+        KeyFile::create(&path, "SIM1", &key(Role::Clinician, 1, 9)).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(
-            KeyFile::load(&path).unwrap().role_key().key,
-            Secret([9; 32])
+            KeyFile::load(&path).unwrap().role_key().key.as_bytes(),
+            &[9; 32]
         );
         // Never replaced.
-        assert!(KeyFile::create(&path, "SIM1", Role::Clinician, &Secret([1; 32])).is_err());
+        assert!(KeyFile::create(&path, "SIM1", &key(Role::Clinician, 1, 1)).is_err());
         for mode in [0o644, 0o640, 0o604, 0o660] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             let e = KeyFile::load(&path).unwrap_err();
@@ -411,6 +549,34 @@ mod tests {
         }
         let e = KeyFile::load(&dir.path().join("missing.key")).unwrap_err();
         assert!(matches!(e, KeyFileError::Io { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn an_interrupted_rotation_settles_on_the_epoch_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("SIM1.patient.key");
+        let next = KeyFile::next_path(&path);
+        assert!(next.to_string_lossy().ends_with("SIM1.patient.key.next"));
+        KeyFile::create(&path, "SIM1", &key(Role::Patient, 1, 1)).unwrap();
+        // No rotation pending: the file itself.
+        assert_eq!(KeyFile::settle(&path, 1).unwrap().epoch, 1);
+        // The pump never took the new key (still at 1): the pending file goes.
+        KeyFile::create(&next, "SIM1", &key(Role::Patient, 2, 2)).unwrap();
+        let f = KeyFile::settle(&path, 1).unwrap();
+        assert_eq!((f.epoch, f.role_key().key.as_bytes()[0]), (1, 1));
+        assert!(!next.exists());
+        // The pump took it (at 2) but its answer was lost: the new key replaces the old.
+        KeyFile::create(&next, "SIM1", &key(Role::Patient, 2, 2)).unwrap();
+        let f = KeyFile::settle(&path, 2).unwrap();
+        assert_eq!((f.epoch, f.role_key().key.as_bytes()[0]), (2, 2));
+        assert!(!next.exists());
+        assert_eq!(KeyFile::load(&path).unwrap().epoch, 2);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Neither is in force: both kept, the caller reports the stale key.
+        KeyFile::create(&next, "SIM1", &key(Role::Patient, 3, 3)).unwrap();
+        assert_eq!(KeyFile::settle(&path, 5).unwrap().epoch, 2);
+        assert!(next.exists());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use embedded_storage::nor_flash::{ErrorType, MultiwriteNorFlash, NorFlash, ReadNorFlash};
@@ -28,6 +29,12 @@ pub enum FileFlashError {
         /// Size of the file.
         found: u64,
     },
+    /// Group or others may access the file (mode bits `0o077`): it holds the pump's
+    /// secrets, so it is refused until `chmod 600`.
+    Exposed {
+        /// The file's permission bits.
+        mode: u32,
+    },
     /// Opening, reading or creating the file failed.
     Io(std::io::Error),
 }
@@ -44,6 +51,10 @@ impl core::fmt::Display for FileFlashError {
                     "state file holds {found} bytes, expected {expected} (another layout?)"
                 )
             }
+            FileFlashError::Exposed { mode } => write!(
+                f,
+                "state file has mode {mode:03o}: it holds the pump's secrets, so group and others may not access it (chmod 600)"
+            ),
             FileFlashError::Io(e) => write!(f, "state file: {e}"),
         }
     }
@@ -66,7 +77,8 @@ pub struct FileFlash {
 
 impl FileFlash {
     /// Opens the state file at `path`, or creates it erased (`0xFF`) if it does not exist.
-    /// An existing file must be exactly `size` bytes.
+    /// An existing file must be exactly `size` bytes and accessible to its owner only
+    /// (it holds the pump's secrets); a new one is created with mode 0600.
     pub fn open(path: impl AsRef<Path>, size: usize) -> Result<Self, FileFlashError> {
         if size == 0 || !size.is_multiple_of(PAGE) {
             return Err(FileFlashError::BadSize(size));
@@ -76,8 +88,14 @@ impl FileFlash {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(path)?;
-        let found = file.metadata()?.len();
+        let meta = file.metadata()?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(FileFlashError::Exposed { mode });
+        }
+        let found = meta.len();
         let mem = if found == 0 {
             let mem = vec![0xFF; size];
             file.write_all(&mem)?;

@@ -105,11 +105,17 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             Request::ReadLog { first, max } => Response::LogPage(self.read_log(*first, *max)?),
             Request::SetClock { now: wall, offset } => self.set_clock(now, *wall, *offset)?,
             // Served by the request server (link counters, sessions, provisioning).
+            Request::Provision { ephemeral } => match self.provision(now, ephemeral, true) {
+                Response::Refused(refusal) => return Err(refusal),
+                response => response,
+            },
+            Request::RotateKey { role, epoch, key } => {
+                self.rotate_key(now, self.actor, *role, *epoch, key)?
+            }
             Request::LinkStats
             | Request::SessionHello { .. }
             | Request::SessionProof { .. }
-            | Request::SessionClose
-            | Request::Provision { .. } => return Err(Refusal::Unsupported),
+            | Request::SessionClose => return Err(Refusal::Unsupported),
         })
     }
 

@@ -46,10 +46,11 @@ use crate::battery::{Battery, BatteryConfig};
 use crate::dosing::Dosing;
 use crate::motor::{Motor, STROKE_NL};
 use crate::noise::Noise;
-use crate::storage::{LogBounds, Snapshot, Storage, MAX_PATIENT_HISTORY};
+use crate::storage::{LogBounds, Secrets, Snapshot, Storage, MAX_PATIENT_HISTORY};
 use crate::window::Window;
 
 mod handle;
+pub mod keys;
 mod report;
 
 /// Volume reserved (persisted as delivered) ahead of delivery: 10 µL, 40 strokes.
@@ -111,7 +112,10 @@ pub struct Pump<S, M> {
     storage_fault: bool,
     /// The store could not be read at boot: never overwrite what it holds.
     store_unreadable: bool,
-    device_secret: Option<[u8; 32]>,
+    /// The secrets record ([`keys`]); `None` until the identity key is made.
+    secrets: Option<Secrets>,
+    /// The secrets region could not be read at boot: never overwrite it.
+    secrets_unreadable: bool,
     /// This boot's epoch of handshake nonces (see [`Pump::boot_epoch`]).
     boot_epoch: u64,
     /// Boots since the store was new (persisted in the snapshot).
@@ -163,13 +167,26 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             motor_stalled: false,
             storage_fault: false,
             store_unreadable: false,
-            device_secret: None,
+            secrets: None,
+            secrets_unreadable: false,
             boot_epoch: 0,
             boot_count: 0,
             noise: Noise::new(now),
             actor: Role::Clinician,
             last_tick: now,
         };
+        // The secrets first, from their own region: whatever state the therapy records
+        // are in, the pump stays reachable (a service session can read the log).
+        match pump.storage.load_secrets() {
+            Ok((secrets, damaged)) => {
+                pump.secrets = secrets;
+                pump.storage_fault |= damaged;
+            }
+            Err(_) => {
+                pump.storage_fault = true;
+                pump.secrets_unreadable = true;
+            }
+        }
         let mut stored_boots = 0;
         match pump.storage.load() {
             Ok(stored) => {
@@ -219,7 +236,6 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         // it now instead.
         self.window.move_newest(now, snap.reserved);
         self.patient = snap.patient_boluses.clone();
-        self.device_secret = snap.device_secret;
         for &kind in snap.acknowledged.iter() {
             self.alarms.set(kind, true, now);
             self.alarms.acknowledge(kind, now);
@@ -278,27 +294,6 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         p.daily_limit()
             .to_flow(p.concentration())
             .map_or(0, |f| u64::from(f.0))
-    }
-
-    /// The device secret, once provisioned.
-    pub fn device_secret(&self) -> Option<[u8; 32]> {
-        self.device_secret
-    }
-
-    /// Stores the device secret. Only once: `false` if already provisioned or if it could
-    /// not be stored. Logged.
-    pub fn provision(&mut self, secret: [u8; 32], now: Timestamp) -> bool {
-        if self.device_secret.is_some() {
-            return false;
-        }
-        self.device_secret = Some(secret);
-        if self.try_save_snapshot(now) {
-            self.log_event(now, Event::Provisioned);
-            true
-        } else {
-            self.device_secret = None;
-            false
-        }
     }
 
     /// This boot's epoch of handshake nonces: `log next index << 32 | boot count`, both
@@ -495,7 +490,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             window: buckets.clone(),
             patient_boluses: self.patient.clone(),
             acknowledged: self.alarms.acknowledged().collect(),
-            device_secret: self.device_secret,
+            legacy_secret: None,
             boot_count: self.boot_count,
         }
     }

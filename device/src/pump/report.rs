@@ -1,5 +1,6 @@
 //! Read-only answers: identity, status, battery, reservoir, alarms.
 
+use thecal_protocol::session::Binding;
 use thecal_protocol::message::{
     BolusProgress, Capabilities, Identity, ReservoirReport, StatusReport, TherapyState,
 };
@@ -12,6 +13,15 @@ use super::Pump;
 use crate::motor::{Motor, STROKE_NL};
 use crate::storage::Storage;
 
+/// The capability bits of this firmware.
+pub const CAPABILITIES: u32 = Capabilities::FLEXIBLE
+    | Capabilities::WEEKLY
+    | Capabilities::PATIENT_BOLUS
+    | Capabilities::EVENT_LOG
+    | Capabilities::SECURE_SESSION
+    | Capabilities::EMERGENCY_ACCESS
+    | Capabilities::KEY_LIFECYCLE;
+
 impl<S: Storage, M: Motor> Pump<S, M> {
     /// Who this pump is.
     pub fn identity(&self) -> Identity {
@@ -21,15 +31,19 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             firmware: self.info.firmware,
             protocol: PROTOCOL_VERSION,
             schema: SCHEMA_HASH,
-            capabilities: Capabilities(
-                Capabilities::FLEXIBLE
-                    | Capabilities::WEEKLY
-                    | Capabilities::PATIENT_BOLUS
-                    | Capabilities::EVENT_LOG
-                    | Capabilities::SECURE_SESSION
-                    | Capabilities::EMERGENCY_ACCESS,
-            ),
+            capabilities: Capabilities(CAPABILITIES),
             reservoir_capacity: self.info.capacity,
+            public_key: self.public_key().unwrap_or_default(),
+            key_epochs: self.key_epochs(),
+        }
+    }
+
+    /// What `Identify` announces and every handshake transcript binds.
+    pub fn binding(&self) -> Binding {
+        Binding {
+            version: PROTOCOL_VERSION,
+            schema: SCHEMA_HASH,
+            capabilities: CAPABILITIES,
         }
     }
 

@@ -1,12 +1,16 @@
 //! Provisioning the simulated pump and writing its role key files.
 //!
-//! A fresh simulated pump provisions itself (like a factory station would) with a device
-//! secret from the operating system's random source, then writes one key file per role:
+//! A fresh simulated pump is provisioned as a factory station would do it: by key
+//! agreement with the pump's static key (`thecal_protocol::session::provision`), from an
+//! ephemeral key drawn from the operating system's random source. At every start the
+//! simulator then writes one key file per role with the key in force (it is the pump, so
+//! it knows them, rotated ones included):
 //!
 //! ```text
 //! # thecal role key: keep it secret. Whoever holds it acts as this role on this pump.
 //! pump = "SIM000001"
 //! role = "clinician"
+//! epoch = 1
 //! key = "<64 hex digits>"
 //! ```
 //!
@@ -18,7 +22,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use thecal_protocol::message::Role;
-use thecal_protocol::session::{role_key, role_label, Secret};
+use thecal_protocol::session::{role_label, Secret};
 
 /// 32 bytes from the operating system's random source.
 pub fn random_secret() -> io::Result<[u8; 32]> {
@@ -34,33 +38,41 @@ pub fn key_path(dir: &Path, stem: &str, role: Role) -> PathBuf {
 }
 
 /// The text of a key file.
-pub fn key_file_text(serial: &str, role: Role, key: &Secret) -> String {
-    let hex: String = key.0.iter().map(|b| format!("{b:02x}")).collect();
+pub fn key_file_text(serial: &str, role: Role, epoch: u32, key: &Secret) -> String {
+    let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
     let label = String::from_utf8_lossy(role_label(role)).into_owned();
     format!(
         "# thecal role key: keep it secret. Whoever holds it acts as this role on this pump.\n\
-         pump = \"{serial}\"\nrole = \"{label}\"\nkey = \"{hex}\"\n"
+         pump = \"{serial}\"\nrole = \"{label}\"\nepoch = {epoch}\nkey = \"{hex}\"\n"
     )
 }
 
-/// Writes the key files of every role; returns their paths.
+/// Writes the key files of every role (`keys`: role, epoch and key in force); returns
+/// their paths. A file already there is kept (a programmer may have rotated it since)
+/// unless the pump was provisioned `fresh`ly, whose keys are all new.
 pub fn write_key_files(
     dir: &Path,
     stem: &str,
     serial: &str,
-    secret: &Secret,
+    keys: &[(Role, u32, Secret)],
+    fresh: bool,
 ) -> io::Result<Vec<(Role, PathBuf)>> {
     std::fs::create_dir_all(dir)?;
     let mut out = Vec::new();
-    for role in [Role::Clinician, Role::Patient, Role::Service] {
+    for (role, epoch, key) in keys {
+        let role = *role;
         let path = key_path(dir, stem, role);
+        if !fresh && path.exists() {
+            out.push((role, path));
+            continue;
+        }
         let _ = std::fs::remove_file(&path);
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)?;
-        f.write_all(key_file_text(serial, role, &role_key(secret, role, serial)).as_bytes())?;
+        f.write_all(key_file_text(serial, role, *epoch, key).as_bytes())?;
         out.push((role, path));
     }
     Ok(out)

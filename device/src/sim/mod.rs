@@ -14,8 +14,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serialport::{SerialPort, TTYPort};
-use thecal_protocol::message::{ResetCause, Role};
-use thecal_protocol::session::Secret;
+use thecal_protocol::message::{ResetCause, Response, Role};
+use thecal_protocol::session::{Ephemeral, ProvisionKeys, ProvisionTranscript, Secret};
 use thecal_protocol::time::Timestamp;
 
 use crate::demo;
@@ -82,7 +82,7 @@ pub struct Simulator {
     /// A key directory the simulator created for itself (removed at shutdown).
     temp_keys: Option<PathBuf>,
     serial: String,
-    secret: Secret,
+    keys: Vec<(Role, u32, Secret)>,
     key_files: Vec<(Role, PathBuf)>,
     path: PathBuf,
     link: Option<PathBuf>,
@@ -116,10 +116,15 @@ impl Simulator {
         let clock = VirtualClock::start(opts.speed, sidecar);
         let store = SimStore::open(opts.state.as_deref(), opts.fault == Some(Fault::Storage))?;
         let mut server = boot(store, &opts, clock.now())?;
-        let secret = provision(&mut server, clock.now())?;
+        server.stir(&keys::random_secret()?);
+        let fresh = provision(&mut server, clock.now())?;
         let serial = server.pump().serial().to_string();
-        let (dir, stem, temporary) = key_location(&opts);
-        let key_files = keys::write_key_files(&dir, &stem, &serial, &secret)?;
+        let keys: Vec<(Role, u32, Secret)> = [Role::Clinician, Role::Patient, Role::Service]
+            .into_iter()
+            .filter_map(|role| server.pump().role_key(role).map(|(e, k)| (role, e, k)))
+            .collect();
+        let (dir, stem, temporary) = key_location(&opts)?;
+        let key_files = keys::write_key_files(&dir, &stem, &serial, &keys, fresh)?;
         let stop = Arc::new(AtomicBool::new(false));
         let presence = Arc::new(AtomicBool::new(opts.magnet));
         let flags = (Arc::clone(&stop), Arc::clone(&presence));
@@ -129,7 +134,7 @@ impl Simulator {
         Ok(Simulator {
             temp_keys: temporary.then(|| dir.clone()),
             serial,
-            secret,
+            keys,
             key_files,
             path,
             link: opts.link,
@@ -163,9 +168,12 @@ impl Simulator {
         &self.serial
     }
 
-    /// The key of `role` (what its key file holds).
-    pub fn role_key(&self, role: Role) -> Secret {
-        thecal_protocol::session::role_key(&self.secret, role, &self.serial)
+    /// The key of `role` in force at start, and its epoch (what its key file holds).
+    pub fn role_key(&self, role: Role) -> Option<(u32, Secret)> {
+        self.keys
+            .iter()
+            .find(|(r, _, _)| *r == role)
+            .map(|(_, e, k)| (*e, k.duplicate()))
     }
 
     /// The key file written for `role`.
@@ -232,26 +240,60 @@ fn boot(store: SimStore, opts: &SimOptions, now: Timestamp) -> io::Result<SimSer
     Ok(Server::new(pump))
 }
 
-/// The device secret, provisioning a fresh pump from the OS random source.
-fn provision(server: &mut SimServer, now: Timestamp) -> io::Result<Secret> {
-    if let Some(secret) = server.pump().device_secret() {
-        return Ok(Secret(secret));
+/// Provisions a fresh pump as a factory station would: key agreement with its static
+/// key from an ephemeral key of the OS random source, checking the pump's confirmation.
+/// `true` if it provisioned the pump now.
+fn provision(server: &mut SimServer, now: Timestamp) -> io::Result<bool> {
+    if server.pump().is_provisioned() {
+        return Ok(false);
     }
-    let secret = keys::random_secret()?;
-    if !server.pump_mut().provision(secret, now) {
-        return Err(io::Error::other("cannot store the device secret"));
+    let pump_public = server
+        .pump()
+        .public_key()
+        .ok_or_else(|| io::Error::other("the pump has no static key: cannot store secrets"))?;
+    let factory = Ephemeral::from_bytes(keys::random_secret()?);
+    let ephemeral = factory.public();
+    let answer = server.pump_mut().provision(now, &ephemeral, false);
+    let Response::Provisioned { confirm, .. } = answer else {
+        return Err(io::Error::other(format!("provisioning refused: {answer:?}")));
+    };
+    let dh = factory
+        .agree(&pump_public)
+        .ok_or_else(|| io::Error::other("the pump's static key is of low order"))?;
+    let serial = server.pump().serial().to_string();
+    let agreed = ProvisionKeys::derive(
+        &dh,
+        &ProvisionTranscript {
+            serial: &serial,
+            pump_public: &pump_public,
+            ephemeral: &ephemeral,
+        },
+    );
+    if !agreed.verify(&confirm) {
+        return Err(io::Error::other("the pump's provisioning confirmation does not verify"));
     }
-    Ok(Secret(secret))
+    Ok(true)
+}
+
+/// A new directory `PREFIX-<32 random hex digits>` in the system's temporary directory,
+/// mode 0700, created here (so nobody can have prepared it, e.g. as a symlink).
+pub fn private_temp_dir(prefix: &str) -> io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let random = keys::random_secret()?;
+    let tag: String = random.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("{prefix}-{tag}"));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
 }
 
 /// Directory and file-name stem of the key files, and whether the directory is a
 /// temporary one of this run.
-fn key_location(opts: &SimOptions) -> (PathBuf, String, bool) {
+fn key_location(opts: &SimOptions) -> io::Result<(PathBuf, String, bool)> {
     let stem = |p: &Path| {
         p.file_name()
             .map_or_else(|| "thecal-sim".into(), |n| n.to_string_lossy().into_owned())
     };
-    match (&opts.keys, &opts.state) {
+    Ok(match (&opts.keys, &opts.state) {
         (Some(dir), Some(state)) => (dir.clone(), stem(state), false),
         (Some(dir), None) => (dir.clone(), "thecal-sim".into(), false),
         (None, Some(state)) => (
@@ -261,13 +303,8 @@ fn key_location(opts: &SimOptions) -> (PathBuf, String, bool) {
             stem(state),
             false,
         ),
-        (None, None) => {
-            static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = RUN.fetch_add(1, Ordering::SeqCst);
-            let dir = std::env::temp_dir().join(format!("thecal-sim-{}-{n}", std::process::id()));
-            (dir, "thecal-sim".into(), true)
-        }
-    }
+        (None, None) => (private_temp_dir("thecal-sim")?, "thecal-sim".into(), true),
+    })
 }
 
 /// Marks a pty descriptor close-on-exec.
@@ -318,6 +355,10 @@ fn run(
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
             // EIO while no programmer holds the pty open.
             Err(_) => std::thread::sleep(Duration::from_millis(wait)),
+        }
+        if server.wants_entropy() {
+            // Fresh OS entropy for the next handshake's ephemeral key.
+            server.stir(&keys::random_secret()?);
         }
         if clock.now().since(last_persist) > 60_000 {
             clock.persist();

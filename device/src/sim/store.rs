@@ -9,7 +9,7 @@ use heapless::Vec;
 use thecal_protocol::message::{LogEntry, PrescriptionRecord, MAX_LOG_PAGE};
 
 use crate::flash::{FileFlash, FlashError, RamFlash};
-use crate::storage::{LogBounds, Snapshot, Storage, StoreError, Stored};
+use crate::storage::{LogBounds, Secrets, Snapshot, Storage, StoreError, Stored};
 use crate::store::{FlashStore, FLASH_SIZE};
 
 /// A RAM flash on the heap (it is larger than a thread's stack likes).
@@ -106,5 +106,12 @@ impl Storage for SimStore {
         out: &mut Vec<LogEntry, MAX_LOG_PAGE>,
     ) -> Result<LogBounds, StoreError> {
         self.store().read_log(first, out)
+    }
+    fn load_secrets(&mut self) -> Result<(Option<Secrets>, bool), StoreError> {
+        self.store().load_secrets()
+    }
+    fn save_secrets(&mut self, secrets: &Secrets) -> Result<(), StoreError> {
+        self.writable()?;
+        self.store().save_secrets(secrets)
     }
 }

@@ -1,14 +1,24 @@
-//! Where the store keeps what: three regions of 4096-byte pages, back to back from the
+//! Where the store keeps what: four regions of 4096-byte pages, back to back from the
 //! store's base address.
 //!
 //! | region       | pages | bytes  | offset from base   | magic (bytes) |
 //! |--------------|-------|--------|--------------------|---------------|
-//! | prescription | 2     | 8 192  | 0x0000 .. 0x2000   | `P1`          |
-//! | snapshot     | 8     | 32 768 | 0x2000 .. 0xA000   | `S1`          |
-//! | event log    | 9     | 36 864 | 0xA000 .. 0x13000  | `L1`          |
-//! | **total**    | 19    | 77 824 |                    |               |
+//! | secrets      | 2     | 8 192  | 0x0000 .. 0x2000   | `K1`          |
+//! | prescription | 2     | 8 192  | 0x2000 .. 0x4000   | `P1`          |
+//! | snapshot     | 8     | 32 768 | 0x4000 .. 0xC000   | `S1`          |
+//! | event log    | 9     | 36 864 | 0xC000 .. 0x15000  | `L1`          |
+//! | **total**    | 21    | 86 016 |                    |               |
+//!
+//! The secrets region comes first so that, on a board whose store ends at the top of
+//! flash (the nRF52840-DK), the three older regions stayed where protocol 2 firmware had
+//! them: an update keeps the prescription, snapshot and log.
 //!
 //! Sizing:
+//! * **secrets** — a record of about 190 bytes, written at first boot, at provisioning
+//!   and at each key rotation, twice each time (two copies: one damaged record still
+//!   leaves the same generation readable). Twenty generations fit a page, and a page is
+//!   erased only when it does not hold the newest record: two pages last the device's
+//!   life.
 //! * **prescription** — at most [`MAX_RECORD`] bytes (the largest valid one encodes to
 //!   well under 1 000), so at least three records fit a page; two pages are enough because a page is erased only when it does not hold the
 //!   newest valid record (see `ring`).
@@ -29,6 +39,8 @@
 use super::record::record_len;
 use crate::flash::PAGE;
 
+/// Pages of the secrets region.
+pub const SECRETS_PAGES: usize = 2;
 /// Pages of the prescription region.
 pub const PRESCRIPTION_PAGES: usize = 2;
 /// Pages of the snapshot region.
@@ -41,10 +53,13 @@ pub const LOG_PAGES: usize = 9;
 pub const STORE_PAGE: usize = PAGE;
 
 /// Bytes of flash the store occupies from its base address.
-pub const STORE_BYTES: usize = (PRESCRIPTION_PAGES + SNAPSHOT_PAGES + LOG_PAGES) * STORE_PAGE;
+pub const STORE_BYTES: usize =
+    (SECRETS_PAGES + PRESCRIPTION_PAGES + SNAPSHOT_PAGES + LOG_PAGES) * STORE_PAGE;
 
+/// Offset of the secrets region from the store's base.
+pub const SECRETS_OFFSET: u32 = 0;
 /// Offset of the prescription region from the store's base.
-pub const PRESCRIPTION_OFFSET: u32 = 0;
+pub const PRESCRIPTION_OFFSET: u32 = (SECRETS_PAGES * STORE_PAGE) as u32;
 /// Offset of the snapshot region from the store's base.
 pub const SNAPSHOT_OFFSET: u32 = (PRESCRIPTION_PAGES * STORE_PAGE) as u32;
 /// Offset of the event log region from the store's base.
@@ -61,6 +76,7 @@ pub const LOG_ENTRIES_PER_PAGE_MIN: usize = STORE_PAGE / MAX_LOG_RECORD;
 /// Entries the log keeps at least (all pages full but the one being reused).
 pub const LOG_CAPACITY_MIN: usize = (LOG_PAGES - 1) * LOG_ENTRIES_PER_PAGE_MIN;
 
+pub(crate) const SECRETS_MAGIC: u16 = u16::from_le_bytes(*b"K1");
 pub(crate) const PRESCRIPTION_MAGIC: u16 = u16::from_le_bytes(*b"P1");
 pub(crate) const SNAPSHOT_MAGIC: u16 = u16::from_le_bytes(*b"S1");
 pub(crate) const LOG_MAGIC: u16 = u16::from_le_bytes(*b"L1");
@@ -68,4 +84,4 @@ pub(crate) const LOG_MAGIC: u16 = u16::from_le_bytes(*b"L1");
 const _: () = assert!(record_len(MAX_RECORD) <= STORE_PAGE);
 const _: () = assert!(MAX_RECORD <= u16::MAX as usize);
 const _: () = assert!(LOG_CAPACITY_MIN >= 500);
-const _: () = assert!(PRESCRIPTION_PAGES >= 2 && SNAPSHOT_PAGES >= 2 && LOG_PAGES >= 2);
+const _: () = assert!(SECRETS_PAGES >= 2 && PRESCRIPTION_PAGES >= 2 && SNAPSHOT_PAGES >= 2 && LOG_PAGES >= 2);

@@ -3,9 +3,9 @@
 //!
 //! # Layout
 //!
-//! Three regions from the store's base address, sized in [`layout`]: the prescription
-//! record (2 pages), the snapshot (8 pages) and the event log (9 pages), 77 824 bytes in
-//! all ([`STORE_BYTES`]). Each region is a ring of append-only, CRC-protected, committed
+//! Four regions from the store's base address, sized in [`layout`]: the secrets (2
+//! pages), the prescription record (2 pages), the snapshot (8 pages) and the event log
+//! (9 pages), 86 016 bytes in all ([`STORE_BYTES`]). Each region is a ring of append-only, CRC-protected, committed
 //! records (format in `record`, mechanism in `ring`); the prescription and the snapshot
 //! are the newest valid record of their ring, the log is every valid record of its ring.
 //! Records are postcard-encoded.
@@ -68,10 +68,11 @@ use heapless::Vec;
 use serde::de::DeserializeOwned;
 use thecal_protocol::message::{LogEntry, PrescriptionRecord, MAX_LOG_PAGE};
 
-use crate::storage::{LogBounds, Snapshot, Storage, StoreError, Stored};
+use crate::storage::{LogBounds, Secrets, Snapshot, Storage, StoreError, Stored};
 use layout::{
     LOG_MAGIC, LOG_OFFSET, LOG_PAGES, MAX_LOG_ENTRY, MAX_RECORD, PRESCRIPTION_MAGIC,
-    PRESCRIPTION_OFFSET, PRESCRIPTION_PAGES, SNAPSHOT_MAGIC, SNAPSHOT_OFFSET, SNAPSHOT_PAGES,
+    PRESCRIPTION_OFFSET, PRESCRIPTION_PAGES, SECRETS_MAGIC, SECRETS_OFFSET, SECRETS_PAGES,
+    SNAPSHOT_MAGIC, SNAPSHOT_OFFSET, SNAPSHOT_PAGES,
 };
 use record::padded;
 use ring::{read_payload, Ring};
@@ -85,6 +86,7 @@ use ring::{read_payload, Ring};
 #[derive(Debug, Clone)]
 pub struct FlashStore<F> {
     flash: F,
+    secrets: Ring<SECRETS_PAGES>,
     prescription: Ring<PRESCRIPTION_PAGES>,
     snapshot: Ring<SNAPSHOT_PAGES>,
     log: Ring<LOG_PAGES>,
@@ -121,6 +123,7 @@ impl<F: NorFlash> FlashStore<F> {
         }
         Ok(Self {
             flash,
+            secrets: Ring::new(base + SECRETS_OFFSET, SECRETS_MAGIC),
             prescription: Ring::new(base + PRESCRIPTION_OFFSET, PRESCRIPTION_MAGIC),
             snapshot: Ring::new(base + SNAPSHOT_OFFSET, SNAPSHOT_MAGIC),
             log: Ring::new(base + LOG_OFFSET, LOG_MAGIC),
@@ -128,8 +131,9 @@ impl<F: NorFlash> FlashStore<F> {
         })
     }
 
-    /// Erases the whole store: no prescription, no snapshot, an empty log.
+    /// Erases the whole store: no secrets, no prescription, no snapshot, an empty log.
     pub fn format(&mut self) -> Result<(), StoreError> {
+        self.secrets.erase_all(&mut self.flash)?;
         self.prescription.erase_all(&mut self.flash)?;
         self.snapshot.erase_all(&mut self.flash)?;
         self.log.erase_all(&mut self.flash)
@@ -152,6 +156,7 @@ impl<F: NorFlash> FlashStore<F> {
     }
 
     fn invalidate(&mut self) {
+        self.secrets.invalidate();
         self.prescription.invalidate();
         self.snapshot.invalidate();
         self.log.invalidate();
@@ -175,22 +180,32 @@ fn load_newest<T: DeserializeOwned, F: NorFlash, const P: usize>(
     flash: &mut F,
     scratch: &mut [u8],
 ) -> Result<Option<T>, StoreError> {
+    match load_newest_noting_damage(ring, flash, scratch)? {
+        (Some(value), _) => Ok(Some(value)),
+        (None, true) => Err(StoreError::Corrupt),
+        (None, false) => Ok(None),
+    }
+}
+
+/// [`load_newest`], and whether damage was found on the way (`(None, true)`: damage and
+/// no valid copy).
+fn load_newest_noting_damage<T: DeserializeOwned, F: NorFlash, const P: usize>(
+    ring: &mut Ring<P>,
+    flash: &mut F,
+    scratch: &mut [u8],
+) -> Result<(Option<T>, bool), StoreError> {
     let summary = ring.summary(flash)?;
     let mut corrupt = summary.corrupt;
     let mut candidate = summary.newest;
     while let Some(loc) = candidate {
         let decoded = read_payload(flash, loc, scratch)?.map(postcard::from_bytes::<T>);
         if let Some(Ok(value)) = decoded {
-            return Ok(Some(value));
+            return Ok((Some(value), corrupt));
         }
         corrupt = true;
         candidate = ring.newest_below(flash, loc.seq)?;
     }
-    if corrupt {
-        Err(StoreError::Corrupt)
-    } else {
-        Ok(None)
-    }
+    Ok((None, corrupt))
 }
 
 /// Encodes `value` into `scratch` and appends it to `ring` as its newest record.
@@ -286,5 +301,21 @@ impl<F: NorFlash> Storage for FlashStore<F> {
                 })
             })?;
         Ok(bounds)
+    }
+
+    /// The newest valid secrets record; damage is reported, and the older copy used.
+    fn load_secrets(&mut self) -> Result<(Option<Secrets>, bool), StoreError> {
+        self.secrets.invalidate();
+        load_newest_noting_damage(&mut self.secrets, &mut self.flash, &mut self.scratch)
+    }
+
+    /// Appends the record twice (two copies of one generation): a cut during the first
+    /// append leaves the old generation, a cut during the second the new one, and bit rot
+    /// in one copy leaves the other.
+    fn save_secrets(&mut self, secrets: &Secrets) -> Result<(), StoreError> {
+        for _ in 0..2 {
+            save_newest(&mut self.secrets, &mut self.flash, &mut self.scratch, secrets)?;
+        }
+        Ok(())
     }
 }

@@ -76,8 +76,15 @@ pub enum EventView {
     },
     /// Unauthenticated traffic the pump did not answer (an episode, aggregated).
     LinkAbuse { unanswered: u32, forged: u32 },
-    /// The device secret was stored.
-    Provisioned,
+    /// A device secret was agreed (factory or re-provisioning); every role key is at
+    /// `epoch`.
+    Provisioned { epoch: u32 },
+    /// A role key was rotated (the old one is refused from now on).
+    KeyRotated {
+        by: &'static str,
+        role: &'static str,
+        epoch: u32,
+    },
     /// The physical-presence signal (magnet) was applied.
     PresenceApplied,
     /// Repeating entries not written because of the log's rate limit.
@@ -305,7 +312,22 @@ fn describe(e: &Event) -> (EventView, String) {
                  (energy budget spent), {forged} forged or replayed sealed frame(s)"
             ),
         ),
-        Event::Provisioned => (EventView::Provisioned, "device secret provisioned".into()),
+        Event::Provisioned { epoch } => (
+            EventView::Provisioned { epoch },
+            format!("security: device secret provisioned; every role key is at epoch {epoch}"),
+        ),
+        Event::KeyRotated { by, role, epoch } => (
+            EventView::KeyRotated {
+                by: role_name(by),
+                role: role_name(role),
+                epoch,
+            },
+            format!(
+                "security: {} key rotated to epoch {epoch} by {}; the old key is refused",
+                role_name(role),
+                role_name(by)
+            ),
+        ),
         Event::PresenceApplied => (
             EventView::PresenceApplied,
             "magnet applied: emergency access open for 5 minutes".into(),

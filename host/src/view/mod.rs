@@ -115,6 +115,20 @@ pub struct InfoView {
     pub capabilities: Vec<&'static str>,
     /// Reservoir capacity.
     pub reservoir_capacity_nl: u32,
+    /// The pump's static X25519 public key, 64 hex digits (compare with the label before
+    /// provisioning).
+    pub public_key: String,
+    /// Epochs of the patient, clinician and service keys in force (0: unprovisioned).
+    pub key_epochs: KeyEpochsView,
+}
+
+/// Key epochs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[allow(missing_docs)]
+pub struct KeyEpochsView {
+    pub patient: u32,
+    pub clinician: u32,
+    pub service: u32,
 }
 
 impl From<&Identity> for InfoView {
@@ -125,6 +139,8 @@ impl From<&Identity> for InfoView {
             (Capabilities::PATIENT_BOLUS, "patient_bolus"),
             (Capabilities::EVENT_LOG, "event_log"),
             (Capabilities::SECURE_SESSION, "secure_session"),
+            (Capabilities::EMERGENCY_ACCESS, "emergency_access"),
+            (Capabilities::KEY_LIFECYCLE, "key_lifecycle"),
         ];
         InfoView {
             model: i.model.to_string(),
@@ -141,6 +157,12 @@ impl From<&Identity> for InfoView {
                 .map(|(_, name)| *name)
                 .collect(),
             reservoir_capacity_nl: i.reservoir_capacity.0,
+            public_key: i.public_key.iter().map(|b| format!("{b:02x}")).collect(),
+            key_epochs: KeyEpochsView {
+                patient: i.key_epochs.patient,
+                clinician: i.key_epochs.clinician,
+                service: i.key_epochs.service,
+            },
         }
     }
 }

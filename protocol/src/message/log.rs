@@ -153,8 +153,12 @@ pub enum Event {
     },
     /// 14: unauthenticated traffic spent no answer (an episode, aggregated).
     LinkAbuse(LinkAbuse),
-    /// 15: the device secret was stored.
-    Provisioned,
+    /// 15: a device secret was established (at the factory, or by a service session's
+    /// re-provisioning); every role key is at `epoch`.
+    Provisioned {
+        /// Epoch of every role key after it.
+        epoch: u32,
+    },
     /// 16: the physical-presence signal (magnet) was applied: emergency access is open
     /// for a bounded time.
     PresenceApplied,
@@ -162,6 +166,16 @@ pub enum Event {
     Suppressed {
         /// Events they stood for.
         count: u32,
+    },
+    /// 18: the key of `role` was replaced; from now on only epoch `epoch` opens a session
+    /// of that role.
+    KeyRotated {
+        /// Role of the session that rotated it.
+        by: Role,
+        /// Whose key.
+        role: Role,
+        /// The new epoch.
+        epoch: u32,
     },
 }
 

@@ -16,7 +16,7 @@ pub use log::{Event, LinkAbuse, LogEntry, LogPage, ResetCause, SessionEnd};
 pub use refusal::Refusal;
 pub use report::{
     AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, Capabilities,
-    Identity, LinkStats, PrescriptionRecord, ReservoirReport, StatusReport, TherapyState, Version,
+    Identity, KeyEpochs, LinkStats, PrescriptionRecord, ReservoirReport, StatusReport, TherapyState, Version,
     MAX_ALARMS, MAX_ID_LEN,
 };
 pub use request::{BolusRequest, Command, OpKey, Request, MAX_LOG_PAGE};
@@ -136,15 +136,30 @@ pub enum Response {
     SessionChallenge {
         /// Pump's fresh nonce.
         nonce: [u8; 16],
-        /// Pump's proof of the role key (`device_proof` over the transcript).
+        /// Pump's ephemeral X25519 public key.
+        ephemeral: [u8; 32],
+        /// Pump's proof of the role key (over the transcript hash).
         proof: [u8; 32],
     },
     /// 19: answers [`Request::SessionProof`]: every frame from now on is sealed.
     SessionEstablished,
     /// 20: answers [`Request::SessionClose`].
     SessionClosed,
-    /// 21: answers [`Request::Provision`].
-    Provisioned,
+    /// 21: answers [`Request::Provision`]: the pump derived the device secret.
+    Provisioned {
+        /// The pump's key confirmation ([`crate::session::ProvisionKeys::confirm`]).
+        confirm: [u8; 32],
+        /// Epoch of every role key now (1 at the factory).
+        epoch: u32,
+    },
+    /// 22: answers [`Request::RotateKey`]: the new key is stored and the only one of its
+    /// role.
+    KeyRotated {
+        /// Whose key.
+        role: Role,
+        /// Its epoch.
+        epoch: u32,
+    },
 }
 
 impl Response {
@@ -172,7 +187,8 @@ impl Response {
             Response::SessionChallenge { .. } => "SessionChallenge",
             Response::SessionEstablished => "SessionEstablished",
             Response::SessionClosed => "SessionClosed",
-            Response::Provisioned => "Provisioned",
+            Response::Provisioned { .. } => "Provisioned",
+            Response::KeyRotated { .. } => "KeyRotated",
         }
     }
 }

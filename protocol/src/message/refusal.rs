@@ -85,6 +85,14 @@ pub enum Refusal {
     /// 22: the emergency role exists only while the physical-presence signal (a magnet
     /// over the implant) is active.
     PresenceRequired,
+    /// 23: the programmer's role key is not the one in force: it was rotated (or the
+    /// pump re-provisioned). Use the key of epoch `current`.
+    StaleKey {
+        /// The epoch the programmer named.
+        epoch: u32,
+        /// The role's epoch in force.
+        current: u32,
+    },
 }
 
 impl Refusal {
@@ -114,6 +122,7 @@ impl Refusal {
             Refusal::AuthenticationFailed => 20,
             Refusal::NotProvisioned => 21,
             Refusal::PresenceRequired => 22,
+            Refusal::StaleKey { .. } => 23,
         }
     }
 }
@@ -170,6 +179,10 @@ impl fmt::Display for Refusal {
             Refusal::NotProvisioned => f.write_str("the pump is not provisioned with a device secret"),
             Refusal::PresenceRequired => f.write_str(
                 "emergency access needs the magnet over the pump (physical-presence signal)",
+            ),
+            Refusal::StaleKey { epoch, current } => write!(
+                f,
+                "this role key (epoch {epoch}) is not in force on the pump: its key is at epoch {current} (rotated or re-provisioned)"
             ),
         }
     }

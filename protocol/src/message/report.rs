@@ -6,7 +6,7 @@ use heapless::String;
 use serde::{Deserialize, Serialize};
 
 use crate::drug::Drug;
-use crate::message::Revision;
+use crate::message::{Revision, Role};
 use crate::prescription::Prescription;
 use crate::time::{Timestamp, UtcOffset};
 use crate::units::{
@@ -35,6 +35,32 @@ pub struct Identity {
     pub capabilities: Capabilities,
     /// Reservoir capacity (20 or 40 mL).
     pub reservoir_capacity: Nanolitres,
+    /// The pump's static X25519 public key (on its label): provisioning agrees the device
+    /// secret with it.
+    pub public_key: [u8; 32],
+    /// Epoch of each role key in force (0 while unprovisioned).
+    pub key_epochs: KeyEpochs,
+}
+
+/// Epoch of each role's key in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct KeyEpochs {
+    pub patient: u32,
+    pub clinician: u32,
+    pub service: u32,
+}
+
+impl KeyEpochs {
+    /// The epoch of `role` (the emergency key has none: 0).
+    pub const fn of(&self, role: Role) -> u32 {
+        match role {
+            Role::Patient => self.patient,
+            Role::Clinician => self.clinician,
+            Role::Service => self.service,
+            Role::Emergency => 0,
+        }
+    }
 }
 
 /// A semantic version.
@@ -70,6 +96,8 @@ impl Capabilities {
     pub const SECURE_SESSION: u32 = 1 << 4;
     /// The emergency role under the physical-presence signal (PROTOCOL.md 2.9).
     pub const EMERGENCY_ACCESS: u32 = 1 << 5;
+    /// Forward-secret handshakes, role-key rotation and provisioning by key agreement.
+    pub const KEY_LIFECYCLE: u32 = 1 << 6;
 
     /// Whether every bit of `bits` is set.
     pub const fn has(self, bits: u32) -> bool {

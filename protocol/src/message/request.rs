@@ -79,13 +79,18 @@ pub enum Request {
     },
     /// 16: link counters (frames in/out, CRC errors, resyncs, …).
     LinkStats,
-    /// 17: opens a session (plain frame): the role asked for and the programmer's fresh
-    /// nonce. See [`crate::session`].
+    /// 17: opens a session (plain frame): the role asked for, the epoch of the role key
+    /// the programmer holds, its fresh nonce and ephemeral X25519 public key. See
+    /// [`crate::session::handshake`].
     SessionHello {
         /// Role asked for.
         role: Role,
+        /// Epoch of the programmer's role key.
+        epoch: u32,
         /// Programmer's fresh random nonce.
         nonce: [u8; 16],
+        /// Programmer's ephemeral X25519 public key.
+        ephemeral: [u8; 32],
     },
     /// 18: completes the handshake (plain frame): the programmer's proof of the role key,
     /// for the challenge that answered the `SessionHello` carrying `nonce`.
@@ -97,11 +102,25 @@ pub enum Request {
     },
     /// 19: ends the session (sealed).
     SessionClose,
-    /// 20: stores the device secret (plain frame; only while the pump is unprovisioned,
-    /// e.g. at the factory). There is no way to read it back or change it.
+    /// 20: establishes the device secret by key agreement with the pump's static key
+    /// ([`crate::session::provision`]): in a plain frame while the pump is unprovisioned
+    /// (the factory), sealed in a service session to re-provision it (a new device
+    /// secret; every role key moves to a new epoch). The secret itself is never sent.
     Provision {
-        /// The device secret from which every role key derives.
-        secret: [u8; 32],
+        /// The provisioning programmer's ephemeral X25519 public key.
+        ephemeral: [u8; 32],
+    },
+    /// 21: replaces the key of `role` (sealed; a clinician session for the patient and
+    /// clinician keys, a service session for the service key). `epoch` must be the
+    /// role's epoch in force plus one; from the answer on, only the new key opens a
+    /// session of that role.
+    RotateKey {
+        /// Whose key.
+        role: Role,
+        /// The new key's epoch.
+        epoch: u32,
+        /// The new key (random, drawn by the programmer).
+        key: [u8; 32],
     },
 }
 
@@ -109,10 +128,10 @@ pub enum Request {
 /// sends with every attempt of it (retries and sends after a session renewal alike).
 pub type OpKey = [u8; 8];
 
-/// The plaintext of a sealed request body: the request, and for a therapy change
-/// ([`Request::changes_therapy`]) its idempotency key. The pump answers a request whose
+/// The plaintext of a sealed request body: the request, and for a change
+/// ([`Request::changes_state`]) its idempotency key. The pump answers a request whose
 /// role, key and body match a recent therapy change from its reply cache instead of
-/// executing it again; a therapy change without a key is refused `Malformed`.
+/// executing it again; a change without a key is refused `Malformed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
     /// The idempotency key; `None` for requests that change nothing.
@@ -165,6 +184,13 @@ impl Request {
         )
     }
 
+    /// Whether this request changes what the pump stores (a therapy change, a key
+    /// rotation or a re-provisioning): it carries an idempotency key when sealed and is
+    /// answered from the reply cache when repeated.
+    pub const fn changes_state(&self) -> bool {
+        self.changes_therapy() || matches!(self, Request::RotateKey { .. } | Request::Provision { .. })
+    }
+
     /// The postcard tag of this variant (its position), as kept in the event log.
     pub const fn tag(&self) -> u8 {
         match self {
@@ -189,6 +215,7 @@ impl Request {
             Request::SessionProof { .. } => 18,
             Request::SessionClose => 19,
             Request::Provision { .. } => 20,
+            Request::RotateKey { .. } => 21,
         }
     }
 
@@ -216,6 +243,7 @@ impl Request {
             Request::SessionProof { .. } => "SessionProof",
             Request::SessionClose => "SessionClose",
             Request::Provision { .. } => "Provision",
+            Request::RotateKey { .. } => "RotateKey",
         }
     }
 }

@@ -171,12 +171,18 @@ async fn start(
         _ if role == Role::Emergency => RoleKey::emergency(serial),
         (Some(file), _) => {
             file.check_pump(serial)?;
+            // A rotation interrupted after the pump took the new key is completed here.
+            let epoch = identity.key_epochs.of(role);
+            let file = KeyFile::settle(&file.path, epoch)?;
+            file.check_epoch(epoch)?;
             file.role_key()
         }
-        (None, Some(sim)) => RoleKey {
-            role,
-            key: sim.role_key(role),
-        },
+        (None, Some(sim)) => {
+            let (epoch, key) = sim
+                .role_key(role)
+                .ok_or_else(|| UsageError("the simulated pump has no key for that role".into()))?;
+            RoleKey { role, epoch, key }
+        }
         // `Session::open` refuses --port without a key file.
         (None, None) => return Err(UsageError("no key file".into()).into()),
     };
@@ -227,8 +233,8 @@ impl Session {
                 // Without a state file the key files are of no use after this run.
                 if g.sim_state.is_none() {
                     sim_keys = Some(
-                        std::env::temp_dir()
-                            .join(format!("thecal-sim-keys-{}", std::process::id())),
+                        thecal_device::sim::private_temp_dir("thecal-sim-keys")
+                            .context("cannot create a private key directory")?,
                     );
                 }
                 let sim = thecal_device::sim::Simulator::start(thecal_device::sim::SimOptions {

@@ -37,6 +37,18 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
             "Reservoir",
             quantity::volume(Nanolitres(v.reservoir_capacity_nl)),
         ),
+        ("Public key", v.public_key.clone()),
+        (
+            "Key epochs",
+            if v.key_epochs.service == 0 {
+                "unprovisioned".to_string()
+            } else {
+                format!(
+                    "patient {}, clinician {}, service {}",
+                    v.key_epochs.patient, v.key_epochs.clinician, v.key_epochs.service
+                )
+            },
+        ),
     ])?;
     Ok(())
 }

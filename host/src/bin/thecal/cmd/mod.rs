@@ -10,13 +10,14 @@ mod battery;
 mod bolus;
 mod clock;
 mod info;
+mod keys;
 mod link;
 mod log;
 mod ping;
 mod plot;
 mod ports;
 mod prescription;
-mod provision;
+pub mod provision;
 mod refill;
 mod reservoir;
 mod resume;
@@ -71,9 +72,12 @@ pub enum Command {
     Link(link::Args),
     /// Check the link and measure the round-trip time.
     Ping(ping::Args),
-    /// Factory step for a fresh pump: store a new random device secret (once in the
-    /// pump's life) and write its three role key files (mode 0600) into a directory.
+    /// Factory step for a fresh pump: agree its device secret by key agreement (once in
+    /// the pump's life) and write its three role key files (mode 0600) into a directory.
     Provision(provision::Args),
+    /// Rotate a role's key (revoking the old one), or re-provision the pump (service).
+    #[command(subcommand)]
+    Keys(keys::Command),
 }
 
 /// Runs `command`. Commands that need the pump open a session and close it (a
@@ -85,6 +89,7 @@ pub async fn run(command: Command, g: &Global) -> anyhow::Result<()> {
         Command::Refill(a) => refill::run(a, g).await,
         Command::Plot(c) => plot::run(c, g).await,
         Command::Provision(a) => provision::run(a, g).await,
+        Command::Keys(c) => keys::run(c, g).await,
         other => {
             let access = if matches!(other, Command::Info(_)) {
                 Access::Identify
@@ -118,6 +123,7 @@ async fn online(command: Command, s: &mut Session, g: &Global) -> anyhow::Result
         | Command::Schedule(_)
         | Command::Refill(_)
         | Command::Plot(_)
-        | Command::Provision(_) => Ok(()),
+        | Command::Provision(_)
+        | Command::Keys(_) => Ok(()),
     }
 }

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
-use thecal_host::keys::{random_secret, role_name, KeyFile, ROLES};
+use thecal_host::client::Agreement;
+use thecal_host::keys::{role_name, KeyFile, ROLES};
 use thecal_host::Error;
 use thecal_protocol::message::Role;
-use thecal_protocol::session::role_key;
+use thecal_protocol::session::{FIRST_EPOCH, PUBLIC_LEN};
 
 use crate::cmd::UsageError;
 use crate::out;
@@ -17,16 +18,57 @@ use crate::session::{Access, Global, Session};
 
 /// Provision a fresh pump (factory step).
 ///
-/// Generates a random device secret, writes the patient, clinician and service key files
-/// derived from it (mode 0600, `SERIAL.ROLE.key`) into DIR, then sends the secret to the
-/// pump, which accepts one only while it has none. The secret itself is kept nowhere
-/// else. If the pump refuses, the key files are removed again.
+/// Agrees a device secret with the pump's static key (X25519 with a fresh ephemeral key:
+/// the secret never crosses the link, an eavesdropper learns nothing), writes the
+/// patient, clinician and service key files of epoch 1 derived from it (mode 0600,
+/// `SERIAL.ROLE.key`) into DIR, then sends the ephemeral public key; the pump accepts one
+/// only while it has no secret, and confirms it derived the same. If the pump refuses,
+/// the key files are removed again.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Directory for the key files: created (mode 0700) if missing; must not hold any
     /// `.key` file yet.
     #[arg(long, value_name = "DIR")]
     key_dir: PathBuf,
+    /// The pump's public key as printed on its label (64 hex digits). Without it, the key
+    /// the pump reports is used and printed, to be compared with the label.
+    #[arg(long, value_name = "HEX")]
+    pump_key: Option<String>,
+}
+
+/// The pump's static public key: the one on the label, which must be the one the pump
+/// on the link reports, or that one.
+pub fn pump_public(label: Option<&str>, reported: &[u8; PUBLIC_LEN]) -> anyhow::Result<[u8; PUBLIC_LEN]> {
+    if reported == &[0; PUBLIC_LEN] {
+        anyhow::bail!("the pump reports no static public key: it cannot be provisioned yet");
+    }
+    let Some(label) = label else {
+        return Ok(*reported);
+    };
+    let text = label.trim();
+    let mut key = [0u8; PUBLIC_LEN];
+    let ok = text.len() == 2 * PUBLIC_LEN
+        && key.iter_mut().enumerate().all(|(i, b)| {
+            text.get(2 * i..2 * i + 2)
+                .and_then(|d| u8::from_str_radix(d, 16).ok())
+                .map(|v| *b = v)
+                .is_some()
+        });
+    if !ok {
+        return Err(UsageError("--pump-key must be 64 hex digits".into()).into());
+    }
+    if &key != reported {
+        anyhow::bail!(
+            "the pump on the link reports public key {}, not the one given with --pump-key: \
+             it is not the pump of that label (or the link is not to the pump); nothing was sent",
+            hex(reported)
+        );
+    }
+    Ok(key)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Serialize)]
@@ -78,22 +120,23 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
 
 async fn provision(a: &Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
     let serial = s.identity.serial.to_string();
-    let secret = random_secret().map_err(Error::Random)?;
+    let public = pump_public(a.pump_key.as_deref(), &s.identity.public_key)?;
+    let agreement = Agreement::new(&serial, &public)?;
     // The key files first: a pump provisioned with a secret nobody kept could never be
     // opened again.
     let mut written: Vec<(Role, PathBuf)> = Vec::new();
     for role in ROLES {
         let path = a.key_dir.join(KeyFile::file_name(&serial, role));
-        if let Err(e) = KeyFile::create(&path, &serial, role, &role_key(&secret, role, &serial)) {
+        if let Err(e) = KeyFile::create(&path, &serial, &agreement.role_key(role, FIRST_EPOCH)) {
             remove(&written);
             return Err(e.into());
         }
         written.push((role, path));
     }
-    match s.client.provision(&secret, &serial).await {
+    match s.client.provision(&agreement).await {
         Ok(()) => {}
         // Certainly not stored: the files are of no use.
-        Err(e @ (Error::AlreadyProvisioned | Error::Refused { .. })) => {
+        Err(e @ (Error::AlreadyProvisioned | Error::Refused { .. } | Error::ProvisionNotConfirmed)) => {
             remove(&written);
             return Err(anyhow::Error::new(e).context(format!(
                 "provisioning pump {serial} failed; no key file was kept"
@@ -121,6 +164,12 @@ async fn provision(a: &Args, s: &mut Session, g: &Global) -> anyhow::Result<()> 
         });
     }
     outln!("Pump {serial} is provisioned (checked with a service-key handshake).")?;
+    if a.pump_key.is_none() {
+        outln!(
+            "Pump public key {} (as the pump reported it: compare with its label).",
+            hex(&public)
+        )?;
+    }
     outln!("Role key files, mode 0600:")?;
     let rows: Vec<(&str, String)> = written
         .iter()
@@ -129,7 +178,7 @@ async fn provision(a: &Args, s: &mut Session, g: &Global) -> anyhow::Result<()> 
     out::fields(&rows)?;
     outln!(
         "Keep them secret: whoever holds one acts as that role on this pump. The device \
-         secret was kept nowhere but in the pump."
+         secret never crossed the link and was kept nowhere but in the pump."
     )?;
     Ok(())
 }

@@ -1,0 +1,251 @@
+//! `thecal keys rotate --role R --key-dir DIR`, `thecal keys reprovision --key-dir DIR`
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+use thecal_host::client::Agreement;
+use thecal_host::keys::{random_secret, role_name, KeyFile, ROLES};
+use thecal_host::{Error, RoleKey};
+use thecal_protocol::message::Role;
+
+use crate::cmd::UsageError;
+use crate::out;
+use crate::session::{Access, Global, Session};
+
+/// Key lifecycle: rotation (a lost programmer's key revoked) and re-provisioning.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Replace the key of `--role`: the patient and clinician keys from a clinician session,
+    /// the service key from a service session (the key of that role in DIR opens it).
+    /// The new key is written first (`SERIAL.ROLE.key.next`, mode 0600), sent inside the
+    /// sealed session, and replaces the old file once the pump confirms; the old key is
+    /// refused from then on. An interrupted rotation never leaves DIR without the key in
+    /// force: the next command settles it.
+    Rotate(RotateArgs),
+    /// Service: agree a new device secret with the pump (key agreement, nothing secret
+    /// on the wire) and move every role key to one new epoch; every older key, of every
+    /// role, is refused from then on. Writes the three new key files into DIR.
+    Reprovision(ReprovisionArgs),
+}
+
+/// `keys rotate`.
+#[derive(Debug, clap::Args)]
+pub struct RotateArgs {
+    /// Directory holding this pump's key files (as `thecal provision` wrote them).
+    #[arg(long, value_name = "DIR")]
+    key_dir: PathBuf,
+}
+
+/// `keys reprovision`.
+#[derive(Debug, clap::Args)]
+pub struct ReprovisionArgs {
+    /// Directory holding this pump's key files; the service key opens the session.
+    #[arg(long, value_name = "DIR")]
+    key_dir: PathBuf,
+}
+
+#[derive(Serialize)]
+struct RotatedJson {
+    serial: String,
+    role: &'static str,
+    epoch: u32,
+    key_file: String,
+}
+
+pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
+    let dir = match &c {
+        Command::Rotate(a) => &a.key_dir,
+        Command::Reprovision(a) => &a.key_dir,
+    };
+    if !dir.is_dir() {
+        return Err(UsageError(format!("--key-dir {} is not a directory", dir.display())).into());
+    }
+    let mut s = Session::open(g, Access::Plain).await?;
+    let result = match c {
+        Command::Rotate(a) => rotate(&a, &mut s, g).await,
+        Command::Reprovision(a) => reprovision(&a, &mut s, g).await,
+    };
+    let closed = s.close().await;
+    result.and(closed)
+}
+
+/// The key file of `role` for pump `serial` in `dir`: `SERIAL.ROLE.key`, else the one
+/// `*.ROLE.key` file that names this pump.
+fn find_key(dir: &Path, serial: &str, role: Role) -> anyhow::Result<PathBuf> {
+    let named = dir.join(KeyFile::file_name(serial, role));
+    if named.exists() {
+        return Ok(named);
+    }
+    let suffix = format!(".{}.key", role_name(role));
+    let found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the key directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(&suffix))
+        .filter(|p| KeyFile::load(p).is_ok_and(|f| f.pump == serial))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(UsageError(format!(
+            "{} holds no {} key file of pump {serial} ({} expected)",
+            dir.display(),
+            role_name(role),
+            named.display()
+        ))
+        .into()),
+        _ => Err(UsageError(format!(
+            "{} holds several {} key files of pump {serial}: keep one",
+            dir.display(),
+            role_name(role)
+        ))
+        .into()),
+    }
+}
+
+/// Loads the key file of `role`, settling an interrupted rotation against the epoch in
+/// force, and checks it is for this pump and that epoch.
+fn current_key(s: &Session, dir: &Path, role: Role) -> anyhow::Result<KeyFile> {
+    let serial = s.identity.serial.as_str();
+    let path = find_key(dir, serial, role)?;
+    let epoch = s.identity.key_epochs.of(role);
+    let file = KeyFile::settle(&path, epoch)?;
+    file.check_role(role)?;
+    file.check_pump(serial)?;
+    file.check_epoch(epoch)?;
+    Ok(file)
+}
+
+async fn rotate(a: &RotateArgs, s: &mut Session, g: &Global) -> anyhow::Result<()> {
+    let role = Role::from(g.role);
+    let opener = match role {
+        Role::Patient | Role::Clinician => Role::Clinician,
+        Role::Service => Role::Service,
+        Role::Emergency => {
+            return Err(UsageError(
+                "the emergency key is public (derived from the serial): it cannot be rotated"
+                    .into(),
+            )
+            .into())
+        }
+    };
+    let serial = s.identity.serial.to_string();
+    let opener_file = current_key(s, &a.key_dir, opener)?;
+    let target = current_key(s, &a.key_dir, role)?;
+    let new = RoleKey {
+        role,
+        epoch: target.epoch + 1,
+        key: random_secret().map_err(Error::Random)?,
+    };
+    let next = KeyFile::next_path(&target.path);
+    // The new key is on disk before the pump can hold it.
+    KeyFile::create(&next, &serial, &new)?;
+    s.client
+        .authenticate(opener_file.role_key(), &serial)
+        .await?;
+    match s.client.rotate_key(&new).await {
+        Ok(()) => KeyFile::promote(&target.path)?,
+        // Certainly not taken: the new file is of no use.
+        Err(e @ (Error::StaleKey { .. } | Error::Refused { .. })) => {
+            let _ = std::fs::remove_file(&next);
+            return Err(anyhow::Error::new(e).context("the key was not rotated"));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "the pump may or may not hold the new {} key: both {} and {} are kept, and \
+                 the next command settles which one is in force",
+                role_name(role),
+                target.path.display(),
+                next.display()
+            )))
+        }
+    }
+    if g.json {
+        return out::json(&RotatedJson {
+            serial,
+            role: role_name(role),
+            epoch: new.epoch,
+            key_file: target.path.display().to_string(),
+        });
+    }
+    outln!(
+        "The {} key of pump {serial} is rotated to epoch {}: {} (mode 0600). The old key \
+         is refused from now on; hand the new file to its holder.",
+        role_name(role),
+        new.epoch,
+        target.path.display()
+    )?;
+    Ok(())
+}
+
+async fn reprovision(a: &ReprovisionArgs, s: &mut Session, g: &Global) -> anyhow::Result<()> {
+    let serial = s.identity.serial.to_string();
+    let service = current_key(s, &a.key_dir, Role::Service)?;
+    let epochs = s.identity.key_epochs;
+    let epoch = ROLES
+        .iter()
+        .map(|r| epochs.of(*r))
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1);
+    let public = crate::cmd::provision::pump_public(None, &s.identity.public_key)?;
+    let agreement = Agreement::new(&serial, &public)?;
+    let mut files = Vec::new();
+    for role in ROLES {
+        let path = match find_key(&a.key_dir, &serial, role) {
+            Ok(p) => p,
+            Err(_) => a.key_dir.join(KeyFile::file_name(&serial, role)),
+        };
+        let next = KeyFile::next_path(&path);
+        let _ = std::fs::remove_file(&next);
+        KeyFile::create(&next, &serial, &agreement.role_key(role, epoch))?;
+        files.push((role, path, next));
+    }
+    s.client.authenticate(service.role_key(), &serial).await?;
+    match s.client.reprovision(&agreement).await {
+        Ok(taken) if taken == epoch => {}
+        Ok(taken) => {
+            anyhow::bail!(
+                "the pump moved the keys to epoch {taken}, not {epoch}: the new key files \
+                 ({}.*.key.next) do not match; nothing was replaced",
+                serial
+            )
+        }
+        Err(e @ (Error::Refused { .. } | Error::ProvisionNotConfirmed)) => {
+            for (_, _, next) in &files {
+                let _ = std::fs::remove_file(next);
+            }
+            return Err(anyhow::Error::new(e).context("the pump was not re-provisioned"));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(
+                "the pump may or may not have been re-provisioned: the new key files are kept \
+                 beside the old ones (.key.next), and the next command settles which are in force",
+            ))
+        }
+    }
+    for (_, path, _) in &files {
+        KeyFile::promote(path)?;
+    }
+    if g.json {
+        let rows: Vec<RotatedJson> = files
+            .iter()
+            .map(|(role, path, _)| RotatedJson {
+                serial: serial.clone(),
+                role: role_name(*role),
+                epoch,
+                key_file: path.display().to_string(),
+            })
+            .collect();
+        return out::json(&rows);
+    }
+    outln!(
+        "Pump {serial} is re-provisioned: a new device secret, every role key at epoch \
+         {epoch}. Every older key is refused from now on. New key files (mode 0600):"
+    )?;
+    let rows: Vec<(&str, String)> = files
+        .iter()
+        .map(|(r, p, _)| (role_name(*r), p.display().to_string()))
+        .collect();
+    out::fields(&rows)?;
+    Ok(())
+}
