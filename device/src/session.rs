@@ -31,8 +31,8 @@
 
 use thecal_protocol::message::{Refusal, Request, Role, SessionEnd};
 use thecal_protocol::session::{
-    device_nonce, Binding, Ephemeral, HandshakeKeys, Opener, Pool, SealError, Sealer, Secret,
-    Transcript, NONCE_LEN, PROOF_LEN, PUBLIC_LEN,
+    device_nonce, proofs_match, Binding, Ephemeral, HandshakeKeys, Opener, Pool, SealError, Sealer,
+    Secret, SessionKeys, Transcript, NONCE_LEN, PROOF_LEN, PUBLIC_LEN,
 };
 use thecal_protocol::time::Timestamp;
 
@@ -88,14 +88,13 @@ struct Open {
 struct Pending {
     role: Role,
     host_nonce: [u8; NONCE_LEN],
-    host_ephemeral: [u8; PUBLIC_LEN],
     device_nonce: [u8; NONCE_LEN],
     device_ephemeral: [u8; PUBLIC_LEN],
     proof: [u8; PROOF_LEN],
-    /// Transcript hash.
-    th: [u8; 32],
-    /// Proof and session keys (the pump's ephemeral secret is already gone).
-    keys: HandshakeKeys,
+    /// The programmer's proof this challenge expects.
+    host_proof: [u8; PROOF_LEN],
+    /// The session keys (the pump's ephemeral secret and the proof keys are gone).
+    keys: SessionKeys,
     at: Timestamp,
 }
 
@@ -301,9 +300,11 @@ impl Sessions {
             .flatten()
             .find(|p| p.host_nonce == host_nonce)
         {
-            // A repeated hello (its challenge was lost): the same challenge. The same
-            // nonce with another role or key would spoil the pending one: refused.
-            if p.role != role || p.host_ephemeral != host_ephemeral {
+            // A repeated hello (its challenge was lost): the same challenge, whatever
+            // ephemeral key it carries (the challenge is bound to the first one, so it is
+            // of no use to anyone else). The same nonce for another role would spoil the
+            // pending one: refused.
+            if p.role != role {
                 return Step::Refuse(Refusal::Busy);
             }
             return Step::Challenge {
@@ -336,17 +337,18 @@ impl Sessions {
         .hash();
         let keys = HandshakeKeys::derive(&shared, &key, &th);
         let proof = keys.device_proof(&th);
+        let host_proof = keys.host_proof(&th);
+        let keys = keys.into_session();
         let Some(slot) = self.pending.get_mut(index) else {
             return Step::Refuse(Refusal::Busy);
         };
         *slot = Some(Pending {
             role,
             host_nonce,
-            host_ephemeral,
             device_nonce,
             device_ephemeral,
             proof,
-            th,
+            host_proof,
             keys,
             at: cx.now,
         });
@@ -402,7 +404,7 @@ impl Sessions {
         let Some(p) = slot.as_ref() else {
             return Step::Refuse(Refusal::SessionRequired);
         };
-        if !p.keys.verify_host_proof(&p.th, proof) {
+        if !proofs_match(&p.host_proof, proof) {
             return Step::Failed { role: p.role };
         }
         let Some(p) = slot.take() else {
@@ -420,7 +422,7 @@ impl Sessions {
             // the magnet again ends it).
             return Step::Refuse(Refusal::Busy);
         }
-        let keys = p.keys.into_session();
+        let keys = p.keys;
         let replaced = self.end(SessionEnd::Replaced);
         self.opened = self.opened.wrapping_add(1).max(1);
         self.open = Some(Open {

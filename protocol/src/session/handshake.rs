@@ -189,6 +189,12 @@ impl HandshakeKeys {
     }
 }
 
+/// Whether two proofs are equal, in constant time (a pump that stored the proof it
+/// expects compares with this).
+pub fn proofs_match(expected: &[u8; PROOF_LEN], got: &[u8; PROOF_LEN]) -> bool {
+    expected.ct_eq(got).into()
+}
+
 /// The pump's source of ephemeral secrets: a 32-byte pool that the platform stirs with
 /// entropy (the nRF52840 RNG, the OS on the simulator) and that ratchets forward at every
 /// draw, so the secret of a past handshake cannot be recomputed from a later RAM dump.

@@ -26,7 +26,7 @@ pub mod keys;
 pub mod provision;
 pub mod seal;
 
-pub use handshake::{Binding, Ephemeral, HandshakeKeys, Pool, Transcript};
+pub use handshake::{proofs_match, Binding, Ephemeral, HandshakeKeys, Pool, Transcript};
 pub use keys::{device_nonce, emergency_key, nonce_key, role_key, role_label};
 pub use provision::{ProvisionKeys, ProvisionTranscript};
 pub use seal::{Opener, SealError, Sealer};

@@ -9,6 +9,9 @@
 //! * LED1 blinking once per motor stroke, LED2 lit while a critical alarm is active, and
 //!   Button 1 raising a test alarm (the next stroke stalls), Button 2 the
 //!   physical-presence signal (emergency access) ([`board`]);
+//! * the RNG peripheral (bias correction on) as the entropy of the pump's X25519 keys:
+//!   32 bytes stirred into the server's pool at boot (its first boot also makes the
+//!   pump's static key pair from them) and after every handshake that drew from it;
 //! * `defmt` logging over RTT (`cargo run` shows it).
 //!
 //! No heap: no allocator is linked. Everything lives in statics or on the stack; the
@@ -27,7 +30,9 @@ use embassy_executor::Spawner;
 use embassy_futures::select::{select, Either};
 use embassy_nrf::config::{Config, HfclkSource, LfclkSource};
 use embassy_nrf::gpio::{Input, Level, Output, OutputDrive, Pull};
+use embassy_nrf::mode::Blocking;
 use embassy_nrf::nvmc::Nvmc;
+use embassy_nrf::rng::Rng;
 use embassy_time::Timer;
 use heapless::Vec;
 use static_cell::StaticCell;
@@ -79,6 +84,13 @@ async fn main(spawner: Spawner) {
     );
     static SERVER: StaticCell<PumpServer> = StaticCell::new();
     let server = SERVER.init(Server::new(pump));
+    let mut rng = Rng::new_blocking(p.RNG);
+    // Bias correction, as the nRF52840 product specification asks for key material.
+    rng.set_bias_correction(true);
+    stir(server, &mut rng);
+    if server.pump().public_key().is_none() {
+        warn!("no static key pair: the secrets could not be stored");
+    }
     info!(
         "pump up at device time {=u64} ms, prescription revision {=u32}",
         now.0,
@@ -107,7 +119,14 @@ async fn main(spawner: Spawner) {
         Ok(token) => spawner.spawn(token),
         Err(_) => halt("presence task already running"),
     }
-    serve(server, class, clock, led_alarm).await
+    serve(server, class, clock, led_alarm, rng).await
+}
+
+/// 32 bytes of the RNG into the server's entropy pool.
+fn stir(server: &mut PumpServer, rng: &mut Rng<'static, Blocking>) {
+    let mut entropy = [0u8; 32];
+    rng.blocking_fill_bytes(&mut entropy);
+    server.stir(&entropy);
 }
 
 /// Serves the pump: ticks it on time, answers whatever the programmer sends, whether or
@@ -117,6 +136,7 @@ async fn serve(
     mut class: usb::Class,
     clock: DeviceClock,
     mut led_alarm: Output<'static>,
+    mut rng: Rng<'static, Blocking>,
 ) -> ! {
     let mut connected = false;
     let mut packet = [0u8; usb::PACKET];
@@ -142,6 +162,9 @@ async fn serve(
                 if answer(server, &mut class, &clock, bytes).await.is_err() {
                     info!("programmer disconnected");
                     connected = false;
+                }
+                if server.wants_entropy() {
+                    stir(server, &mut rng);
                 }
                 let hw = stack::high_water();
                 if hw > deepest {

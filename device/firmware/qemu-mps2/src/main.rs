@@ -7,8 +7,15 @@
 //! * a motor stub that counts strokes,
 //! * UART1 as a debug channel: the stack high-water mark after each batch of requests;
 //!   an `M` received on it is the physical-presence signal (the magnet of a real
-//!   implant: emergency access for five minutes). QEMU has no random generator here,
-//!   and none is needed: device nonces come from the boot epoch and a counter.
+//!   implant: emergency access for five minutes).
+//!
+//! **No entropy source.** The AN385 has no random generator. The pump's ephemeral
+//! X25519 keys come from its pool seeded with the boot epoch and stirred with a constant
+//! ([`NO_ENTROPY`]): every key is still unique, but whoever knows the serial (and, after
+//! provisioning, the device secret) can recompute them, so sessions with this image have
+//! no forward secrecy and its static key is public. Acceptable only because this image is
+//! a test vehicle that never holds a patient's therapy; the nRF52840 image stirs its
+//! hardware RNG instead.
 //!
 //! No heap: no allocator is linked.
 #![no_std]
@@ -28,16 +35,24 @@ use thecal_device::pump::Pump;
 use thecal_device::server::Server;
 use thecal_device::store::{FlashStore, FLASH_SIZE};
 use thecal_protocol::message::ResetCause;
+use thecal_protocol::session::Ephemeral;
+use thecal_protocol::Response;
 use thecal_protocol::time::Timestamp;
 
 use uart::Uart;
 
-/// The device secret this image provisions itself with at boot, so the end-to-end suite
-/// can derive its role keys (`thecal_protocol::session::role_key`; serial `QEMU0001`).
-/// PUBLIC, DEVELOPMENT ONLY: it is in the source, so it protects nothing. A real pump is
-/// provisioned once with a random secret (`thecal provision`). Copied in
-/// `host/tests/e2e/main.rs`; keep the two equal.
-const DEVELOPMENT_DEVICE_SECRET: [u8; 32] = *b"thecal DEVELOPMENT secret - QEMU";
+/// The factory's ephemeral X25519 secret this image provisions itself with at boot (key
+/// agreement with its own static key, as `thecal provision` does), so the end-to-end
+/// suite can derive the device secret from the public key `Identify` reports
+/// (`thecal_protocol::session::provision`; serial `QEMU0001`). PUBLIC, DEVELOPMENT ONLY:
+/// it is in the source, so it protects nothing. A real pump is provisioned once by a
+/// programmer's fresh ephemeral key. Copied in `host/tests/e2e/main.rs`; keep the two
+/// equal.
+const DEVELOPMENT_FACTORY_EPHEMERAL: [u8; 32] = *b"thecal DEVELOPMENT factory -QEMU";
+
+/// What this image stirs into the entropy pool instead of random bytes (see the module
+/// docs: QEMU has no entropy source).
+const NO_ENTROPY: &[u8] = b"thecal-qemu: no entropy source on the mps2-an385";
 
 /// SysTick input clock of the AN385 (25 MHz).
 const CPU_HZ: u32 = 25_000_000;
@@ -93,7 +108,7 @@ fn main() -> ! {
     };
     let info = thecal_device::demo::device_info("thecal-qemu 20", "QEMU0001");
     let factory = thecal_device::demo::demo_factory(Timestamp(WALL_AT_BOOT), prescription);
-    let mut pump = Pump::boot(
+    let pump = Pump::boot(
         info,
         factory,
         store,
@@ -101,14 +116,22 @@ fn main() -> ! {
         now(),
         ResetCause::PowerOn,
     );
-    // The RAM flash starts erased at every boot: provision it (a no-op if provisioned).
-    if pump.device_secret().is_none() && !pump.provision(DEVELOPMENT_DEVICE_SECRET, now()) {
-        let _ = writeln!(debug, "cannot store the development device secret");
-    }
     let Some(server) = cortex_m::singleton!(: Server<FlashStore<&'static mut RamFlash<FLASH_SIZE>>, CountingMotor> = Server::new(pump))
     else {
         halt()
     };
+    // Makes the static key pair on the first boot (the RAM flash starts erased at every
+    // boot), then provisions by key agreement (a no-op once provisioned).
+    server.stir(NO_ENTROPY);
+    if !server.pump().is_provisioned() {
+        let factory = Ephemeral::from_bytes(DEVELOPMENT_FACTORY_EPHEMERAL);
+        let answer = server
+            .pump_mut()
+            .provision(now(), &factory.public(), false);
+        if !matches!(answer, Response::Provisioned { .. }) {
+            let _ = writeln!(debug, "cannot provision: {}", answer.name());
+        }
+    }
     let boot_stack = stack::high_water();
     stack::paint();
     let _ = writeln!(
@@ -139,6 +162,9 @@ fn main() -> ! {
         }
         if let Some(bytes) = rx.get(..n).filter(|b| !b.is_empty()) {
             server.receive(now(), bytes, &mut |out| link.write_all(out));
+            if server.wants_entropy() {
+                server.stir(NO_ENTROPY);
+            }
             let hw = stack::high_water();
             if hw > reported {
                 reported = hw;
