@@ -179,6 +179,12 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         // are in, the pump stays reachable (a service session can read the log).
         match pump.storage.load_secrets() {
             Ok((secrets, damaged)) => {
+                // Damage and no valid copy left: the region held secrets once. Never
+                // start afresh over it (a new static key would make the pump
+                // unprovisioned, and anyone could provision it in the clear): the pump
+                // keeps dosing, raises its storage alarm and refuses sessions until
+                // serviced.
+                pump.secrets_unreadable = damaged && secrets.is_none();
                 pump.secrets = secrets;
                 pump.storage_fault |= damaged;
             }
@@ -558,7 +564,10 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 battery == BatteryState::EndOfService,
             ),
             (AlarmKind::MotorStall, self.motor_stalled),
-            (AlarmKind::StorageFault, self.storage_fault),
+            (
+                AlarmKind::StorageFault,
+                self.storage_fault || self.secrets_unreadable,
+            ),
         ];
         for (kind, condition) in conditions {
             match self.alarms.set(kind, condition, now) {
