@@ -61,7 +61,7 @@ pub const SECRETS_OFFSET: u32 = 0;
 /// Offset of the prescription region from the store's base.
 pub const PRESCRIPTION_OFFSET: u32 = (SECRETS_PAGES * STORE_PAGE) as u32;
 /// Offset of the snapshot region from the store's base.
-pub const SNAPSHOT_OFFSET: u32 = (PRESCRIPTION_PAGES * STORE_PAGE) as u32;
+pub const SNAPSHOT_OFFSET: u32 = PRESCRIPTION_OFFSET + (PRESCRIPTION_PAGES * STORE_PAGE) as u32;
 /// Offset of the event log region from the store's base.
 pub const LOG_OFFSET: u32 = SNAPSHOT_OFFSET + (SNAPSHOT_PAGES * STORE_PAGE) as u32;
 
@@ -82,6 +82,14 @@ pub(crate) const SNAPSHOT_MAGIC: u16 = u16::from_le_bytes(*b"S1");
 pub(crate) const LOG_MAGIC: u16 = u16::from_le_bytes(*b"L1");
 
 const _: () = assert!(record_len(MAX_RECORD) <= STORE_PAGE);
+// The regions follow one another without overlap and fill the store exactly.
+const _: () = assert!(
+    SECRETS_OFFSET as usize + SECRETS_PAGES * STORE_PAGE == PRESCRIPTION_OFFSET as usize
+        && PRESCRIPTION_OFFSET as usize + PRESCRIPTION_PAGES * STORE_PAGE
+            == SNAPSHOT_OFFSET as usize
+        && SNAPSHOT_OFFSET as usize + SNAPSHOT_PAGES * STORE_PAGE == LOG_OFFSET as usize
+        && LOG_OFFSET as usize + LOG_PAGES * STORE_PAGE == STORE_BYTES
+);
 const _: () = assert!(MAX_RECORD <= u16::MAX as usize);
 const _: () = assert!(LOG_CAPACITY_MIN >= 500);
 const _: () = assert!(SECRETS_PAGES >= 2 && PRESCRIPTION_PAGES >= 2 && SNAPSHOT_PAGES >= 2 && LOG_PAGES >= 2);
