@@ -1,6 +1,7 @@
-//! Secure-session cost on the host CPU: a whole handshake (both sides' work: role key,
-//! both proofs and their checks, session keys) and sealing + opening a Status-sized and a
-//! prescription-sized body.
+//! Secure-session cost on the host CPU: a whole forward-secret handshake (both sides'
+//! work: role key, both ephemeral key pairs, both X25519 agreements, the transcript hash,
+//! proof and session keys, both proofs and their checks) and sealing + opening a
+//! Status-sized and a prescription-sized body.
 //!
 //! `cargo bench -p thecal-protocol --bench session`; `-- --test` runs each case once (CI).
 //! The figures are in docs/BENCHMARKS.md; the on-device cost is the firmware's.
@@ -10,31 +11,60 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use thecal_protocol::message::Role;
 use thecal_protocol::session::{
-    device_nonce, device_proof, host_proof, role_key, session_keys, verify_device_proof,
-    verify_host_proof, Opener, Sealer, Secret, Transcript, SEAL_OVERHEAD,
+    device_nonce, nonce_key, role_key, Binding, Ephemeral, HandshakeKeys, Opener, Sealer, Secret,
+    Transcript, SEAL_OVERHEAD,
+};
+
+const BINDING: Binding = Binding {
+    version: thecal_protocol::PROTOCOL_VERSION,
+    schema: thecal_protocol::SCHEMA_HASH,
+    capabilities: 0x7f,
 };
 
 fn handshake(secret: &Secret, n: u64) -> bool {
     let serial = "SIM000001";
-    let key = role_key(secret, Role::Clinician, serial);
+    let key = role_key(secret, Role::Clinician, 1, serial);
     let host_nonce = [0x22; 16];
-    let dev_nonce = device_nonce(secret, 1, n);
-    let t = Transcript {
+    let dev_nonce = device_nonce(&nonce_key(secret, serial), 1, n);
+    // Fresh ephemeral secrets every round (the counter makes them differ).
+    let mut h = [0x33; 32];
+    let mut d = [0x44; 32];
+    h[..8].copy_from_slice(&n.to_le_bytes());
+    d[..8].copy_from_slice(&n.to_le_bytes());
+    let (host, pump) = (Ephemeral::from_bytes(h), Ephemeral::from_bytes(d));
+    let (e_h, e_d) = (host.public(), pump.public());
+    let th = Transcript {
+        binding: BINDING,
         role: Role::Clinician,
-        host_nonce: &host_nonce,
-        device_nonce: &dev_nonce,
+        epoch: 1,
         serial,
+        host_nonce: &host_nonce,
+        host_ephemeral: &e_h,
+        device_nonce: &dev_nonce,
+        device_ephemeral: &e_d,
+    }
+    .hash();
+    // The pump: agreement, keys, its proof.
+    let Some(shared) = pump.agree(&e_h) else {
+        return false;
     };
-    let pd = device_proof(&key, &t);
-    let ok = verify_device_proof(&key, &t, &pd);
-    let ph = host_proof(&key, &t);
-    let ok = ok && verify_host_proof(&key, &t, &ph);
-    let keys = session_keys(&key, &t);
-    ok && keys.to_device != keys.to_host
+    let at_pump = HandshakeKeys::derive(&shared, &key, &th);
+    let proof_d = at_pump.device_proof(&th);
+    // The programmer: agreement, keys, checks the pump's proof, its own proof.
+    let Some(shared) = host.agree(&e_d) else {
+        return false;
+    };
+    let at_host = HandshakeKeys::derive(&shared, &key, &th);
+    let ok = at_host.verify_device_proof(&th, &proof_d);
+    let proof_h = at_host.host_proof(&th);
+    let ok = ok && at_pump.verify_host_proof(&th, &proof_h);
+    let (a, b) = (at_host.into_session(), at_pump.into_session());
+    ok && a.to_device.ct_eq(&b.to_device) && !a.to_device.ct_eq(&a.to_host)
 }
 
 fn bench(c: &mut Criterion) {
-    let secret = Secret([0x11; 32]);
+    let secret = Secret::new([0x11; 32]);
+    assert!(handshake(&secret, 0), "both sides must agree");
     c.bench_function("handshake (both sides)", |b| {
         let mut n = 0;
         b.iter(|| {
@@ -42,7 +72,7 @@ fn bench(c: &mut Criterion) {
             black_box(handshake(&secret, n))
         })
     });
-    let key = Secret([0x33; 32]);
+    let key = Secret::new([0x33; 32]);
     let mut g = c.benchmark_group("seal + open");
     for len in [16usize, 640] {
         g.throughput(Throughput::Bytes(len as u64));

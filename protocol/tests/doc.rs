@@ -426,6 +426,7 @@ fn code_structs() -> BTreeMap<&'static str, Vec<&'static str>> {
         struct_fields(&draft.patient_bolus.unwrap()),
         struct_fields(&common::identity()),
         struct_fields(&common::identity().firmware),
+        struct_fields(&common::identity().key_epochs),
         struct_fields(&status),
         struct_fields(&status.bolus.unwrap()),
         struct_fields(&common::battery_report()),
@@ -548,13 +549,20 @@ fn rows_by_name(table: &str) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
+/// The "changes state" column: `therapy` for a therapy change, `keys` for the other
+/// changes (rotation, re-provisioning), `—` for the rest. Both kinds carry an idempotency
+/// key when sealed and are answered from the reply cache.
 #[test]
-fn request_table_marks_exactly_the_therapy_changing_requests() {
+fn request_table_marks_exactly_the_state_changing_requests() {
     let rows = rows_by_name("Request");
     for r in common::request_samples() {
         let cell = &rows[r.name()][4];
-        let want = if r.changes_therapy() { "yes" } else { "—" };
-        assert_eq!(cell, want, "Request {} 'changes therapy'", r.name());
+        let want = match (r.changes_therapy(), r.changes_state()) {
+            (true, _) => "therapy",
+            (false, true) => "keys",
+            (false, false) => "—",
+        };
+        assert_eq!(cell, want, "Request {} 'changes state'", r.name());
     }
 }
 

@@ -16,8 +16,8 @@ pub use log::{Event, LinkAbuse, LogEntry, LogPage, ResetCause, SessionEnd};
 pub use refusal::Refusal;
 pub use report::{
     AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, Capabilities,
-    Identity, KeyEpochs, LinkStats, PrescriptionRecord, ReservoirReport, StatusReport, TherapyState, Version,
-    MAX_ALARMS, MAX_ID_LEN,
+    Identity, KeyEpochs, LinkStats, PrescriptionRecord, ReservoirReport, StatusReport,
+    TherapyState, Version, MAX_ALARMS, MAX_ID_LEN,
 };
 pub use request::{BolusRequest, Command, OpKey, Request, MAX_LOG_PAGE};
 

@@ -188,7 +188,8 @@ impl Request {
     /// rotation or a re-provisioning): it carries an idempotency key when sealed and is
     /// answered from the reply cache when repeated.
     pub const fn changes_state(&self) -> bool {
-        self.changes_therapy() || matches!(self, Request::RotateKey { .. } | Request::Provision { .. })
+        self.changes_therapy()
+            || matches!(self, Request::RotateKey { .. } | Request::Provision { .. })
     }
 
     /// The postcard tag of this variant (its position), as kept in the event log.

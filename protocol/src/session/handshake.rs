@@ -243,7 +243,10 @@ mod tests {
     #[test]
     fn both_sides_agree_and_proofs_are_not_interchangeable() {
         let k = Secret::new([7; 32]);
-        let (eh, ed) = (Ephemeral::from_bytes([1; 32]), Ephemeral::from_bytes([2; 32]));
+        let (eh, ed) = (
+            Ephemeral::from_bytes([1; 32]),
+            Ephemeral::from_bytes([2; 32]),
+        );
         let (ph, pd) = (eh.public(), ed.public());
         let t = Transcript {
             binding: BINDING,
@@ -260,7 +263,10 @@ mod tests {
         let pump = HandshakeKeys::derive(&ed.agree(&ph).unwrap(), &k, &th);
         let proof = pump.device_proof(&th);
         assert!(host.verify_device_proof(&th, &proof));
-        assert!(!pump.verify_host_proof(&th, &proof), "a device proof is no host proof");
+        assert!(
+            !pump.verify_host_proof(&th, &proof),
+            "a device proof is no host proof"
+        );
         assert!(pump.verify_host_proof(&th, &host.host_proof(&th)));
         assert!(host.to_device.ct_eq(&pump.to_device) && host.to_host.ct_eq(&pump.to_host));
         assert!(!host.to_device.ct_eq(&host.to_host));

@@ -6,8 +6,9 @@
 //! | nonce key | `HKDF-SHA256(salt = "thecal/nonce-key/v3", ikm = device secret, info = serial)` |
 //! | emergency key | `HKDF-SHA256(salt = "thecal/emergency-key/v3", ikm = serial, info = "emergency")` (public) |
 //!
-//! Rotated role keys (epoch 2 on) are random keys a programmer drew and sent inside a
-//! sealed session; they do not derive from the device secret.
+//! A provisioning derives every role key at one epoch (1 at the factory, one above every
+//! earlier epoch at a re-provisioning). A rotated role key is a random key a programmer
+//! drew and sent inside a sealed session; it does not derive from the device secret.
 
 use hkdf::Hkdf;
 use hmac::digest::KeyInit;
@@ -59,7 +60,11 @@ pub fn role_key(device_secret: &Secret, role: Role, epoch: u32, serial: &str) ->
     hkdf(
         b"thecal/role-key/v3",
         device_secret.as_bytes(),
-        &[&[role.index() as u8], &epoch.to_le_bytes(), serial.as_bytes()],
+        &[
+            &[role.index() as u8],
+            &epoch.to_le_bytes(),
+            serial.as_bytes(),
+        ],
     )
 }
 
@@ -111,8 +116,14 @@ mod tests {
         assert_ne!(device_nonce(&n, 1, 1), device_nonce(&n, 1, 2));
         assert_ne!(device_nonce(&n, 1, 1), device_nonce(&n, 2, 1));
         // The emergency key needs no secret and is the same whatever the secret.
-        assert!(role_key(&secret, Role::Emergency, 1, "SIM000001")
-            .ct_eq(&role_key(&Secret::new([8; 32]), Role::Emergency, 9, "SIM000001")));
+        assert!(
+            role_key(&secret, Role::Emergency, 1, "SIM000001").ct_eq(&role_key(
+                &Secret::new([8; 32]),
+                Role::Emergency,
+                9,
+                "SIM000001"
+            ))
+        );
         assert!(!emergency_key("SIM000001").ct_eq(&emergency_key("SIM000002")));
     }
 }

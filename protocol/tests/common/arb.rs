@@ -11,8 +11,8 @@ use proptest::strategy::Union;
 use thecal_protocol::frame::{Flags, FrameKind, Header};
 use thecal_protocol::message::{
     AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, BolusReport,
-    BolusRequest, Capabilities, Event, Identity, LinkAbuse, LinkStats, LogEntry, LogPage,
-    PrescriptionRecord, Refusal, ReservoirReport, ResetCause, Revision, Role, SessionEnd,
+    BolusRequest, Capabilities, Event, Identity, KeyEpochs, LinkAbuse, LinkStats, LogEntry,
+    LogPage, PrescriptionRecord, Refusal, ReservoirReport, ResetCause, Revision, Role, SessionEnd,
     StatusReport, TherapyState, Version, MAX_ALARMS, MAX_ID_LEN, MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{
@@ -404,6 +404,9 @@ pub fn refusal() -> BoxedStrategy<Refusal> {
         Just(R::AuthenticationFailed).boxed(),
         Just(R::NotProvisioned).boxed(),
         Just(R::PresenceRequired).boxed(),
+        (any::<u32>(), any::<u32>())
+            .prop_map(|(epoch, current)| R::StaleKey { epoch, current })
+            .boxed(),
     ])
 }
 
@@ -478,10 +481,15 @@ pub fn event() -> BoxedStrategy<Event> {
         (any::<u32>(), any::<u32>())
             .prop_map(|(unanswered, forged)| Event::LinkAbuse(LinkAbuse { unanswered, forged }))
             .boxed(),
-        Just(Event::Provisioned).boxed(),
+        any::<u32>()
+            .prop_map(|epoch| Event::Provisioned { epoch })
+            .boxed(),
         Just(Event::PresenceApplied).boxed(),
         any::<u32>()
             .prop_map(|count| Event::Suppressed { count })
+            .boxed(),
+        (role(), role(), any::<u32>())
+            .prop_map(|(by, role, epoch)| Event::KeyRotated { by, role, epoch })
             .boxed(),
     ])
 }
@@ -506,18 +514,32 @@ pub fn log_page() -> impl Strategy<Value = LogPage> {
 // ---------------------------------------------------------------------------------------
 // Reports
 
+pub fn key_epochs() -> impl Strategy<Value = KeyEpochs> + Clone {
+    any::<(u32, u32, u32)>().prop_map(|(patient, clinician, service)| KeyEpochs {
+        patient,
+        clinician,
+        service,
+    })
+}
+
 pub fn identity() -> impl Strategy<Value = Identity> {
     (
-        id_text(),
-        id_text(),
+        (id_text(), id_text()),
         any::<(u8, u8, u8)>(),
-        any::<u8>(),
-        any::<u32>(),
-        any::<u32>(),
+        (any::<u8>(), any::<u32>(), any::<u32>()),
         nl(),
+        any::<[u8; 32]>(),
+        key_epochs(),
     )
         .prop_map(
-            |(model, serial, (major, minor, patch), protocol, schema, caps, capacity)| Identity {
+            |(
+                (model, serial),
+                (major, minor, patch),
+                (protocol, schema, caps),
+                capacity,
+                public_key,
+                key_epochs,
+            )| Identity {
                 model,
                 serial,
                 firmware: Version {
@@ -529,6 +551,8 @@ pub fn identity() -> impl Strategy<Value = Identity> {
                 schema,
                 capabilities: Capabilities(caps),
                 reservoir_capacity: capacity,
+                public_key,
+                key_epochs,
             },
         )
 }
@@ -725,15 +749,23 @@ pub fn request() -> BoxedStrategy<Request> {
             .prop_map(|(now, offset)| Q::SetClock { now, offset })
             .boxed(),
         Just(Q::LinkStats).boxed(),
-        (role(), any::<[u8; 16]>())
-            .prop_map(|(role, nonce)| Q::SessionHello { role, nonce })
+        (role(), any::<u32>(), any::<[u8; 16]>(), any::<[u8; 32]>())
+            .prop_map(|(role, epoch, nonce, ephemeral)| Q::SessionHello {
+                role,
+                epoch,
+                nonce,
+                ephemeral,
+            })
             .boxed(),
         (any::<[u8; 16]>(), any::<[u8; 32]>())
             .prop_map(|(nonce, proof)| Q::SessionProof { nonce, proof })
             .boxed(),
         Just(Q::SessionClose).boxed(),
         any::<[u8; 32]>()
-            .prop_map(|secret| Q::Provision { secret })
+            .prop_map(|ephemeral| Q::Provision { ephemeral })
+            .boxed(),
+        (role(), any::<u32>(), any::<[u8; 32]>())
+            .prop_map(|(role, epoch, key)| Q::RotateKey { role, epoch, key })
             .boxed(),
     ])
 }
@@ -768,11 +800,20 @@ pub fn response() -> BoxedStrategy<Response> {
         log_page().prop_map(A::LogPage).boxed(),
         ts().prop_map(|previous| A::ClockSet { previous }).boxed(),
         link_stats().prop_map(A::LinkStats).boxed(),
-        (any::<[u8; 16]>(), any::<[u8; 32]>())
-            .prop_map(|(nonce, proof)| A::SessionChallenge { nonce, proof })
+        (any::<[u8; 16]>(), any::<[u8; 32]>(), any::<[u8; 32]>())
+            .prop_map(|(nonce, ephemeral, proof)| A::SessionChallenge {
+                nonce,
+                ephemeral,
+                proof,
+            })
             .boxed(),
         Just(A::SessionEstablished).boxed(),
         Just(A::SessionClosed).boxed(),
-        Just(A::Provisioned).boxed(),
+        (any::<[u8; 32]>(), any::<u32>())
+            .prop_map(|(confirm, epoch)| A::Provisioned { confirm, epoch })
+            .boxed(),
+        (role(), any::<u32>())
+            .prop_map(|(role, epoch)| A::KeyRotated { role, epoch })
+            .boxed(),
     ])
 }

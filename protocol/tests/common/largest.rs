@@ -114,11 +114,21 @@ pub fn largest_requests() -> Vec<Request> {
         },
         Request::SessionHello {
             role: Role::Service,
+            epoch: u32::MAX,
             nonce: [0xFF; 16],
+            ephemeral: [0xFF; 32],
         },
         Request::SessionProof {
             nonce: [0xFF; 16],
             proof: [0xFF; 32],
+        },
+        Request::Provision {
+            ephemeral: [0xFF; 32],
+        },
+        Request::RotateKey {
+            role: Role::Emergency,
+            epoch: u32::MAX,
+            key: [0xFF; 32],
         },
     ]
 }
@@ -158,6 +168,12 @@ pub fn largest_responses() -> Vec<Response> {
             schema: u32::MAX,
             capabilities: Capabilities(u32::MAX),
             reservoir_capacity: Nanolitres(u32::MAX),
+            public_key: [0xFF; 32],
+            key_epochs: KeyEpochs {
+                patient: u32::MAX,
+                clinician: u32::MAX,
+                service: u32::MAX,
+            },
         }),
         Response::Status(StatusReport {
             now: T_MAX,
@@ -232,9 +248,22 @@ pub fn largest_responses() -> Vec<Response> {
             forged: u32::MAX,
             quiet: u32::MAX,
         }),
+        Response::Refused(Refusal::StaleKey {
+            epoch: u32::MAX,
+            current: u32::MAX,
+        }),
         Response::SessionChallenge {
             nonce: [0xFF; 16],
+            ephemeral: [0xFF; 32],
             proof: [0xFF; 32],
+        },
+        Response::Provisioned {
+            confirm: [0xFF; 32],
+            epoch: u32::MAX,
+        },
+        Response::KeyRotated {
+            role: Role::Emergency,
+            epoch: u32::MAX,
         },
     ]
 }

@@ -8,6 +8,7 @@
 pub mod annotate;
 pub mod arb;
 mod largest;
+pub mod session;
 pub mod shape;
 mod variants;
 mod vectors;
@@ -24,8 +25,8 @@ use heapless::{String, Vec as HVec};
 use thecal_protocol::frame::{self, decode_body, Feed, FrameDecoder, FrameError, Header};
 use thecal_protocol::message::{
     AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, BolusReport,
-    BolusRequest, Capabilities, Event, Identity, LinkAbuse, LinkStats, LogEntry, LogPage,
-    PrescriptionRecord, Refusal, ReservoirReport, ResetCause, Revision, Role, SessionEnd,
+    BolusRequest, Capabilities, Event, Identity, KeyEpochs, LinkAbuse, LinkStats, LogEntry,
+    LogPage, PrescriptionRecord, Refusal, ReservoirReport, ResetCause, Revision, Role, SessionEnd,
     StatusReport, TherapyState, Version, MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{
@@ -94,10 +95,45 @@ impl Msg {
     /// Rust-ish notation of the message, as printed in PROTOCOL.md.
     pub fn notation(&self) -> std::string::String {
         match self {
-            Msg::Request(r) => compact(&format!("Request::{r:#?}")),
-            Msg::Response(r) => compact(&format!("Response::{r:#?}")),
+            Msg::Request(r) => compact(&byte_arrays(&format!("Request::{r:#?}"))),
+            Msg::Response(r) => compact(&byte_arrays(&format!("Response::{r:#?}"))),
         }
     }
+}
+
+/// Pretty `Debug` output with byte arrays (`[u8; N]`, one number per line) written as
+/// hex: `[0x22; 16]` when every byte is the same, else 8 bytes a line.
+pub fn byte_arrays(pretty: &str) -> std::string::String {
+    let lines: Vec<&str> = pretty.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let bytes: Vec<u8> = lines[i + 1..]
+            .iter()
+            .map_while(|l| l.trim().strip_suffix(',')?.parse().ok())
+            .collect();
+        let close = lines.get(i + 1 + bytes.len()).map(|l| l.trim());
+        if line.ends_with('[') && bytes.len() >= 8 && matches!(close, Some("]" | "],")) {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            let comma = if close == Some("],") { "," } else { "" };
+            if bytes.iter().all(|b| *b == bytes[0]) {
+                out.push(format!("{line}{:#04x}; {}]{comma}", bytes[0], bytes.len()));
+            } else {
+                out.push(line.to_string());
+                for chunk in bytes.chunks(8) {
+                    let hex: Vec<_> = chunk.iter().map(|b| format!("{b:#04x}")).collect();
+                    out.push(format!("{indent}    {},", hex.join(", ")));
+                }
+                out.push(format!("{indent}]{comma}"));
+            }
+            i += bytes.len() + 2;
+            continue;
+        }
+        out.push(line.to_string());
+        i += 1;
+    }
+    out.join("\n")
 }
 
 /// Pretty `Debug` output with one-value wrappers on one line: `Revision(\n    3,\n)`
@@ -222,6 +258,11 @@ pub fn full_weekly() -> Prescription {
 // ---------------------------------------------------------------------------------------
 // Records
 
+/// The static X25519 public key of the pump in the examples (its secret is `42 × 32`).
+pub fn pump_public_key() -> [u8; 32] {
+    thecal_protocol::session::Ephemeral::from_bytes([0x42; 32]).public()
+}
+
 pub fn identity() -> Identity {
     Identity {
         model: String::try_from("TP-40").unwrap(),
@@ -239,9 +280,17 @@ pub fn identity() -> Identity {
                 | Capabilities::PATIENT_BOLUS
                 | Capabilities::EVENT_LOG
                 | Capabilities::SECURE_SESSION
-                | Capabilities::EMERGENCY_ACCESS,
+                | Capabilities::EMERGENCY_ACCESS
+                | Capabilities::KEY_LIFECYCLE,
         ),
         reservoir_capacity: Nanolitres::from_ml(40),
+        public_key: pump_public_key(),
+        // The clinician key was rotated once since provisioning.
+        key_epochs: KeyEpochs {
+            patient: 1,
+            clinician: 2,
+            service: 1,
+        },
     }
 }
 

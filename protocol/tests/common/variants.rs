@@ -38,14 +38,23 @@ pub fn request_samples() -> Vec<Request> {
         Request::LinkStats,
         Request::SessionHello {
             role: Role::Clinician,
+            epoch: 2,
             nonce: [0x5A; 16],
+            ephemeral: [0xE1; 32],
         },
         Request::SessionProof {
             nonce: [0x5A; 16],
             proof: [0xA5; 32],
         },
         Request::SessionClose,
-        Request::Provision { secret: [0x3C; 32] },
+        Request::Provision {
+            ephemeral: [0x3C; 32],
+        },
+        Request::RotateKey {
+            role: Role::Patient,
+            epoch: 2,
+            key: [0x6B; 32],
+        },
     ]
 }
 
@@ -97,11 +106,19 @@ pub fn response_samples() -> Vec<Response> {
         }),
         Response::SessionChallenge {
             nonce: [0x11; 16],
+            ephemeral: [0xD1; 32],
             proof: [0x22; 32],
         },
         Response::SessionEstablished,
         Response::SessionClosed,
-        Response::Provisioned,
+        Response::Provisioned {
+            confirm: [0xC0; 32],
+            epoch: 1,
+        },
+        Response::KeyRotated {
+            role: Role::Patient,
+            epoch: 2,
+        },
     ]
 }
 
@@ -142,6 +159,10 @@ pub fn refusal_samples() -> Vec<Refusal> {
         Refusal::AuthenticationFailed,
         Refusal::NotProvisioned,
         Refusal::PresenceRequired,
+        Refusal::StaleKey {
+            epoch: 1,
+            current: 2,
+        },
     ]
 }
 
@@ -273,9 +294,14 @@ pub fn event_samples() -> Vec<Event> {
             unanswered: 40_000,
             forged: 2,
         }),
-        Event::Provisioned,
+        Event::Provisioned { epoch: 1 },
         Event::PresenceApplied,
         Event::Suppressed { count: 310 },
+        Event::KeyRotated {
+            by: Role::Clinician,
+            role: Role::Patient,
+            epoch: 2,
+        },
     ]
 }
 

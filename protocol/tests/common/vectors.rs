@@ -1,6 +1,8 @@
-//! The worked examples of docs/PROTOCOL.md section 6: a short clinic session. Ids count
-//! up as a programmer would number its requests.
+//! The worked examples of docs/PROTOCOL.md section 6: a short clinic session (ids count
+//! up as a programmer would number its requests), then the plain frames of the handshake
+//! and the provisioning worked through in section 2.9.
 
+use super::session::{self as ex, handshake_example, provision_example};
 use super::*;
 
 pub struct Vector {
@@ -94,6 +96,65 @@ pub fn vectors() -> Vec<Vector> {
             "log-page-response",
             Header::response(0x0308),
             A(Response::LogPage(log_page())),
+        ),
+    ]
+    .into_iter()
+    .chain(session_vectors())
+    .collect()
+}
+
+/// 6.8 and 6.9: the frames of the examples of 2.9.
+fn session_vectors() -> Vec<Vector> {
+    use Msg::{Request as Q, Response as A};
+    let h = handshake_example();
+    let p = provision_example();
+    vec![
+        v(
+            "session-hello-request",
+            Header::request(ex::HELLO_ID),
+            Q(Request::SessionHello {
+                role: ex::ROLE,
+                epoch: ex::KEY_EPOCH,
+                nonce: ex::HOST_NONCE,
+                ephemeral: h.host_ephemeral,
+            }),
+        ),
+        v(
+            "session-challenge-response",
+            Header::response(ex::HELLO_ID),
+            A(Response::SessionChallenge {
+                nonce: h.device_nonce,
+                ephemeral: h.device_ephemeral,
+                proof: h.device_proof,
+            }),
+        ),
+        v(
+            "session-proof-request",
+            Header::request(ex::PROOF_ID),
+            Q(Request::SessionProof {
+                nonce: ex::HOST_NONCE,
+                proof: h.host_proof,
+            }),
+        ),
+        v(
+            "session-established-response",
+            Header::response(ex::PROOF_ID),
+            A(Response::SessionEstablished),
+        ),
+        v(
+            "provision-request",
+            Header::request(ex::PROVISION_ID),
+            Q(Request::Provision {
+                ephemeral: p.ephemeral,
+            }),
+        ),
+        v(
+            "provisioned-response",
+            Header::response(ex::PROVISION_ID),
+            A(Response::Provisioned {
+                confirm: p.confirm,
+                epoch: thecal_protocol::session::FIRST_EPOCH,
+            }),
         ),
     ]
 }
