@@ -641,6 +641,18 @@ impl<S: Storage, M: Motor> Server<S, M> {
             Request::LinkStats => Response::LinkStats(self.stats),
             r => self.pump.handle_as(now, role, r),
         };
+        match response {
+            // A challenge answered before the change was made with the old key: it must
+            // not open a session after it.
+            Response::KeyRotated { role: whose, .. } => self.sessions.drop_pending(Some(whose)),
+            Response::Provisioned { .. } => {
+                self.sessions.drop_pending(None);
+                if let Some(key) = self.pump.nonce_key() {
+                    self.sessions.stir(key.as_bytes());
+                }
+            }
+            _ => {}
+        }
         if let Some(key) = key {
             self.remember(role, key, fingerprint, link_now, &response);
         }

@@ -242,7 +242,9 @@ impl KeyFile {
                 std::io::ErrorKind::InvalidData => invalid(path, "not UTF-8 text"),
                 _ => io(e),
             })?;
-        Self::parse(path, &text)
+        let parsed = Self::parse(path, &text);
+        text.zeroize();
+        parsed
     }
 
     /// Parses the text of a key file (`path` is for messages only).

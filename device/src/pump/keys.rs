@@ -160,7 +160,8 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         if !self.store_secrets(next) {
             return Err(Refusal::StorageFault);
         }
-        self.log_session(now, Event::Provisioned { epoch });
+        // Security events are never aggregated or rate-limited away.
+        self.log_event(now, Event::Provisioned { epoch });
         Ok(Response::Provisioned {
             confirm: keys.confirm(),
             epoch,
@@ -203,7 +204,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         if !self.store_secrets(next) {
             return Err(Refusal::StorageFault);
         }
-        self.log_session(now, Event::KeyRotated { by, role, epoch });
+        self.log_event(now, Event::KeyRotated { by, role, epoch });
         Ok(Response::KeyRotated { role, epoch })
     }
 }

@@ -57,7 +57,13 @@ pub fn write_key_files(
     keys: &[(Role, u32, Secret)],
     fresh: bool,
 ) -> io::Result<Vec<(Role, PathBuf)>> {
-    std::fs::create_dir_all(dir)?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
     let mut out = Vec::new();
     for (role, epoch, key) in keys {
         let role = *role;

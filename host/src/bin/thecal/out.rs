@@ -196,12 +196,18 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
                 Error::NotProvisioned => (code::AUTHENTICATION, "not_provisioned"),
                 Error::NotPermitted { .. } => (code::REFUSED, "not_permitted"),
                 Error::AlreadyProvisioned => (code::REFUSED, "already_provisioned"),
+                Error::StaleKey { .. } | Error::KeyFile(KeyFileError::StaleEpoch { .. }) => {
+                    (code::AUTHENTICATION, "stale_key")
+                }
+                Error::ProvisionNotConfirmed => (code::AUTHENTICATION, "provision_not_confirmed"),
                 Error::KeyFile(_) => (code::INVALID_INPUT, "key_file"),
                 _ => (1, "error"),
             };
         }
-        if cause.downcast_ref::<KeyFileError>().is_some() {
-            return (code::INVALID_INPUT, "key_file");
+        match cause.downcast_ref::<KeyFileError>() {
+            Some(KeyFileError::StaleEpoch { .. }) => return (code::AUTHENTICATION, "stale_key"),
+            Some(_) => return (code::INVALID_INPUT, "key_file"),
+            None => {}
         }
         if cause.downcast_ref::<ScheduleFileError>().is_some() {
             return (code::INVALID_INPUT, "invalid_schedule");

@@ -171,11 +171,9 @@ async fn start(
         _ if role == Role::Emergency => RoleKey::emergency(serial),
         (Some(file), _) => {
             file.check_pump(serial)?;
-            // A rotation interrupted after the pump took the new key is completed here.
-            let epoch = identity.key_epochs.of(role);
-            let file = KeyFile::settle(&file.path, epoch)?;
-            file.check_epoch(epoch)?;
-            file.role_key()
+            authenticate_settling(client, &file.path, serial, identity.key_epochs.of(role))
+                .await?;
+            return Ok(identity);
         }
         (None, Some(sim)) => {
             let (epoch, key) = sim
@@ -188,6 +186,42 @@ async fn start(
     };
     client.authenticate(key, serial).await?;
     Ok(identity)
+}
+
+/// Opens the session with the key file at `path`, or with its pending rotation (its
+/// `.next` file) when that holds the epoch the pump announces (`epoch`, from a plain
+/// `Identify`): a rotation interrupted after the pump took the new key. The files are
+/// settled only once the handshake has proved which key the pump holds (the key's epoch
+/// is part of the handshake transcript, so a forged `Identify` cannot make a file be
+/// promoted or removed): the `.next` file replaces the old one when it opened the
+/// session, and is removed when the old one did.
+pub async fn authenticate_settling(
+    client: &mut Client<SerialStream>,
+    path: &std::path::Path,
+    serial: &str,
+    epoch: u32,
+) -> anyhow::Result<()> {
+    let current = KeyFile::load(path)?;
+    let next_path = KeyFile::next_path(path);
+    let pending = match next_path.exists() {
+        true => Some(KeyFile::load(&next_path)?),
+        false => None,
+    };
+    let use_pending = pending.as_ref().is_some_and(|p| p.epoch == epoch);
+    let chosen = match (&pending, use_pending) {
+        (Some(p), true) => p,
+        _ => &current,
+    };
+    chosen.check_pump(serial)?;
+    chosen.check_epoch(epoch)?;
+    client.authenticate(chosen.role_key(), serial).await?;
+    if use_pending {
+        KeyFile::promote(path)?;
+    } else if pending.is_some() {
+        // The pump holds the old key: the rotation never reached it.
+        let _ = std::fs::remove_file(&next_path);
+    }
+    Ok(())
 }
 
 impl Session {
