@@ -35,7 +35,9 @@ use thecal_host::{Client, ClientConfig, RoleKey};
 use thecal_link::impair::{Delivery, Impairment, Impairments};
 use thecal_protocol::frame::{encode_raw, Flags, FrameKind, Header, MAX_WIRE};
 use thecal_protocol::message::{AlarmKind, LogEntry, ResetCause, Role};
-use thecal_protocol::session::{role_key, Sealer, Secret};
+use thecal_protocol::session::{
+    role_key, Ephemeral, ProvisionKeys, ProvisionTranscript, Sealer, Secret, FIRST_EPOCH,
+};
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::{Request, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
@@ -46,8 +48,10 @@ const BAUD: u64 = 115_200;
 const LINE_RATE: f64 = BAUD as f64 / 10.0;
 /// Nanoseconds one byte takes on the line.
 const BYTE_NS: u64 = 10 * 1_000_000_000 / BAUD;
-/// The bench's device secret (never a real pump's).
-const SECRET: [u8; 32] = [0x42; 32];
+/// The bench pump's static X25519 secret, and the factory's ephemeral secret it is
+/// provisioned with by key agreement (never a real pump's).
+const IDENTITY: [u8; 32] = [0x42; 32];
+const FACTORY: [u8; 32] = [0x43; 32];
 
 type SimPump = Pump<SimStore, CountingMotor>;
 
@@ -140,7 +144,13 @@ fn boot(clock: Clock, fill: u32) -> SimPump {
         clock.now(),
         ResetCause::PowerOn,
     );
-    assert!(pump.provision(SECRET, clock.now()), "provisioned");
+    assert!(pump.create_identity(&Secret::new(IDENTITY)), "identity");
+    let factory = Ephemeral::from_bytes(FACTORY).public();
+    let answer = pump.provision(clock.now(), &factory, false);
+    assert!(
+        matches!(answer, Response::Provisioned { .. }),
+        "provisioned: {answer:?}"
+    );
     let ack = Request::AcknowledgeAlarm {
         alarm: AlarmKind::MotorStall,
     };
@@ -149,6 +159,20 @@ fn boot(clock: Clock, fill: u32) -> SimPump {
         let _ = pump.handle(clock.now(), &ack);
     }
     pump
+}
+
+/// The bench pump's device secret: what the factory key agreed with its static key.
+fn device_secret(serial: &str) -> Secret {
+    let pump_public = Ephemeral::from_bytes(IDENTITY).public();
+    let factory = Ephemeral::from_bytes(FACTORY);
+    let ephemeral = factory.public();
+    let dh = factory.agree(&pump_public).expect("not a low-order key");
+    let transcript = ProvisionTranscript {
+        serial,
+        pump_public: &pump_public,
+        ephemeral: &ephemeral,
+    };
+    ProvisionKeys::derive(&dh, &transcript).device_secret
 }
 
 /// A pipe whose two directions are each paced at the line rate: (programmer end,
@@ -384,7 +408,13 @@ async fn run(plan: Plan) {
     tokio::spawn(serve_thecal(device, pump, clock, Arc::clone(&wire)));
     let key = RoleKey {
         role: Role::Clinician,
-        key: role_key(&Secret(SECRET), Role::Clinician, &serial),
+        epoch: FIRST_EPOCH,
+        key: role_key(
+            &device_secret(&serial),
+            Role::Clinician,
+            FIRST_EPOCH,
+            &serial,
+        ),
     };
     let config = ClientConfig {
         timeout: Duration::from_secs(2),
@@ -629,7 +659,7 @@ fn overheads() {
         let lead = usize::from(request);
         let mut out = vec![0u8; MAX_WIRE];
         let plain = encode_raw(header(0), &body, &mut out).expect("encodes") + lead;
-        let mut sealer = Sealer::new(&Secret([9; 32]));
+        let mut sealer = Sealer::new(&Secret::new([9; 32]));
         let mut sealed_body = vec![0u8; body.len() + 64];
         let h = header(Flags::SEALED);
         let n = sealer

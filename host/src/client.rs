@@ -438,7 +438,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             ephemeral: agreement.ephemeral,
         };
         match self.call(&request).await? {
-            Response::Provisioned { confirm, epoch } if agreement.keys.verify(&confirm) => Ok(epoch),
+            Response::Provisioned { confirm, epoch } if agreement.keys.verify(&confirm) => {
+                Ok(epoch)
+            }
             Response::Provisioned { .. } => Err(Error::ProvisionNotConfirmed),
             Response::Refused(refusal) => Err(Error::Refused {
                 request: "Provision",
@@ -1190,9 +1192,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             tried += 1;
             let mut host_nonce = [0u8; NONCE_LEN];
             getrandom::fill(&mut host_nonce).map_err(Error::Random)?;
-            let ephemeral = Ephemeral::from_bytes(*crate::keys::random_secret()
-                .map_err(Error::Random)?
-                .as_bytes());
+            let ephemeral = Ephemeral::from_bytes(
+                *crate::keys::random_secret()
+                    .map_err(Error::Random)?
+                    .as_bytes(),
+            );
             let host_ephemeral = ephemeral.public();
             let hello = Request::SessionHello {
                 role,
@@ -1531,11 +1535,15 @@ impl Agreement {
     /// `pump_public` (from its label, or from `Identify`), from a fresh ephemeral key of
     /// the operating system's random source. The ephemeral secret is dropped here.
     pub fn new(serial: &str, pump_public: &[u8; PUBLIC_LEN]) -> Result<Agreement, Error> {
-        let secret = Ephemeral::from_bytes(*crate::keys::random_secret()
-            .map_err(Error::Random)?
-            .as_bytes());
+        let secret = Ephemeral::from_bytes(
+            *crate::keys::random_secret()
+                .map_err(Error::Random)?
+                .as_bytes(),
+        );
         let ephemeral = secret.public();
-        let dh = secret.agree(pump_public).ok_or(Error::ProvisionNotConfirmed)?;
+        let dh = secret
+            .agree(pump_public)
+            .ok_or(Error::ProvisionNotConfirmed)?;
         let keys = ProvisionKeys::derive(
             &dh,
             &ProvisionTranscript {

@@ -480,7 +480,10 @@ mod tests {
         );
         assert!(f.check_epoch(2).is_ok());
         let e = f.check_epoch(3).unwrap_err().to_string();
-        assert!(e.contains("epoch 2") && e.contains("epoch 3") && e.contains("rotated"), "{e}");
+        assert!(
+            e.contains("epoch 2") && e.contains("epoch 3") && e.contains("rotated"),
+            "{e}"
+        );
         assert!(f.check_role(Role::Clinician).is_ok());
         assert!(f.check_pump("SIM000001").is_ok());
         let e = f.check_role(Role::Patient).unwrap_err().to_string();

@@ -1,26 +1,29 @@
 //! The client's transport and session rules over an in-memory pipe, against a small
 //! scripted pump written here with the protocol crate: it performs the pump's side of the
-//! handshake and seals its answers like the real one (PROTOCOL.md 2.9), and it can drop,
-//! delay, corrupt, forge or misdirect answers and lose the session deterministically.
-//! Time is paused, so timeouts cost nothing and never flake.
+//! forward-secret handshake (ephemeral X25519, the transcript bound to what it announced
+//! in `Identify`, the role key of the epoch in force), key rotation and provisioning by
+//! key agreement, and seals its answers like the real one (PROTOCOL.md 2.9); it can drop,
+//! delay, corrupt, forge or misdirect answers, lose the session deterministically, and
+//! lie in `Identify`. Time is paused, so timeouts cost nothing and never flake.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use thecal_host::client::{Client, ClientConfig};
+use thecal_device::session::permitted;
+use thecal_host::client::{Agreement, Client, ClientConfig};
 use thecal_host::{Error, RoleKey};
 use thecal_protocol::frame::{
     decode_body, encode, encode_raw, Feed, Flags, FrameDecoder, FrameKind, Header,
 };
 use thecal_protocol::message::{
-    BolusKind, BolusReport, BolusRequest, Capabilities, Command, Event, Identity, LogEntry,
-    LogPage, OpKey, Refusal, Revision, Role, Version,
+    BolusKind, BolusReport, BolusRequest, Capabilities, Command, Event, Identity, KeyEpochs,
+    LogEntry, LogPage, OpKey, Refusal, Revision, Role, Version,
 };
 use thecal_protocol::prescription::{PrescriptionDraft, TherapyMode};
 use thecal_protocol::session::{
-    device_nonce, device_proof, role_key, session_keys, verify_host_proof, Opener, Sealer, Secret,
-    Transcript,
+    device_nonce, nonce_key, role_key, Binding, Ephemeral, HandshakeKeys, Opener, Pool,
+    ProvisionKeys, ProvisionTranscript, Sealer, Secret, Transcript, PUBLIC_LEN,
 };
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{
@@ -32,12 +35,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 /// The scripted pump's serial number and device secret.
 const SERIAL: &str = "T1";
 const DEVICE_SECRET: [u8; 32] = [0x5a; 32];
+/// The scripted pump's static X25519 secret (its public key is on its label).
+const STATIC_KEY: [u8; 32] = [0x77; 32];
+/// The capabilities the scripted pump has (announces, and binds into every handshake).
+const CAPABILITIES: u32 = Capabilities::SECURE_SESSION | Capabilities::KEY_LIFECYCLE;
 
 /// What a sealed request that arrives without a session is recorded as.
 const NO_SESSION: &str = "<sealed, no session>";
 
 /// How the scripted pump misbehaves. Everything but the handshake options applies to
-/// the requests after the handshake (and `Identify`, `Provision`).
+/// the requests after the handshake (and `Identify`, `Provision`), except the first
+/// `Identify` of the link: that is the client connecting, always answered truthfully
+/// (but for `schema` and `announce`) and not recorded in [`Seen::frames`].
 #[derive(Clone, Default)]
 struct Script {
     /// Ignore this many request frames before answering.
@@ -59,6 +68,10 @@ struct Script {
     hang_up: bool,
     /// Answer with a different schema hash.
     schema: Option<u32>,
+    /// Announce these capabilities in `Identify` while binding its real ones
+    /// ([`CAPABILITIES`]) into the handshake: what a client sees when a man in the
+    /// middle rewrote `Identify` (a downgrade).
+    announce: Option<u32>,
     /// Refuse everything with this.
     refuse: Option<Refusal>,
     /// Answer everything with `Pong` (a wrong answer).
@@ -69,6 +82,8 @@ struct Script {
     reset: bool,
     /// No device secret yet (`Provision` accepted once).
     unprovisioned: bool,
+    /// Every role key at this epoch (derived from the device secret) instead of 1.
+    epoch: Option<u32>,
     /// The pump proves another key than the programmer's (not the pump it thinks).
     impostor: bool,
     /// Refuse every host proof.
@@ -87,21 +102,31 @@ struct Script {
 /// What the pump saw.
 #[derive(Default)]
 struct Seen {
-    /// (id, retry flag, request name) of every request frame but the handshake's.
+    /// (id, retry flag, request name) of every request frame but the handshake's and
+    /// the connection's first `Identify`.
     frames: Vec<(u16, bool, &'static str)>,
     /// Counters of the sealed requests that opened, in order.
     counters: Vec<u32>,
-    /// Times a therapy-changing request was executed (not answered from the cache).
+    /// Times a state-changing request was executed (not answered from the cache).
     executed: u32,
+    /// The connection's first `Identify` was served.
+    connected: bool,
     /// Handshake messages received, and sessions opened.
     hellos: u32,
     proofs: u32,
     sessions: u32,
+    /// The key epoch each `SessionHello` named.
+    hello_epochs: Vec<u32>,
     /// Request frames answered together (see `Script::hold`).
     batches: Vec<usize>,
 }
 
-fn identity(schema: u32) -> Identity {
+/// The scripted pump's static public key (on its label, and in `Identify`).
+fn pump_public() -> [u8; PUBLIC_LEN] {
+    Ephemeral::from_bytes(STATIC_KEY).public()
+}
+
+fn identity(schema: u32, capabilities: u32, key_epochs: KeyEpochs) -> Identity {
     Identity {
         model: "duplex".try_into().unwrap(),
         serial: SERIAL.try_into().unwrap(),
@@ -112,20 +137,28 @@ fn identity(schema: u32) -> Identity {
         },
         protocol: PROTOCOL_VERSION,
         schema,
-        capabilities: Capabilities(0),
+        capabilities: Capabilities(capabilities),
         reservoir_capacity: Nanolitres::from_ml(20),
+        public_key: pump_public(),
+        key_epochs,
     }
 }
 
-/// The key of `role` on the scripted pump.
+/// The key of `role` on the scripted pump, at epoch 1.
 fn key(role: Role) -> RoleKey {
+    key_at(role, 1)
+}
+
+/// The key of `role` derived from the scripted pump's device secret at `epoch`.
+fn key_at(role: Role, epoch: u32) -> RoleKey {
     RoleKey {
         role,
-        key: role_key(&Secret(DEVICE_SECRET), role, SERIAL),
+        epoch,
+        key: role_key(&Secret::new(DEVICE_SECRET), role, epoch, SERIAL),
     }
 }
 
-fn answer(req: &Request, script: &Script) -> Response {
+fn answer(req: &Request, script: &Script, identity: Identity) -> Response {
     if let Some(r) = script.refuse {
         return Response::Refused(r);
     }
@@ -133,7 +166,7 @@ fn answer(req: &Request, script: &Script) -> Response {
         return Response::Pong { token: 0 };
     }
     match req {
-        Request::Identify => Response::Identity(identity(script.schema.unwrap_or(SCHEMA_HASH))),
+        Request::Identify => Response::Identity(identity),
         Request::Ping { token } => Response::Pong { token: *token },
         Request::ClinicianBolus(_) => Response::BolusStarted(BolusReport {
             kind: BolusKind::Single,
@@ -200,24 +233,97 @@ fn sealed_frame(sealer: &mut Sealer, id: u16, response: &Response) -> Vec<u8> {
     buf
 }
 
+/// A challenge waiting for the programmer's proof.
+struct Pending {
+    role: Role,
+    host_nonce: [u8; 16],
+    th: [u8; 32],
+    keys: HandshakeKeys,
+}
+
 /// The scripted pump's memory.
 struct State {
-    secret: Option<[u8; 32]>,
+    /// The device secret, once provisioned.
+    secret: Option<Secret>,
+    /// Epoch of each role key in force.
+    epochs: KeyEpochs,
+    /// Keys rotated since the last provisioning (random, not derived).
+    rotated: HashMap<Role, [u8; 32]>,
+    /// Source of the pump's ephemeral X25519 secrets.
+    pool: Pool,
     nonces: u64,
-    challenged: Option<(Role, [u8; 16], [u8; 16])>,
+    challenged: Option<Pending>,
     session: Option<(Role, Opener, Sealer)>,
-    /// Answers to therapy changes by request id, with the idempotency key they came with.
+    /// Answers to state changes by request id, with the idempotency key they came with.
     cache: HashMap<u16, (Option<OpKey>, Response)>,
     dropped: u32,
     lost: u32,
     sealed_seen: u32,
 }
 
+fn all_at(epoch: u32) -> KeyEpochs {
+    KeyEpochs {
+        patient: epoch,
+        clinician: epoch,
+        service: epoch,
+    }
+}
+
+fn set_epoch(epochs: &mut KeyEpochs, role: Role, epoch: u32) {
+    match role {
+        Role::Patient => epochs.patient = epoch,
+        Role::Clinician => epochs.clinician = epoch,
+        Role::Service => epochs.service = epoch,
+        Role::Emergency => {}
+    }
+}
+
+impl State {
+    /// The key of `role` in force and its epoch; `None` while unprovisioned.
+    fn key_in_force(&self, role: Role) -> Option<(u32, Secret)> {
+        let secret = self.secret.as_ref()?;
+        let epoch = self.epochs.of(role);
+        let key = match self.rotated.get(&role) {
+            Some(key) => Secret::new(*key),
+            None => role_key(secret, role, epoch, SERIAL),
+        };
+        Some((epoch, key))
+    }
+
+    /// What `Identify` says (the capabilities as announced, which may be a lie).
+    fn identity(&self, script: &Script) -> Identity {
+        identity(
+            script.schema.unwrap_or(SCHEMA_HASH),
+            script.announce.unwrap_or(CAPABILITIES),
+            self.epochs,
+        )
+    }
+
+    /// What the pump binds into its handshakes: its real version, schema and
+    /// capabilities.
+    fn binding(&self, script: &Script) -> Binding {
+        Binding {
+            version: PROTOCOL_VERSION,
+            schema: script.schema.unwrap_or(SCHEMA_HASH),
+            capabilities: CAPABILITIES,
+        }
+    }
+}
+
 /// Serves `io` by `script` until the client goes away.
 async fn pump(mut io: DuplexStream, script: Script, seen: Arc<Mutex<Seen>>) {
     let mut decoder: FrameDecoder = FrameDecoder::new();
+    let provisioned = !script.unprovisioned;
+    let epoch = if provisioned {
+        script.epoch.unwrap_or(1)
+    } else {
+        0
+    };
     let mut st = State {
-        secret: (!script.unprovisioned).then_some(DEVICE_SECRET),
+        secret: provisioned.then(|| Secret::new(DEVICE_SECRET)),
+        epochs: all_at(epoch),
+        rotated: HashMap::new(),
+        pool: Pool::new(&Secret::new([0x33; 32]), 1),
         nonces: 0,
         challenged: None,
         session: None,
@@ -280,6 +386,62 @@ enum Serve {
     Send(Vec<u8>),
 }
 
+/// `SessionHello`: the pump's challenge (its nonce, ephemeral key and proof over the
+/// transcript), or a refusal.
+fn hello(
+    st: &mut State,
+    script: &Script,
+    role: Role,
+    epoch: u32,
+    host_nonce: [u8; 16],
+    host_ephemeral: [u8; 32],
+) -> Response {
+    let Some((current, key)) = st.key_in_force(role) else {
+        return Response::Refused(Refusal::NotProvisioned);
+    };
+    if epoch != current {
+        return Response::Refused(Refusal::StaleKey { epoch, current });
+    }
+    let secret = st.pool.draw();
+    let Some(shared) = secret.agree(&host_ephemeral) else {
+        return Response::Refused(Refusal::Malformed);
+    };
+    let device_ephemeral = secret.public();
+    drop(secret);
+    st.nonces += 1;
+    let nonces = nonce_key(st.secret.as_ref().unwrap(), SERIAL);
+    let d = device_nonce(&nonces, 1, st.nonces);
+    let th = Transcript {
+        binding: st.binding(script),
+        role,
+        epoch,
+        serial: SERIAL,
+        host_nonce: &host_nonce,
+        host_ephemeral: &host_ephemeral,
+        device_nonce: &d,
+        device_ephemeral: &device_ephemeral,
+    }
+    .hash();
+    let proving = if script.impostor {
+        role_key(&Secret::new([0x11; 32]), role, epoch, SERIAL)
+    } else {
+        key
+    };
+    let keys = HandshakeKeys::derive(&shared, &proving, &th);
+    let proof = keys.device_proof(&th);
+    st.challenged = Some(Pending {
+        role,
+        host_nonce,
+        th,
+        keys,
+    });
+    Response::SessionChallenge {
+        nonce: d,
+        ephemeral: device_ephemeral,
+        proof,
+    }
+}
+
 fn serve(
     st: &mut State,
     script: &Script,
@@ -293,8 +455,17 @@ fn serve(
     if !header.flags.has(Flags::SEALED) {
         let req: Request = decode_body(&body).unwrap();
         match req {
-            Request::SessionHello { role, nonce } => {
-                seen.lock().unwrap().hellos += 1;
+            Request::SessionHello {
+                role,
+                epoch,
+                nonce,
+                ephemeral,
+            } => {
+                {
+                    let mut s = seen.lock().unwrap();
+                    s.hellos += 1;
+                    s.hello_epochs.push(epoch);
+                }
                 st.session = None;
                 st.challenged = None;
                 if let Some(after) = script.busy_after {
@@ -302,47 +473,34 @@ fn serve(
                         return plain_reply(&Response::Refused(Refusal::Busy));
                     }
                 }
-                let Some(secret) = st.secret else {
-                    return plain_reply(&Response::Refused(Refusal::NotProvisioned));
-                };
-                st.nonces += 1;
-                let d = device_nonce(&Secret(secret), 1, st.nonces);
-                let proving = if script.impostor { [0x11; 32] } else { secret };
-                let t = Transcript {
-                    role,
-                    host_nonce: &nonce,
-                    device_nonce: &d,
-                    serial: SERIAL,
-                };
-                let proof = device_proof(&role_key(&Secret(proving), role, SERIAL), &t);
-                st.challenged = Some((role, nonce, d));
-                plain_reply(&Response::SessionChallenge { nonce: d, proof })
+                plain_reply(&hello(st, script, role, epoch, nonce, ephemeral))
             }
             Request::SessionProof { nonce, proof } => {
                 seen.lock().unwrap().proofs += 1;
-                let (Some((role, h, d)), Some(secret)) = (st.challenged.take(), st.secret) else {
+                let Some(p) = st.challenged.take() else {
                     return plain_reply(&Response::Refused(Refusal::SessionRequired));
                 };
                 // The proof names the challenge it answers.
-                assert_eq!(nonce, h, "SessionProof must carry its hello's nonce");
-                let key = role_key(&Secret(secret), role, SERIAL);
-                let t = Transcript {
-                    role,
-                    host_nonce: &h,
-                    device_nonce: &d,
-                    serial: SERIAL,
-                };
-                if script.refuse_proof || !verify_host_proof(&key, &t, &proof) {
+                assert_eq!(
+                    nonce, p.host_nonce,
+                    "SessionProof must carry its hello's nonce"
+                );
+                if script.refuse_proof || !p.keys.verify_host_proof(&p.th, &proof) {
                     return plain_reply(&Response::Refused(Refusal::AuthenticationFailed));
                 }
-                let keys = session_keys(&key, &t);
+                let keys = p.keys.into_session();
                 st.session = Some((
-                    role,
+                    p.role,
                     Opener::new(&keys.to_device),
                     Sealer::new(&keys.to_host),
                 ));
                 seen.lock().unwrap().sessions += 1;
                 plain_reply(&Response::SessionEstablished)
+            }
+            Request::Identify if !seen.lock().unwrap().connected => {
+                // The client connecting: answered whatever the script says.
+                seen.lock().unwrap().connected = true;
+                plain_reply(&Response::Identity(st.identity(script)))
             }
             Request::Identify | Request::Provision { .. } => {
                 seen.lock().unwrap().frames.push((id, retry, req.name()));
@@ -375,8 +533,8 @@ fn serve(
             return Serve::Nothing;
         };
         let Command { key, request: req } = decode_body(plain).unwrap();
-        // Every therapy change carries an idempotency key; nothing else does.
-        assert_eq!(key.is_some(), req.changes_therapy(), "{req:?} key {key:?}");
+        // Every state change carries an idempotency key; nothing else does.
+        assert_eq!(key.is_some(), req.changes_state(), "{req:?} key {key:?}");
         {
             let mut s = seen.lock().unwrap();
             s.counters.push(counter);
@@ -386,22 +544,69 @@ fn serve(
             let (_, _, mut sealer) = st.session.take().unwrap();
             return Serve::Send(sealed_frame(&mut sealer, id, &Response::SessionClosed));
         }
-        let response = match execute(st, script, seen, id, retry, key, &req) {
-            Err(serve) => return serve,
-            Ok(response) => response,
-        };
-        let response = if role == Role::Patient && req.changes_therapy() {
-            Response::Refused(Refusal::NotPermitted)
+        let response = if permitted(role, &req) {
+            match execute(st, script, seen, id, retry, key, &req) {
+                Err(serve) => return serve,
+                Ok(response) => response,
+            }
         } else {
-            response
+            Response::Refused(Refusal::NotPermitted)
         };
         let (_, _, sealer) = st.session.as_mut().unwrap();
         Serve::Send(reply(script, id, &response, Some(sealer)))
     }
 }
 
+/// `Provision { ephemeral }`: key agreement with the static key; plain only while
+/// unprovisioned, sealed (a service session, checked before) to re-provision: every
+/// role key to one epoch above all so far.
+fn provision(st: &mut State, ephemeral: &[u8; 32], sealed: bool) -> Response {
+    if st.secret.is_some() && !sealed {
+        return Response::Refused(Refusal::NotPermitted);
+    }
+    let own = Ephemeral::from_bytes(STATIC_KEY);
+    let Some(dh) = own.agree(ephemeral) else {
+        return Response::Refused(Refusal::Malformed);
+    };
+    let keys = ProvisionKeys::derive(
+        &dh,
+        &ProvisionTranscript {
+            serial: SERIAL,
+            pump_public: &own.public(),
+            ephemeral,
+        },
+    );
+    let e = st.epochs;
+    let epoch = match st.secret {
+        None => 1,
+        Some(_) => e.patient.max(e.clinician).max(e.service) + 1,
+    };
+    st.secret = Some(keys.device_secret.duplicate());
+    st.epochs = all_at(epoch);
+    st.rotated.clear();
+    Response::Provisioned {
+        confirm: keys.confirm(),
+        epoch,
+    }
+}
+
+/// `RotateKey`: the next epoch's key of `role` (who may rotate what was checked before).
+fn rotate(st: &mut State, role: Role, epoch: u32, key: &[u8; 32]) -> Response {
+    if st.secret.is_none() {
+        return Response::Refused(Refusal::NotProvisioned);
+    }
+    let current = st.epochs.of(role);
+    if current + 1 != epoch {
+        return Response::Refused(Refusal::StaleKey { epoch, current });
+    }
+    set_epoch(&mut st.epochs, role, epoch);
+    st.rotated.insert(role, *key);
+    Response::KeyRotated { role, epoch }
+}
+
 /// The misbehaviour and the pump's work for one request (not the handshake); `Err`
-/// when nothing (or something else) is sent.
+/// when nothing (or something else) is sent. `key` is the idempotency key of a sealed
+/// request (`None` for a plain one).
 fn execute(
     st: &mut State,
     script: &Script,
@@ -424,17 +629,14 @@ fn execute(
             assert_eq!(*k, key, "a retry must carry the original's idempotency key");
             cached.clone()
         }
-        (_, Request::Provision { secret }) => {
-            if st.secret.is_none() {
-                st.secret = Some(*secret);
-                Response::Provisioned
-            } else {
-                Response::Refused(Refusal::NotPermitted)
-            }
-        }
         _ => {
-            let r = answer(req, script);
-            if req.changes_therapy() {
+            let r = match req {
+                Request::Provision { ephemeral } => provision(st, ephemeral, key.is_some()),
+                Request::RotateKey { role, epoch, key } => rotate(st, *role, *epoch, key),
+                _ => answer(req, script, st.identity(script)),
+            };
+            // The reply cache holds sealed state changes (they carry a key).
+            if req.changes_state() && key.is_some() {
                 seen.lock().unwrap().executed += 1;
                 st.cache.insert(id, (key, r.clone()));
             }
@@ -463,7 +665,7 @@ fn reply(
     if script.unauthentic_first && sealer.is_some() {
         out.extend(frame(Header::response(id), response));
         out.extend(sealed_frame(
-            &mut Sealer::new(&Secret([3; 32])),
+            &mut Sealer::new(&Secret::new([3; 32])),
             id,
             response,
         ));
@@ -494,13 +696,13 @@ const CONFIG: ClientConfig = ClientConfig {
 };
 
 /// A pump running `script` and a clinician client in session with it, whose first
-/// request after the handshake has id 100.
+/// request after connecting (`Identify`, 97) and the handshake (98, 99) has id 100.
 async fn start(script: Script) -> (Client<DuplexStream>, Arc<Mutex<Seen>>) {
     start_as(script, Role::Clinician).await
 }
 
 async fn start_as(script: Script, role: Role) -> (Client<DuplexStream>, Arc<Mutex<Seen>>) {
-    let (mut c, seen) = start_plain(script, 98);
+    let (mut c, seen) = start_plain(script, 97);
     c.authenticate(key(role), SERIAL).await.unwrap();
     (c, seen)
 }
@@ -770,7 +972,8 @@ async fn schema_mismatch_is_refused_on_connect() {
     assert!(e.to_string().contains("protocol mismatch"));
     // Nothing but identification was sent: not even a handshake.
     let s = seen.lock().unwrap();
-    assert_eq!(s.frames.len(), 1);
+    assert!(s.connected);
+    assert!(s.frames.is_empty(), "{:?}", s.frames);
     assert_eq!(s.hellos, 0);
 }
 
@@ -1073,30 +1276,64 @@ async fn close_ends_the_session_sealed() {
 
 #[tokio::test(start_paused = true)]
 async fn provisioning_is_proved_by_a_service_handshake() {
-    let secret = Secret(DEVICE_SECRET);
     let (mut c, seen) = start_plain(
         Script {
             unprovisioned: true,
             ..Script::default()
         },
-        100,
+        99,
     );
-    c.provision(&secret, SERIAL).await.unwrap();
+    let id = c.identify().await.unwrap();
+    assert_eq!(id.key_epochs, all_at(0), "unprovisioned");
+    assert_eq!(id.public_key, pump_public());
+    let agreement = Agreement::new(SERIAL, &id.public_key).unwrap();
+    c.provision(&agreement).await.unwrap();
     {
         let s = seen.lock().unwrap();
         assert_eq!(s.sessions, 1, "the service handshake");
+        assert_eq!(s.hello_epochs, [1]);
         assert_eq!(
             s.frames,
             vec![(100, false, "Provision"), (103, false, "SessionClose")]
         );
     }
     assert!(!c.has_session());
+    assert_eq!(c.identify().await.unwrap().key_epochs, all_at(1));
     // Once only.
-    let e = c.provision(&Secret([1; 32]), SERIAL).await.unwrap_err();
+    let again = Agreement::new(SERIAL, &pump_public()).unwrap();
+    let e = c.provision(&again).await.unwrap_err();
     assert!(matches!(e, Error::AlreadyProvisioned), "{e:?}");
-    // The clinician key derived from the secret now opens a session.
-    c.authenticate(key(Role::Clinician), SERIAL).await.unwrap();
+    // The clinician key derived from the agreed secret now opens a session; one derived
+    // from another secret does not.
+    c.authenticate(agreement.role_key(Role::Clinician, 1), SERIAL)
+        .await
+        .unwrap();
     c.ping().await.unwrap();
+    let e = c
+        .authenticate(again.role_key(Role::Clinician, 1), SERIAL)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::PumpNotAuthenticated { .. }), "{e:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn provisioning_with_another_pumps_public_key_is_not_confirmed() {
+    // The programmer agreed a secret with a key that is not this pump's (a wrong label,
+    // or a pump swapped in on the link): the pump derives another secret and its
+    // confirmation does not verify.
+    let (mut c, _) = start_plain(
+        Script {
+            unprovisioned: true,
+            ..Script::default()
+        },
+        99,
+    );
+    c.identify().await.unwrap();
+    let other = Ephemeral::from_bytes([0x78; 32]).public();
+    let agreement = Agreement::new(SERIAL, &other).unwrap();
+    let e = c.provision(&agreement).await.unwrap_err();
+    assert!(matches!(e, Error::ProvisionNotConfirmed), "{e:?}");
+    assert!(e.to_string().contains("did not confirm"), "{e}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -1109,9 +1346,11 @@ async fn provisioning_whose_answer_was_lost_is_decided_by_the_handshake() {
             lose_answers: 1,
             ..Script::default()
         },
-        100,
+        99,
     );
-    c.provision(&Secret(DEVICE_SECRET), SERIAL).await.unwrap();
+    c.identify().await.unwrap();
+    let agreement = Agreement::new(SERIAL, &pump_public()).unwrap();
+    c.provision(&agreement).await.unwrap();
     assert_eq!(seen.lock().unwrap().sessions, 1);
     // The same when another secret was already in the pump: the handshake with the
     // key from ours fails, so it was not ours.
@@ -1120,12 +1359,385 @@ async fn provisioning_whose_answer_was_lost_is_decided_by_the_handshake() {
             lose_answers: 1,
             ..Script::default()
         },
-        100,
+        99,
     );
-    let e = c.provision(&Secret([1; 32]), SERIAL).await.unwrap_err();
+    c.identify().await.unwrap();
+    let agreement = Agreement::new(SERIAL, &pump_public()).unwrap();
+    let e = c.provision(&agreement).await.unwrap_err();
     assert!(matches!(e, Error::AlreadyProvisioned), "{e:?}");
     let s = seen.lock().unwrap();
     assert_eq!((s.hellos, s.proofs), (1, 0));
+}
+
+// ---- downgrades ----
+
+#[tokio::test(start_paused = true)]
+async fn a_pump_that_binds_other_capabilities_than_it_announced_gets_nothing() {
+    // Identify announces fewer capabilities than the pump binds into its transcript
+    // (what a client sees when a man in the middle stripped them): the pump's proof does
+    // not verify for the Identify this client saw, so no proof and no request is sent.
+    let (mut c, seen) = start_plain(
+        Script {
+            announce: Some(Capabilities::SECURE_SESSION),
+            ..Script::default()
+        },
+        100,
+    );
+    let id = c.identify().await.unwrap();
+    assert_eq!(id.capabilities, Capabilities(Capabilities::SECURE_SESSION));
+    let e = c
+        .authenticate(key(Role::Clinician), SERIAL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::PumpNotAuthenticated {
+                role: Role::Clinician
+            }
+        ),
+        "{e:?}"
+    );
+    // A request after it is not sent either: the client tries the handshake again, and
+    // it fails the same way.
+    let e = c.stop().await.unwrap_err();
+    assert!(matches!(e, Error::PumpNotAuthenticated { .. }), "{e:?}");
+    {
+        let s = seen.lock().unwrap();
+        assert_eq!((s.hellos, s.proofs, s.sessions), (2, 0, 0));
+        assert!(
+            s.frames.is_empty(),
+            "no request reached the pump: {:?}",
+            s.frames
+        );
+        assert_eq!(s.executed, 0);
+    }
+    // The same pump, announcing what it binds, opens a session with the same key: the
+    // refusal above is the downgrade, nothing else.
+    let (mut c, _) = start(Script::default()).await;
+    c.stop().await.unwrap();
+}
+
+/// A man in the middle between a client and an honest scripted pump: every byte from
+/// the client goes on as it is; every answer from the pump is decoded and encoded again,
+/// `Identity` answers rewritten by `rewrite` first.
+fn start_behind(
+    script: Script,
+    rewrite: fn(&mut Identity),
+) -> (Client<DuplexStream>, Arc<Mutex<Seen>>) {
+    let (ours, middle_client) = tokio::io::duplex(4096);
+    let (middle_pump, theirs) = tokio::io::duplex(4096);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    tokio::spawn(pump(theirs, script, Arc::clone(&seen)));
+    let (mut from_client, mut to_client) = tokio::io::split(middle_client);
+    let (mut from_pump, mut to_pump) = tokio::io::split(middle_pump);
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut from_client, &mut to_pump).await;
+    });
+    tokio::spawn(async move {
+        let mut decoder: FrameDecoder = FrameDecoder::new();
+        let mut buf = [0u8; 256];
+        loop {
+            let n = match from_pump.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let mut out = Vec::new();
+            let mut input = &buf[..n];
+            loop {
+                match decoder.feed(input) {
+                    Feed::Consumed => break,
+                    Feed::Error { remaining, .. } => input = remaining,
+                    Feed::Frame {
+                        frame: f,
+                        remaining,
+                    } => {
+                        let header = f.header;
+                        let plain = !header.flags.has(Flags::SEALED);
+                        match decode_body::<Response>(f.body) {
+                            Ok(Response::Identity(mut id)) if plain => {
+                                rewrite(&mut id);
+                                out.extend(frame(header, &Response::Identity(id)));
+                            }
+                            _ => {
+                                let mut wire = vec![0u8; 2048];
+                                let w = encode_raw(header, f.body, &mut wire).unwrap();
+                                out.extend_from_slice(&wire[..w]);
+                            }
+                        }
+                        input = remaining;
+                    }
+                }
+            }
+            if to_client.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    });
+    (Client::with_first_id(ours, CONFIG, 100), seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_man_in_the_middle_who_rewrites_identify_is_refused_before_any_request() {
+    // Passing everything through unchanged, the man in the middle is invisible: a session
+    // opens and requests are served (so what follows fails for the rewrite alone).
+    let (c, _) = start_behind(Script::default(), |_| {});
+    let (mut c, _) = Client::connect(c.into_inner(), CONFIG, key(Role::Clinician))
+        .await
+        .unwrap();
+    c.stop().await.unwrap();
+    // Stripping the key-lifecycle capability from Identify (a downgrade to what an older
+    // pump would offer): version and schema still match, so the client goes on to the
+    // handshake, and the pump's proof, bound to what it really announced, fails.
+    let (c, seen) = start_behind(Script::default(), |id| {
+        id.capabilities = Capabilities(id.capabilities.0 & !Capabilities::KEY_LIFECYCLE);
+    });
+    let e = Client::connect(c.into_inner(), CONFIG, key(Role::Clinician))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::PumpNotAuthenticated {
+                role: Role::Clinician
+            }
+        ),
+        "{e:?}"
+    );
+    let s = seen.lock().unwrap();
+    assert!(s.connected);
+    assert_eq!((s.hellos, s.proofs, s.sessions), (1, 0, 0));
+    assert!(s.frames.is_empty(), "no request: {:?}", s.frames);
+}
+
+// ---- key lifecycle ----
+
+/// A fresh random-looking key of `role` at `epoch`.
+fn new_key(role: Role, epoch: u32, byte: u8) -> RoleKey {
+    RoleKey {
+        role,
+        epoch,
+        key: Secret::new([byte; 32]),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotated_key_is_the_one_every_later_handshake_proves() {
+    // The clinician rotates its own key; the pump then loses the session (sealed frame
+    // 1): the renewal proves the new key, at the new epoch.
+    let (mut c, seen) = start(Script {
+        lose_session_before: vec![1],
+        ..Script::default()
+    })
+    .await;
+    c.rotate_key(&new_key(Role::Clinician, 2, 0xc2))
+        .await
+        .unwrap();
+    c.ping().await.unwrap();
+    {
+        let s = seen.lock().unwrap();
+        assert_eq!(s.hello_epochs, [1, 2]);
+        assert_eq!(s.sessions, 2);
+        assert_eq!(s.executed, 1);
+    }
+    let epochs = c.identify().await.unwrap().key_epochs;
+    assert_eq!(
+        (epochs.clinician, epochs.patient, epochs.service),
+        (2, 1, 1)
+    );
+    // The old key is refused at the hello, naming both epochs; no proof is sent for it.
+    let e = c
+        .authenticate(key(Role::Clinician), SERIAL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::StaleKey {
+                role: Role::Clinician,
+                epoch: 1,
+                current: 2
+            }
+        ),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("epoch 1") && text.contains("epoch 2") && text.contains("rotated"),
+        "{text}"
+    );
+    assert_eq!(seen.lock().unwrap().proofs, 2);
+    // A key of the right epoch that is not the rotated one: the pump does not prove it.
+    let e = c
+        .authenticate(new_key(Role::Clinician, 2, 0xc3), SERIAL)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::PumpNotAuthenticated { .. }), "{e:?}");
+    c.authenticate(new_key(Role::Clinician, 2, 0xc2), SERIAL)
+        .await
+        .unwrap();
+    c.ping().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clinician_rotates_the_patient_key_and_the_patient_cannot() {
+    let (mut c, _) = start(Script::default()).await;
+    c.rotate_key(&new_key(Role::Patient, 2, 0xa2))
+        .await
+        .unwrap();
+    // The clinician's own session and key are untouched.
+    assert_eq!(c.role(), Some(Role::Clinician));
+    c.ping().await.unwrap();
+    // A rotation must name the next epoch.
+    let e = c
+        .rotate_key(&new_key(Role::Patient, 4, 0xa4))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::StaleKey {
+                role: Role::Patient,
+                current: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // The patient's new key opens a patient session, the old one is stale; a patient may
+    // not rotate any key, its own included.
+    let e = c
+        .authenticate(key(Role::Patient), SERIAL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::StaleKey {
+                epoch: 1,
+                current: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    c.authenticate(new_key(Role::Patient, 2, 0xa2), SERIAL)
+        .await
+        .unwrap();
+    for whose in [Role::Patient, Role::Clinician] {
+        let e = c.rotate_key(&new_key(whose, 3, 0xa3)).await.unwrap_err();
+        assert_eq!(e.refusal(), Some(&Refusal::NotPermitted), "{e:?}");
+    }
+    let epochs = c.identify().await.unwrap().key_epochs;
+    assert_eq!((epochs.patient, epochs.clinician), (2, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotation_whose_answer_was_lost_is_carried_out_once() {
+    let (mut c, seen) = start(Script {
+        lose_answers: 1,
+        ..Script::default()
+    })
+    .await;
+    c.rotate_key(&new_key(Role::Patient, 2, 0xa2))
+        .await
+        .unwrap();
+    {
+        let s = seen.lock().unwrap();
+        assert_eq!(s.executed, 1, "the retry is answered from the reply cache");
+        assert_eq!(
+            s.frames,
+            vec![(100, false, "RotateKey"), (100, true, "RotateKey")]
+        );
+    }
+    // Unanswered for good: uncertain, never a silent success.
+    let (mut c, _) = start(Script {
+        silent: true,
+        ..Script::default()
+    })
+    .await;
+    let e = c
+        .rotate_key(&new_key(Role::Patient, 2, 0xa2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Uncertain {
+                request: "RotateKey",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_of_another_epoch_is_refused_at_the_hello() {
+    let (mut c, seen) = start_plain(
+        Script {
+            epoch: Some(3),
+            ..Script::default()
+        },
+        100,
+    );
+    let id = c.identify().await.unwrap();
+    assert_eq!(id.key_epochs, all_at(3));
+    let e = c
+        .authenticate(key(Role::Clinician), SERIAL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::StaleKey {
+                role: Role::Clinician,
+                epoch: 1,
+                current: 3
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(seen.lock().unwrap().proofs, 0);
+    c.authenticate(key_at(Role::Clinician, 3), SERIAL)
+        .await
+        .unwrap();
+    c.ping().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn reprovisioning_moves_every_key_to_a_new_epoch_of_a_new_secret() {
+    // Only a service session may.
+    let (mut c, _) = start(Script::default()).await;
+    let agreement = Agreement::new(SERIAL, &pump_public()).unwrap();
+    let e = c.reprovision(&agreement).await.unwrap_err();
+    assert_eq!(e.refusal(), Some(&Refusal::NotPermitted), "{e:?}");
+    let (mut c, seen) = start_plain(
+        Script {
+            epoch: Some(2),
+            ..Script::default()
+        },
+        100,
+    );
+    c.authenticate(key_at(Role::Service, 2), SERIAL)
+        .await
+        .unwrap();
+    let agreement = Agreement::new(SERIAL, &pump_public()).unwrap();
+    assert_eq!(c.reprovision(&agreement).await.unwrap(), 3);
+    assert_eq!(seen.lock().unwrap().executed, 1);
+    let id = c.identify().await.unwrap();
+    assert_eq!(id.key_epochs, all_at(3));
+    for role in [Role::Patient, Role::Clinician, Role::Service] {
+        // The old secret's keys: stale, and refused even at the new epoch.
+        let e = c.authenticate(key_at(role, 2), SERIAL).await.unwrap_err();
+        assert!(matches!(e, Error::StaleKey { current: 3, .. }), "{e:?}");
+        let e = c.authenticate(key_at(role, 3), SERIAL).await.unwrap_err();
+        assert!(matches!(e, Error::PumpNotAuthenticated { .. }), "{e:?}");
+        c.authenticate(agreement.role_key(role, 3), SERIAL)
+            .await
+            .unwrap();
+        c.ping().await.unwrap();
+    }
 }
 
 // ---- pipelined bulk reads (issue 8) ----

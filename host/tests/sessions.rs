@@ -22,15 +22,19 @@ use thecal_host::{schedule, serial, Client, Error, KeyFile, RoleKey};
 use thecal_protocol::message::{
     AlarmKind, BolusKind, BolusRequest, Event, Refusal, ResetCause, Role, TherapyState,
 };
-use thecal_protocol::session::{role_key, Secret};
+use thecal_protocol::session::{
+    role_key, Ephemeral, ProvisionKeys, ProvisionTranscript, Secret, FIRST_EPOCH,
+};
 use thecal_protocol::time::{Timestamp, UtcOffset};
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres};
 use thecal_protocol::{Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::SerialStream;
 
-/// The bench pump's device secret and serial number.
-const BENCH_SECRET: [u8; 32] = [0x42; 32];
+/// The bench pump's static X25519 secret, the factory's ephemeral secret it is
+/// provisioned with (key agreement, as `thecal provision` does), and its serial number.
+const BENCH_IDENTITY: [u8; 32] = [0x42; 32];
+const BENCH_FACTORY: [u8; 32] = [0x43; 32];
 const BENCH_SEED: u64 = 31;
 const BENCH_SERIAL: &str = "SIM000031";
 
@@ -51,8 +55,8 @@ struct Bench {
 }
 
 impl Bench {
-    /// A bench pump, provisioned with `secret` if given.
-    fn start(secret: Option<[u8; 32]>) -> Bench {
+    /// A bench pump, provisioned by the bench factory key if `provisioned`.
+    fn start(provisioned: bool) -> Bench {
         let (control, commands) = mpsc::channel::<(Control, mpsc::Sender<()>)>();
         let (path_tx, path_rx) = mpsc::channel();
         let frames_in = Arc::new(AtomicU32::new(0));
@@ -64,7 +68,7 @@ impl Bench {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(serve(secret, path_tx, commands, frames, halt));
+            rt.block_on(serve(provisioned, path_tx, commands, frames, halt));
         });
         let path = path_rx
             .recv_timeout(Duration::from_secs(10))
@@ -102,7 +106,7 @@ impl Drop for Bench {
 }
 
 async fn serve(
-    secret: Option<[u8; 32]>,
+    provisioned: bool,
     path: mpsc::Sender<String>,
     commands: mpsc::Receiver<(Control, mpsc::Sender<()>)>,
     frames_in: Arc<AtomicU32>,
@@ -123,10 +127,18 @@ async fn serve(
         now(),
         ResetCause::PowerOn,
     );
-    if let Some(secret) = secret {
-        assert!(pump.provision(secret, now()));
+    // Its static key pair, as at its first boot.
+    assert!(pump.create_identity(&Secret::new(BENCH_IDENTITY)));
+    if provisioned {
+        let factory = Ephemeral::from_bytes(BENCH_FACTORY);
+        let answer = pump.provision(now(), &factory.public(), false);
+        assert!(
+            matches!(answer, Response::Provisioned { epoch: 1, .. }),
+            "{answer:?}"
+        );
     }
     let mut server = Server::new(pump);
+    server.stir(&entropy());
     let mut link_offset = 0;
     let mut buf = [0u8; 512];
     while !stop.load(Ordering::SeqCst) {
@@ -138,6 +150,9 @@ async fn serve(
             let _ = ack.send(());
         }
         server.tick(now());
+        if server.wants_entropy() {
+            server.stir(&entropy());
+        }
         match tokio::time::timeout(Duration::from_millis(10), master.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => {
                 let t = now();
@@ -157,10 +172,35 @@ async fn serve(
     }
 }
 
+/// Fresh bytes from the operating system for the bench pump's ephemeral keys.
+fn entropy() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).unwrap();
+    bytes
+}
+
+/// The bench pump's device secret: what the bench factory agreed with its static key.
+fn bench_secret() -> Secret {
+    let identity = Ephemeral::from_bytes(BENCH_IDENTITY).public();
+    let factory = Ephemeral::from_bytes(BENCH_FACTORY);
+    let ephemeral = factory.public();
+    let dh = factory.agree(&identity).unwrap();
+    let keys = ProvisionKeys::derive(
+        &dh,
+        &ProvisionTranscript {
+            serial: BENCH_SERIAL,
+            pump_public: &identity,
+            ephemeral: &ephemeral,
+        },
+    );
+    keys.device_secret
+}
+
 fn bench_key(role: Role) -> RoleKey {
     RoleKey {
         role,
-        key: role_key(&Secret(BENCH_SECRET), role, BENCH_SERIAL),
+        epoch: FIRST_EPOCH,
+        key: role_key(&bench_secret(), role, FIRST_EPOCH, BENCH_SERIAL),
     }
 }
 
@@ -204,7 +244,7 @@ fn key_copy(from: &Path, dir: &Path, name: &str, mode: u32, key: Option<&str>) -
 
 #[tokio::test]
 async fn a_pump_reset_mid_use_is_renewed_transparently() {
-    let bench = Bench::start(Some(BENCH_SECRET));
+    let bench = Bench::start(true);
     let mut c = bench_client(&bench, Role::Clinician).await;
     let before = c.prescription().await.unwrap();
     bench.send(Control::Reset);
@@ -234,7 +274,7 @@ async fn a_pump_reset_mid_use_is_renewed_transparently() {
 
 #[tokio::test]
 async fn an_idle_session_expires_and_is_renewed_transparently() {
-    let bench = Bench::start(Some(BENCH_SECRET));
+    let bench = Bench::start(true);
     let mut c = bench_client(&bench, Role::Clinician).await;
     c.status().await.unwrap();
     // Just under the idle timeout: the session holds.
@@ -250,27 +290,115 @@ async fn an_idle_session_expires_and_is_renewed_transparently() {
 
 // ---- provisioning ----
 
+/// The bench pump's static public key as 64 hex digits (as on its label).
+fn bench_public_hex() -> String {
+    Ephemeral::from_bytes(BENCH_IDENTITY)
+        .public()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[test]
-fn a_fresh_pump_is_provisioned_once_and_its_key_files_open_sessions() {
-    let bench = Bench::start(None);
+fn an_unprovisioned_pump_says_so_to_any_key_file() {
+    let bench = Bench::start(false);
     let dir = tempfile::tempdir().unwrap();
-    // Unprovisioned: no key opens a session; identification works.
+    // Identification works, and shows the pump's public key and no key epochs.
+    let v = thecal(&["--port", &bench.path, "--json", "info"]).json();
+    assert_eq!(v["serial"], BENCH_SERIAL);
+    assert_eq!(v["public_key"], bench_public_hex(), "{v}");
+    for role in ["patient", "clinician", "service"] {
+        assert_eq!(v["key_epochs"][role], 0, "{v}");
+    }
+    let info = thecal(&["--port", &bench.path, "info"]);
+    assert!(info.ok().contains("unprovisioned"), "{info:?}");
+    // No key opens a session, and the error says why: the pump has no secret yet (not
+    // that the key was rotated).
     let stray = dir.path().join("stray.key");
-    KeyFile::create(
-        &stray,
-        BENCH_SERIAL,
-        Role::Clinician,
-        &bench_key(Role::Clinician).key,
-    )
-    .unwrap();
+    KeyFile::create(&stray, BENCH_SERIAL, &bench_key(Role::Clinician)).unwrap();
     let out = thecal(&["--port", &bench.path, "--key-file", s(&stray), "status"]);
     assert_eq!(out.code, Some(8), "{out:?}");
     assert!(out.stderr.contains("not provisioned"), "{out:?}");
+    assert!(!out.stderr.contains("rotated"), "{out:?}");
+}
+
+#[test]
+fn key_commands_on_an_unprovisioned_pump_say_so() {
+    let bench = Bench::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    for role in [Role::Clinician, Role::Patient, Role::Service] {
+        let path = dir.path().join(KeyFile::file_name(BENCH_SERIAL, role));
+        KeyFile::create(&path, BENCH_SERIAL, &bench_key(role)).unwrap();
+    }
+    let frames = bench.frames_in();
+    for args in [
+        vec![
+            "keys",
+            "rotate",
+            "--role",
+            "patient",
+            "--key-dir",
+            s(dir.path()),
+        ],
+        vec!["keys", "reprovision", "--key-dir", s(dir.path())],
+    ] {
+        let mut all = vec!["--port", bench.path.as_str()];
+        all.extend_from_slice(&args);
+        let out = thecal(&all);
+        assert_eq!(out.code, Some(8), "{args:?}: {out:?}");
+        assert!(out.stderr.contains("not provisioned"), "{args:?}: {out:?}");
+        assert!(!out.stderr.contains("rotated"), "{args:?}: {out:?}");
+    }
+    // Identification only; no file changed, none pending.
+    assert_eq!(bench.frames_in(), frames + 2);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "SIM000031.clinician.key",
+            "SIM000031.patient.key",
+            "SIM000031.service.key"
+        ]
+    );
+}
+
+#[test]
+fn a_fresh_pump_is_provisioned_once_and_its_key_files_open_sessions() {
+    let bench = Bench::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let stray = dir.path().join("stray.key");
+    KeyFile::create(&stray, BENCH_SERIAL, &bench_key(Role::Clinician)).unwrap();
     assert!(thecal(&["--port", &bench.path, "info"])
         .ok()
         .contains(BENCH_SERIAL));
-    // Provision into a new directory.
+    // A label key that is not this pump's: refused before anything is agreed, and no
+    // key file is written.
+    let wrong = dir.path().join("wrong-label");
+    let out = thecal(&[
+        "--port",
+        &bench.path,
+        "provision",
+        "--key-dir",
+        s(&wrong),
+        "--pump-key",
+        &"ab".repeat(32),
+    ]);
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr.contains("not the one given with --pump-key")
+            && out.stderr.contains(&bench_public_hex()),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_dir(&wrong).unwrap().count(), 0);
+    let v = thecal(&["--port", &bench.path, "--json", "info"]).json();
+    assert_eq!(v["key_epochs"]["service"], 0, "still unprovisioned: {v}");
+    // Provision into a new directory, with the key on the label.
     let keys = dir.path().join("keys");
+    let label = bench_public_hex();
     let out = thecal(&[
         "--port",
         &bench.path,
@@ -278,6 +406,8 @@ fn a_fresh_pump_is_provisioned_once_and_its_key_files_open_sessions() {
         "provision",
         "--key-dir",
         s(&keys),
+        "--pump-key",
+        &label,
     ]);
     let v = out.json();
     assert_eq!(v["serial"], BENCH_SERIAL);
@@ -288,6 +418,13 @@ fn a_fresh_pump_is_provisioned_once_and_its_key_files_open_sessions() {
         assert_eq!(mode, 0o600, "{}", path.display());
         let file = KeyFile::load(&path).unwrap();
         assert_eq!(file.pump, BENCH_SERIAL);
+        assert_eq!(file.epoch, FIRST_EPOCH);
+        // Agreed with a fresh ephemeral key: not the bench factory's secret.
+        assert!(!file.role_key().key.ct_eq(&bench_key(file.role).key));
+    }
+    let v = thecal(&["--port", &bench.path, "--json", "info"]).json();
+    for role in ["patient", "clinician", "service"] {
+        assert_eq!(v["key_epochs"][role], 1, "{v}");
     }
     // The key files open sessions in their roles.
     let clinician = keys.join(format!("{BENCH_SERIAL}.clinician.key"));
@@ -611,11 +748,14 @@ async fn a_therapy_change_without_a_session_is_refused_and_changes_nothing() {
     sim.shutdown().unwrap();
 }
 
-/// One failed handshake by hand: hello with `nonce`, then a bogus proof for it.
+/// One failed handshake by hand: hello with `nonce` (and a fresh ephemeral key, at the
+/// epoch in force), then a bogus proof for it.
 async fn failed_handshake(stream: &mut SerialStream, id: u16, nonce: [u8; 16]) {
     let hello = Request::SessionHello {
         role: Role::Clinician,
+        epoch: FIRST_EPOCH,
         nonce,
+        ephemeral: Ephemeral::from_bytes([nonce[0]; 32]).public(),
     };
     match common::raw_request(stream, id, &hello).await {
         Response::SessionChallenge { .. } => {}

@@ -59,10 +59,28 @@ fn read_json(args: &[&str]) -> serde_json::Value {
 fn info_status_battery_reservoir_as_tables_and_json() {
     let sim = sim();
     let info = on(&sim, &["info"]);
-    assert!(info.ok().contains("matches this programmer"), "{info:?}");
+    let text = info.ok();
+    assert!(text.contains("matches this programmer"), "{info:?}");
+    assert!(
+        text.contains("Key epochs") && text.contains("patient 1, clinician 1, service 1"),
+        "{text}"
+    );
     let v = on(&sim, &["--json", "info"]).json();
     assert_eq!(v["compatible"], true);
     assert_eq!(v["serial"], "SIM000007");
+    // The pump's static public key (64 hex digits, as on its label) and its key epochs.
+    let public = v["public_key"].as_str().unwrap();
+    assert!(
+        public.len() == 64 && public.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{v}"
+    );
+    assert!(
+        text.contains("Public key") && text.contains(public),
+        "{text}"
+    );
+    for role in ["patient", "clinician", "service"] {
+        assert_eq!(v["key_epochs"][role], 1, "{v}");
+    }
 
     let v = on(&sim, &["--json", "status"]).json();
     assert_eq!(v["therapy"], "running");
@@ -722,13 +740,12 @@ fn device_that_stops_answering_gives_a_clear_error() {
     // A key file in order: the request that goes unanswered is the identification.
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k.key");
-    thecal_host::KeyFile::create(
-        &key,
-        "SIM000001",
-        thecal_protocol::message::Role::Clinician,
-        &thecal_protocol::session::Secret([7; 32]),
-    )
-    .unwrap();
+    let role_key = thecal_host::RoleKey {
+        role: thecal_protocol::message::Role::Clinician,
+        epoch: 1,
+        key: thecal_protocol::session::Secret::new([7; 32]),
+    };
+    thecal_host::KeyFile::create(&key, "SIM000001", &role_key).unwrap();
     let out = thecal(&[
         "--key-file",
         s(&key),

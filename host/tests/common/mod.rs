@@ -44,23 +44,58 @@ pub fn sim() -> Simulator {
     .expect("simulator starts")
 }
 
+/// A simulated pump whose memory is the state file `state` (mode 0600; created if
+/// missing): its key files are beside it, `<state file name>.<role>.key`, written when
+/// it is first provisioned and kept from then on. Seeded as `thecal --sim` seeds its
+/// pump (serial SIM000001), so `thecal --sim --sim-state` can take the same state over.
+pub fn sim_with_state(state: &Path) -> Simulator {
+    let _guard = fork_guard();
+    Simulator::start(SimOptions {
+        seed: 1,
+        state: Some(state.to_path_buf()),
+        ..Default::default()
+    })
+    .expect("simulator starts")
+}
+
 /// The pty path as a string.
 pub fn port(sim: &Simulator) -> String {
     sim.path().display().to_string()
 }
 
-/// The key of `role` on `sim`.
+/// The key of `role` in force on `sim` when it started, at its epoch.
 pub fn key(sim: &Simulator, role: Role) -> RoleKey {
-    RoleKey {
-        role,
-        key: sim.role_key(role),
-    }
+    let (epoch, key) = sim
+        .role_key(role)
+        .expect("the simulator is provisioned and has a key for that role");
+    RoleKey { role, epoch, key }
 }
 
 /// The simulator's clinician key file.
 pub fn key_file(sim: &Simulator) -> &Path {
     sim.key_file(Role::Clinician)
         .expect("the simulator writes a clinician key file")
+}
+
+/// How long [`open_port`] waits for a port's lock.
+pub const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens `path`, waiting up to [`LOCK_WAIT`] for its lock. A `thecal` child that another
+/// test thread spawned while this one had the port open holds a copy of the descriptor,
+/// and with it the port's `flock`, until its exec has closed it, which the kernel
+/// finishes only after `spawn` has returned ("Unable to acquire exclusive lock"); a port
+/// that is really held by another program still fails after the wait.
+pub fn open_port(path: &str) -> SerialStream {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match serial::open(path, serial::DEFAULT_BAUD) {
+            Ok(stream) => return stream,
+            Err(e) if e.to_string().contains("exclusive lock") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("open {path}: {e}"),
+        }
+    }
 }
 
 /// A checked, connected client on the simulator's pty, in a clinician session.
@@ -70,7 +105,7 @@ pub async fn connect(sim: &Simulator) -> Client<SerialStream> {
 
 /// A checked, connected client on the simulator's pty, in a session as `role`.
 pub async fn connect_as(sim: &Simulator, role: Role) -> Client<SerialStream> {
-    let stream = serial::open(&port(sim), serial::DEFAULT_BAUD).expect("pty opens");
+    let stream = open_port(&port(sim));
     let (client, _) = Client::connect(stream, CONFIG, key(sim, role))
         .await
         .expect("pump answers");

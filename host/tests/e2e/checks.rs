@@ -2,11 +2,11 @@
 //! closes the port again, the way a programmer at the bedside would; they run in this
 //! order against one pump, so later checks see what earlier ones wrote.
 
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use std::path::Path;
-
-use thecal_host::{schedule, serial, Client, ClientConfig, RoleKey};
+use thecal_host::keys::role_name;
+use thecal_host::{schedule, Client, ClientConfig, Error, KeyFile, RoleKey};
 use thecal_protocol::frame::{encode, Header};
 use thecal_protocol::message::{BatteryState, Event, Refusal, Revision, Role, TherapyState};
 use thecal_protocol::units::{NanogramsPerDay, Nanolitres};
@@ -18,14 +18,10 @@ use crate::common;
 
 /// Client policy for the suite: generous enough for an emulated UART on a busy CI
 /// machine, short enough that a dead target fails in seconds.
-const CONFIG: ClientConfig = ClientConfig {
+pub const CONFIG: ClientConfig = ClientConfig {
     timeout: Duration::from_millis(3_000),
     retries: 2,
 };
-
-/// How long a check waits for the port's lock (see [`Target::open`]); a port that is
-/// really held by another program fails after this.
-const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// What a check runs against.
 pub struct Target<'a> {
@@ -33,46 +29,63 @@ pub struct Target<'a> {
     pub name: &'static str,
     /// The serial port (a pty).
     pub port: &'a str,
-    /// The pump's clinician key (every check but identification runs in a session).
+    /// The pump's clinician key in force (every check but identification runs in a
+    /// session); replaced when [`rotate_keys`] rotates it.
     pub key: RoleKey,
-    /// The same key as a key file (mode 0600), for the CLI.
-    pub key_file: &'a Path,
+    /// The directory holding the pump's key files (one `*.ROLE.key`, mode 0600, for the
+    /// clinician, patient and service roles): the CLI reads them, and `thecal keys
+    /// rotate` rotates them in place.
+    pub key_dir: &'a Path,
     /// Applies the pump's physical-presence signal (the magnet), returning once the pump
     /// has it.
     pub presence: &'a mut dyn FnMut(),
 }
 
 impl Target<'_> {
-    /// Opens the port, waiting up to [`LOCK_WAIT`] for its lock. Each check closes the
-    /// port and the next opens it again, while the other target's test thread spawns CLI
-    /// processes: a child spawned while this thread still had the port open holds a copy
-    /// of the descriptor, and with it the port's `flock`, until its exec has closed it —
-    /// which the kernel finishes only after `spawn` has returned ("Unable to acquire
-    /// exclusive lock"; seen in CI about once in 25 runs, even with the fork guard).
+    /// Opens the port, waiting for its lock ([`common::open_port`]): each check closes
+    /// the port and the next opens it again, while the other target's test thread
+    /// spawns CLI processes (seen in CI about once in 25 runs, even with the fork guard).
     fn open(&self) -> SerialStream {
-        let deadline = Instant::now() + LOCK_WAIT;
-        loop {
-            match serial::open(self.port, serial::DEFAULT_BAUD) {
-                Ok(stream) => return stream,
-                Err(e) if e.to_string().contains("exclusive lock") && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => panic!("[{}] open {}: {e}", self.name, self.port),
-            }
-        }
+        common::open_port(self.port)
     }
 
     async fn connect(&self) -> Client<SerialStream> {
-        let (client, _) = Client::connect(self.open(), CONFIG, self.key.clone())
+        let (client, _) = Client::connect(self.open(), CONFIG, self.key.duplicate())
             .await
             .unwrap_or_else(|e| panic!("[{}] connect: {e}", self.name));
         client
     }
 
-    /// Runs `thecal --port <port> --key-file <key file> args…`.
+    /// The key file of `role` in [`Target::key_dir`]: the one `*.ROLE.key` there.
+    fn key_file(&self, role: Role) -> PathBuf {
+        let suffix = format!(".{}.key", role_name(role));
+        let found: Vec<PathBuf> = std::fs::read_dir(self.key_dir)
+            .unwrap_or_else(|e| panic!("[{}] {}: {e}", self.name, self.key_dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with(&suffix))
+            .collect();
+        match found.as_slice() {
+            [one] => one.clone(),
+            other => panic!("[{}] {} key files: {other:?}", self.name, role_name(role)),
+        }
+    }
+
+    /// Runs `thecal --port <port> --key-file <clinician key file> args…`.
     fn thecal(&self, args: &[&str]) -> common::Run {
-        let key_file = self.key_file.to_str().expect("utf-8 path");
-        let mut all = vec!["--port", self.port, "--key-file", key_file];
+        self.thecal_as(Role::Clinician, &self.key_file(Role::Clinician), args)
+    }
+
+    /// Runs `thecal --port <port> --role <role> --key-file <file> args…`.
+    fn thecal_as(&self, role: Role, file: &Path, args: &[&str]) -> common::Run {
+        let file = file.to_str().expect("utf-8 path");
+        let mut all = vec![
+            "--port",
+            self.port,
+            "--role",
+            role_name(role),
+            "--key-file",
+            file,
+        ];
         all.extend_from_slice(args);
         common::thecal(&all)
     }
@@ -80,13 +93,16 @@ impl Target<'_> {
 
 /// Runs every check in order against `target`, naming each on the test's output.
 pub async fn run_all(target: &mut Target<'_>) {
-    let step = |name: &str| println!("[{}] {name}", target.name);
+    let target_name = target.name;
+    let step = |name: &str| println!("[{target_name}] {name}");
     step("identify");
     identify(target).await;
     step("status, battery, reservoir");
     status_battery_reservoir(target).await;
     step("read the prescription");
     read_prescription(target).await;
+    step("rotate the clinician and patient keys (thecal keys rotate); on with the new ones");
+    rotate_keys(target).await;
     step("write every example schedule and read it back");
     write_examples(target).await;
     step("a bad schedule sent raw is refused by the pump");
@@ -151,6 +167,98 @@ async fn read_prescription(t: &Target<'_>) {
     let text = schedule::to_toml(&record.prescription);
     let parsed = schedule::parse("in-force.toml", &text).unwrap();
     assert_eq!(parsed, record.prescription, "[{}]\n{text}", t.name);
+}
+
+/// `thecal keys rotate` for the clinician key (from a clinician session) and then the
+/// patient key (from a clinician session of the new clinician key): each new key file
+/// works, a copy of the old one is refused naming the epochs, the pump itself refuses
+/// the old key at the hello, `info` shows the new epochs. Every later check runs with
+/// the rotated clinician key.
+async fn rotate_keys(t: &mut Target<'_>) {
+    let old_copies = tempfile::tempdir().unwrap();
+    let dir = t.key_dir.to_str().expect("utf-8 path").to_string();
+    let before = t.thecal(&["--json", "info"]).json()["key_epochs"].clone();
+    for role in [Role::Clinician, Role::Patient] {
+        let name = role_name(role);
+        let what = format!("[{}] {name}", t.name);
+        let file = t.key_file(role);
+        let old = KeyFile::load(&file).unwrap();
+        let copy = old_copies.path().join(format!("old.{name}.key"));
+        std::fs::copy(&file, &copy).unwrap();
+        let v = common::thecal(&[
+            "--port",
+            t.port,
+            "--json",
+            "keys",
+            "rotate",
+            "--role",
+            name,
+            "--key-dir",
+            &dir,
+        ])
+        .json();
+        assert_eq!(v["role"], name, "{what}: {v}");
+        assert_eq!(v["epoch"], old.epoch + 1, "{what}: {v}");
+        assert_eq!(v["key_file"], file.to_str().unwrap(), "{what}: {v}");
+        assert!(!KeyFile::next_path(&file).exists(), "{what}: promoted");
+        let new = KeyFile::load(&file).unwrap();
+        assert_eq!(new.epoch, old.epoch + 1, "{what}");
+        assert!(!new.role_key().key.ct_eq(&old.role_key().key), "{what}");
+        // The new key file opens a session; a copy of the old one is refused with a
+        // message naming both epochs.
+        let v = t.thecal_as(role, &file, &["--json", "status"]).json();
+        assert_eq!(v["therapy"], "running", "{what}: {v}");
+        let out = t.thecal_as(role, &copy, &["--json", "status"]);
+        assert_eq!(out.code, Some(8), "{what}: {out:?}");
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["error"]["kind"], "stale_key", "{what}: {v}");
+        let (was, now) = (
+            format!("epoch {}", old.epoch),
+            format!("epoch {}", new.epoch),
+        );
+        assert!(
+            out.stderr.contains("rotated")
+                && out.stderr.contains(&was)
+                && out.stderr.contains(&now),
+            "{what}: {out:?}"
+        );
+        // The pump itself refuses the old key at the hello.
+        let e = Client::connect(t.open(), CONFIG, old.role_key())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::StaleKey { role: r, epoch, current }
+                if r == role && epoch == old.epoch && current == new.epoch),
+            "{what}: {e:?}"
+        );
+        if role == Role::Clinician {
+            t.key = new.role_key();
+        }
+    }
+    let after = t.thecal(&["--json", "info"]).json()["key_epochs"].clone();
+    let epoch = |v: &serde_json::Value, role: &str| v[role].as_u64().unwrap();
+    assert_eq!(
+        epoch(&after, "clinician"),
+        epoch(&before, "clinician") + 1,
+        "[{}]",
+        t.name
+    );
+    assert_eq!(
+        epoch(&after, "patient"),
+        epoch(&before, "patient") + 1,
+        "[{}]",
+        t.name
+    );
+    assert_eq!(
+        epoch(&after, "service"),
+        epoch(&before, "service"),
+        "[{}]",
+        t.name
+    );
+    // The library with the rotated key, as every later check.
+    let mut c = t.connect().await;
+    let id = c.identify().await.unwrap();
+    assert_eq!(id.key_epochs.clinician, t.key.epoch, "[{}]", t.name);
 }
 
 async fn write_examples(t: &Target<'_>) {

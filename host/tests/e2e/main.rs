@@ -13,16 +13,21 @@ mod checks;
 mod qemu;
 
 use std::io::Write;
+use std::path::Path;
 
 use checks::Target;
-use thecal_host::{KeyFile, RoleKey};
+use thecal_host::keys::ROLES;
+use thecal_host::{serial, Client, KeyFile, RoleKey};
 use thecal_protocol::message::Role;
-use thecal_protocol::session::{role_key, Secret};
+use thecal_protocol::session::{
+    role_key, Ephemeral, ProvisionKeys, ProvisionTranscript, Secret, FIRST_EPOCH,
+};
 
-/// The QEMU firmware's fixed development device secret: a copy of
-/// `DEVELOPMENT_DEVICE_SECRET` in `device/firmware/qemu-mps2/src/main.rs` (public,
-/// development only; keep the two equal).
-const QEMU_DEVELOPMENT_SECRET: [u8; 32] = *b"thecal DEVELOPMENT secret - QEMU";
+/// The factory's ephemeral X25519 secret the QEMU firmware provisions itself with at
+/// boot: a copy of `DEVELOPMENT_FACTORY_EPHEMERAL` in
+/// `device/firmware/qemu-mps2/src/main.rs` (public, development only; keep the two
+/// equal). With the public key the pump reports, it gives the device secret.
+const QEMU_DEVELOPMENT_FACTORY_EPHEMERAL: [u8; 32] = *b"thecal DEVELOPMENT factory -QEMU";
 /// The QEMU firmware's serial number.
 const QEMU_SERIAL: &str = "QEMU0001";
 
@@ -36,15 +41,66 @@ fn visible(line: &str) {
 async fn simulator() {
     let sim = common::sim();
     let port = common::port(&sim);
+    let key_dir = common::key_file(&sim)
+        .parent()
+        .expect("the simulator's key directory")
+        .to_path_buf();
     checks::run_all(&mut Target {
         name: "simulator",
         port: &port,
         key: common::key(&sim, Role::Clinician),
-        key_file: common::key_file(&sim),
+        key_dir: &key_dir,
         presence: &mut || sim.apply_presence(),
     })
     .await;
     sim.shutdown().unwrap();
+}
+
+/// The device secret of the QEMU firmware on `port`: what its development provisioning
+/// agreed with the static key it reports in `Identify`.
+async fn qemu_device_secret(port: &str) -> Secret {
+    let stream = serial::open(port, serial::DEFAULT_BAUD).expect("the QEMU pty opens");
+    let (_, identity) = Client::connect_unauthenticated(stream, checks::CONFIG)
+        .await
+        .expect("the QEMU firmware identifies itself");
+    assert_eq!(identity.serial.as_str(), QEMU_SERIAL);
+    let factory = Ephemeral::from_bytes(QEMU_DEVELOPMENT_FACTORY_EPHEMERAL);
+    let ephemeral = factory.public();
+    let dh = factory
+        .agree(&identity.public_key)
+        .expect("the firmware's static key is not of low order");
+    let keys = ProvisionKeys::derive(
+        &dh,
+        &ProvisionTranscript {
+            serial: QEMU_SERIAL,
+            pump_public: &identity.public_key,
+            ephemeral: &ephemeral,
+        },
+    );
+    keys.device_secret
+}
+
+/// Writes the key file of every role of epoch 1 from `secret` into `dir`, named as
+/// `thecal provision` names them; returns the clinician key.
+fn write_qemu_key_files(secret: &Secret, dir: &Path) -> RoleKey {
+    for role in ROLES {
+        let key = RoleKey {
+            role,
+            epoch: FIRST_EPOCH,
+            key: role_key(secret, role, FIRST_EPOCH, QEMU_SERIAL),
+        };
+        KeyFile::create(
+            &dir.join(KeyFile::file_name(QEMU_SERIAL, role)),
+            QEMU_SERIAL,
+            &key,
+        )
+        .unwrap();
+    }
+    RoleKey {
+        role: Role::Clinician,
+        epoch: FIRST_EPOCH,
+        key: role_key(secret, Role::Clinician, FIRST_EPOCH, QEMU_SERIAL),
+    }
 }
 
 #[tokio::test]
@@ -68,23 +124,15 @@ async fn qemu_firmware() {
     let mut vm = qemu::Qemu::boot(&elf);
     let port = vm.port().to_string();
     println!("QEMU firmware {} on {port}", elf.display());
-    // The clinician key of the development secret, and its key file for the CLI.
-    let key = RoleKey {
-        role: Role::Clinician,
-        key: role_key(
-            &Secret(QEMU_DEVELOPMENT_SECRET),
-            Role::Clinician,
-            QEMU_SERIAL,
-        ),
-    };
+    // The keys of the development provisioning, and their key files for the CLI.
+    let secret = qemu_device_secret(&port).await;
     let keys = tempfile::tempdir().unwrap();
-    let key_file = keys.path().join("qemu.clinician.key");
-    KeyFile::create(&key_file, QEMU_SERIAL, key.role, &key.key).unwrap();
+    let key = write_qemu_key_files(&secret, keys.path());
     checks::run_all(&mut Target {
         name: "qemu",
         port: &port,
         key,
-        key_file: &key_file,
+        key_dir: keys.path(),
         presence: &mut || vm.apply_presence(),
     })
     .await;

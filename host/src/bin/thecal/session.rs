@@ -171,8 +171,7 @@ async fn start(
         _ if role == Role::Emergency => RoleKey::emergency(serial),
         (Some(file), _) => {
             file.check_pump(serial)?;
-            authenticate_settling(client, &file.path, serial, identity.key_epochs.of(role))
-                .await?;
+            authenticate_settling(client, &file.path, serial, identity.key_epochs.of(role)).await?;
             return Ok(identity);
         }
         (None, Some(sim)) => {
@@ -201,6 +200,10 @@ pub async fn authenticate_settling(
     serial: &str,
     epoch: u32,
 ) -> anyhow::Result<()> {
+    if epoch == 0 {
+        // No key of any epoch: the pump holds no device secret yet.
+        return Err(thecal_host::Error::NotProvisioned.into());
+    }
     let current = KeyFile::load(path)?;
     let next_path = KeyFile::next_path(path);
     let pending = match next_path.exists() {

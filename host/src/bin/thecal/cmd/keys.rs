@@ -7,7 +7,7 @@ use serde::Serialize;
 use thecal_host::client::Agreement;
 use thecal_host::keys::{random_secret, role_name, KeyFile, ROLES};
 use thecal_host::{Error, RoleKey};
-use thecal_protocol::message::Role;
+use thecal_protocol::message::{Identity, Role};
 
 use crate::cmd::UsageError;
 use crate::out;
@@ -102,12 +102,30 @@ fn find_key(dir: &Path, serial: &str, role: Role) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Loads the key file of `role`, settling an interrupted rotation against the epoch in
-/// force, and checks it is for this pump and that epoch.
-fn current_key(s: &Session, dir: &Path, role: Role) -> anyhow::Result<KeyFile> {
-    let serial = s.identity.serial.as_str();
-    let path = find_key(dir, serial, role)?;
+/// Opens the session of `role` with its key file in `dir` (a rotation of that file that
+/// was interrupted is settled only once the handshake has proved which key the pump
+/// holds: [`crate::session::authenticate_settling`]), then asks the pump again inside the
+/// session: the key epochs and static key of that sealed `Identify` are the pump's own,
+/// which the plain one, read before any session, is not (a man in the middle can rewrite
+/// it). Every decision about files and keys below is made on that answer. A pump without
+/// keys (epoch 0) is not provisioned: said so, and no file is touched.
+async fn open_as(s: &mut Session, dir: &Path, role: Role) -> anyhow::Result<Identity> {
+    let serial = s.identity.serial.to_string();
     let epoch = s.identity.key_epochs.of(role);
+    if epoch == 0 {
+        return Err(Error::NotProvisioned.into());
+    }
+    let path = find_key(dir, &serial, role)?;
+    KeyFile::load(&path)?.check_role(role)?;
+    crate::session::authenticate_settling(&mut s.client, &path, &serial, epoch).await?;
+    Ok(s.client.identify().await?)
+}
+
+/// The key file of `role` in `dir`, an interrupted rotation of it settled against the
+/// role's `epoch` in force (from inside a session: [`open_as`]), checked to be for this
+/// pump and that epoch.
+fn current_key(dir: &Path, serial: &str, role: Role, epoch: u32) -> anyhow::Result<KeyFile> {
+    let path = find_key(dir, serial, role)?;
     let file = KeyFile::settle(&path, epoch)?;
     file.check_role(role)?;
     file.check_pump(serial)?;
@@ -128,9 +146,10 @@ async fn rotate(a: &RotateArgs, s: &mut Session, g: &Global) -> anyhow::Result<(
             .into())
         }
     };
-    let serial = s.identity.serial.to_string();
-    let opener_file = current_key(s, &a.key_dir, opener)?;
-    let target = current_key(s, &a.key_dir, role)?;
+    // The session first: a rotation that cannot open one leaves nothing behind.
+    let inside = open_as(s, &a.key_dir, opener).await?;
+    let serial = inside.serial.to_string();
+    let target = current_key(&a.key_dir, &serial, role, inside.key_epochs.of(role))?;
     let new = RoleKey {
         role,
         epoch: target.epoch + 1,
@@ -139,9 +158,6 @@ async fn rotate(a: &RotateArgs, s: &mut Session, g: &Global) -> anyhow::Result<(
     let next = KeyFile::next_path(&target.path);
     // The new key is on disk before the pump can hold it.
     KeyFile::create(&next, &serial, &new)?;
-    s.client
-        .authenticate(opener_file.role_key(), &serial)
-        .await?;
     match s.client.rotate_key(&new).await {
         Ok(()) => KeyFile::promote(&target.path)?,
         // Certainly not taken: the new file is of no use.
@@ -178,16 +194,20 @@ async fn rotate(a: &RotateArgs, s: &mut Session, g: &Global) -> anyhow::Result<(
 }
 
 async fn reprovision(a: &ReprovisionArgs, s: &mut Session, g: &Global) -> anyhow::Result<()> {
-    let serial = s.identity.serial.to_string();
-    let service = current_key(s, &a.key_dir, Role::Service)?;
-    let epochs = s.identity.key_epochs;
+    // The session first: a re-provisioning that cannot open one leaves nothing behind.
+    // The epochs and, above all, the static key the new secret is agreed with are the
+    // pump's own answer inside it: a secret agreed with a key a man in the middle showed
+    // would leave the pump with a secret nobody holds, and every key refused.
+    let inside = open_as(s, &a.key_dir, Role::Service).await?;
+    let serial = inside.serial.to_string();
+    let epochs = inside.key_epochs;
     let epoch = ROLES
         .iter()
         .map(|r| epochs.of(*r))
         .max()
         .unwrap_or(0)
         .saturating_add(1);
-    let public = crate::cmd::provision::pump_public(None, &s.identity.public_key)?;
+    let public = crate::cmd::provision::pump_public(None, &inside.public_key)?;
     let agreement = Agreement::new(&serial, &public)?;
     let mut files = Vec::new();
     for role in ROLES {
@@ -200,7 +220,6 @@ async fn reprovision(a: &ReprovisionArgs, s: &mut Session, g: &Global) -> anyhow
         KeyFile::create(&next, &serial, &agreement.role_key(role, epoch))?;
         files.push((role, path, next));
     }
-    s.client.authenticate(service.role_key(), &serial).await?;
     match s.client.reprovision(&agreement).await {
         Ok(taken) if taken == epoch => {}
         Ok(taken) => {
@@ -210,11 +229,22 @@ async fn reprovision(a: &ReprovisionArgs, s: &mut Session, g: &Global) -> anyhow
                 serial
             )
         }
-        Err(e @ (Error::Refused { .. } | Error::ProvisionNotConfirmed)) => {
+        Err(e @ Error::Refused { .. }) => {
             for (_, _, next) in &files {
                 let _ = std::fs::remove_file(next);
             }
             return Err(anyhow::Error::new(e).context("the pump was not re-provisioned"));
+        }
+        // Inside the session the answer is the pump's own: it took a new secret, but not
+        // the one agreed here. The new files do not hold it.
+        Err(e @ Error::ProvisionNotConfirmed) => {
+            for (_, _, next) in &files {
+                let _ = std::fs::remove_file(next);
+            }
+            return Err(anyhow::Error::new(e).context(
+                "the pump answered the re-provisioning, but not with the secret agreed here: \
+                 the new key files were removed; check its key epochs with `thecal info`",
+            ));
         }
         Err(e) => {
             return Err(anyhow::Error::new(e).context(
@@ -248,4 +278,49 @@ async fn reprovision(a: &ReprovisionArgs, s: &mut Session, g: &Global) -> anyhow
         .collect();
     out::fields(&rows)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thecal_protocol::session::Secret;
+
+    fn write(dir: &Path, name: &str, pump: &str, role: Role) -> PathBuf {
+        let path = dir.join(name);
+        let key = RoleKey {
+            role,
+            epoch: 1,
+            key: Secret::new([1; 32]),
+        };
+        KeyFile::create(&path, pump, &key).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_key_file_of_a_role_is_found_by_its_name_or_as_the_one_of_this_pump() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // None: the message names the file expected.
+        let e = find_key(d, "P1", Role::Patient).unwrap_err().to_string();
+        assert!(
+            e.contains("no patient key file of pump P1") && e.contains("P1.patient.key"),
+            "{e}"
+        );
+        // Another pump's file, and a pending rotation, are not it.
+        write(d, "other.patient.key", "P2", Role::Patient);
+        write(d, "sim.patient.key.next", "P1", Role::Patient);
+        assert!(find_key(d, "P1", Role::Patient).is_err());
+        // The one `*.patient.key` of this pump.
+        let sim = write(d, "sim.patient.key", "P1", Role::Patient);
+        assert_eq!(find_key(d, "P1", Role::Patient).unwrap(), sim);
+        // Two of them: ambiguous.
+        write(d, "copy.patient.key", "P1", Role::Patient);
+        let e = find_key(d, "P1", Role::Patient).unwrap_err().to_string();
+        assert!(e.contains("several patient key files"), "{e}");
+        // `SERIAL.ROLE.key` wins whatever else is there.
+        let named = write(d, "P1.patient.key", "P1", Role::Patient);
+        assert_eq!(find_key(d, "P1", Role::Patient).unwrap(), named);
+        // Other roles are other files.
+        assert!(find_key(d, "P1", Role::Clinician).is_err());
+    }
 }

@@ -38,7 +38,10 @@ pub struct Args {
 
 /// The pump's static public key: the one on the label, which must be the one the pump
 /// on the link reports, or that one.
-pub fn pump_public(label: Option<&str>, reported: &[u8; PUBLIC_LEN]) -> anyhow::Result<[u8; PUBLIC_LEN]> {
+pub fn pump_public(
+    label: Option<&str>,
+    reported: &[u8; PUBLIC_LEN],
+) -> anyhow::Result<[u8; PUBLIC_LEN]> {
     if reported == &[0; PUBLIC_LEN] {
         anyhow::bail!("the pump reports no static public key: it cannot be provisioned yet");
     }
@@ -136,7 +139,9 @@ async fn provision(a: &Args, s: &mut Session, g: &Global) -> anyhow::Result<()> 
     match s.client.provision(&agreement).await {
         Ok(()) => {}
         // Certainly not stored: the files are of no use.
-        Err(e @ (Error::AlreadyProvisioned | Error::Refused { .. } | Error::ProvisionNotConfirmed)) => {
+        Err(
+            e @ (Error::AlreadyProvisioned | Error::Refused { .. } | Error::ProvisionNotConfirmed),
+        ) => {
             remove(&written);
             return Err(anyhow::Error::new(e).context(format!(
                 "provisioning pump {serial} failed; no key file was kept"
@@ -186,5 +191,34 @@ async fn provision(a: &Args, s: &mut Session, g: &Global) -> anyhow::Result<()> 
 fn remove(files: &[(Role, PathBuf)]) {
     for (_, path) in files {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_label_key_must_be_the_key_the_pump_reports() {
+        let reported: [u8; PUBLIC_LEN] = core::array::from_fn(|i| i as u8 + 0xa0);
+        let text = hex(&reported);
+        assert_eq!(pump_public(None, &reported).unwrap(), reported);
+        assert_eq!(pump_public(Some(&text), &reported).unwrap(), reported);
+        let padded = format!(" {} \n", text.to_uppercase());
+        assert_eq!(pump_public(Some(&padded), &reported).unwrap(), reported);
+        // Another pump's label: refused, naming the key on the link.
+        let other = hex(&[0x11; PUBLIC_LEN]);
+        let e = pump_public(Some(&other), &reported)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&text) && e.contains("nothing was sent"), "{e}");
+        // Not a key at all.
+        for bad in [&text[..62], "zz".repeat(32).as_str(), ""] {
+            let e = pump_public(Some(bad), &reported).unwrap_err();
+            assert!(e.downcast_ref::<UsageError>().is_some(), "{bad}: {e}");
+        }
+        // A pump without a static key cannot be provisioned.
+        let e = pump_public(None, &[0; PUBLIC_LEN]).unwrap_err().to_string();
+        assert!(e.contains("no static public key"), "{e}");
     }
 }
