@@ -33,7 +33,8 @@ use thecal_protocol::frame::{
 };
 use thecal_protocol::message::{AlarmKind, BolusRequest, Command, ResetCause, Revision, Role};
 use thecal_protocol::session::{
-    host_proof, role_key, session_keys, verify_device_proof, Opener, Sealer, Secret, Transcript,
+    role_key, Binding, Ephemeral, HandshakeKeys, Opener, ProvisionKeys, ProvisionTranscript,
+    Sealer, Secret, Transcript, FIRST_EPOCH,
 };
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{Minutes, Nanograms};
@@ -41,7 +42,10 @@ use thecal_protocol::{Request, Response};
 
 type Dev = Server<FlashStore<RamFlash<FLASH_SIZE>>, CountingMotor>;
 
-const SECRET: [u8; 32] = [0x42; 32];
+/// What the platform stirs into the pump's ephemeral pool at boot (its RNG's bytes).
+const ENTROPY: [u8; 32] = [0xE7; 32];
+/// The factory station's ephemeral secret.
+const FACTORY: [u8; 32] = [0xFA; 32];
 /// Device time at boot: 2026-01-01 (a valid wall clock; the factory wall is 0).
 const T0: u64 = 1_767_225_600_000;
 
@@ -57,7 +61,9 @@ struct Programmer {
     decoder: Box<FrameDecoder>,
     session: Option<(Sealer, Opener)>,
     key: Secret,
+    epoch: u32,
     serial: String,
+    binding: Binding,
 }
 
 impl Programmer {
@@ -72,9 +78,7 @@ impl Programmer {
                 let mut buf = vec![0u8; MAX_WIRE];
                 let [a, b] = self.id.to_le_bytes();
                 let command = Command {
-                    key: request
-                        .changes_therapy()
-                        .then_some([a, b, 0, 0, 0, 0, 0, 1]),
+                    key: request.changes_state().then_some([a, b, 0, 0, 0, 0, 0, 1]),
                     request: request.clone(),
                 };
                 let plain = postcard::to_slice(&command, &mut buf).ok()?;
@@ -103,35 +107,71 @@ impl Programmer {
     fn handshake(&mut self, server: &mut Dev, now: Timestamp) -> Option<()> {
         self.session = None;
         let host_nonce = [self.id as u8; 16];
+        let mut random = [0x5c; 32];
+        random[..2].copy_from_slice(&self.id.to_le_bytes());
+        let secret = Ephemeral::from_bytes(random);
+        let host_ephemeral = secret.public();
         let hello = Request::SessionHello {
             role: Role::Clinician,
+            epoch: self.epoch,
             nonce: host_nonce,
+            ephemeral: host_ephemeral,
         };
-        let Some(Response::SessionChallenge { nonce, proof }) = self.call(server, now, &hello)
+        let Some(Response::SessionChallenge {
+            nonce,
+            ephemeral,
+            proof,
+        }) = self.call(server, now, &hello)
         else {
             return None;
         };
-        let serial = self.serial.clone();
-        let t = Transcript {
+        let th = Transcript {
+            binding: self.binding,
             role: Role::Clinician,
+            epoch: self.epoch,
+            serial: &self.serial,
             host_nonce: &host_nonce,
+            host_ephemeral: &host_ephemeral,
             device_nonce: &nonce,
-            serial: &serial,
-        };
-        if !verify_device_proof(&self.key, &t, &proof) {
+            device_ephemeral: &ephemeral,
+        }
+        .hash();
+        let keys = HandshakeKeys::derive(&secret.agree(&ephemeral)?, &self.key, &th);
+        if !keys.verify_device_proof(&th, &proof) {
             return None;
         }
         let proof = Request::SessionProof {
             nonce: host_nonce,
-            proof: host_proof(&self.key, &t),
+            proof: keys.host_proof(&th),
         };
         let Some(Response::SessionEstablished) = self.call(server, now, &proof) else {
             return None;
         };
-        let keys = session_keys(&self.key, &t);
+        let keys = keys.into_session();
         self.session = Some((Sealer::new(&keys.to_device), Opener::new(&keys.to_host)));
         Some(())
     }
+}
+
+/// Provisions the pump as a factory station does (not counted: straight into the core);
+/// the device secret, once the pump's confirmation verifies.
+fn provision(server: &mut Dev, now: Timestamp, serial: &str) -> Option<Secret> {
+    let pump_public = server.pump().public_key()?;
+    let factory = Ephemeral::from_bytes(FACTORY);
+    let ephemeral = factory.public();
+    let Response::Provisioned { confirm, .. } = server.pump_mut().provision(now, &ephemeral, false)
+    else {
+        return None;
+    };
+    let keys = ProvisionKeys::derive(
+        &factory.agree(&pump_public)?,
+        &ProvisionTranscript {
+            serial,
+            pump_public: &pump_public,
+            ephemeral: &ephemeral,
+        },
+    );
+    keys.verify(&confirm).then_some(keys.device_secret)
 }
 
 fn main() -> ExitCode {
@@ -153,7 +193,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let mut now = Timestamp(T0);
-    let mut pump = Pump::boot(
+    let pump = Pump::boot(
         demo::demo_info(7),
         demo::demo_factory(Timestamp(0), prescription),
         store,
@@ -161,26 +201,31 @@ fn main() -> ExitCode {
         now,
         ResetCause::PowerOn,
     );
-    if !pump.provision(SECRET, now) {
+    let serial = pump.serial().to_string();
+    let mut server = Server::new(pump);
+    // The first stir makes the pump's static key pair.
+    server.stir(&ENTROPY);
+    let Some(secret) = provision(&mut server, now, &serial) else {
+        eprintln!("provisioning failed");
         return ExitCode::FAILURE;
-    }
+    };
     // A log with more than a page in it (not counted: straight into the core).
     for _ in 0..16 {
-        let _ = pump.handle(
+        let _ = server.pump_mut().handle(
             now,
             &Request::AcknowledgeAlarm {
                 alarm: AlarmKind::MotorStall,
             },
         );
     }
-    let serial = pump.serial().to_string();
-    let mut server = Server::new(pump);
     let mut p = Programmer {
         id: 0,
         decoder: Box::default(),
         session: None,
-        key: role_key(&Secret(SECRET), Role::Clinician, &serial),
+        key: role_key(&secret, Role::Clinician, FIRST_EPOCH, &serial),
+        epoch: FIRST_EPOCH,
         serial,
+        binding: server.pump().binding(),
     };
     if p.handshake(&mut server, now).is_none() {
         eprintln!("no session");

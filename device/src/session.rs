@@ -591,7 +591,10 @@ mod tests {
         .hash();
         let shared = host_secret(n).agree(ephemeral).expect("a valid pump key");
         let keys = HandshakeKeys::derive(&shared, &key, &th);
-        assert!(keys.verify_device_proof(&th, proof), "the pump proved the key");
+        assert!(
+            keys.verify_device_proof(&th, proof),
+            "the pump proved the key"
+        );
         (keys.host_proof(&th), keys.into_session())
     }
 
@@ -666,7 +669,9 @@ mod tests {
         let mut out = [0u8; 64];
         let m = s.seal(&header, b"answer", &mut out).unwrap();
         assert_eq!(
-            Opener::new(&keys.to_host).open(&header, &mut out[..m]).unwrap(),
+            Opener::new(&keys.to_host)
+                .open(&header, &mut out[..m])
+                .unwrap(),
             b"answer"
         );
     }
@@ -792,9 +797,15 @@ mod tests {
     #[test]
     fn a_repeated_hello_gets_the_same_challenge_and_another_role_is_refused() {
         let mut s = sessions(1);
-        let a = s.hello(cx(0, Role::Clinician, false), hello(Role::Clinician, [3; 16]));
+        let a = s.hello(
+            cx(0, Role::Clinician, false),
+            hello(Role::Clinician, [3; 16]),
+        );
         assert_eq!(
-            s.hello(cx(5, Role::Clinician, false), hello(Role::Clinician, [3; 16])),
+            s.hello(
+                cx(5, Role::Clinician, false),
+                hello(Role::Clinician, [3; 16])
+            ),
             a
         );
         assert_eq!(
@@ -848,10 +859,18 @@ mod tests {
     fn only_a_verified_proof_replaces_the_open_session() {
         let mut s = sessions(1);
         assert!(matches!(
-            answer(&mut s, cx(0, Role::Clinician, false), Role::Clinician, [1; 16]),
+            answer(
+                &mut s,
+                cx(0, Role::Clinician, false),
+                Role::Clinician,
+                [1; 16]
+            ),
             Step::Established { session: 1, .. }
         ));
-        let _ = s.hello(cx(20, Role::Clinician, false), hello(Role::Clinician, [2; 16]));
+        let _ = s.hello(
+            cx(20, Role::Clinician, false),
+            hello(Role::Clinician, [2; 16]),
+        );
         let _ = s.proof(Timestamp(30), &[2; 16], &[0; 32], false);
         assert_eq!(s.current(), Some((Role::Clinician, 1)));
         let Step::Established { replaced, .. } =
@@ -933,7 +952,12 @@ mod tests {
     fn an_emergency_handshake_never_replaces_a_clinician_session() {
         let mut s = sessions(1);
         assert!(matches!(
-            answer(&mut s, cx(0, Role::Clinician, false), Role::Clinician, [1; 16]),
+            answer(
+                &mut s,
+                cx(0, Role::Clinician, false),
+                Role::Clinician,
+                [1; 16]
+            ),
             Step::Established { .. }
         ));
         s.arm_emergency();
@@ -942,6 +966,32 @@ mod tests {
             Step::Refuse(Refusal::Busy)
         );
         assert_eq!(s.current(), Some((Role::Clinician, 1)));
+    }
+
+    #[test]
+    fn a_key_change_drops_only_the_challenges_of_its_role() {
+        let mut s = sessions(1);
+        let pending = |s: &mut Sessions, role, n| {
+            let challenge = s.hello(cx(0, role, false), hello(role, [n; 16]));
+            host_side(role, [n; 16], &challenge).0
+        };
+        let patient = pending(&mut s, Role::Patient, 1);
+        let clinician = pending(&mut s, Role::Clinician, 2);
+        s.drop_pending(Some(Role::Patient));
+        assert_eq!(s.pending(), 1);
+        assert_eq!(
+            s.proof(Timestamp(10), &[1; 16], &patient, false),
+            Step::Refuse(Refusal::SessionRequired)
+        );
+        let service = pending(&mut s, Role::Service, 3);
+        s.drop_pending(None);
+        assert_eq!(s.pending(), 0);
+        for (n, proof) in [(2, clinician), (3, service)] {
+            assert_eq!(
+                s.proof(Timestamp(10), &[n; 16], &proof, false),
+                Step::Refuse(Refusal::SessionRequired)
+            );
+        }
     }
 
     #[test]

@@ -102,10 +102,7 @@ impl core::fmt::Debug for Secrets {
         f.debug_struct("Secrets")
             .field("generation", &self.generation)
             .field("provisioned", &self.device_secret.is_some())
-            .field(
-                "epochs",
-                &self.keys.map(|k| k.epoch),
-            )
+            .field("epochs", &self.keys.map(|k| k.epoch))
             .finish_non_exhaustive()
     }
 }

@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use common::client::{self, frames, plain_answer, plain_frame, Session};
+use common::client::{self, frames, plain_answer, plain_frame, Challenge, Hello, Provisioner};
 use common::*;
 use thecal_device::battery::BatteryConfig;
 use thecal_device::budget::{PRESENCE_WINDOW_MS, UNAUTH_BURST_NAH};
@@ -28,7 +28,6 @@ use thecal_protocol::message::{
     AlarmKind, BolusRequest, Event, LinkAbuse, LinkStats, LogEntry, Refusal, Request, ResetCause,
     Response, Revision, Role, SessionEnd, TherapyState, MAX_LOG_PAGE,
 };
-use thecal_protocol::session::emergency_key;
 use thecal_protocol::time::{Timestamp, UtcOffset};
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres};
 
@@ -68,39 +67,14 @@ fn send(server: &mut S, now: Timestamp, bytes: &[u8]) -> Vec<u8> {
     exchange_at(server, now)(bytes)
 }
 
+/// A `SessionHello` naming the epoch of the keys a freshly provisioned pump holds.
 fn hello(id: u16, role: Role, nonce: [u8; 16]) -> Vec<u8> {
-    plain_frame(id, &Request::SessionHello { role, nonce })
+    let epoch = if role == Role::Emergency { 0 } else { 1 };
+    Hello::new(role, epoch, nonce).frame(id)
 }
 
 fn proof(id: u16, nonce: [u8; 16], proof: [u8; 32]) -> Vec<u8> {
     plain_frame(id, &Request::SessionProof { nonce, proof })
-}
-
-/// Every entry the log holds, read from the pump's store (not over the link, so any
-/// role's test can look).
-fn log_entries(server: &mut S) -> Vec<LogEntry> {
-    let mut out = Vec::new();
-    let mut first = 0;
-    loop {
-        let mut page = heapless::Vec::<LogEntry, MAX_LOG_PAGE>::new();
-        let bounds = server
-            .pump_mut()
-            .storage_mut()
-            .read_log(first, &mut page)
-            .expect("log readable");
-        let Some(last) = page.last() else {
-            return out;
-        };
-        first = last.index + 1;
-        out.extend(page.iter().copied());
-        if first >= bounds.next {
-            return out;
-        }
-    }
-}
-
-fn log_events(server: &mut S) -> Vec<Event> {
-    log_entries(server).into_iter().map(|e| e.event).collect()
 }
 
 fn log_next(server: &mut S) -> u32 {
@@ -163,16 +137,18 @@ fn every_request() -> Vec<Request> {
             offset: UtcOffset(60),
         },
         Request::LinkStats,
-        Request::SessionHello {
-            role: Role::Emergency,
-            nonce: [1; 16],
-        },
+        Hello::new(Role::Emergency, 0, [1; 16]).request(),
         Request::SessionProof {
             nonce: [1; 16],
             proof: [2; 32],
         },
         Request::SessionClose,
-        Request::Provision { secret: [3; 32] },
+        Request::Provision { ephemeral: [3; 32] },
+        Request::RotateKey {
+            role: Role::Patient,
+            epoch: 2,
+            key: [4; 32],
+        },
     ]
 }
 
@@ -299,14 +275,13 @@ fn a_strangers_handshake_flood_leaves_the_clinician_session_working() {
 #[test]
 fn interleaved_attacker_handshakes_never_fail_a_correct_proof() {
     let mut server = server(continuous(100), Nanolitres::from_ml(18));
-    let key = client::key(SECRET, Role::Clinician, SERIAL);
+    let key = key_in_force(&server, Role::Clinician);
+    let peer = peer(&server);
     let t0 = BOOT;
     let mine = [0xAB; 16];
-    let (device_nonce, device_proof) =
-        match plain_answer(&send(&mut server, t0, &hello(1, Role::Clinician, mine))) {
-            Response::SessionChallenge { nonce, proof } => (nonce, proof),
-            other => panic!("{other:?}"),
-        };
+    let my_hello = Hello::with(&key, mine);
+    let answer = plain_answer(&send(&mut server, t0, &my_hello.frame(1)));
+    let challenge = Challenge::of(&answer).unwrap_or_else(|| panic!("{answer:?}"));
     // Attackers' hellos take the other slots …
     for (i, role) in [Role::Patient, Role::Clinician, Role::Service]
         .into_iter()
@@ -330,11 +305,8 @@ fn interleaved_attacker_handshakes_never_fail_a_correct_proof() {
         Response::Refused(Refusal::Busy)
     );
     assert_eq!(
-        plain_answer(&send(&mut server, at, &hello(13, Role::Clinician, mine))),
-        Response::SessionChallenge {
-            nonce: device_nonce,
-            proof: device_proof
-        }
+        Challenge::of(&plain_answer(&send(&mut server, at, &my_hello.frame(13)))),
+        Some(challenge)
     );
     // Garbage proofs for the clinician's challenge fail and spoil nothing.
     let mut rng = Rng::new(2);
@@ -348,32 +320,17 @@ fn interleaved_attacker_handshakes_never_fail_a_correct_proof() {
     assert_eq!(server.session(), None);
     // The clinician's proof, within MIN_PENDING_MS of its hello.
     let at = t0.plus_ms(MIN_PENDING_MS - 1);
-    let t = thecal_protocol::session::Transcript {
-        role: Role::Clinician,
-        host_nonce: &mine,
-        device_nonce: &device_nonce,
-        serial: SERIAL,
-    };
-    assert!(thecal_protocol::session::verify_device_proof(
-        &key,
-        &t,
-        &device_proof
-    ));
-    let host = thecal_protocol::session::host_proof(&key, &t);
+    let done = my_hello
+        .complete(&key.key, &peer, &challenge)
+        .expect("a valid ephemeral key");
+    assert!(done.device_proof_ok);
     assert_eq!(
-        plain_answer(&send(&mut server, at, &proof(30, mine, host))),
+        plain_answer(&send(&mut server, at, &plain_frame(30, &done.proof))),
         Response::SessionEstablished
     );
     assert_eq!(server.session(), Some((Role::Clinician, 1)));
     // The session's keys work.
-    let keys = thecal_protocol::session::session_keys(&key, &t);
-    let mut s = Session {
-        sealer: thecal_protocol::session::Sealer::new(&keys.to_device),
-        opener: thecal_protocol::session::Opener::new(&keys.to_host),
-        role: Role::Clinician,
-        to_device: keys.to_device,
-        keys: HashMap::new(),
-    };
+    let mut s = done.session;
     assert!(matches!(
         s.request(&mut exchange_at(&mut server, at), 31, &Request::Status),
         Response::Status(_)
@@ -686,12 +643,13 @@ fn nonces_across_boots(clock: Clock, boots: usize, seed: u64) -> Vec<String> {
                 Timestamp(stored.snapshot.map_or(0, |s| s.saved_at.0 + 1) + 3)
             }
         };
-        let mut pump = boot_on(flash, start);
+        let mut server = Server::new_at(boot_on(flash, start), start);
+        server.stir(&ENTROPY);
         if boot == 0 {
-            assert!(pump.provision(SECRET, start));
+            provision(server.pump_mut(), start);
         }
-        assert!(pump.device_secret().is_some());
-        let epoch = pump.boot_epoch();
+        assert!(server.pump().is_provisioned());
+        let epoch = server.pump().boot_epoch();
         if let Some(&last) = epochs.last() {
             if epoch <= last {
                 problems.push(format!(
@@ -701,7 +659,6 @@ fn nonces_across_boots(clock: Clock, boots: usize, seed: u64) -> Vec<String> {
             }
         }
         epochs.push(epoch);
-        let mut server = Server::new_at(pump, start);
         let run = rng.below(HOUR);
         for k in 0..PER_BOOT {
             let at = start.plus_ms(run * k / (PER_BOOT - 1));
@@ -710,7 +667,7 @@ fn nonces_across_boots(clock: Clock, boots: usize, seed: u64) -> Vec<String> {
             host[..8].copy_from_slice(&(boot as u64).to_le_bytes());
             host[8] = k as u8;
             let out = send(&mut server, at, &hello(k as u16, Role::Clinician, host));
-            let Response::SessionChallenge { nonce, .. } = plain_answer(&out) else {
+            let Some(Challenge { nonce, .. }) = Challenge::of(&plain_answer(&out)) else {
                 panic!("boot {boot}: no challenge");
             };
             if let Some(first) = seen.insert(nonce, boot) {
@@ -785,18 +742,18 @@ fn a_rolled_back_snapshot_with_a_restarting_clock_repeats_no_nonce() {
         if boot == 3 {
             flash.as_bytes_mut()[snap.clone()].copy_from_slice(&first_region);
         }
-        let mut pump = boot_on(flash, at);
+        let mut server = Server::new_at(boot_on(flash, at), at);
+        server.stir(&ENTROPY);
         if boot == 0 {
-            assert!(pump.provision(SECRET, at));
+            provision(server.pump_mut(), at);
         }
-        let epoch = pump.boot_epoch();
-        let mut server = Server::new_at(pump, at);
+        let epoch = server.pump().boot_epoch();
         let out = send(
             &mut server,
             at,
             &hello(1, Role::Clinician, [boot as u8; 16]),
         );
-        let Response::SessionChallenge { nonce, .. } = plain_answer(&out) else {
+        let Some(Challenge { nonce, .. }) = Challenge::of(&plain_answer(&out)) else {
             panic!("no challenge")
         };
         for (b, (e, n)) in given.iter().enumerate() {
@@ -816,23 +773,22 @@ fn a_rolled_back_snapshot_with_a_restarting_clock_repeats_no_nonce() {
 // ---------------------------------------------------------------------------------------
 // 5. The emergency role.
 
-#[allow(clippy::result_large_err)]
-fn emergency_session(server: &mut S, now: Timestamp, nonce: [u8; 16]) -> Result<Session, Response> {
-    let key = emergency_key(SERIAL);
-    client::handshake(
-        &mut exchange_at(server, now),
-        &key,
-        Role::Emergency,
-        SERIAL,
-        nonce,
-    )
+fn emergency_session(
+    server: &mut S,
+    now: Timestamp,
+    nonce: [u8; 16],
+) -> Result<client::Session, client::Failure> {
+    let key = client::RoleKey::emergency(SERIAL);
+    let peer = peer(server);
+    client::handshake(&mut exchange_at(server, now), &key, &peer, nonce)
 }
 
 #[test]
 fn emergency_access_needs_presence_and_permits_only_the_emergency_requests() {
     // An unprovisioned pump: no device secret at all.
     let mut server = Server::new(boot(continuous(100), Nanolitres::from_ml(18)));
-    assert!(server.pump().device_secret().is_none());
+    server.stir(&ENTROPY);
+    assert!(!server.pump().is_provisioned());
     let t0 = BOOT;
     assert_eq!(
         plain_answer(&send(&mut server, t0, &hello(1, Role::Emergency, [5; 16]))),
@@ -858,7 +814,7 @@ fn emergency_access_needs_presence_and_permits_only_the_emergency_requests() {
         .into_iter()
         .filter(|r| !allowed.contains(r))
         .collect();
-    assert_eq!(refused.len(), 16);
+    assert_eq!(refused.len(), 17);
     let mut id = 100u16;
     for r in &refused {
         // Twice in a row: one aggregated entry per kind.
@@ -872,7 +828,7 @@ fn emergency_access_needs_presence_and_permits_only_the_emergency_requests() {
         }
     }
     assert!(!stopped(&server));
-    assert!(server.pump().device_secret().is_none(), "no Provision");
+    assert!(!server.pump().is_provisioned(), "no Provision");
     assert!(matches!(
         s.request(&mut exchange_at(&mut server, t0), 200, &Request::Identify),
         Response::Identity(_)
@@ -1221,7 +1177,7 @@ fn a_thousand_refusals_are_one_entry_and_the_history_stays() {
     assert_eq!(log_next(&mut server), next_before + 3);
     // The therapy history is all there.
     for e in [
-        Event::Provisioned,
+        Event::Provisioned { epoch: 1 },
         Event::PrescriptionChanged {
             old: Revision(1),
             new: Revision(2),
@@ -1296,19 +1252,26 @@ fn alternating_refusals_are_rate_limited_and_nothing_is_lost() {
 
 #[test]
 fn provisioning_is_logged() {
+    let provisioned = |e: &Event| matches!(e, Event::Provisioned { .. });
     let mut server = Server::new(boot(continuous(100), Nanolitres::from_ml(18)));
-    assert!(!log_events(&mut server).contains(&Event::Provisioned));
-    assert_eq!(
-        plain_answer(&send(
-            &mut server,
-            BOOT,
-            &plain_frame(1, &Request::Provision { secret: SECRET })
-        )),
-        Response::Provisioned
+    server.stir(&ENTROPY);
+    assert!(!log_events(&mut server).iter().any(provisioned));
+    let factory = Provisioner::new(FACTORY);
+    let answer = plain_answer(&send(
+        &mut server,
+        BOOT,
+        &plain_frame(1, &factory.request()),
+    ));
+    assert!(
+        matches!(answer, Response::Provisioned { epoch: 1, .. }),
+        "{answer:?}"
     );
     let events = log_events(&mut server);
     assert_eq!(
-        events.iter().filter(|e| **e == Event::Provisioned).count(),
+        events
+            .iter()
+            .filter(|e| **e == Event::Provisioned { epoch: 1 })
+            .count(),
         1,
         "{events:?}"
     );
@@ -1317,14 +1280,14 @@ fn provisioning_is_logged() {
         plain_answer(&send(
             &mut server,
             BOOT,
-            &plain_frame(2, &Request::Provision { secret: [0; 32] })
+            &plain_frame(2, &Provisioner::new([0; 32]).request())
         )),
         Response::Refused(Refusal::NotPermitted)
     );
     assert_eq!(
         log_events(&mut server)
             .iter()
-            .filter(|e| **e == Event::Provisioned)
+            .filter(|e| provisioned(e))
             .count(),
         1
     );
@@ -1429,19 +1392,14 @@ fn a_key_holder_looping_handshakes_neither_raises_the_budget_nor_floods_the_log(
     let level = server.budget_nah();
     assert!(level < UNAUTH_BURST_NAH);
     let next = log_next(&mut server);
-    let patient = client::key(SECRET, Role::Patient, SERIAL);
+    let patient = key_in_force(&server, Role::Patient);
+    let peer = peer(&server);
     let loops = 2_000u64;
     for i in 0..loops {
         let t = t0.plus_ms(i * 50);
         let nonce = (i as u128).to_le_bytes();
-        client::handshake(
-            &mut exchange_at(&mut server, t),
-            &patient,
-            Role::Patient,
-            SERIAL,
-            nonce,
-        )
-        .expect("the patient's handshake");
+        client::handshake(&mut exchange_at(&mut server, t), &patient, &peer, nonce)
+            .expect("the patient's handshake");
     }
     // Exactly what each handshake paid came back: the budget is where it was, but for
     // the one Identify just before the first handshake (refunded with it, once) and
@@ -1506,17 +1464,10 @@ fn a_trickle_of_garbage_never_keeps_a_handshake_out() {
             &flood_frame(FloodKind::Garbage, &mut rng, 0),
         );
         if step % 90 == 89 {
-            let key = client::key(SECRET, Role::Clinician, SERIAL);
+            let key = key_in_force(&server, Role::Clinician);
+            let peer = peer(&server);
             let nonce = (step as u128).to_le_bytes();
-            if client::handshake(
-                &mut exchange_at(&mut server, t),
-                &key,
-                Role::Clinician,
-                SERIAL,
-                nonce,
-            )
-            .is_ok()
-            {
+            if client::handshake(&mut exchange_at(&mut server, t), &key, &peer, nonce).is_ok() {
                 opened += 1;
             }
             // The clinician closes again.

@@ -268,6 +268,7 @@ fn the_pump_states_the_capabilities_it_has() {
         C::EVENT_LOG,
         C::SECURE_SESSION,
         C::EMERGENCY_ACCESS,
+        C::KEY_LIFECYCLE,
     ] {
         assert!(caps.has(bit), "bit {bit:#x} missing from {caps:?}");
     }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::client::{frames, plain_answer, plain_frame};
+use common::client::{self, frames, plain_answer, plain_frame, Hello, Provisioner, RoleKey};
 use common::*;
 use thecal_device::server::Server;
 use thecal_device::session::{IDLE_TIMEOUT_MS, MIN_PENDING_MS};
@@ -13,7 +13,7 @@ use thecal_protocol::session::Sealer;
 use thecal_protocol::time::{Timestamp, UtcOffset};
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres};
 
-type S = Server<Store, thecal_device::motor::CountingMotor>;
+type S = TestServer;
 
 fn send(server: &mut S, now: Timestamp, bytes: &[u8]) -> Vec<u8> {
     exchange_at(server, now)(bytes)
@@ -240,13 +240,7 @@ fn wrong_proofs_are_refused_and_logged_but_lock_nobody_out() {
     let t = BOOT;
     // An attacker without the key: hello, then guessed proofs.
     for attempt in 1..=4u8 {
-        let hello = plain_frame(
-            1,
-            &Request::SessionHello {
-                role: Role::Clinician,
-                nonce: [attempt; 16],
-            },
-        );
+        let hello = Hello::new(Role::Clinician, 1, [attempt; 16]).frame(1);
         assert!(matches!(
             plain_answer(&send(&mut server, t, &hello)),
             Response::SessionChallenge { .. }
@@ -264,13 +258,7 @@ fn wrong_proofs_are_refused_and_logged_but_lock_nobody_out() {
         );
     }
     // Their challenges hold every slot for 2 s ("busy", nothing more) …
-    let hello = plain_frame(
-        4,
-        &Request::SessionHello {
-            role: Role::Clinician,
-            nonce: [9; 16],
-        },
-    );
+    let hello = Hello::new(Role::Clinician, 1, [9; 16]).frame(4);
     assert_eq!(
         plain_answer(&send(&mut server, t, &hello)),
         Response::Refused(Refusal::Busy)
@@ -380,13 +368,7 @@ fn after_a_reset_the_programmer_must_handshake_again() {
         let out = send(
             &mut server,
             BOOT,
-            &plain_frame(
-                5,
-                &Request::SessionHello {
-                    role: Role::Patient,
-                    nonce: [1; 16],
-                },
-            ),
+            &Hello::new(Role::Patient, 1, [1; 16]).frame(5),
         );
         match plain_answer(&out) {
             Response::SessionChallenge { nonce, .. } => nonce,
@@ -404,6 +386,7 @@ fn after_a_reset_the_programmer_must_handshake_again() {
         store,
     );
     let mut server = Server::new(pump);
+    server.stir(&ENTROPY);
     let out = send(&mut server, BOOT, &s.frame(6, false, &Request::StopTherapy));
     assert_eq!(
         plain_answer(&out),
@@ -417,13 +400,7 @@ fn after_a_reset_the_programmer_must_handshake_again() {
     let out = send(
         &mut server,
         BOOT,
-        &plain_frame(
-            7,
-            &Request::SessionHello {
-                role: Role::Patient,
-                nonce: [1; 16],
-            },
-        ),
+        &Hello::new(Role::Patient, 1, [1; 16]).frame(7),
     );
     match plain_answer(&out) {
         Response::SessionChallenge { nonce, .. } => assert_ne!(nonce, nonce_before),
@@ -442,31 +419,37 @@ fn after_a_reset_the_programmer_must_handshake_again() {
 
 #[test]
 fn provisioning_happens_once() {
-    let pump = boot(continuous(100), Nanolitres::from_ml(18));
-    let mut server = Server::new(pump);
-    let hello = plain_frame(
-        1,
-        &Request::SessionHello {
-            role: Role::Clinician,
-            nonce: [1; 16],
-        },
-    );
+    let mut server = Server::new(boot(continuous(100), Nanolitres::from_ml(18)));
+    server.stir(&ENTROPY);
+    let public = server
+        .pump()
+        .public_key()
+        .expect("the first stir made the key pair");
+    let hello = Hello::new(Role::Clinician, 1, [1; 16]).frame(1);
     assert_eq!(
         plain_answer(&send(&mut server, BOOT, &hello)),
         Response::Refused(Refusal::NotProvisioned)
     );
-    let provision = plain_frame(2, &Request::Provision { secret: SECRET });
+    let factory = Provisioner::new(FACTORY);
+    let answer = plain_answer(&send(
+        &mut server,
+        BOOT,
+        &plain_frame(2, &factory.request()),
+    ));
+    let (secret, epoch) = factory
+        .finish(SERIAL, &public, &answer)
+        .unwrap_or_else(|| panic!("{answer:?}"));
+    assert_eq!(epoch, 1);
+    let again = Provisioner::new([0x0B; 32]);
     assert_eq!(
-        plain_answer(&send(&mut server, BOOT, &provision)),
-        Response::Provisioned
-    );
-    let again = plain_frame(3, &Request::Provision { secret: [0; 32] });
-    assert_eq!(
-        plain_answer(&send(&mut server, BOOT, &again)),
+        plain_answer(&send(&mut server, BOOT, &plain_frame(3, &again.request()))),
         Response::Refused(Refusal::NotPermitted)
     );
     // The first secret is the one in force.
-    let mut s = session(&mut server, Role::Clinician, BOOT);
+    let key = RoleKey::derived(&secret, Role::Clinician, epoch, SERIAL);
+    let peer = peer(&server);
+    let mut s = client::handshake(&mut exchange_at(&mut server, BOOT), &key, &peer, [4; 16])
+        .expect("the factory's key opens a session");
     assert!(matches!(
         s.request(&mut exchange_at(&mut server, BOOT), 4, &Request::Status),
         Response::Status(_)

@@ -3,14 +3,24 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::client::{self, Session};
+use common::client::{self, Peer, RoleKey, Session};
 use thecal_protocol::frame::{decode_body, encode, Feed, FrameDecoder, Header};
 use thecal_protocol::message::{Request, Response, Revision, Role};
 use thecal_protocol::session::Secret;
+
+/// Held while a test holds a pty open and while one starts a process: the tests run in
+/// parallel, and serialport's descriptors are inherited by a child started meanwhile,
+/// which then holds the pty's exclusive lock ("Unable to acquire exclusive lock").
+static PORTS: Mutex<()> = Mutex::new(());
+
+fn ports() -> MutexGuard<'static, ()> {
+    PORTS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 struct Sim {
     child: Child,
@@ -19,12 +29,14 @@ struct Sim {
 
 impl Sim {
     fn start(args: &[&str]) -> Sim {
+        let spawning = ports();
         let mut child = Command::new(env!("CARGO_BIN_EXE_thecal-sim"))
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start thecal-sim");
+        drop(spawning);
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -42,6 +54,7 @@ impl Sim {
     }
 
     fn request(&self, id: u16, request: &Request) -> Response {
+        let _open = ports();
         let mut port = serialport::new(&self.path, 115_200)
             .timeout(Duration::from_millis(100))
             .open()
@@ -77,6 +90,7 @@ impl Sim {
 
     /// Sends `frame` and returns the bytes of the first complete answer frame.
     fn exchange(&self, frame: &[u8]) -> Vec<u8> {
+        let _open = ports();
         let mut port = serialport::new(&self.path, 115_200)
             .timeout(Duration::from_millis(100))
             .open()
@@ -98,32 +112,35 @@ impl Sim {
         panic!("no answer from the simulator within 10 s");
     }
 
-    /// A clinician session with the key file the simulator wrote in `dir`.
+    /// A clinician session with the key file the simulator wrote, as a programmer
+    /// opens one: `Identify` first (what the transcript binds), then the handshake.
     fn session(&self, key_file: &std::path::Path) -> Session {
         let text = std::fs::read_to_string(key_file).expect("key file");
-        let hex = text
-            .lines()
-            .find_map(|l| l.strip_prefix("key = \""))
-            .unwrap()
-            .trim_end_matches('"');
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(" = "))
+                .unwrap_or_else(|| panic!("no {name} in the key file"))
+                .trim_matches('"')
+                .to_string()
+        };
+        assert_eq!(field("role"), "clinician");
+        let hex = field("key");
         let mut key = [0u8; 32];
         for (i, b) in key.iter_mut().enumerate() {
             *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
         }
-        let serial = text
-            .lines()
-            .find_map(|l| l.strip_prefix("pump = \""))
-            .unwrap()
-            .trim_end_matches('"')
-            .to_string();
-        client::handshake(
-            &mut |f| self.exchange(f),
-            &Secret(key),
-            Role::Clinician,
-            &serial,
-            [3; 16],
-        )
-        .expect("handshake")
+        let key = RoleKey {
+            role: Role::Clinician,
+            epoch: field("epoch").parse().expect("an epoch"),
+            key: Secret::new(key),
+        };
+        let Response::Identity(identity) = self.request(0xF100, &Request::Identify) else {
+            panic!("no identity");
+        };
+        let peer = Peer::from_identity(&identity);
+        assert_eq!(peer.serial, field("pump"));
+        assert_eq!(identity.key_epochs.clinician, key.epoch);
+        client::handshake(&mut |f| self.exchange(f), &key, &peer, [3; 16]).expect("handshake")
     }
 
     fn sealed(&self, s: &mut Session, id: u16, request: &Request) -> Response {
@@ -132,7 +149,9 @@ impl Sim {
 
     fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
+        let spawning = ports();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        drop(spawning);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -156,7 +175,7 @@ impl Drop for Sim {
 
 #[test]
 fn identify_and_status_over_the_pty() {
-    let dir = std::env::temp_dir().join(format!("thecal-sim-keys-{}", std::process::id()));
+    let dir = thecal_device::sim::private_temp_dir("thecal-sim-keys").unwrap();
     let sim = Sim::start(&[
         "--speed",
         "3600",
@@ -193,8 +212,7 @@ fn identify_and_status_over_the_pty() {
 
 #[test]
 fn state_survives_a_restart() {
-    let dir = std::env::temp_dir().join(format!("thecal-sim-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = thecal_device::sim::private_temp_dir("thecal-sim-test").unwrap();
     let state = dir.join("pump.state");
     let state_arg = state.to_str().unwrap();
     let sim = Sim::start(&["--state", state_arg]);
@@ -232,7 +250,9 @@ fn state_survives_a_restart() {
 #[test]
 fn an_in_process_simulator_cleans_up_its_temporary_key_files() {
     use thecal_device::sim::{SimOptions, Simulator};
+    let starting = ports();
     let sim = Simulator::start(SimOptions::default()).expect("start");
+    drop(starting);
     let key = sim
         .key_file(Role::Clinician)
         .expect("key file")
@@ -240,6 +260,18 @@ fn an_in_process_simulator_cleans_up_its_temporary_key_files() {
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
+    // The file holds the key in force and its epoch, as the simulator reports them.
+    let (epoch, secret) = sim.role_key(Role::Clinician).expect("a provisioned pump");
+    assert_eq!(epoch, 1);
+    let hex: String = secret
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(text.contains("epoch = 1\n"), "{text}");
+    assert!(text.contains(&format!("key = \"{hex}\"")));
+    assert_eq!(sim.role_key(Role::Emergency).map(|k| k.0), None);
     sim.shutdown().unwrap();
     assert!(!key.exists(), "temporary key file left behind");
     assert!(!key.parent().unwrap().exists());

@@ -8,7 +8,7 @@ use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use storage_common::*;
 use thecal_device::flash::FlashError;
 use thecal_device::storage::{Storage, StoreError};
-use thecal_device::store::layout::{PRESCRIPTION_OFFSET, SNAPSHOT_OFFSET};
+use thecal_device::store::layout::{PRESCRIPTION_OFFSET, SECRETS_OFFSET, SNAPSHOT_OFFSET};
 use thecal_device::store::{FlashStore, FLASH_SIZE};
 
 /// A store holding prescriptions 1..=5, snapshots 1..=40 and 1500 log entries (wrapped).
@@ -207,11 +207,13 @@ fn stray_bits_in_erased_space_are_not_written_over() {
     let mut flash = blank_flash();
     let mut store = mount(&mut flash);
     store.save_prescription(&record(1)).unwrap();
-    let end = store.flash().as_bytes()[..4096]
-        .chunks_exact(4)
-        .position(|w| w == [0xFF; 4])
-        .unwrap()
-        * 4;
+    let region = PRESCRIPTION_OFFSET as usize;
+    let end = region
+        + store.flash().as_bytes()[region..region + 4096]
+            .chunks_exact(4)
+            .position(|w| w == [0xFF; 4])
+            .unwrap()
+            * 4;
     // A bit stuck at 0 where the next record would go.
     flash.as_bytes_mut()[end + 40] = 0xFE;
     let mut store = mount(&mut flash);
@@ -262,11 +264,13 @@ impl NorFlash for StuckBit {
 fn write_that_does_not_read_back_is_refused_and_the_old_record_stays() {
     let mut flash = blank_flash();
     mount(&mut flash).save_prescription(&record(1)).unwrap();
-    let end = flash.as_bytes()[..4096]
-        .chunks_exact(4)
-        .position(|w| w == [0xFF; 4])
-        .unwrap()
-        * 4;
+    let region = PRESCRIPTION_OFFSET as usize;
+    let end = region
+        + flash.as_bytes()[region..region + 4096]
+            .chunks_exact(4)
+            .position(|w| w == [0xFF; 4])
+            .unwrap()
+            * 4;
     // The bit goes bad after the blank check, while the second record is written.
     let mut bad = StuckBit {
         inner: flash,
@@ -295,4 +299,102 @@ fn write_that_does_not_read_back_is_refused_and_the_old_record_stays() {
         mount(&mut inner).load().unwrap().prescription,
         Some(record(1))
     );
+}
+
+/// Where the payload of every stored copy of `secrets` starts (records hold their
+/// payload whole).
+fn copies(flash: &Flash, secrets: &thecal_device::storage::Secrets) -> Vec<usize> {
+    let payload = postcard::to_slice(secrets, &mut [0u8; 512])
+        .unwrap()
+        .to_vec();
+    let region = SECRETS_OFFSET as usize..PRESCRIPTION_OFFSET as usize;
+    flash.as_bytes()[region.clone()]
+        .windows(payload.len())
+        .enumerate()
+        .filter(|(_, w)| *w == payload)
+        .map(|(i, _)| region.start + i)
+        .collect()
+}
+
+#[test]
+fn one_damaged_copy_of_the_newest_secrets_leaves_the_newest_generation() {
+    let mut base = blank_flash();
+    let mut store = mount(&mut base);
+    store.save_secrets(&secrets(1)).unwrap();
+    store.save_secrets(&secrets(2)).unwrap();
+    let (old, new) = (copies(&base, &secrets(1)), copies(&base, &secrets(2)));
+    assert_eq!((old.len(), new.len()), (2, 2), "each save is written twice");
+    assert!(old[1] < new[0]);
+    // Either copy of the newest damaged: the other one, and the damage is reported.
+    for at in &new {
+        let mut flash = Box::new((*base).clone());
+        rot_byte(&mut flash, at + 5);
+        assert_eq!(
+            mount(&mut flash).load_secrets(),
+            Ok((Some(secrets(2)), true)),
+            "copy at {at:#x}"
+        );
+    }
+    // Both: the generation before, whole.
+    let mut flash = Box::new((*base).clone());
+    for at in &new {
+        rot_byte(&mut flash, at + 5);
+    }
+    assert_eq!(
+        mount(&mut flash).load_secrets(),
+        Ok((Some(secrets(1)), true))
+    );
+    // Every copy: damage and nothing valid, never "a new pump".
+    for at in &old {
+        rot_byte(&mut flash, at + 5);
+    }
+    assert_eq!(mount(&mut flash).load_secrets(), Ok((None, true)));
+    // Undamaged: the newest, no damage.
+    assert_eq!(
+        mount(&mut base).load_secrets(),
+        Ok((Some(secrets(2)), false))
+    );
+}
+
+#[test]
+fn secrets_and_therapy_records_keep_to_their_regions() {
+    let mut base = blank_flash();
+    let mut store = mount(&mut base);
+    store.save_secrets(&secrets(3)).unwrap();
+    store.save_prescription(&record(2)).unwrap();
+    store.save_snapshot(&snapshot(4)).unwrap();
+    for i in 0..20 {
+        store.append_log(&entry(i)).unwrap();
+    }
+    let therapy = mount(&mut base).load().unwrap();
+    let secrets_region = SECRETS_OFFSET as usize..PRESCRIPTION_OFFSET as usize;
+    let therapy_region = PRESCRIPTION_OFFSET as usize..FLASH_SIZE;
+    // The secrets region destroyed: the therapy records are all there.
+    let mut flash = Box::new((*base).clone());
+    for (i, b) in flash.as_bytes_mut()[secrets_region.clone()]
+        .iter_mut()
+        .enumerate()
+    {
+        *b = (i as u8).wrapping_mul(37) ^ 0x5A;
+    }
+    let mut store = mount(&mut flash);
+    assert_eq!(store.load_secrets(), Ok((None, true)));
+    assert_eq!(store.load(), Ok(therapy.clone()));
+    assert_eq!(read_all(&mut store, 0).1.len(), 20);
+    // The therapy regions destroyed: the secrets are.
+    let mut flash = Box::new((*base).clone());
+    for (i, b) in flash.as_bytes_mut()[therapy_region].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(37) ^ 0x5A;
+    }
+    let mut store = mount(&mut flash);
+    assert_eq!(store.load(), Err(StoreError::Corrupt));
+    assert_eq!(store.load_secrets(), Ok((Some(secrets(3)), false)));
+    // And a secrets save writes nowhere else.
+    let mut flash = Box::new((*base).clone());
+    mount(&mut flash).save_secrets(&secrets(4)).unwrap();
+    assert_eq!(
+        flash.as_bytes()[PRESCRIPTION_OFFSET as usize..],
+        base.as_bytes()[PRESCRIPTION_OFFSET as usize..]
+    );
+    assert_eq!(mount(&mut flash).load(), Ok(therapy));
 }

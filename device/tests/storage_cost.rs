@@ -69,7 +69,7 @@ fn largest_snapshot() -> Snapshot {
     s.window = Vec::from_slice(&[u32::MAX; WINDOW_BUCKETS]).unwrap();
     s.patient_boluses = Vec::from_slice(&[Timestamp(u64::MAX); MAX_PATIENT_HISTORY]).unwrap();
     s.acknowledged = Vec::from_slice(&[AlarmKind::StorageFault; 8]).unwrap();
-    s.device_secret = Some([0xFF; 32]);
+    s.legacy_secret = Some([0xFF; 32]);
     s.boot_count = u32::MAX;
     s
 }
@@ -183,6 +183,20 @@ fn print_operation_counts() {
         cost(|s| {
             s.append_log(&entry(1)).unwrap();
         }),
+    );
+    // Every field at its largest: every role key rotated, epochs at their maximum.
+    let mut keys = secrets(2);
+    keys.generation = u32::MAX;
+    keys.device_secret = Some([0xFF; 32]);
+    for slot in keys.keys.iter_mut() {
+        slot.epoch = u32::MAX;
+        slot.key = Some([0xFF; 32]);
+    }
+    assert!(encoded_len(&keys) <= MAX_RECORD);
+    show(
+        "secrets write (largest, two copies)",
+        encoded_len(&keys),
+        cost(|s| s.save_secrets(&keys).unwrap()),
     );
     show(
         "load (one of each record)",

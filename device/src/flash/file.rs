@@ -206,4 +206,27 @@ mod tests {
         ));
         std::fs::remove_file(&dir).unwrap();
     }
+
+    #[test]
+    fn a_state_file_others_may_read_is_refused_and_a_new_one_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("thecal-exposed-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        drop(FileFlash::open(&path, PAGE).unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600, "created private");
+        for exposed in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(exposed)).unwrap();
+            assert!(
+                matches!(
+                    FileFlash::open(&path, PAGE),
+                    Err(FileFlashError::Exposed { mode }) if mode == exposed
+                ),
+                "{exposed:o}"
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(FileFlash::open(&path, PAGE).is_ok());
+        std::fs::remove_file(&path).unwrap();
+    }
 }

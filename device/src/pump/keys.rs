@@ -102,6 +102,8 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         self.note_storage(ok);
         if ok {
             self.secrets = Some(secrets);
+            // Both copies written afresh.
+            self.secrets_damaged = false;
         }
         ok
     }
@@ -109,7 +111,12 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     /// `Provision { ephemeral }`: agrees a new device secret. `sealed`: inside a
     /// session (the server lets only a service session through); a plain `Provision` is
     /// served only while unprovisioned.
-    pub fn provision(&mut self, now: Timestamp, ephemeral: &[u8; PUBLIC_LEN], sealed: bool) -> Response {
+    pub fn provision(
+        &mut self,
+        now: Timestamp,
+        ephemeral: &[u8; PUBLIC_LEN],
+        sealed: bool,
+    ) -> Response {
         match self.try_provision(now, ephemeral, sealed) {
             Ok(response) => response,
             Err(refusal) => Response::Refused(refusal),

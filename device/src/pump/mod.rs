@@ -116,6 +116,9 @@ pub struct Pump<S, M> {
     secrets: Option<Secrets>,
     /// The secrets region could not be read at boot: never overwrite it.
     secrets_unreadable: bool,
+    /// Damage was found in the secrets region at boot (an older or a second copy was
+    /// used): the storage alarm stays until the secrets are written again.
+    secrets_damaged: bool,
     /// This boot's epoch of handshake nonces (see [`Pump::boot_epoch`]).
     boot_epoch: u64,
     /// Boots since the store was new (persisted in the snapshot).
@@ -169,6 +172,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             store_unreadable: false,
             secrets: None,
             secrets_unreadable: false,
+            secrets_damaged: false,
             boot_epoch: 0,
             boot_count: 0,
             noise: Noise::new(now),
@@ -185,8 +189,8 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 // keeps dosing, raises its storage alarm and refuses sessions until
                 // serviced.
                 pump.secrets_unreadable = damaged && secrets.is_none();
+                pump.secrets_damaged = damaged;
                 pump.secrets = secrets;
-                pump.storage_fault |= damaged;
             }
             Err(_) => {
                 pump.storage_fault = true;
@@ -566,7 +570,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             (AlarmKind::MotorStall, self.motor_stalled),
             (
                 AlarmKind::StorageFault,
-                self.storage_fault || self.secrets_unreadable,
+                self.storage_fault || self.secrets_unreadable || self.secrets_damaged,
             ),
         ];
         for (kind, condition) in conditions {

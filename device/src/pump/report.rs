@@ -1,10 +1,10 @@
 //! Read-only answers: identity, status, battery, reservoir, alarms.
 
-use thecal_protocol::session::Binding;
 use thecal_protocol::message::{
     BolusProgress, Capabilities, Identity, ReservoirReport, StatusReport, TherapyState,
 };
 use thecal_protocol::projection::{project, ReservoirState};
+use thecal_protocol::session::Binding;
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{Nanograms, Nanolitres};
 use thecal_protocol::{PROTOCOL_VERSION, SCHEMA_HASH};

@@ -255,7 +255,9 @@ fn provision(server: &mut SimServer, now: Timestamp) -> io::Result<bool> {
     let ephemeral = factory.public();
     let answer = server.pump_mut().provision(now, &ephemeral, false);
     let Response::Provisioned { confirm, .. } = answer else {
-        return Err(io::Error::other(format!("provisioning refused: {answer:?}")));
+        return Err(io::Error::other(format!(
+            "provisioning refused: {answer:?}"
+        )));
     };
     let dh = factory
         .agree(&pump_public)
@@ -270,7 +272,9 @@ fn provision(server: &mut SimServer, now: Timestamp) -> io::Result<bool> {
         },
     );
     if !agreed.verify(&confirm) {
-        return Err(io::Error::other("the pump's provisioning confirmation does not verify"));
+        return Err(io::Error::other(
+            "the pump's provisioning confirmation does not verify",
+        ));
     }
     Ok(true)
 }

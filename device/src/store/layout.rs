@@ -92,4 +92,5 @@ const _: () = assert!(
 );
 const _: () = assert!(MAX_RECORD <= u16::MAX as usize);
 const _: () = assert!(LOG_CAPACITY_MIN >= 500);
-const _: () = assert!(SECRETS_PAGES >= 2 && PRESCRIPTION_PAGES >= 2 && SNAPSHOT_PAGES >= 2 && LOG_PAGES >= 2);
+const _: () =
+    assert!(SECRETS_PAGES >= 2 && PRESCRIPTION_PAGES >= 2 && SNAPSHOT_PAGES >= 2 && LOG_PAGES >= 2);

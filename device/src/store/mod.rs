@@ -311,11 +311,13 @@ impl<F: NorFlash> Storage for FlashStore<F> {
 
     /// Appends the record twice (two copies of one generation): a cut during the first
     /// append leaves the old generation, a cut during the second the new one, and bit rot
-    /// in one copy leaves the other.
+    /// in one copy leaves the other. `Ok` once the first copy is committed (the new
+    /// generation is then the one `load_secrets` returns, so saying otherwise would be
+    /// untrue); the second copy is redundancy, and its failure is not the caller's.
     fn save_secrets(&mut self, secrets: &Secrets) -> Result<(), StoreError> {
-        for _ in 0..2 {
-            save_newest(&mut self.secrets, &mut self.flash, &mut self.scratch, secrets)?;
-        }
+        let (ring, flash, scratch) = (&mut self.secrets, &mut self.flash, &mut self.scratch);
+        save_newest(ring, flash, scratch, secrets)?;
+        let _ = save_newest(ring, flash, scratch, secrets);
         Ok(())
     }
 }

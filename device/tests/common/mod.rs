@@ -161,24 +161,98 @@ pub fn motor_nl(pump: &TestPump) -> u64 {
     pump.motor().strokes * u64::from(thecal_device::motor::STROKE_NL)
 }
 
-/// The device secret the tests provision.
-pub const SECRET: [u8; 32] = [0x42; 32];
 /// The test pump's serial number.
 pub const SERIAL: &str = "T0001";
+/// What the tests' platform stirs into a pump's ephemeral pool at boot (the first stir
+/// makes the pump's static key pair).
+pub const ENTROPY: [u8; 32] = [0xE7; 32];
+/// The factory station's ephemeral secret in the tests.
+pub const FACTORY: [u8; 32] = [0xFA; 32];
 
-/// A provisioned pump behind a request server.
-pub fn server(
+pub type TestServer = thecal_device::server::Server<Store, CountingMotor>;
+
+/// Provisions `pump` as the factory station does (key agreement with its static key, as
+/// a plain `Provision` would; handed to the core directly, so the link's budget is
+/// untouched), checks the pump's confirmation and returns the device secret. The pump
+/// must have its static key (`Server::stir` makes it).
+pub fn provision(pump: &mut TestPump, now: Timestamp) -> thecal_protocol::session::Secret {
+    let public = pump.public_key().expect("the pump has its static key");
+    let factory = client::Provisioner::new(FACTORY);
+    let thecal_protocol::message::Request::Provision { ephemeral } = factory.request() else {
+        unreachable!()
+    };
+    let answer = pump.provision(now, &ephemeral, false);
+    let (secret, epoch) = factory
+        .finish(SERIAL, &public, &answer)
+        .unwrap_or_else(|| panic!("provisioning failed: {answer:?}"));
+    assert_eq!(epoch, thecal_protocol::session::FIRST_EPOCH);
+    secret
+}
+
+/// A provisioned pump behind a request server, stirred with [`ENTROPY`] at boot.
+pub fn server(p: Prescription, volume: Nanolitres) -> TestServer {
+    provisioned_server(p, volume).0
+}
+
+/// [`server`], and the device secret the factory agreed with it.
+pub fn provisioned_server(
     p: Prescription,
     volume: Nanolitres,
-) -> thecal_device::server::Server<Store, CountingMotor> {
-    let mut pump = boot(p, volume);
-    assert!(pump.provision(SECRET, BOOT));
-    thecal_device::server::Server::new(pump)
+) -> (TestServer, thecal_protocol::session::Secret) {
+    let mut server = thecal_device::server::Server::new(boot(p, volume));
+    server.stir(&ENTROPY);
+    let secret = provision(server.pump_mut(), BOOT);
+    (server, secret)
+}
+
+/// Every entry the log holds, read from the pump's store (not over the link, so any
+/// role's test can look).
+pub fn log_entries(server: &mut TestServer) -> std::vec::Vec<thecal_protocol::message::LogEntry> {
+    use thecal_device::storage::Storage;
+    use thecal_protocol::message::{LogEntry, MAX_LOG_PAGE};
+    let mut out = std::vec::Vec::new();
+    let mut first = 0;
+    loop {
+        let mut page = Vec::<LogEntry, MAX_LOG_PAGE>::new();
+        let bounds = server
+            .pump_mut()
+            .storage_mut()
+            .read_log(first, &mut page)
+            .expect("log readable");
+        let Some(last) = page.last() else {
+            return out;
+        };
+        first = last.index + 1;
+        out.extend(page.iter().copied());
+        if first >= bounds.next {
+            return out;
+        }
+    }
+}
+
+/// The events of [`log_entries`].
+pub fn log_events(server: &mut TestServer) -> std::vec::Vec<thecal_protocol::message::Event> {
+    log_entries(server).into_iter().map(|e| e.event).collect()
+}
+
+/// The pump as its programmers know it: serial number and what `Identify` announces.
+pub fn peer(server: &TestServer) -> client::Peer {
+    client::Peer::from_identity(&server.pump().identity())
+}
+
+/// The key of `role` in force on the pump and its epoch (what the simulator writes to
+/// its key files); the public key for the emergency role.
+pub fn key_in_force(server: &TestServer, role: thecal_protocol::message::Role) -> client::RoleKey {
+    if role == thecal_protocol::message::Role::Emergency {
+        return client::RoleKey::emergency(SERIAL);
+    }
+    let (epoch, key) = server.pump().role_key(role).expect("a provisioned pump");
+    client::RoleKey { role, epoch, key }
 }
 
 /// Exchanges bytes with `server` at device (and link) time `now`.
 pub fn exchange_at<'a>(
-    server: &'a mut thecal_device::server::Server<Store, CountingMotor>,
+    server: &'a mut TestServer,
     now: Timestamp,
 ) -> impl FnMut(&[u8]) -> std::vec::Vec<u8> + 'a {
     move |bytes: &[u8]| {
@@ -188,23 +262,19 @@ pub fn exchange_at<'a>(
     }
 }
 
-/// Opens a session of `role` with the test key.
+/// Opens a session of `role` with the key in force.
 pub fn session(
-    server: &mut thecal_device::server::Server<Store, CountingMotor>,
+    server: &mut TestServer,
     role: thecal_protocol::message::Role,
     now: Timestamp,
 ) -> client::Session {
-    let key = client::key(SECRET, role, SERIAL);
-    client::handshake(&mut exchange_at(server, now), &key, role, SERIAL, [7; 16])
-        .expect("handshake")
+    let key = key_in_force(server, role);
+    let peer = peer(server);
+    client::handshake(&mut exchange_at(server, now), &key, &peer, [7; 16]).expect("handshake")
 }
 
 /// Bolus events in the first page of the log, read inside session `s`.
-pub fn bolus_events(
-    server: &mut thecal_device::server::Server<Store, CountingMotor>,
-    s: &mut client::Session,
-    now: Timestamp,
-) -> usize {
+pub fn bolus_events(server: &mut TestServer, s: &mut client::Session, now: Timestamp) -> usize {
     use thecal_protocol::message::{Event, Request, Response};
     match s.request(
         &mut exchange_at(server, now),

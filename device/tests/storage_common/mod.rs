@@ -4,7 +4,7 @@
 
 use heapless::Vec;
 use thecal_device::flash::RamFlash;
-use thecal_device::storage::{LogBounds, Snapshot, Storage, Stored};
+use thecal_device::storage::{LogBounds, RoleSlot, Secrets, Snapshot, Storage, Stored};
 use thecal_device::store::{FlashStore, FLASH_SIZE};
 use thecal_protocol::drug::Drug;
 use thecal_protocol::message::{
@@ -159,8 +159,33 @@ pub fn snapshot(seq: u32) -> Snapshot {
         window,
         patient_boluses,
         acknowledged,
-        device_secret: seq.is_multiple_of(5).then_some([0x5A; 32]),
+        legacy_secret: seq.is_multiple_of(5).then_some([0x5A; 32]),
         boot_count: seq * 16,
+    }
+}
+
+/// Secrets record of generation `generation`: the same static key, a device secret and
+/// role keys that change with it (rotated keys on some, derived on others).
+pub fn secrets(generation: u32) -> Secrets {
+    let g = generation as u8;
+    Secrets {
+        generation,
+        identity: [0x1D; 32],
+        device_secret: (generation > 1).then_some([g ^ 0x5A; 32]),
+        keys: [
+            RoleSlot {
+                epoch: generation,
+                key: generation.is_multiple_of(2).then_some([g; 32]),
+            },
+            RoleSlot {
+                epoch: 1 + generation / 3,
+                key: generation.is_multiple_of(3).then_some([g ^ 0xC3; 32]),
+            },
+            RoleSlot {
+                epoch: 1,
+                key: None,
+            },
+        ],
     }
 }
 
