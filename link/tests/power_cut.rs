@@ -30,9 +30,11 @@ use thecal_device::storage::Storage;
 use thecal_device::store::{FlashStore, FLASH_SIZE};
 use thecal_host::{Client, ClientConfig, Error, RoleKey};
 use thecal_link::rng::Rng;
-use thecal_protocol::message::{BolusKind, BolusRequest, PrescriptionRecord, ResetCause, Role};
+use thecal_protocol::message::{
+    BolusKind, BolusRequest, PrescriptionRecord, ResetCause, Response, Role,
+};
 use thecal_protocol::prescription::{PrescriptionDraft, TherapyMode};
-use thecal_protocol::session::{role_key, Secret};
+use thecal_protocol::session::Ephemeral;
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{Minutes, Nanograms, NanogramsPerDay, Nanolitres};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -365,8 +367,18 @@ async fn run(host_io: DuplexStream, device: Rc<RefCell<Device>>, key: RoleKey, s
 async fn power_cuts_during_writes_refills_and_boluses() {
     let origin = Instant::now();
     let mut server = boot(FlashStore::new(RamFlash::new()).unwrap(), BOOT);
-    assert!(server.pump_mut().provision(SECRET, BOOT));
-    let serial = server.pump().serial().to_string();
+    // The factory step: a static key pair from "entropy", then provisioning by key
+    // agreement; the clinician's key of epoch 1 is then the pump's own.
+    server.stir(&SECRET);
+    let factory = Ephemeral::from_bytes([0xA5; 32]);
+    assert!(matches!(
+        server.pump_mut().provision(BOOT, &factory.public(), false),
+        Response::Provisioned { .. }
+    ));
+    let (epoch, clinician_key) = server
+        .pump()
+        .role_key(Role::Clinician)
+        .expect("provisioned");
     let device = Rc::new(RefCell::new(Device {
         server: Some(server),
         origin,
@@ -377,7 +389,8 @@ async fn power_cuts_during_writes_refills_and_boluses() {
     }));
     let key = RoleKey {
         role: Role::Clinician,
-        key: role_key(&Secret(SECRET), Role::Clinician, &serial),
+        epoch,
+        key: clinician_key,
     };
     let (host_io, device_io) = tokio::io::duplex(64 * 1024);
     let serving = serve(device_io, Rc::clone(&device));

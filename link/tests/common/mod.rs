@@ -24,9 +24,13 @@ pub fn sim(speed: u32, seed: u64) -> Simulator {
 
 /// The clinician's key of `sim`.
 pub fn clinician(sim: &Simulator) -> RoleKey {
+    let (epoch, key) = sim
+        .role_key(Role::Clinician)
+        .expect("the simulator is provisioned");
     RoleKey {
         role: Role::Clinician,
-        key: sim.role_key(Role::Clinician),
+        epoch,
+        key,
     }
 }
 
