@@ -36,8 +36,8 @@ use thecal_device::server::Server;
 use thecal_device::store::{FlashStore, FLASH_SIZE};
 use thecal_protocol::message::ResetCause;
 use thecal_protocol::session::Ephemeral;
-use thecal_protocol::Response;
 use thecal_protocol::time::Timestamp;
+use thecal_protocol::Response;
 
 use uart::Uart;
 
@@ -125,9 +125,7 @@ fn main() -> ! {
     server.stir(NO_ENTROPY);
     if !server.pump().is_provisioned() {
         let factory = Ephemeral::from_bytes(DEVELOPMENT_FACTORY_EPHEMERAL);
-        let answer = server
-            .pump_mut()
-            .provision(now(), &factory.public(), false);
+        let answer = server.pump_mut().provision(now(), &factory.public(), false);
         if !matches!(answer, Response::Provisioned { .. }) {
             let _ = writeln!(debug, "cannot provision: {}", answer.name());
         }
