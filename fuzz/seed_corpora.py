@@ -139,9 +139,12 @@ def main():
     stale = b"\x00\x02\xff\x02" + struct.pack("<H", 2) + b"\x02\x00"
     write("host_client", "stale-then-timeout", bytes([0, 1]) + stale + b"\x03\x28")
     # Session mode (byte 0 bit 7; role from bits 5-6, 1 = clinician): the pump answers
-    # the handshake genuinely (op 6 after the hello with a device nonce, op 6 after the
-    # proof), then the sealed request with each response body sealed (op 7).
-    handshake = b"\x00\x06" + bytes(range(16)) + b"\x00\x06"
+    # genuinely (op 6) the Identify before the handshake (its real binding), the hello
+    # (a genuine challenge: device nonce, ephemeral secret) and the proof, then the sealed
+    # request with each response body sealed (op 7).
+    identify = b"\x00\x06\x00"
+    challenge = b"\x00\x06\x00" + bytes(range(16)) + bytes(range(32, 64))
+    handshake = identify + challenge + b"\x00\x06"
     for call in range(18):
         for name, _, body in responses:
             script = handshake + b"\x00\x07" + struct.pack("<H", len(body)) + body
@@ -151,12 +154,33 @@ def main():
         script = handshake + b"\x00\x07" + struct.pack("<H", len(body)) + body
         write("host_client", f"emergency-{name}", bytes([0xE0, 2]) + script)
     write("host_client", "session-lost-challenge",
-          bytes([0xA0, 2]) + b"\x00\x03\x0b" + handshake + b"\x00\x07\x00\x00")
+          bytes([0xA0, 2]) + identify + b"\x00\x03\x0b" + challenge + b"\x00\x06\x00\x07\x00\x00")
+    # Protocol 3 on the client side: a downgraded Identify (the client must not prove the
+    # challenge), a challenge with a small-order ephemeral key, a rotation of the
+    # clinician's own key answered genuinely then a call needing a new handshake, a
+    # service re-provisioning, a factory provisioning of an unprovisioned pump.
+    write("host_client", "downgraded-identify",
+          bytes([0xA0, 2]) + b"\x00\x06\x03" + challenge + b"\x00\x06")
+    write("host_client", "low-order-challenge",
+          bytes([0xA0, 2]) + identify + b"\x00\x06\x05" + bytes(range(16)) + bytes(32))
+    rotate = b"\x00\x06"  # KeyRotated for the next epoch
+    write("host_client", "rotate-own-key",
+          bytes([0xA1, 18 + 21 * 1, 2]) + handshake + rotate + b"\x04")
+    write("host_client", "rotate-then-renew",
+          bytes([0xA1, 18 + 21 * 1, 2]) + handshake + rotate
+          + b"\x03\xff" * 30 + challenge + b"\x00\x06\x00\x07\x00\x00")
+    write("host_client", "reprovision",
+          bytes([0xC0, 19]) + handshake + b"\x00\x06")
+    write("host_client", "factory-provision",
+          bytes([0x00, 20]) + b"\x00\x06" + identify + challenge + b"\x00\x06\x00\x06")
 
-    # session: a genuine clinician handshake (op 1), then every request vector sealed as
-    # a Command with a key (op 3, mode 2); a repeat of the last keyed change (mode 3);
-    # a therapy change without a key (mode 1); a tampered frame; an idle timeout.
+    # session (format in fuzz_targets/session.rs): a genuine clinician handshake (op 1,
+    # v = 0), then every request vector sealed as a Command with a key (op 3, mode 2); a
+    # repeat of the last keyed change (mode 3); a therapy change without a key (mode 1); a
+    # tampered frame; an idle timeout.
     genuine = b"\x01" + bytes(16)
+    def handshake_op(v, nonce=bytes(16)):
+        return bytes([1 + 8 * v]) + nonce
     def sealed(body, key=b"\x11" * 8):
         return b"\x03\x04" + key + bytes([len(body)]) + body
     for name, _, body in requests:
@@ -168,22 +192,62 @@ def main():
         write("session", f"tampered-{name}",
               genuine + b"\x03\x05" + b"\x22" * 8 + bytes([len(body)]) + body + b"\x07\x40")
         write("session", f"expired-{name}", genuine + b"\x05\x41" + sealed(body))
-    # Attacks interleaved with a genuine handshake (op 1, v = 1): a hello for each role,
-    # the genuine nonce for another role, the genuine hello again, a wrong proof for it,
-    # a guessed proof, raw bytes, a 1 s nudge, a plain frame; then StopTherapy (tag 10).
-    script = (b"\x08" + bytes(16) + b"\x0c"
-              + b"\x00" + bytes(16) + b"\x08" + bytes(16) + b"\x10" + bytes(16)
-              + b"\x18" + bytes(16)
-              + b"\x01\x02\x03" + bytes(32) + b"\x04" + bytes(48)
-              + b"\x05\x03\x01\x02\x00" + b"\x06\x7d" + b"\x07\x00\x01\x0a"
-              + b"\x02")
+    # Attacks interleaved with a genuine handshake (op 1, v = 1): attacker hellos (a
+    # clinician's at the epoch in force, an emergency one with a small-order key, one
+    # naming the next epoch), the genuine nonce for another role, with another ephemeral
+    # key, naming another epoch, the genuine hello again, a wrong proof for it, a guessed
+    # proof, raw bytes, a 1 s nudge, a plain frame; then StopTherapy (tag 10).
+    actions = [
+        b"\x00\x01" + bytes(range(16)) + b"\x00" + bytes(range(100, 132)),
+        b"\x00\x03" + bytes(16) + b"\x80",
+        b"\x00\x05" + bytes(16) + b"\x81",
+        b"\x01",
+        b"\x19" + bytes(range(64, 96)),
+        b"\x21\x05",
+        b"\x02",
+        b"\x03" + bytes(32),
+        b"\x04" + bytes(48),
+        b"\x05\x03\x01\x02\x00",
+        b"\x06\x7d",
+        b"\x07\x00\x01\x0a",
+    ]
+    script = handshake_op(1) + bytes([len(actions)]) + b"".join(actions)
     write("session", "interleaved", script + sealed(b"\x0a"))
-    # Emergency: a hello without presence (op 1, v = 2), then with presence (v = 6) and
-    # a sealed StopTherapy; an attacker's emergency handshake (op 2, role 3).
-    emergency = b"\x0f" + bytes(16) + b"\x2b" + bytes(16)
+    # Emergency (v = 2): a hello without presence, then with presence (v = 10) and a
+    # sealed StopTherapy; an attacker's emergency handshake (op 2, role 3).
+    emergency = handshake_op(2) + handshake_op(10)
     write("session", "emergency-stop", emergency + sealed(b"\x0a"))
-    write("session", "emergency-attacker", b"\x02\x03" + bytes(48) + emergency + sealed(b"\x0b"))
-
+    write("session", "emergency-attacker",
+          b"\x02\x03" + bytes(16) + b"\x00" + bytes(64) + emergency + sealed(b"\x0b"))
+    # Key lifecycle. Rotations in a clinician session (op 3, mode 4): the clinician's own
+    # key (completing the new handshake), the patient's, a stale epoch; then a programmer
+    # with the retired key (op 4, mode 0 and 1) and a repeat of the rotation.
+    write("session", "rotate-clinician",
+          genuine + b"\x03\x08\x01" + b"\x04\x01" + b"\x04\x05" + b"\x03\x06")
+    write("session", "rotate-patient", genuine + b"\x03\x08\x10" + b"\x04\x00")
+    write("session", "rotate-stale-epoch", genuine + b"\x03\x08\x05")
+    # A service session (v = 4): its own key, then a re-provisioning (mode 5) checked on
+    # the clinician key, one with a small-order key, and a clinician handshake after.
+    service = handshake_op(4)
+    write("session", "service-rotate", service + b"\x03\x08\x02")
+    write("session", "reprovision",
+          service + b"\x03\x0a\x02" + b"\x03\x0a\x01" + genuine + sealed(b"\x02"))
+    # A challenge kept (op 4, mode 2) across a rotation of its key, then completed with
+    # the old key (mode 3): it must not open a session.
+    write("session", "held-challenge-across-rotation",
+          b"\x04\x09" + genuine + b"\x03\x08\x01" + b"\x04\x0d")
+    write("session", "held-challenge", b"\x04\x09" + b"\x04\x0d")
+    # Downgraded bindings in the programmer's transcript (op 1, v = 16).
+    for d in (0x00, 0x01, 0x06, 0x07):
+        write("session", f"downgrade-{d:02x}", handshake_op(16) + bytes([d]))
+    # The attacker's key operations (op 7): a plain RotateKey and Provision (a random and
+    # a small-order key), a RotateKey in a frame flagged sealed, a replay of a genuine
+    # sealed rotation.
+    write("session", "attacker-key-ops",
+          genuine + b"\x07\x04" + bytes(32) + b"\x07\x01" + bytes(32) + b"\x07\x05"
+          + b"\x07\x06" + bytes(32) + b"\x03\x08\x00" + b"\x07\x03")
+    # Stale epochs named with the key in force (op 4, mode 0; no key retired yet).
+    write("session", "stale-epochs", b"\x04\x01\x02\x00\x00\x00" + b"\x04\x03\x07\x00\x00\x00")
 
 if __name__ == "__main__":
     main()

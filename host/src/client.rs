@@ -434,6 +434,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// from `agreement`, every role key moved to one new epoch (returned) and derived from
     /// it; every older key is refused from then on. The session stays open.
     pub async fn reprovision(&mut self, agreement: &Agreement) -> Result<u32, Error> {
+        self.require_session("Provision")?;
         let request = Request::Provision {
             ephemeral: agreement.ephemeral,
         };
@@ -459,6 +460,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// rotation of this session's own role keeps the session open; the next handshake
     /// needs the new key.
     pub async fn rotate_key(&mut self, new: &RoleKey) -> Result<(), Error> {
+        // Never in a plain frame: the new key would cross the link in the clear.
+        self.require_session("RotateKey")?;
         let request = Request::RotateKey {
             role: new.role,
             epoch: new.epoch,
@@ -543,6 +546,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             .await?;
         self.remember(&identity);
         Ok(identity)
+    }
+
+    /// Refuses, without sending anything, a request that must travel sealed when this
+    /// client has no key to open a session with.
+    fn require_session(&self, request: &'static str) -> Result<(), Error> {
+        match self.credentials {
+            Some(_) => Ok(()),
+            None => Err(Error::Refused {
+                request,
+                refusal: Refusal::SessionRequired,
+            }),
+        }
     }
 
     fn remember(&mut self, identity: &Identity) {

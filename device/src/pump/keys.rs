@@ -34,11 +34,18 @@ pub const fn slot(role: Role) -> Option<usize> {
 }
 
 impl<S: Storage, M: Motor> Pump<S, M> {
-    /// The static public key, once made.
+    /// The static public key, once made (computed when the secrets are loaded or
+    /// written, not at every call: it is an X25519 multiplication).
     pub fn public_key(&self) -> Option<[u8; PUBLIC_LEN]> {
-        self.secrets
+        self.public_key
+    }
+
+    /// Sets the secrets in force and the public key they imply.
+    pub(super) fn set_secrets(&mut self, secrets: Option<Secrets>) {
+        self.public_key = secrets
             .as_ref()
-            .map(|s| Ephemeral::from_bytes(s.identity).public())
+            .map(|s| Ephemeral::from_bytes(s.identity).public());
+        self.secrets = secrets;
     }
 
     /// Whether a device secret is held.
@@ -101,7 +108,12 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         let ok = self.storage.save_secrets(&secrets).is_ok();
         self.note_storage(ok);
         if ok {
-            self.secrets = Some(secrets);
+            let new_identity = self.secrets.as_ref().map(|s| s.identity) != Some(secrets.identity);
+            if new_identity {
+                self.set_secrets(Some(secrets));
+            } else {
+                self.secrets = Some(secrets);
+            }
             // Both copies written afresh.
             self.secrets_damaged = false;
         }

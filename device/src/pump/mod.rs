@@ -114,6 +114,8 @@ pub struct Pump<S, M> {
     store_unreadable: bool,
     /// The secrets record ([`keys`]); `None` until the identity key is made.
     secrets: Option<Secrets>,
+    /// The static public key of `secrets` (computed once).
+    public_key: Option<[u8; 32]>,
     /// The secrets region could not be read at boot: never overwrite it.
     secrets_unreadable: bool,
     /// Damage was found in the secrets region at boot (an older or a second copy was
@@ -171,6 +173,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             storage_fault: false,
             store_unreadable: false,
             secrets: None,
+            public_key: None,
             secrets_unreadable: false,
             secrets_damaged: false,
             boot_epoch: 0,
@@ -190,7 +193,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 // serviced.
                 pump.secrets_unreadable = damaged && secrets.is_none();
                 pump.secrets_damaged = damaged;
-                pump.secrets = secrets;
+                pump.set_secrets(secrets);
             }
             Err(_) => {
                 pump.storage_fault = true;
