@@ -29,7 +29,7 @@
 //! 3600 times faster. Nothing here touches therapy: whatever happens to a session, the
 //! pump core keeps dosing.
 
-use thecal_protocol::message::{Refusal, Request, Role, SessionEnd};
+use thecal_protocol::message::{Refusal, Role, SessionEnd};
 use thecal_protocol::session::{
     device_nonce, proofs_match, Binding, Ephemeral, HandshakeKeys, Opener, Pool, SealError, Sealer,
     Secret, SessionKeys, Transcript, NONCE_LEN, PROOF_LEN, PUBLIC_LEN,
@@ -45,37 +45,8 @@ pub const PENDING: usize = 4;
 /// A pending challenge younger than this is never displaced by a new `SessionHello`.
 pub const MIN_PENDING_MS: u64 = 2 * 1000;
 
-/// Whether `role` may make `request` inside a session. Written out for every request
-/// and role: a request added later is refused until someone decides who may make it.
-pub fn permitted(role: Role, request: &Request) -> bool {
-    use Request as R;
-    use Role::{Clinician, Emergency, Patient, Service};
-    match request {
-        R::Identify | R::Status | R::ReadAlarms | R::SessionClose => true,
-        R::Ping { .. } | R::Battery | R::Reservoir => {
-            matches!(role, Patient | Clinician | Service)
-        }
-        R::StopTherapy => matches!(role, Clinician | Emergency),
-        R::PatientBolus => matches!(role, Patient | Clinician),
-        R::ReadLog { .. } | R::LinkStats => matches!(role, Clinician | Service),
-        R::ReadPrescription
-        | R::WritePrescription { .. }
-        | R::Refill { .. }
-        | R::ClinicianBolus(_)
-        | R::ResumeTherapy
-        | R::AcknowledgeAlarm { .. }
-        | R::SetClock { .. } => matches!(role, Clinician),
-        // Re-provisioning (a new device secret, every key to a new epoch): service.
-        R::Provision { .. } => matches!(role, Service),
-        // A clinician replaces the patient's and its own key, service its own.
-        R::RotateKey { role: whose, .. } => matches!(
-            (role, whose),
-            (Clinician, Patient | Clinician) | (Service, Service)
-        ),
-        // Plain-frame requests: never inside a session.
-        R::SessionHello { .. } | R::SessionProof { .. } => false,
-    }
-}
+/// The role table (who may make which request), shared with the programmer.
+pub use thecal_protocol::message::permitted;
 
 struct Open {
     role: Role,
@@ -607,44 +578,6 @@ mod tests {
         }
         let (proof, _) = host_side(role, h, &challenge);
         s.proof(now.plus_ms(10), &h, &proof, presence)
-    }
-
-    #[test]
-    fn roles_see_only_their_requests() {
-        let write = Request::StopTherapy;
-        assert!(permitted(Role::Clinician, &write));
-        assert!(permitted(Role::Emergency, &write));
-        assert!(!permitted(Role::Patient, &write));
-        assert!(!permitted(Role::Service, &write));
-        assert!(permitted(Role::Patient, &Request::PatientBolus));
-        assert!(!permitted(Role::Service, &Request::PatientBolus));
-        assert!(!permitted(Role::Emergency, &Request::PatientBolus));
-        assert!(permitted(Role::Service, &Request::LinkStats));
-        assert!(!permitted(Role::Emergency, &Request::ResumeTherapy));
-        // Re-provisioning: service only.
-        for role in Role::ALL {
-            assert_eq!(
-                permitted(role, &Request::Provision { ephemeral: [0; 32] }),
-                role == Role::Service,
-                "{role:?}"
-            );
-        }
-        // Rotation: a clinician the patient's and its own key, service its own.
-        for by in Role::ALL {
-            for whose in Role::ALL {
-                let rotate = Request::RotateKey {
-                    role: whose,
-                    epoch: 2,
-                    key: [0; 32],
-                };
-                let expected = matches!(
-                    (by, whose),
-                    (Role::Clinician, Role::Patient | Role::Clinician)
-                        | (Role::Service, Role::Service)
-                );
-                assert_eq!(permitted(by, &rotate), expected, "{by:?} rotates {whose:?}");
-            }
-        }
     }
 
     #[test]

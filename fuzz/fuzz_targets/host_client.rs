@@ -61,7 +61,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use thecal_device::session::permitted;
+use thecal_protocol::message::permitted;
 use thecal_fuzz::binding::downgraded;
 use thecal_fuzz::reader::Reader;
 use thecal_fuzz::x25519::{is_low_order, low_order_point};

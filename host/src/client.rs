@@ -1012,7 +1012,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                 Err(Error::NotPermitted {
                     request: name,
                     role: self.role().unwrap_or(Role::Clinician),
-                    allowed: allowed_roles(request),
+                    allowed: Role::allowed(request).collect(),
                 })
             }
             Response::Refused(refusal) => Err(Error::Refused {
@@ -1031,7 +1031,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// session is unauthenticated traffic the pump pays from its energy budget).
     fn seals(&self, request: &Request) -> bool {
         self.credentials.is_some()
-            && (needs_session(request)
+            && (request.needs_session()
                 || (matches!(request, Request::Identify | Request::Provision { .. })
                     && self.session.is_some()))
     }
@@ -1532,7 +1532,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     }
 }
 
-/// Whether the pump serves `request` only inside a session.
 /// The provisioning programmer's side of a key agreement with the pump's static key:
 /// the device secret (known before anything is sent, so the key files can be written
 /// first) and the ephemeral public key `Provision` carries.
@@ -1582,24 +1581,6 @@ impl Agreement {
             key: role_key(&self.keys.device_secret, role, epoch, &self.serial),
         }
     }
-}
-
-fn needs_session(request: &Request) -> bool {
-    !matches!(
-        request,
-        Request::Identify
-            | Request::SessionHello { .. }
-            | Request::SessionProof { .. }
-            | Request::Provision { .. }
-    )
-}
-
-/// The roles that may make `request` (the pump's own table).
-fn allowed_roles(request: &Request) -> Vec<Role> {
-    Role::ALL
-        .into_iter()
-        .filter(|r| thecal_device::session::permitted(*r, request))
-        .collect()
 }
 
 /// A fresh idempotency key from the operating system's random source.

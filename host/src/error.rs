@@ -6,7 +6,7 @@ use thecal_protocol::frame::{BodyError, EncodeError};
 use thecal_protocol::message::{Refusal, Role};
 use thecal_protocol::rules::ScheduleError;
 
-use crate::keys::{role_name, KeyFileError};
+use crate::keys::KeyFileError;
 
 /// An error from [`crate::Client`]. Each variant says what the clinician should do.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +104,7 @@ pub enum Error {
     #[error("link I/O error: {0}")]
     Io(#[from] std::io::Error),
     /// The serial port could not be opened or configured.
+    #[cfg(feature = "serial")]
     #[error("serial port {path}: {source}")]
     Port {
         /// Port path.
@@ -116,7 +117,7 @@ pub enum Error {
     /// programmer's own proof was not sent.
     #[error(
         "the pump did not prove it holds the {} key — wrong key file, or not the pump you think",
-        role_name(*role)
+        role.name()
     )]
     PumpNotAuthenticated {
         /// Role of the key.
@@ -127,7 +128,7 @@ pub enum Error {
         "authentication failed: the pump refused the {} key (wrong key for this role and \
          pump, or another programmer started a handshake at the same moment); each failure \
          makes the pump wait longer before it accepts the next attempt",
-        role_name(*role)
+        role.name()
     )]
     AuthenticationFailed {
         /// Role of the key.
@@ -169,7 +170,7 @@ pub enum Error {
     /// The session's role may not make this request (the pump refused it).
     #[error(
         "not permitted: the {} role may not make {request}; {}",
-        role_name(*role),
+        role.name(),
         needs(allowed)
     )]
     NotPermitted {
@@ -204,7 +205,7 @@ pub enum Error {
     #[error(
         "the {} key of epoch {epoch} is no longer in force on the pump (its key is at epoch \
          {current}): it was rotated or revoked; use the current key file",
-        crate::keys::role_name(*.role)
+        .role.name()
     )]
     StaleKey {
         /// The role.
@@ -240,7 +241,7 @@ impl Error {
 
 /// `it needs the clinician role`, `it needs the patient, clinician or service role`.
 fn needs(allowed: &[Role]) -> String {
-    let names: Vec<&str> = allowed.iter().map(|r| role_name(*r)).collect();
+    let names: Vec<&str> = allowed.iter().map(|r| r.name()).collect();
     match names.as_slice() {
         [] => "no role may make it".to_string(),
         [one] => format!("it needs the {one} role (--role {one} with its key file)"),

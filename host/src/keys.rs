@@ -33,26 +33,6 @@ use thecal_protocol::message::Role;
 use thecal_protocol::session::{Secret, KEY_LEN};
 use zeroize::Zeroize;
 
-/// Every role that has a key file, in the order key files are written. (The emergency
-/// role has none: [`RoleKey::emergency`].)
-pub const ROLES: [Role; 3] = [Role::Clinician, Role::Patient, Role::Service];
-
-/// The role's name as on the command line and in key files: `patient`, `clinician`,
-/// `service`, `emergency`.
-pub const fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Patient => "patient",
-        Role::Clinician => "clinician",
-        Role::Service => "service",
-        Role::Emergency => "emergency",
-    }
-}
-
-/// The role named `name` ([`role_name`]).
-pub fn parse_role(name: &str) -> Option<Role> {
-    ROLES.into_iter().find(|r| role_name(*r) == name)
-}
-
 /// The key of one role on one pump: what the handshake proves.
 #[derive(Debug)]
 pub struct RoleKey {
@@ -135,11 +115,11 @@ pub enum KeyFileError {
         "key file {} holds the {} key, but the {} role was asked for (--role {}): \
          give the {} key file, or --role {}",
         .path.display(),
-        role_name(*.found),
-        role_name(*.wanted),
-        role_name(*.wanted),
-        role_name(*.wanted),
-        role_name(*.found)
+        .found.name(),
+        .wanted.name(),
+        .wanted.name(),
+        .wanted.name(),
+        .found.name()
     )]
     WrongRole {
         /// The file.
@@ -258,12 +238,14 @@ impl KeyFile {
             let at = line.map_or(String::new(), |l| format!(" (line {l})"));
             invalid(path, &format!("not a thecal key file{at}: {FORMAT}"))
         })?;
-        let role = parse_role(&raw.role).ok_or_else(|| {
-            invalid(
-                path,
-                "role must be \"patient\", \"clinician\" or \"service\"",
-            )
-        })?;
+        let role = Role::from_name(&raw.role)
+            .filter(|r| Role::KEYED.contains(r))
+            .ok_or_else(|| {
+                invalid(
+                    path,
+                    "role must be \"patient\", \"clinician\" or \"service\"",
+                )
+            })?;
         if raw.pump.is_empty() {
             return Err(invalid(path, "pump (the serial number) is empty"));
         }
@@ -327,7 +309,7 @@ impl KeyFile {
         format!(
             "# thecal role key: keep it secret. Whoever holds it acts as this role on this pump.\n\
              pump = \"{pump}\"\nrole = \"{}\"\nepoch = {}\nkey = \"{hex}\"\n",
-            role_name(key.role),
+            key.role.name(),
             key.epoch
         )
     }
@@ -414,7 +396,7 @@ impl KeyFile {
     /// The file name `thecal provision` gives the key of `role` for pump `serial`:
     /// `SERIAL.ROLE.key`.
     pub fn file_name(serial: &str, role: Role) -> String {
-        format!("{serial}.{}.key", role_name(role))
+        format!("{serial}.{}.key", role.name())
     }
 }
 
@@ -586,13 +568,13 @@ mod tests {
 
     #[test]
     fn role_names() {
-        for role in ROLES {
-            assert_eq!(parse_role(role_name(role)), Some(role));
+        for role in Role::KEYED {
+            assert_eq!(Role::from_name(role.name()), Some(role));
             assert_eq!(
-                role_name(role).as_bytes(),
+                role.name().as_bytes(),
                 thecal_protocol::session::role_label(role)
             );
         }
-        assert_eq!(parse_role("admin"), None);
+        assert_eq!(Role::from_name("admin"), None);
     }
 }

@@ -29,6 +29,7 @@ pub mod keys;
 pub mod plot;
 pub mod quantity;
 pub mod schedule;
+#[cfg(feature = "serial")]
 pub mod serial;
 pub mod view;
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::{port, s, sim_with_state, thecal, CONFIG};
 use thecal_device::sim::Simulator;
-use thecal_host::keys::{random_secret, role_name, ROLES};
+use thecal_host::keys::random_secret;
 use thecal_host::{Client, Error, KeyFile, RoleKey};
 use thecal_protocol::frame::{decode_body, encode, encode_raw, Feed, Flags, FrameDecoder};
 use thecal_protocol::message::{Identity, Refusal, Role};
@@ -30,7 +30,7 @@ const SERIAL: &str = "SIM000001";
 /// Where the simulator with the state file `dir/pump.state` keeps the key file of
 /// `role`.
 fn key_path(dir: &Path, role: Role) -> PathBuf {
-    dir.join(format!("pump.state.{}.key", role_name(role)))
+    dir.join(format!("pump.state.{}.key", role.name()))
 }
 
 /// Runs `thecal --port <sim> args…`.
@@ -43,7 +43,7 @@ fn on(sim: &Simulator, args: &[&str]) -> common::Run {
 
 /// Runs `thecal --port <sim> --role <role> --key-file <file> args…`.
 fn as_role(sim: &Simulator, role: Role, file: &Path, args: &[&str]) -> common::Run {
-    let mut all = vec!["--role", role_name(role), "--key-file", s(file)];
+    let mut all = vec!["--role", role.name(), "--key-file", s(file)];
     all.extend_from_slice(args);
     on(sim, &all)
 }
@@ -117,7 +117,7 @@ async fn every_role_key_is_rotated_through_the_cli_and_the_old_one_is_refused() 
     // The patient key from a clinician session, the clinician's own, then service's own.
     let mut copies = Vec::new();
     for role in [Role::Patient, Role::Clinician, Role::Service] {
-        let name = role_name(role);
+        let name = role.name();
         let file = key_path(dir.path(), role);
         assert_eq!(sim.key_file(role), Some(file.as_path()));
         let before = KeyFile::load(&file).unwrap();
@@ -385,7 +385,7 @@ async fn reprovisioning_refuses_every_old_key_file_and_the_new_ones_work() {
     assert_eq!(epochs(&sim), (2, 1, 1));
     let mut copies = vec![(Role::Patient, first_patient, 1)];
     let mut before = Vec::new();
-    for role in ROLES {
+    for role in Role::KEYED {
         let file = key_path(dir.path(), role);
         let loaded = KeyFile::load(&file).unwrap();
         copies.push((role, copy_of(&file, old.path()), loaded.epoch));
@@ -403,13 +403,13 @@ async fn reprovisioning_refuses_every_old_key_file_and_the_new_ones_work() {
     let rows = v.as_array().unwrap_or_else(|| panic!("{v}"));
     assert_eq!(rows.len(), 3, "{v}");
     for row in rows {
-        let role = thecal_host::keys::parse_role(row["role"].as_str().unwrap()).unwrap();
+        let role = Role::from_name(row["role"].as_str().unwrap()).unwrap();
         assert_eq!(row["serial"], SERIAL, "{v}");
         assert_eq!(row["epoch"], 3, "{v}");
         assert_eq!(row["key_file"], s(&key_path(dir.path(), role)), "{v}");
     }
     assert_eq!(epochs(&sim), (3, 3, 3));
-    for role in ROLES {
+    for role in Role::KEYED {
         let file = key_path(dir.path(), role);
         assert!(!KeyFile::next_path(&file).exists());
         assert_eq!(mode(&file), 0o600);
@@ -426,7 +426,7 @@ async fn reprovisioning_refuses_every_old_key_file_and_the_new_ones_work() {
     // After a restart the new key files are kept and still the keys in force.
     sim.shutdown().unwrap();
     let sim = sim_with_state(&state);
-    for role in ROLES {
+    for role in Role::KEYED {
         let file = KeyFile::load(&key_path(dir.path(), role)).unwrap();
         let (epoch, key) = sim.role_key(role).unwrap();
         assert_eq!(epoch, 3);
@@ -489,7 +489,7 @@ fn a_rotation_that_cannot_open_its_session_changes_nothing() {
             .contains("did not prove it holds the service key"),
         "{out:?}"
     );
-    for role in ROLES {
+    for role in Role::KEYED {
         let path = key_path(dir.path(), role);
         assert!(!KeyFile::next_path(&path).exists(), "{role:?}");
     }
@@ -683,12 +683,12 @@ fn a_forged_public_key_in_identify_cannot_make_keys_reprovision_lock_every_key_o
     drop(mitm);
     // Whatever the CLI said, the key files it left must open sessions with the pump.
     let on_pump = epochs(&sim);
-    for role in ROLES {
+    for role in Role::KEYED {
         let file = key_path(dir.path(), role);
         assert!(
             as_role(&sim, role, &file, &["status"]).code == Some(0),
             "{role:?}: the {} key file opens no session (pump at {on_pump:?}): {out:?}",
-            role_name(role)
+            role.name()
         );
     }
     let v = out.json();

@@ -3,8 +3,6 @@
 use serde::Serialize;
 use thecal_protocol::message::{Event, LinkAbuse, LogEntry, ResetCause, SessionEnd};
 
-use crate::keys::role_name;
-
 use super::{alarm_key, bolus_key, PumpTime};
 use crate::{clock, quantity};
 
@@ -149,13 +147,13 @@ fn describe(e: &Event) -> (EventView, String) {
             EventView::PrescriptionChanged {
                 old_revision: old.0,
                 new_revision: new.0,
-                by: role_name(by),
+                by: by.name(),
             },
             format!(
                 "prescription revision {} replaced {} (by {})",
                 new.0,
                 old.0,
-                role_name(by)
+                by.name()
             ),
         ),
         Event::Refilled {
@@ -168,35 +166,35 @@ fn describe(e: &Event) -> (EventView, String) {
                 volume_nl: volume.0,
                 drug: drug.name(),
                 concentration_ng_per_ml: concentration.0,
-                by: role_name(by),
+                by: by.name(),
             },
             format!(
                 "refilled to {} of {drug} {} (by {})",
                 quantity::volume(volume),
                 quantity::concentration(concentration),
-                role_name(by)
+                by.name()
             ),
         ),
         Event::Bolus { kind, dose, by } => (
             EventView::Bolus {
                 kind: bolus_key(kind),
                 dose_ng: dose.0,
-                by: role_name(by),
+                by: by.name(),
             },
             format!(
                 "{} bolus of {} started (by {})",
                 bolus_key(kind),
                 quantity::dose(dose),
-                role_name(by)
+                by.name()
             ),
         ),
         Event::TherapyStopped { by } => (
-            EventView::TherapyStopped { by: role_name(by) },
-            format!("therapy stopped (by {})", role_name(by)),
+            EventView::TherapyStopped { by: by.name() },
+            format!("therapy stopped (by {})", by.name()),
         ),
         Event::TherapyResumed { by } => (
-            EventView::TherapyResumed { by: role_name(by) },
-            format!("therapy resumed (by {})", role_name(by)),
+            EventView::TherapyResumed { by: by.name() },
+            format!("therapy resumed (by {})", by.name()),
         ),
         Event::AlarmRaised(a) => (
             EventView::AlarmRaised {
@@ -213,9 +211,9 @@ fn describe(e: &Event) -> (EventView, String) {
         Event::AlarmAcknowledged { alarm, by } => (
             EventView::AlarmAcknowledged {
                 alarm: alarm_key(alarm),
-                by: role_name(by),
+                by: by.name(),
             },
-            format!("alarm acknowledged: {alarm} (by {})", role_name(by)),
+            format!("alarm acknowledged: {alarm} (by {})", by.name()),
         ),
         Event::ClockChanged {
             from,
@@ -227,14 +225,14 @@ fn describe(e: &Event) -> (EventView, String) {
                 from: clock::rfc3339(from, offset),
                 to: clock::rfc3339(to, offset),
                 utc_offset: clock::fmt_offset(offset),
-                by: role_name(by),
+                by: by.name(),
             },
             format!(
                 "clock set from {} to {} (UTC{}, by {})",
                 clock::short(from, offset),
                 clock::short(to, offset),
                 clock::fmt_offset(offset),
-                role_name(by)
+                by.name()
             ),
         ),
         Event::Refused {
@@ -252,10 +250,10 @@ fn describe(e: &Event) -> (EventView, String) {
             } else {
                 String::new()
             };
-            let text = format!("{request} refused: {reason} ({}){times}", role_name(by));
+            let text = format!("{request} refused: {reason} ({}){times}", by.name());
             (
                 EventView::Refused {
-                    by: role_name(by),
+                    by: by.name(),
                     request,
                     reason,
                     count,
@@ -265,20 +263,20 @@ fn describe(e: &Event) -> (EventView, String) {
         }
         Event::HandshakeFailed { role, count } => (
             EventView::HandshakeFailed {
-                role: role_name(role),
+                role: role.name(),
                 count,
             },
             format!(
                 "security: {count} failed handshake proof(s) for {}",
-                role_name(role)
+                role.name()
             ),
         ),
         Event::SessionOpened { role, session } => (
             EventView::SessionOpened {
-                role: role_name(role),
+                role: role.name(),
                 session,
             },
-            format!("session {session} opened ({})", role_name(role)),
+            format!("session {session} opened ({})", role.name()),
         ),
         Event::SessionEnded {
             role,
@@ -294,13 +292,13 @@ fn describe(e: &Event) -> (EventView, String) {
             };
             (
                 EventView::SessionEnded {
-                    role: role_name(role),
+                    role: role.name(),
                     session,
                     reason,
                 },
                 format!(
                     "session {session} ({}) ended: {}",
-                    role_name(role),
+                    role.name(),
                     reason.replace('_', " ")
                 ),
             )
@@ -318,14 +316,14 @@ fn describe(e: &Event) -> (EventView, String) {
         ),
         Event::KeyRotated { by, role, epoch } => (
             EventView::KeyRotated {
-                by: role_name(by),
-                role: role_name(role),
+                by: by.name(),
+                role: role.name(),
                 epoch,
             },
             format!(
                 "security: {} key rotated to epoch {epoch} by {}; the old key is refused",
-                role_name(role),
-                role_name(by)
+                role.name(),
+                by.name()
             ),
         ),
         Event::PresenceApplied => (

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use thecal_host::keys::role_name;
 use thecal_host::{schedule, Client, ClientConfig, Error, KeyFile, RoleKey};
 use thecal_protocol::frame::{encode, Header};
 use thecal_protocol::message::{BatteryState, Event, Refusal, Revision, Role, TherapyState};
@@ -58,7 +57,7 @@ impl Target<'_> {
 
     /// The key file of `role` in [`Target::key_dir`]: the one `*.ROLE.key` there.
     fn key_file(&self, role: Role) -> PathBuf {
-        let suffix = format!(".{}.key", role_name(role));
+        let suffix = format!(".{}.key", role.name());
         let found: Vec<PathBuf> = std::fs::read_dir(self.key_dir)
             .unwrap_or_else(|e| panic!("[{}] {}: {e}", self.name, self.key_dir.display()))
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -66,7 +65,7 @@ impl Target<'_> {
             .collect();
         match found.as_slice() {
             [one] => one.clone(),
-            other => panic!("[{}] {} key files: {other:?}", self.name, role_name(role)),
+            other => panic!("[{}] {} key files: {other:?}", self.name, role.name()),
         }
     }
 
@@ -82,7 +81,7 @@ impl Target<'_> {
             "--port",
             self.port,
             "--role",
-            role_name(role),
+            role.name(),
             "--key-file",
             file,
         ];
@@ -179,7 +178,7 @@ async fn rotate_keys(t: &mut Target<'_>) {
     let dir = t.key_dir.to_str().expect("utf-8 path").to_string();
     let before = t.thecal(&["--json", "info"]).json()["key_epochs"].clone();
     for role in [Role::Clinician, Role::Patient] {
-        let name = role_name(role);
+        let name = role.name();
         let what = format!("[{}] {name}", t.name);
         let file = t.key_file(role);
         let old = KeyFile::load(&file).unwrap();

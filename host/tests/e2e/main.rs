@@ -16,7 +16,6 @@ use std::io::Write;
 use std::path::Path;
 
 use checks::Target;
-use thecal_host::keys::ROLES;
 use thecal_host::{serial, Client, KeyFile, RoleKey};
 use thecal_protocol::message::Role;
 use thecal_protocol::session::{
@@ -83,7 +82,7 @@ async fn qemu_device_secret(port: &str) -> Secret {
 /// Writes the key file of every role of epoch 1 from `secret` into `dir`, named as
 /// `thecal provision` names them; returns the clinician key.
 fn write_qemu_key_files(secret: &Secret, dir: &Path) -> RoleKey {
-    for role in ROLES {
+    for role in Role::KEYED {
         let key = RoleKey {
             role,
             epoch: FIRST_EPOCH,

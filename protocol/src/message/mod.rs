@@ -7,11 +7,15 @@
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
+mod access;
+pub mod endpoint;
 mod log;
 mod refusal;
 mod report;
 mod request;
 
+pub use access::permitted;
+pub use endpoint::Endpoint;
 pub use log::{Event, LinkAbuse, LogEntry, LogPage, ResetCause, SessionEnd};
 pub use refusal::Refusal;
 pub use report::{

@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use thecal_host::client::{check_compatible, Trace};
-use thecal_host::keys::role_name;
 use thecal_host::view::PumpTime;
 use thecal_host::{serial, Client, ClientConfig, KeyFile, RoleKey};
 use thecal_protocol::message::{Identity, Role, StatusReport};
@@ -257,7 +256,7 @@ impl Session {
                     "this command needs a session with the pump: give --key-file PATH, the {} \
                      key file of this pump (`thecal provision` writes them; pass --role for \
                      another role). Only `thecal info` and `thecal ports` work without a key",
-                    role_name(role)
+                    role.name()
                 ))
                 .into())
             }
@@ -371,7 +370,7 @@ fn describe(t: &Trace) -> String {
         Trace::Stale { id } => format!("   discarded a stale answer #{id}"),
         Trace::NotAnAnswer { id } => format!("   skipped a pump event #{id}"),
         Trace::BadFrame(e) => format!("   dropped a corrupt frame: {e}"),
-        Trace::SessionOpened { role } => format!("   session opened as {}", role_name(*role)),
+        Trace::SessionOpened { role } => format!("   session opened as {}", role.name()),
         Trace::SessionLost { id } => {
             format!("   #{id}: the pump no longer holds the session; opening a new one")
         }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 use thecal_host::client::Agreement;
-use thecal_host::keys::{random_secret, role_name, KeyFile, ROLES};
+use thecal_host::keys::{random_secret, KeyFile};
 use thecal_host::{Error, RoleKey};
 use thecal_protocol::message::{Identity, Role};
 
@@ -77,7 +77,7 @@ fn find_key(dir: &Path, serial: &str, role: Role) -> anyhow::Result<PathBuf> {
     if named.exists() {
         return Ok(named);
     }
-    let suffix = format!(".{}.key", role_name(role));
+    let suffix = format!(".{}.key", role.name());
     let found: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read the key directory {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -89,14 +89,14 @@ fn find_key(dir: &Path, serial: &str, role: Role) -> anyhow::Result<PathBuf> {
         [] => Err(UsageError(format!(
             "{} holds no {} key file of pump {serial} ({} expected)",
             dir.display(),
-            role_name(role),
+            role.name(),
             named.display()
         ))
         .into()),
         _ => Err(UsageError(format!(
             "{} holds several {} key files of pump {serial}: keep one",
             dir.display(),
-            role_name(role)
+            role.name()
         ))
         .into()),
     }
@@ -169,7 +169,7 @@ async fn rotate(a: &RotateArgs, s: &mut Session, g: &Global) -> anyhow::Result<(
             return Err(anyhow::Error::new(e).context(format!(
                 "the pump may or may not hold the new {} key: both {} and {} are kept, and \
                  the next command settles which one is in force",
-                role_name(role),
+                role.name(),
                 target.path.display(),
                 next.display()
             )))
@@ -178,7 +178,7 @@ async fn rotate(a: &RotateArgs, s: &mut Session, g: &Global) -> anyhow::Result<(
     if g.json {
         return out::json(&RotatedJson {
             serial,
-            role: role_name(role),
+            role: role.name(),
             epoch: new.epoch,
             key_file: target.path.display().to_string(),
         });
@@ -186,7 +186,7 @@ async fn rotate(a: &RotateArgs, s: &mut Session, g: &Global) -> anyhow::Result<(
     outln!(
         "The {} key of pump {serial} is rotated to epoch {}: {} (mode 0600). The old key \
          is refused from now on; hand the new file to its holder.",
-        role_name(role),
+        role.name(),
         new.epoch,
         target.path.display()
     )?;
@@ -201,7 +201,7 @@ async fn reprovision(a: &ReprovisionArgs, s: &mut Session, g: &Global) -> anyhow
     let inside = open_as(s, &a.key_dir, Role::Service).await?;
     let serial = inside.serial.to_string();
     let epochs = inside.key_epochs;
-    let epoch = ROLES
+    let epoch = Role::KEYED
         .iter()
         .map(|r| epochs.of(*r))
         .max()
@@ -210,7 +210,7 @@ async fn reprovision(a: &ReprovisionArgs, s: &mut Session, g: &Global) -> anyhow
     let public = crate::cmd::provision::pump_public(None, &inside.public_key)?;
     let agreement = Agreement::new(&serial, &public)?;
     let mut files = Vec::new();
-    for role in ROLES {
+    for role in Role::KEYED {
         let path = match find_key(&a.key_dir, &serial, role) {
             Ok(p) => p,
             Err(_) => a.key_dir.join(KeyFile::file_name(&serial, role)),
@@ -261,7 +261,7 @@ async fn reprovision(a: &ReprovisionArgs, s: &mut Session, g: &Global) -> anyhow
             .iter()
             .map(|(role, path, _)| RotatedJson {
                 serial: serial.clone(),
-                role: role_name(*role),
+                role: role.name(),
                 epoch,
                 key_file: path.display().to_string(),
             })
@@ -274,7 +274,7 @@ async fn reprovision(a: &ReprovisionArgs, s: &mut Session, g: &Global) -> anyhow
     )?;
     let rows: Vec<(&str, String)> = files
         .iter()
-        .map(|(r, p, _)| (role_name(*r), p.display().to_string()))
+        .map(|(r, p, _)| (r.name(), p.display().to_string()))
         .collect();
     out::fields(&rows)?;
     Ok(())

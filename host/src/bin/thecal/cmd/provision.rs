@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 use thecal_host::client::Agreement;
-use thecal_host::keys::{role_name, KeyFile, ROLES};
+use thecal_host::keys::KeyFile;
 use thecal_host::Error;
 use thecal_protocol::message::Role;
 use thecal_protocol::session::{FIRST_EPOCH, PUBLIC_LEN};
@@ -128,7 +128,7 @@ async fn provision(a: &Args, s: &mut Session, g: &Global) -> anyhow::Result<()> 
     // The key files first: a pump provisioned with a secret nobody kept could never be
     // opened again.
     let mut written: Vec<(Role, PathBuf)> = Vec::new();
-    for role in ROLES {
+    for role in Role::KEYED {
         let path = a.key_dir.join(KeyFile::file_name(&serial, role));
         if let Err(e) = KeyFile::create(&path, &serial, &agreement.role_key(role, FIRST_EPOCH)) {
             remove(&written);
@@ -164,7 +164,7 @@ async fn provision(a: &Args, s: &mut Session, g: &Global) -> anyhow::Result<()> 
             serial,
             key_files: written
                 .iter()
-                .map(|(r, p)| (role_name(*r), p.display().to_string()))
+                .map(|(r, p)| (r.name(), p.display().to_string()))
                 .collect(),
         });
     }
@@ -178,7 +178,7 @@ async fn provision(a: &Args, s: &mut Session, g: &Global) -> anyhow::Result<()> 
     outln!("Role key files, mode 0600:")?;
     let rows: Vec<(&str, String)> = written
         .iter()
-        .map(|(r, p)| (role_name(*r), p.display().to_string()))
+        .map(|(r, p)| (r.name(), p.display().to_string()))
         .collect();
     out::fields(&rows)?;
     outln!(
