@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use thecal_protocol::frame::{BodyError, EncodeError};
-use thecal_protocol::message::{Refusal, Role};
+use thecal_protocol::message::{Refusal, Request, Revision, Role};
 use thecal_protocol::rules::ScheduleError;
 
 use crate::keys::KeyFileError;
@@ -34,20 +34,22 @@ pub enum Error {
         /// Timeout of each attempt.
         timeout: Duration,
     },
-    /// A therapy-changing request was sent but no answer came back after every retry:
-    /// the pump may or may not have carried it out. `read_back` says what to read to
-    /// find out before trying again.
+    /// A therapy-changing request was sent but no answer came back: the pump may or
+    /// may not have carried it out. `read_back` says what to read to find out before
+    /// trying again (a program renders it in its own words, with its own commands).
     #[error(
-        "OUTCOME UNCERTAIN: {request} was sent but no answer came after {attempts} attempts; \
-         the pump may or may not have carried it out. Before repeating it, {read_back}"
+        "OUTCOME UNCERTAIN: {request} was sent ({attempts} attempts) and {cause}; the pump \
+         may or may not have carried it out. Before repeating it, {read_back}"
     )]
     Uncertain {
         /// Request name.
         request: &'static str,
         /// Attempts made.
         attempts: u32,
+        /// Why no answer settles it.
+        cause: UncertainCause,
         /// What to read back to learn the outcome.
-        read_back: String,
+        read_back: ReadBack,
     },
     /// The pump answered with a message that does not answer the request.
     #[error("unexpected answer {got} to {request}")]
@@ -235,6 +237,138 @@ impl Error {
             Error::AuthenticationFailed { .. } => Some(&Refusal::AuthenticationFailed),
             Error::NotProvisioned => Some(&Refusal::NotProvisioned),
             _ => None,
+        }
+    }
+}
+
+/// Why the outcome of a change is uncertain ([`Error::Uncertain`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UncertainCause {
+    /// Every attempt went unanswered.
+    #[error("no answer came")]
+    Unanswered,
+    /// The session's sending counter was used up after an attempt and no new session
+    /// could be opened to send it again.
+    #[error("no new session could be opened to send it again ({0})")]
+    NoNewSession(String),
+    /// The pump ended the session after an unanswered attempt: it may have carried it
+    /// out and reset (losing its reply cache), so it was not sent again.
+    #[error(
+        "the pump ended the session after an unanswered attempt (it may have been reset), \
+         so it was not sent again"
+    )]
+    SessionEndedAfterUnanswered,
+    /// The link failed while it was in flight.
+    #[error("the link failed ({0})")]
+    LinkFailed(String),
+}
+
+/// What to read back to learn whether an unanswered change happened
+/// ([`Error::Uncertain`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadBack {
+    /// The prescription: a revision above `expected` means the new one is in force.
+    Prescription {
+        /// The revision the write expected.
+        expected: Revision,
+    },
+    /// The reservoir (last refill time and volume) and the prescription revision.
+    Refill {
+        /// The revision the refill expected.
+        expected: Revision,
+        /// Whether the refill carried a new prescription (a revision above `expected`
+        /// then means it was stored).
+        with_prescription: bool,
+    },
+    /// The status (a running bolus, the dose delivered in 24 h) and the event log.
+    Bolus,
+    /// The status: whether therapy runs or is stopped.
+    TherapyState,
+    /// The status: the pump clock.
+    Clock,
+    /// The pump's key epochs (`Identify`): whether `role` is at `epoch` now.
+    KeyEpoch {
+        /// Whose key.
+        role: Role,
+        /// The epoch the change would have reached.
+        epoch: u32,
+    },
+    /// The status.
+    Status,
+}
+
+impl ReadBack {
+    /// What to read back after `request` went unanswered.
+    pub fn of(request: &Request) -> ReadBack {
+        match request {
+            Request::WritePrescription { expected, .. } => ReadBack::Prescription {
+                expected: *expected,
+            },
+            Request::Refill {
+                expected,
+                prescription,
+                ..
+            } => ReadBack::Refill {
+                expected: *expected,
+                with_prescription: prescription.is_some(),
+            },
+            Request::ClinicianBolus(_) | Request::PatientBolus => ReadBack::Bolus,
+            Request::StopTherapy | Request::ResumeTherapy => ReadBack::TherapyState,
+            Request::SetClock { .. } => ReadBack::Clock,
+            Request::RotateKey { role, epoch, .. } => ReadBack::KeyEpoch {
+                role: *role,
+                epoch: *epoch,
+            },
+            _ => ReadBack::Status,
+        }
+    }
+}
+
+impl std::fmt::Display for ReadBack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadBack::Prescription { expected } => write!(
+                f,
+                "read the prescription: if its revision is now above {} the new schedule is \
+                 in force, otherwise the previous one still is",
+                expected.0
+            ),
+            ReadBack::Refill {
+                expected,
+                with_prescription: false,
+            } => write!(
+                f,
+                "read the reservoir (last refill time and volume) and the prescription \
+                 revision (read {}) to see whether the refill was recorded",
+                expected.0
+            ),
+            ReadBack::Refill {
+                expected,
+                with_prescription: true,
+            } => write!(
+                f,
+                "read the prescription (if its revision is now above {} the new prescription \
+                 is stored) and the reservoir (last refill time, volume, drug and \
+                 concentration) to see whether the refill was recorded",
+                expected.0
+            ),
+            ReadBack::Bolus => f.write_str(
+                "read the status (a running bolus, delivered in 24 h) and the event log \
+                 before giving another bolus",
+            ),
+            ReadBack::TherapyState => {
+                f.write_str("read the status to see whether therapy is running or stopped")
+            }
+            ReadBack::Clock => f.write_str("read the status to see the pump clock"),
+            ReadBack::KeyEpoch { role, epoch } => write!(
+                f,
+                "read the pump's key epochs (identify): if the {} key is at epoch {epoch} \
+                 the new key is in force",
+                role.name()
+            ),
+            ReadBack::Status => f.write_str("read the status"),
         }
     }
 }

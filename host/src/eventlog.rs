@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use thecal_protocol::message::{LogEntry, Response, MAX_LOG_PAGE};
-use thecal_protocol::Request;
+use thecal_protocol::message::endpoint::ReadLog;
+use thecal_protocol::message::{LogEntry, LogPage, MAX_LOG_PAGE};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{Client, Error};
@@ -168,8 +168,7 @@ pub async fn read_log_pipelined<T: AsyncRead + AsyncWrite + Unpin>(
         lo = hi;
     }
     client
-        .pipelined(window, queue, |(lo, hi), response, queue| {
-            let page = pick_page(&page_request(lo, hi), response)?;
+        .pipelined(window, queue, |(lo, hi), page: LogPage, queue| {
             oldest = oldest.max(page.oldest);
             let fresh: Vec<LogEntry> = page
                 .entries
@@ -202,27 +201,8 @@ pub async fn read_log_pipelined<T: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
-/// `ReadLog` for the index range `lo..hi` (at most one page).
-fn page_request(lo: u32, hi: u32) -> Request {
+/// The `ReadLog` request for the entries `[lo, hi)` (at most a page).
+fn page_request(lo: u32, hi: u32) -> ReadLog {
     let max = hi.saturating_sub(lo).min(MAX_LOG_PAGE as u32) as u8;
-    Request::ReadLog { first: lo, max }
-}
-
-/// The page out of an answer to `request`; anything else is an error. (The probe page,
-/// read with [`Client::log_page`], has already shown that the role may read the log.)
-fn pick_page(
-    request: &Request,
-    response: Response,
-) -> Result<thecal_protocol::message::LogPage, Error> {
-    match response {
-        Response::LogPage(page) => Ok(page),
-        Response::Refused(refusal) => Err(Error::Refused {
-            request: request.name(),
-            refusal,
-        }),
-        other => Err(Error::UnexpectedResponse {
-            request: request.name(),
-            got: other.name(),
-        }),
-    }
+    ReadLog { first: lo, max }
 }

@@ -10,12 +10,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use thecal_device::session::permitted;
-use thecal_host::client::{Agreement, Client, ClientConfig};
+use thecal_host::client::{Agreement, Client, ClientConfig, Unchecked};
+use thecal_host::error::{ReadBack, UncertainCause};
 use thecal_host::{Error, RoleKey};
 use thecal_protocol::frame::{
     decode_body, encode, encode_raw, Feed, Flags, FrameDecoder, FrameKind, Header,
 };
+use thecal_protocol::message::permitted;
 use thecal_protocol::message::{
     BolusKind, BolusReport, BolusRequest, Capabilities, Command, Event, Identity, KeyEpochs,
     LogEntry, LogPage, OpKey, Refusal, Revision, Role, Version,
@@ -885,7 +886,13 @@ async fn unanswered_change_is_uncertain_and_says_what_to_read() {
             request, read_back, ..
         } => {
             assert_eq!(*request, "WritePrescription");
-            assert!(read_back.contains("revision is now above 4"), "{read_back}");
+            assert_eq!(
+                *read_back,
+                ReadBack::Prescription {
+                    expected: Revision(4)
+                }
+            );
+            assert!(e.to_string().contains("revision is now above 4"), "{e}");
         }
         other => panic!("{other:?}"),
     }
@@ -902,8 +909,15 @@ async fn unanswered_change_is_uncertain_and_says_what_to_read() {
             request, read_back, ..
         } => {
             assert_eq!(*request, "Refill");
-            assert!(read_back.contains("revision is now above 4"), "{read_back}");
-            assert!(read_back.contains("thecal reservoir"), "{read_back}");
+            assert_eq!(
+                *read_back,
+                ReadBack::Refill {
+                    expected: Revision(4),
+                    with_prescription: true
+                }
+            );
+            assert!(e.to_string().contains("revision is now above 4"), "{e}");
+            assert!(e.to_string().contains("read the prescription"), "{e}");
         }
         other => panic!("{other:?}"),
     }
@@ -1068,12 +1082,13 @@ async fn a_session_lost_after_an_unanswered_change_is_uncertain_and_not_repeated
     .await;
     let e = c.bolus(bolus()).await.unwrap_err();
     match &e {
-        Error::Uncertain { read_back, .. } => {
-            assert!(read_back.contains("may have been reset"), "{read_back}");
-            assert!(
-                read_back.contains("before giving another bolus"),
-                "{read_back}"
-            );
+        Error::Uncertain {
+            read_back, cause, ..
+        } => {
+            assert_eq!(*cause, UncertainCause::SessionEndedAfterUnanswered);
+            assert_eq!(*read_back, ReadBack::Bolus);
+            assert!(e.to_string().contains("may have been reset"), "{e}");
+            assert!(e.to_string().contains("before giving another bolus"), "{e}");
         }
         other => panic!("{other:?}"),
     }
@@ -1853,7 +1868,11 @@ async fn a_session_lost_mid_window_is_renewed_and_the_window_sent_again() {
 #[tokio::test(start_paused = true)]
 async fn therapy_changes_are_never_pipelined() {
     let (mut c, seen) = start(Script::default()).await;
-    let queue = [(0, Request::Status), (1, Request::StopTherapy)].into();
+    let queue = [
+        (0, Unchecked(Request::Status)),
+        (1, Unchecked(Request::StopTherapy)),
+    ]
+    .into();
     let e = c.pipelined(4, queue, |_, _, _| Ok(())).await.unwrap_err();
     assert!(
         matches!(

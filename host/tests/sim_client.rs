@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{connect, port, sim};
+use thecal_host::error::{ReadBack, UncertainCause};
 use thecal_host::{schedule, serial, Client, ClientConfig, Error};
 use thecal_protocol::message::{AlarmKind, BolusKind, BolusRequest, Refusal, Revision};
 use thecal_protocol::prescription::{PrescriptionDraft, TherapyMode};
@@ -347,8 +348,18 @@ async fn silent_device_gives_a_clear_error_within_the_timeout() {
         .await
         .expect("no hang")
         .unwrap_err();
-    assert!(matches!(e, Error::Uncertain { .. }), "{e:?}");
-    assert!(e.to_string().contains("thecal status"), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Uncertain {
+                read_back: ReadBack::TherapyState,
+                cause: UncertainCause::Unanswered,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("read the status"), "{e}");
 }
 
 #[tokio::test]
