@@ -22,12 +22,12 @@
 
 use std::process::ExitCode;
 
-use thecal_device::demo;
-use thecal_device::flash::RamFlash;
-use thecal_device::motor::CountingMotor;
+use thecal_device::link::server::Server;
+use thecal_device::pump::demo;
 use thecal_device::pump::Pump;
-use thecal_device::server::Server;
+use thecal_device::store::flash::RamFlash;
 use thecal_device::store::{FlashStore, FLASH_SIZE};
+use thecal_device::therapy::motor::CountingMotor;
 use thecal_protocol::frame::{
     decode_body, encode, encode_raw, Feed, Flags, FrameDecoder, Header, MAX_WIRE,
 };

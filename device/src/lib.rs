@@ -20,19 +20,9 @@
 )]
 #![allow(clippy::large_enum_variant)]
 
-pub mod alarms;
-pub mod battery;
-pub mod budget;
-pub mod demo;
-pub mod dosing;
-pub mod flash;
-pub mod motor;
-pub mod noise;
+pub mod link;
 pub mod pump;
-pub mod server;
-pub mod session;
 #[cfg(feature = "std")]
 pub mod sim;
-pub mod storage;
 pub mod store;
-pub mod window;
+pub mod therapy;

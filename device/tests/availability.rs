@@ -12,17 +12,17 @@ use std::collections::{HashMap, HashSet};
 
 use common::client::{self, frames, plain_answer, plain_frame, Challenge, Hello, Provisioner};
 use common::*;
-use thecal_device::battery::BatteryConfig;
-use thecal_device::budget::{PRESENCE_WINDOW_MS, UNAUTH_BURST_NAH};
-use thecal_device::flash::{FlashStats, RamFlash};
-use thecal_device::motor::CountingMotor;
-use thecal_device::noise::{BURST, HOLD_MS};
+use thecal_device::link::budget::{PRESENCE_WINDOW_MS, UNAUTH_BURST_NAH};
+use thecal_device::link::server::{Server, CACHE_TTL_MS};
+use thecal_device::link::session::MIN_PENDING_MS;
+use thecal_device::pump::noise::{BURST, HOLD_MS};
 use thecal_device::pump::Pump;
-use thecal_device::server::{Server, CACHE_TTL_MS};
-use thecal_device::session::MIN_PENDING_MS;
-use thecal_device::storage::Storage;
+use thecal_device::store::flash::{FlashStats, RamFlash};
 use thecal_device::store::layout::{LOG_OFFSET, SNAPSHOT_OFFSET};
 use thecal_device::store::FlashStore;
+use thecal_device::store::Storage;
+use thecal_device::therapy::battery::BatteryConfig;
+use thecal_device::therapy::motor::CountingMotor;
 use thecal_protocol::frame::{encode_raw, Flags, FrameKind, Header};
 use thecal_protocol::message::{
     AlarmKind, BolusRequest, Event, LinkAbuse, LinkStats, LogEntry, Refusal, Request, ResetCause,
@@ -1225,7 +1225,7 @@ fn alternating_refusals_are_rate_limited_and_nothing_is_lost() {
     let written = log_next(&mut server) - next_before;
     assert!(written <= u32::from(BURST), "{written} entries");
     // An hour later a token is back: everything not written is one Suppressed total.
-    let later = t0.plus_ms(HOLD_MS.max(thecal_device::noise::REFILL_MS));
+    let later = t0.plus_ms(HOLD_MS.max(thecal_device::pump::noise::REFILL_MS));
     server.tick(later);
     let events = log_events(&mut server);
     let represented: u32 = events
@@ -1471,7 +1471,7 @@ fn a_trickle_of_garbage_never_keeps_a_handshake_out() {
                 opened += 1;
             }
             // The clinician closes again.
-            server.poll(t, t.plus_ms(thecal_device::session::IDLE_TIMEOUT_MS));
+            server.poll(t, t.plus_ms(thecal_device::link::session::IDLE_TIMEOUT_MS));
         }
     }
     assert_eq!(opened, 24, "every attempt gets through the garbage");

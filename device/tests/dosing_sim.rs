@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use thecal_device::battery::BatteryConfig;
-use thecal_device::motor::STROKE_NL;
+use thecal_device::therapy::battery::BatteryConfig;
+use thecal_device::therapy::motor::STROKE_NL;
 use thecal_protocol::message::{
     AlarmKind, BatteryState, Event, LogEntry, Request, Response, TherapyState,
 };

@@ -9,13 +9,13 @@ use std::collections::BTreeSet;
 
 use common::client::{self, frames, plain_answer, plain_frame, Failure, Hello, Peer, RoleKey};
 use common::*;
-use thecal_device::battery::BatteryConfig;
-use thecal_device::flash::RamFlash;
-use thecal_device::motor::CountingMotor;
+use thecal_device::link::server::Server;
 use thecal_device::pump::Pump;
-use thecal_device::server::Server;
+use thecal_device::store::flash::RamFlash;
 use thecal_device::store::layout::{LOG_OFFSET, PRESCRIPTION_OFFSET, SECRETS_OFFSET};
 use thecal_device::store::FlashStore;
+use thecal_device::therapy::battery::BatteryConfig;
+use thecal_device::therapy::motor::CountingMotor;
 use thecal_protocol::frame::{decode_body, Flags, HEADER_LEN};
 use thecal_protocol::message::{
     AlarmKind, BolusRequest, Command, Event, KeyEpochs, Refusal, Request, ResetCause, Response,

@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use thecal_device::battery::BatteryConfig;
-use thecal_device::motor::STROKE_NL;
+use thecal_device::therapy::battery::BatteryConfig;
+use thecal_device::therapy::motor::STROKE_NL;
 use thecal_protocol::message::{BolusRequest, Request, Response};
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres};
@@ -58,7 +58,7 @@ fn reboot(store: Store, now: Timestamp) -> TestPump {
         info(BatteryConfig::default()),
         factory(continuous(250), Nanolitres::from_ml(40)),
         store,
-        thecal_device::motor::CountingMotor::default(),
+        thecal_device::therapy::motor::CountingMotor::default(),
         now,
         thecal_protocol::message::ResetCause::PowerOn,
     )

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use thecal_device::battery::BatteryConfig;
+use thecal_device::therapy::battery::BatteryConfig;
 use thecal_protocol::message::{Request, Response, Revision};
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::Nanolitres;

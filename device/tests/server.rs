@@ -5,7 +5,7 @@ mod common;
 
 use common::client::frames;
 use common::*;
-use thecal_device::server::{Server, CACHE_BODY};
+use thecal_device::link::server::{Server, CACHE_BODY};
 use thecal_protocol::frame::{decode_body, encode_raw, Header};
 use thecal_protocol::message::{
     BolusRequest, LinkStats, Refusal, Request, Response, Revision, Role,
@@ -13,7 +13,7 @@ use thecal_protocol::message::{
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres};
 
-type S = Server<Store, thecal_device::motor::CountingMotor>;
+type S = Server<Store, thecal_device::therapy::motor::CountingMotor>;
 
 fn send(server: &mut S, now: Timestamp, bytes: &[u8]) -> Vec<u8> {
     exchange_at(server, now)(bytes)

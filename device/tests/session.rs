@@ -6,8 +6,8 @@ mod common;
 
 use common::client::{self, frames, plain_answer, plain_frame, Hello, Provisioner, RoleKey};
 use common::*;
-use thecal_device::server::Server;
-use thecal_device::session::{IDLE_TIMEOUT_MS, MIN_PENDING_MS};
+use thecal_device::link::server::Server;
+use thecal_device::link::session::{IDLE_TIMEOUT_MS, MIN_PENDING_MS};
 use thecal_protocol::message::{BolusRequest, Event, Refusal, Request, Response, Revision, Role};
 use thecal_protocol::session::Sealer;
 use thecal_protocol::time::{Timestamp, UtcOffset};
@@ -382,7 +382,7 @@ fn after_a_reset_the_programmer_must_handshake_again() {
     let pump = boot_with(
         continuous(100),
         Nanolitres::from_ml(18),
-        thecal_device::battery::BatteryConfig::default(),
+        thecal_device::therapy::battery::BatteryConfig::default(),
         store,
     );
     let mut server = Server::new(pump);

@@ -6,10 +6,10 @@ mod storage_common;
 
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use storage_common::*;
-use thecal_device::flash::FlashError;
-use thecal_device::storage::{Storage, StoreError};
+use thecal_device::store::flash::FlashError;
 use thecal_device::store::layout::{PRESCRIPTION_OFFSET, SECRETS_OFFSET, SNAPSHOT_OFFSET};
 use thecal_device::store::{FlashStore, FLASH_SIZE};
+use thecal_device::store::{Storage, StoreError};
 
 /// A store holding prescriptions 1..=5, snapshots 1..=40 and 1500 log entries (wrapped).
 fn full_store() -> Box<Flash> {
@@ -303,7 +303,7 @@ fn write_that_does_not_read_back_is_refused_and_the_old_record_stays() {
 
 /// Where the payload of every stored copy of `secrets` starts (records hold their
 /// payload whole).
-fn copies(flash: &Flash, secrets: &thecal_device::storage::Secrets) -> Vec<usize> {
+fn copies(flash: &Flash, secrets: &thecal_device::store::Secrets) -> Vec<usize> {
     let payload = postcard::to_slice(secrets, &mut [0u8; 512])
         .unwrap()
         .to_vec();

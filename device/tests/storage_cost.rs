@@ -5,9 +5,9 @@ mod storage_common;
 
 use heapless::Vec;
 use storage_common::*;
-use thecal_device::flash::FlashStats;
-use thecal_device::storage::{Snapshot, Storage, MAX_PATIENT_HISTORY, WINDOW_BUCKETS};
+use thecal_device::store::flash::FlashStats;
 use thecal_device::store::layout::{MAX_LOG_ENTRY, MAX_RECORD};
+use thecal_device::store::{Snapshot, Storage, MAX_PATIENT_HISTORY, WINDOW_BUCKETS};
 use thecal_protocol::drug::Drug;
 use thecal_protocol::message::{AlarmKind, Event, LogEntry, PrescriptionRecord, Revision, Role};
 use thecal_protocol::prescription::{

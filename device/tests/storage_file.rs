@@ -5,8 +5,8 @@
 mod storage_common;
 
 use storage_common::*;
-use thecal_device::flash::FileFlash;
-use thecal_device::storage::Storage;
+use thecal_device::store::flash::FileFlash;
+use thecal_device::store::Storage;
 use thecal_device::store::{FlashStore, FLASH_SIZE};
 
 #[test]

@@ -5,8 +5,8 @@ mod storage_common;
 
 use heapless::Vec;
 use storage_common::*;
-use thecal_device::storage::{LogBounds, Storage};
 use thecal_device::store::layout::{LOG_CAPACITY_MIN, LOG_PAGES};
+use thecal_device::store::{LogBounds, Storage};
 use thecal_protocol::message::{LogEntry, MAX_LOG_PAGE};
 
 fn page(store: &mut Store, first: u32) -> (LogBounds, std::vec::Vec<u32>) {

@@ -8,8 +8,8 @@ mod storage_common;
 use std::collections::BTreeSet;
 
 use storage_common::*;
-use thecal_device::storage::{LogBounds, Storage, StoreError};
 use thecal_device::store::layout::LOG_CAPACITY_MIN;
+use thecal_device::store::{LogBounds, Storage, StoreError};
 
 /// Tear patterns tried when the torn operation is an erase (prefix, suffix or random bits
 /// are picked by the seed); a torn word write is tried with one.

@@ -122,13 +122,13 @@ use std::hash::{DefaultHasher, Hasher};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use thecal_device::demo;
-use thecal_device::flash::RamFlash;
-use thecal_device::motor::CountingMotor;
+use thecal_device::link::server::{Server, CACHE_TTL_MS};
+use thecal_device::link::session::{permitted, IDLE_TIMEOUT_MS, MIN_PENDING_MS};
+use thecal_device::pump::demo;
 use thecal_device::pump::Pump;
-use thecal_device::server::{Server, CACHE_TTL_MS};
-use thecal_device::session::{permitted, IDLE_TIMEOUT_MS, MIN_PENDING_MS};
+use thecal_device::store::flash::RamFlash;
 use thecal_device::store::{FlashStore, FLASH_SIZE};
+use thecal_device::therapy::motor::CountingMotor;
 use thecal_fuzz::x25519::{is_low_order, low_order_point};
 use thecal_protocol::frame::{self, Feed, Flags, FrameDecoder, FrameKind, Header};
 use thecal_protocol::message::{
@@ -175,7 +175,7 @@ macro_rules! trace {
 struct RamFlashBox(RamFlash<FLASH_SIZE>);
 
 impl embedded_storage::nor_flash::ErrorType for Box<RamFlashBox> {
-    type Error = thecal_device::flash::FlashError;
+    type Error = thecal_device::store::flash::FlashError;
 }
 impl embedded_storage::nor_flash::ReadNorFlash for Box<RamFlashBox> {
     const READ_SIZE: usize = 4;

@@ -31,7 +31,7 @@
 //! * **Lifetime counter.** `delivered_total` grows by exactly the motor's strokes.
 //! * **Answers.** Every frame the server sends is a response that decodes. The server
 //!   may legitimately send none: every plain frame, served as a clinician's here, is paid
-//!   from the unauthenticated energy budget (`thecal_device::budget`: 40 frames at
+//!   from the unauthenticated energy budget (`thecal_device::link::budget`: 40 frames at
 //!   once, one more per 90 s of link time, which is device time here); when it is spent
 //!   the link goes quiet and input is dropped undecoded (`LinkStats::quiet`).
 //! * **No allocation** on the device path (checked by the target's allocator), no panic.
@@ -52,12 +52,12 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
-use thecal_device::demo;
-use thecal_device::flash::{FlashError, RamFlash};
-use thecal_device::motor::{Motor, MotorStall, STROKE_NL};
+use thecal_device::link::server::Server;
+use thecal_device::pump::demo;
 use thecal_device::pump::Pump;
-use thecal_device::server::Server;
+use thecal_device::store::flash::{FlashError, RamFlash};
 use thecal_device::store::FlashStore;
+use thecal_device::therapy::motor::{Motor, MotorStall, STROKE_NL};
 use thecal_protocol::frame::{
     decode_body, encode_raw, Feed, Flags, FrameDecoder, FrameKind, Header,
 };

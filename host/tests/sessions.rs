@@ -13,11 +13,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{key_file, port, s, sim, thecal, CONFIG};
-use thecal_device::motor::CountingMotor;
+use thecal_device::link::server::Server;
+use thecal_device::link::session::IDLE_TIMEOUT_MS;
 use thecal_device::pump::Pump;
-use thecal_device::server::Server;
-use thecal_device::session::IDLE_TIMEOUT_MS;
 use thecal_device::sim::{SimStore, Simulator};
+use thecal_device::therapy::motor::CountingMotor;
 use thecal_host::{schedule, serial, Client, Error, KeyFile, RoleKey};
 use thecal_protocol::message::{
     AlarmKind, BolusKind, BolusRequest, Event, Refusal, ResetCause, Role, TherapyState,
@@ -118,10 +118,10 @@ async fn serve(
     path.send(name).unwrap();
     let started = Instant::now();
     let now = || Timestamp(started.elapsed().as_millis() as u64);
-    let prescription = thecal_device::demo::demo_prescription().unwrap();
+    let prescription = thecal_device::pump::demo::demo_prescription().unwrap();
     let mut pump = Pump::boot(
-        thecal_device::demo::demo_info(BENCH_SEED),
-        thecal_device::demo::demo_factory(Timestamp(1_767_225_600_000), prescription),
+        thecal_device::pump::demo::demo_info(BENCH_SEED),
+        thecal_device::pump::demo::demo_factory(Timestamp(1_767_225_600_000), prescription),
         SimStore::open(None, false).unwrap(),
         CountingMotor::default(),
         now(),

@@ -22,12 +22,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::LogFollower;
-use thecal_device::flash::RamFlash;
-use thecal_device::motor::CountingMotor;
+use thecal_device::link::server::Server;
 use thecal_device::pump::{Pump, RESERVE_NL};
-use thecal_device::server::Server;
-use thecal_device::storage::Storage;
+use thecal_device::store::flash::RamFlash;
+use thecal_device::store::Storage;
 use thecal_device::store::{FlashStore, FLASH_SIZE};
+use thecal_device::therapy::motor::CountingMotor;
 use thecal_host::{Client, ClientConfig, Error, RoleKey};
 use thecal_link::rng::Rng;
 use thecal_protocol::message::{
@@ -49,12 +49,12 @@ type Store = FlashStore<RamFlash<FLASH_SIZE>>;
 type DemoServer = Server<Store, CountingMotor>;
 
 fn boot(store: Store, now: Timestamp) -> Box<DemoServer> {
-    let factory = thecal_device::demo::demo_factory(
+    let factory = thecal_device::pump::demo::demo_factory(
         Timestamp(1_795_392_000_000),
-        thecal_device::demo::demo_prescription().unwrap(),
+        thecal_device::pump::demo::demo_prescription().unwrap(),
     );
     let pump = Pump::boot(
-        thecal_device::demo::demo_info(7),
+        thecal_device::pump::demo::demo_info(7),
         factory,
         store,
         CountingMotor::default(),
@@ -143,7 +143,7 @@ async fn serve(io: DuplexStream, device: Rc<RefCell<Device>>) {
 }
 
 fn drafts() -> Vec<PrescriptionDraft> {
-    let demo = thecal_device::demo::demo_prescription()
+    let demo = thecal_device::pump::demo::demo_prescription()
         .unwrap()
         .draft()
         .clone();

@@ -26,7 +26,7 @@ use tokio::io::DuplexStream;
 
 /// Three prescriptions of the simulator's drug and concentration to write in turn.
 fn drafts() -> Vec<PrescriptionDraft> {
-    let demo = thecal_device::demo::demo_prescription()
+    let demo = thecal_device::pump::demo::demo_prescription()
         .unwrap()
         .draft()
         .clone();

@@ -12,8 +12,8 @@ use thecal_protocol::time::{Timestamp, UtcOffset};
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres, MS_PER_DAY, MS_PER_MINUTE};
 
 use super::Pump;
-use crate::motor::{Motor, STROKE_NL};
-use crate::storage::Storage;
+use crate::store::Storage;
+use crate::therapy::motor::{Motor, STROKE_NL};
 
 /// Wall clock values the pump accepts: 2020-01-01 ..= 2100-01-01 UTC.
 pub const CLOCK_RANGE: core::ops::RangeInclusive<u64> = 1_577_836_800_000..=4_102_444_800_000;

@@ -1,5 +1,5 @@
 //! The pump's secrets: its static key pair, the device secret and the role keys with
-//! their epochs ([`crate::storage::Secrets`], a store region of their own).
+//! their epochs ([`crate::store::Secrets`], a store region of their own).
 //!
 //! * **Identity.** Made once, at the first boot that has entropy
 //!   ([`Pump::create_identity`]); its public key is on the label and in `Identify`.
@@ -20,8 +20,8 @@ use thecal_protocol::session::{
 use thecal_protocol::time::Timestamp;
 
 use super::Pump;
-use crate::motor::Motor;
-use crate::storage::{RoleSlot, Secrets, Storage};
+use crate::store::{RoleSlot, Secrets, Storage};
+use crate::therapy::motor::Motor;
 
 /// Index of `role` in [`Secrets::keys`]; `None` for the emergency role (no stored key).
 pub const fn slot(role: Role) -> Option<usize> {

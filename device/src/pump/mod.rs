@@ -41,16 +41,18 @@ use thecal_protocol::rules::MIN_FLOW;
 use thecal_protocol::time::{local_week_position, Timestamp, UtcOffset};
 use thecal_protocol::units::{Nanolitres, NanolitresPerDay, MS_PER_MINUTE};
 
-use crate::alarms::{Alarms, Change};
-use crate::battery::{Battery, BatteryConfig};
-use crate::dosing::Dosing;
-use crate::motor::{Motor, STROKE_NL};
-use crate::noise::Noise;
-use crate::storage::{LogBounds, Secrets, Snapshot, Storage, MAX_PATIENT_HISTORY};
-use crate::window::Window;
+use crate::store::{LogBounds, Secrets, Snapshot, Storage, MAX_PATIENT_HISTORY};
+use crate::therapy::alarms::{Alarms, Change};
+use crate::therapy::battery::{Battery, BatteryConfig};
+use crate::therapy::dosing::Dosing;
+use crate::therapy::motor::{Motor, STROKE_NL};
+use crate::therapy::window::Window;
+use noise::Noise;
 
+pub mod demo;
 mod handle;
 pub mod keys;
+pub mod noise;
 mod report;
 
 /// Volume reserved (persisted as delivered) ahead of delivery: 10 µL, 40 strokes.
@@ -322,14 +324,14 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     }
 
     /// Logs a repeating event (refusal, failed handshake, link abuse): aggregated with
-    /// its repeats and rate-limited (see [`crate::noise`]).
+    /// its repeats and rate-limited (see [`crate::pump::noise`]).
     pub fn log_noise(&mut self, now: Timestamp, event: Event) {
         if let Some(previous) = self.noise.add(event, now) {
             self.append_log(now, previous);
         }
     }
 
-    /// Logs a session opened or ended: rate-limited (see [`crate::noise`]), so a key
+    /// Logs a session opened or ended: rate-limited (see [`crate::pump::noise`]), so a key
     /// holder looping handshakes cannot flush the log or wear the flash.
     pub fn log_session(&mut self, now: Timestamp, event: Event) {
         if let Some(entry) = self.noise.admit_session(event, now) {

@@ -10,8 +10,8 @@ use thecal_protocol::units::{Nanograms, Nanolitres};
 use thecal_protocol::{PROTOCOL_VERSION, SCHEMA_HASH};
 
 use super::Pump;
-use crate::motor::{Motor, STROKE_NL};
-use crate::storage::Storage;
+use crate::store::Storage;
+use crate::therapy::motor::{Motor, STROKE_NL};
 
 /// The capability bits of this firmware.
 pub const CAPABILITIES: u32 = Capabilities::FLEXIBLE

@@ -1,6 +1,6 @@
 //! `thecal-sim`: the pump core behind a pseudo-terminal, on a virtual clock.
 //!
-//! [`Simulator::start`] runs the very same [`crate::server::Server`] and
+//! [`Simulator::start`] runs the very same [`crate::link::server::Server`] and
 //! [`crate::pump::Pump`] as the firmware, on its own thread, with a counting motor, a
 //! RAM or file-backed NOR flash (`--state FILE`: the pump survives restarts) and a
 //! clock that can run `speed` times faster than real time. The programmer opens
@@ -18,11 +18,11 @@ use thecal_protocol::message::{ResetCause, Response, Role};
 use thecal_protocol::session::{Ephemeral, ProvisionKeys, ProvisionTranscript, Secret};
 use thecal_protocol::time::Timestamp;
 
-use crate::demo;
-use crate::motor::CountingMotor;
+use crate::link::server::Server;
+use crate::pump::demo;
 use crate::pump::Pump;
-use crate::server::Server;
-use crate::storage::StoreError;
+use crate::store::StoreError;
+use crate::therapy::motor::CountingMotor;
 
 mod clock;
 pub mod keys;

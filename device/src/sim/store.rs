@@ -8,9 +8,9 @@ use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use heapless::Vec;
 use thecal_protocol::message::{LogEntry, PrescriptionRecord, MAX_LOG_PAGE};
 
-use crate::flash::{FileFlash, FlashError, RamFlash};
-use crate::storage::{LogBounds, Secrets, Snapshot, Storage, StoreError, Stored};
+use crate::store::flash::{FileFlash, FlashError, RamFlash};
 use crate::store::{FlashStore, FLASH_SIZE};
+use crate::store::{LogBounds, Secrets, Snapshot, Storage, StoreError, Stored};
 
 /// A RAM flash on the heap (it is larger than a thread's stack likes).
 pub struct HeapFlash(Box<RamFlash<FLASH_SIZE>>);

@@ -8,7 +8,7 @@ use embedded_storage::nor_flash::NorFlash;
 
 use super::layout::STORE_PAGE;
 use super::record::{padded, CRC};
-use crate::storage::StoreError;
+use crate::store::StoreError;
 
 /// Bytes moved per flash call when reading or writing through a stack buffer.
 const CHUNK: usize = 64;

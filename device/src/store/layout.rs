@@ -37,7 +37,7 @@
 //! format 1). A firmware that changes the encoding of a record must change the magic.
 
 use super::record::record_len;
-use crate::flash::PAGE;
+use crate::store::flash::PAGE;
 
 /// Pages of the secrets region.
 pub const SECRETS_PAGES: usize = 2;

@@ -33,7 +33,7 @@
 //!
 //! # Why not `sequential-storage`
 //!
-//! Its map was the first choice. Driven through [`crate::flash::RamFlash`] with power cut
+//! Its map was the first choice. Driven through [`crate::store::flash::RamFlash`] with power cut
 //! at every operation of 39 successive 1.5 kB writes to one key (3 pages, ~118 000 cuts),
 //! 18 cuts — all of them *torn page erases* during its page migration — made the next
 //! fetch return nothing or a value several writes old, after which every store failed with
@@ -50,12 +50,18 @@
 //! (record encoding, as on the wire), `crc` (CRC-32C of headers and payloads, already
 //! used by the protocol crate). No async runtime and no allocator.
 
+pub mod flash;
 mod io;
 pub mod layout;
 mod record;
 mod ring;
+mod storage;
 
 pub use layout::{STORE_BYTES, STORE_PAGE};
+pub use storage::{
+    LogBounds, RoleSlot, Secrets, Snapshot, Storage, StoreError, Stored, MAX_PATIENT_HISTORY,
+    WINDOW_BUCKETS,
+};
 
 /// Bytes of flash a [`FlashStore`] at address 0 needs: size a `RamFlash` or a state file
 /// with this.
@@ -68,7 +74,6 @@ use heapless::Vec;
 use serde::de::DeserializeOwned;
 use thecal_protocol::message::{LogEntry, PrescriptionRecord, MAX_LOG_PAGE};
 
-use crate::storage::{LogBounds, Secrets, Snapshot, Storage, StoreError, Stored};
 use layout::{
     LOG_MAGIC, LOG_OFFSET, LOG_PAGES, MAX_LOG_ENTRY, MAX_RECORD, PRESCRIPTION_MAGIC,
     PRESCRIPTION_OFFSET, PRESCRIPTION_PAGES, SECRETS_MAGIC, SECRETS_OFFSET, SECRETS_PAGES,

@@ -25,7 +25,7 @@ use embedded_storage::nor_flash::NorFlash;
 use super::io::{equals_padded, erase, is_blank, payload_crc, read, write_padded};
 use super::layout::STORE_PAGE;
 use super::record::{padded, record_len, Header, COMMIT, COMMIT_WORD, CRC, HEADER};
-use crate::storage::StoreError;
+use crate::store::StoreError;
 
 const PAGE: usize = STORE_PAGE;
 

@@ -6,11 +6,11 @@
 pub mod client;
 
 use heapless::{String, Vec};
-use thecal_device::battery::BatteryConfig;
-use thecal_device::flash::RamFlash;
-use thecal_device::motor::CountingMotor;
 use thecal_device::pump::{DeviceInfo, Factory, Pump};
+use thecal_device::store::flash::RamFlash;
 use thecal_device::store::FlashStore;
+use thecal_device::therapy::battery::BatteryConfig;
+use thecal_device::therapy::motor::CountingMotor;
 use thecal_protocol::drug::Drug;
 use thecal_protocol::message::{ResetCause, Version};
 use thecal_protocol::prescription::{
@@ -158,7 +158,7 @@ pub fn run_until(pump: &mut TestPump, end: Timestamp) {
 
 /// Delivered volume in nL, counted at the motor.
 pub fn motor_nl(pump: &TestPump) -> u64 {
-    pump.motor().strokes * u64::from(thecal_device::motor::STROKE_NL)
+    pump.motor().strokes * u64::from(thecal_device::therapy::motor::STROKE_NL)
 }
 
 /// The test pump's serial number.
@@ -169,7 +169,7 @@ pub const ENTROPY: [u8; 32] = [0xE7; 32];
 /// The factory station's ephemeral secret in the tests.
 pub const FACTORY: [u8; 32] = [0xFA; 32];
 
-pub type TestServer = thecal_device::server::Server<Store, CountingMotor>;
+pub type TestServer = thecal_device::link::server::Server<Store, CountingMotor>;
 
 /// Provisions `pump` as the factory station does (key agreement with its static key, as
 /// a plain `Provision` would; handed to the core directly, so the link's budget is
@@ -199,7 +199,7 @@ pub fn provisioned_server(
     p: Prescription,
     volume: Nanolitres,
 ) -> (TestServer, thecal_protocol::session::Secret) {
-    let mut server = thecal_device::server::Server::new(boot(p, volume));
+    let mut server = thecal_device::link::server::Server::new(boot(p, volume));
     server.stir(&ENTROPY);
     let secret = provision(server.pump_mut(), BOOT);
     (server, secret)
@@ -208,7 +208,7 @@ pub fn provisioned_server(
 /// Every entry the log holds, read from the pump's store (not over the link, so any
 /// role's test can look).
 pub fn log_entries(server: &mut TestServer) -> std::vec::Vec<thecal_protocol::message::LogEntry> {
-    use thecal_device::storage::Storage;
+    use thecal_device::store::Storage;
     use thecal_protocol::message::{LogEntry, MAX_LOG_PAGE};
     let mut out = std::vec::Vec::new();
     let mut first = 0;

@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use heapless::Vec;
-use thecal_device::flash::RamFlash;
-use thecal_device::storage::{LogBounds, RoleSlot, Secrets, Snapshot, Storage, Stored};
+use thecal_device::store::flash::RamFlash;
 use thecal_device::store::{FlashStore, FLASH_SIZE};
+use thecal_device::store::{LogBounds, RoleSlot, Secrets, Snapshot, Storage, Stored};
 use thecal_protocol::drug::Drug;
 use thecal_protocol::message::{
     AlarmKind, BolusKind, Event, LogEntry, PrescriptionRecord, Revision, Role, MAX_LOG_PAGE,
@@ -130,7 +130,7 @@ pub fn record(rev: u32) -> PrescriptionRecord {
 /// Snapshot number `seq`, with a window and bolus history whose size depends on `seq`.
 pub fn snapshot(seq: u32) -> Snapshot {
     let mut window = Vec::new();
-    let buckets = (seq as usize * 7) % (thecal_device::storage::WINDOW_BUCKETS + 1);
+    let buckets = (seq as usize * 7) % (thecal_device::store::WINDOW_BUCKETS + 1);
     for i in 0..buckets {
         window.push(2_083 + (i as u32 * 997 + seq) % 5_000).unwrap();
     }

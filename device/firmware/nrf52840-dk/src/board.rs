@@ -21,7 +21,7 @@ use embassy_nrf::gpio::{Input, Output};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::signal::Signal;
 use embassy_time::Timer;
-use thecal_device::motor::{Motor, MotorStall};
+use thecal_device::therapy::motor::{Motor, MotorStall};
 
 /// A stroke happened: blink LED1.
 static STROKE: Signal<CriticalSectionRawMutex, ()> = Signal::new();

@@ -9,7 +9,7 @@
 //! and a programmer sets it again (`thecal clock set`).
 
 use embassy_time::Instant;
-use thecal_device::storage::Storage;
+use thecal_device::store::Storage;
 use thecal_protocol::time::Timestamp;
 
 /// Longest single wait handed to the timer; the core never asks for more than a minute.

@@ -36,8 +36,8 @@ use embassy_nrf::rng::Rng;
 use embassy_time::Timer;
 use heapless::Vec;
 use static_cell::StaticCell;
+use thecal_device::link::server::Server;
 use thecal_device::pump::Pump;
-use thecal_device::server::Server;
 use thecal_device::store::FlashStore;
 use thecal_protocol::frame::MAX_WIRE;
 use thecal_protocol::message::{AlarmKind, ResetCause};
@@ -68,11 +68,11 @@ async fn main(spawner: Spawner) {
         halt("the flash store region does not match the store layout");
     };
     let clock = DeviceClock::resume(&mut flash_store);
-    let Some(prescription) = thecal_device::demo::demo_prescription() else {
+    let Some(prescription) = thecal_device::pump::demo::demo_prescription() else {
         halt("the demo prescription does not validate");
     };
-    let info = thecal_device::demo::device_info("thecal-dk 20", serial.as_str());
-    let factory = thecal_device::demo::demo_factory(Timestamp(WALL_AT_ZERO), prescription);
+    let info = thecal_device::pump::demo::device_info("thecal-dk 20", serial.as_str());
+    let factory = thecal_device::pump::demo::demo_factory(Timestamp(WALL_AT_ZERO), prescription);
     let now = clock.now();
     let pump = Pump::boot(
         info,

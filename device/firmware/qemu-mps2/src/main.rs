@@ -29,11 +29,11 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception};
-use thecal_device::flash::RamFlash;
-use thecal_device::motor::CountingMotor;
+use thecal_device::link::server::Server;
 use thecal_device::pump::Pump;
-use thecal_device::server::Server;
+use thecal_device::store::flash::RamFlash;
 use thecal_device::store::{FlashStore, FLASH_SIZE};
+use thecal_device::therapy::motor::CountingMotor;
 use thecal_protocol::message::ResetCause;
 use thecal_protocol::session::Ephemeral;
 use thecal_protocol::time::Timestamp;
@@ -103,11 +103,11 @@ fn main() -> ! {
         let _ = writeln!(debug, "flash store failed to mount");
         halt()
     };
-    let Some(prescription) = thecal_device::demo::demo_prescription() else {
+    let Some(prescription) = thecal_device::pump::demo::demo_prescription() else {
         halt()
     };
-    let info = thecal_device::demo::device_info("thecal-qemu 20", "QEMU0001");
-    let factory = thecal_device::demo::demo_factory(Timestamp(WALL_AT_BOOT), prescription);
+    let info = thecal_device::pump::demo::device_info("thecal-qemu 20", "QEMU0001");
+    let factory = thecal_device::pump::demo::demo_factory(Timestamp(WALL_AT_BOOT), prescription);
     let pump = Pump::boot(
         info,
         factory,

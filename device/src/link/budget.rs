@@ -1,7 +1,7 @@
 //! The link's energy budget for unauthenticated traffic.
 //!
 //! Every frame the pump works on and every answer it sends costs battery charge
-//! ([`crate::battery::BatteryConfig::per_frame_nah`]; listening itself is part of the
+//! ([`crate::therapy::battery::BatteryConfig::per_frame_nah`]; listening itself is part of the
 //! awake drain). Frames of the open session are authenticated: their cost is the
 //! session's own. Everything else — garbage, frames that fail their CRC, plain requests
 //! and their answers, sealed frames that do not open — is paid from this budget: a token

@@ -12,7 +12,7 @@
 use heapless::Vec;
 use thecal_protocol::time::Timestamp;
 
-use crate::storage::WINDOW_BUCKETS;
+use crate::store::WINDOW_BUCKETS;
 
 /// Length of one bucket.
 pub const BUCKET_MS: u64 = 15 * 60 * 1000;

@@ -12,8 +12,8 @@ use thecal_protocol::units::{
     Minutes, Nanograms, NanogramsPerDay, NanogramsPerMillilitre, Nanolitres,
 };
 
-use crate::battery::BatteryConfig;
 use crate::pump::{DeviceInfo, Factory};
+use crate::therapy::battery::BatteryConfig;
 
 /// The demo prescription: baclofen 500 µg/mL on a five-step day profile (more at
 /// night for spasms that wake the patient), limit 600 µg/day, patient boluses of 25 µg.

@@ -14,7 +14,7 @@
 //!   `SessionHello` repeating a pending nonce gets the same challenge again.
 //! * **No lockout.** A 256-bit role key cannot be guessed online, so failed proofs lock
 //!   nobody out; they are counted, logged (aggregated) and paid for from the link's
-//!   energy budget like any unauthenticated frame (see [`crate::budget`]).
+//!   energy budget like any unauthenticated frame (see [`crate::link::budget`]).
 //! * **No flash write.** Device nonces come from the boot epoch (new at every boot, see
 //!   [`crate::pump::Pump::boot_epoch`]) and a RAM counter.
 //! * **Forward secrecy.** Each challenge draws a fresh X25519 secret from a ratcheting

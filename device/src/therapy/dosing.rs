@@ -19,7 +19,7 @@ use thecal_protocol::message::BolusKind;
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{Nanograms, NanolitresPerDay, MS_PER_DAY};
 
-use crate::motor::STROKE_NL;
+use crate::therapy::motor::STROKE_NL;
 
 /// One stroke in the accumulator's unit (nL·ms/day).
 const STROKE_UNITS: u64 = STROKE_NL as u64 * MS_PER_DAY;

@@ -9,7 +9,7 @@
 //!   `Refused(SessionRequired)`. Sealed frames are opened with the session's keys; a frame
 //!   that does not open (forged, replayed, reordered, reflected) is dropped and counted,
 //!   unanswered. Every request is checked against the session's role ([`permitted`]).
-//! * **Energy budget** ([`crate::budget`]): everything but the open session's frames is
+//! * **Energy budget** ([`crate::link::budget`]): everything but the open session's frames is
 //!   paid from the unauthenticated budget; when it is spent the link goes quiet instead
 //!   of spending battery.
 //! * **Exactly once.** Every therapy change carries an idempotency key inside its sealed
@@ -21,7 +21,7 @@
 //!   programmer, a later operation: another key).
 //! * **Security log**: sessions opened and ended, refusals (with `NotPermitted`),
 //!   failed handshakes, link abuse, provisioning and physical presence, aggregated and
-//!   rate-limited by the pump ([`crate::noise`]).
+//!   rate-limited by the pump ([`crate::pump::noise`]).
 
 use crc::{Crc, CRC_32_ISO_HDLC};
 use heapless::{Deque, Vec};
@@ -34,13 +34,13 @@ use thecal_protocol::message::{
 use thecal_protocol::session::{emergency_key, Secret};
 use thecal_protocol::time::Timestamp;
 
-use crate::budget::{
+use crate::link::budget::{
     Budget, HANDSHAKE_REFUND_FRAMES, HANDSHAKE_RESERVE_FRAMES, IDENTIFY_REFUND_MS,
 };
-use crate::motor::Motor;
+use crate::link::session::{permitted, Ended, Hello, HelloContext, Sessions, Step};
 use crate::pump::Pump;
-use crate::session::{permitted, Ended, Hello, HelloContext, Sessions, Step};
-use crate::storage::Storage;
+use crate::store::Storage;
+use crate::therapy::motor::Motor;
 
 /// Therapy-changing answers kept for repeats.
 pub const CACHE_ENTRIES: usize = 8;
@@ -180,7 +180,7 @@ impl<S: Storage, M: Motor> Server<S, M> {
 
     /// The physical-presence signal (a magnet over the implant, a button on a dev board)
     /// at device time `now`, link time `link_now`: opens emergency access and a presence
-    /// budget for [`crate::budget::PRESENCE_WINDOW_MS`], and logs it.
+    /// budget for [`crate::link::budget::PRESENCE_WINDOW_MS`], and logs it.
     pub fn apply_presence(&mut self, now: Timestamp, link_now: Timestamp) {
         self.budget.apply_presence(link_now);
         self.pump.log(now, Event::PresenceApplied);
