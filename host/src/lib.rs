@@ -1,22 +1,33 @@
 //! # thecal-host
 //!
 //! The clinician programmer's library: a typed async [`Client`] for the pump over any
-//! byte link (serial port, pty, in-memory pipe), the serial transport, the schedule-file
-//! format, and the views the `thecal` CLI prints (human tables and stable JSON).
+//! byte link (serial port, pty, in-memory pipe), the clinical workflows on top of it,
+//! the serial transport, the schedule-file format, and the views a programmer shows
+//! (human tables and stable JSON). It stands on the contract crate (`thecal-protocol`)
+//! alone: the pump crate, the CLI parser and the port library are features of the
+//! `thecal` binary (`cli`, `serial`, `sim`), never needed by the library.
 //!
-//! * [`client`] — requests, timeouts, retries with the same id, stale-answer handling;
-//!   secure sessions (handshake, sealed frames, renewal), transparent to every request.
-//! * [`keys`] — role keys and key files (0600 only, tied to a role and a pump).
-//! * [`error`] — what went wrong, told apart: refused, timed out, outcome uncertain,
-//!   unexpected answer, protocol mismatch, I/O.
-//! * [`serial`] — open a port raw at 8N1; list USB serial ports.
-//! * [`schedule`] — TOML schedule files to validated prescriptions, exactly.
-//! * [`quantity`] — exact decimal parsing and display of doses, volumes, durations.
-//! * [`clock`] — device timestamps as local time; alarm dates spelled out.
-//! * [`view`] — the records the CLI prints: the `--json` format, and the side-by-side
-//!   comparison shown before a schedule write.
-//! * [`eventlog`] — paging through the event log.
-//! * [`plot`] — dose-profile and reservoir-projection charts (SVG, PNG).
+//! ## Layers, bottom up
+//!
+//! Each layer uses only the ones below it.
+//!
+//! 1. **Link** — [`serial`] (feature `serial`): open a port raw at 8N1, list USB serial
+//!    ports. Any `AsyncRead + AsyncWrite` link works as well.
+//! 2. **Client** — [`client`]: one retry/renew engine (timeouts, retries with the same
+//!    id, stale answers, pipelining), secure sessions (handshake, sealed frames,
+//!    renewal) transparent to every request, and the typed API over the contract's
+//!    endpoints (`client.call(ReadPrescription)` returns a prescription record).
+//!    [`error`] tells what went wrong apart (refused, timed out, outcome uncertain with
+//!    what to read back, protocol mismatch, I/O); [`keys`] holds role keys and key files
+//!    (0600 only, tied to a role and a pump).
+//! 3. **Workflows** — multi-request procedures with typed plans and results that a
+//!    programmer confirms between planning and doing ([`eventlog`]: paging through the
+//!    event log; see also the `workflow` module where present).
+//! 4. **Formats and views** — [`schedule`] (TOML schedule files to validated
+//!    prescriptions, exactly), [`quantity`] (exact decimal doses, volumes, durations),
+//!    [`clock`] (device timestamps as local time, alarm dates spelled out), [`view`]
+//!    (the records a programmer prints: the `--json` format, the side-by-side comparison
+//!    before a schedule write), [`plot`] (dose-profile and reservoir charts, SVG, PNG).
 //!
 //! Nothing here uses floating point for a dose or a volume.
 #![warn(missing_docs)]
