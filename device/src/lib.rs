@@ -7,7 +7,7 @@
 //! The panic rule: library code has no `unwrap`, `expect`, `panic!` or unchecked
 //! indexing (clippy lints below); no input makes the core panic. No `unsafe` code outside
 //! the simulator's one `fcntl` call (`deny`, allowed there by name).
-#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(not(feature = "sim"), no_std)]
 #![deny(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -20,9 +20,13 @@
 )]
 #![allow(clippy::large_enum_variant)]
 
+// The simulator opens a pseudo-terminal and keeps its flash in a file with Unix modes.
+#[cfg(all(feature = "sim", not(unix)))]
+compile_error!("feature `sim` (the simulator) needs a Unix host; the pump core builds without it");
+
 pub mod link;
 pub mod pump;
-#[cfg(feature = "std")]
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod therapy;

@@ -1,6 +1,6 @@
 //! The store on `FileFlash`: what was written survives closing and reopening the file (the
 //! simulator's `--state FILE`).
-#![cfg(feature = "std")]
+#![cfg(feature = "sim")]
 
 mod storage_common;
 

@@ -33,9 +33,6 @@
 // No heap: a message is as large as its largest variant on purpose (nothing to box into).
 #![allow(clippy::large_enum_variant)]
 
-#[cfg(feature = "std")]
-extern crate std;
-
 pub mod drug;
 pub mod frame;
 pub mod message;

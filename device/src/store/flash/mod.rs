@@ -1,5 +1,5 @@
 //! Flash devices with real NOR semantics: [`RamFlash`] (no_std, with power-cut injection)
-//! for tests and the QEMU firmware, and `FileFlash` (feature `std`) for the simulator's
+//! for tests and the QEMU firmware, and `FileFlash` (feature `sim`) for the simulator's
 //! `--state FILE`.
 //!
 //! # NOR semantics (both devices)
@@ -38,10 +38,10 @@
 mod nor;
 mod ram;
 
-#[cfg(feature = "std")]
+#[cfg(feature = "sim")]
 mod file;
 
-#[cfg(feature = "std")]
+#[cfg(feature = "sim")]
 pub use file::{FileFlash, FileFlashError};
 pub use nor::{FlashStats, PowerCut};
 pub use ram::RamFlash;
