@@ -1,12 +1,10 @@
 //! Reading the pump's event log page by page.
 //!
-//! Two ways, which return the same entries:
-//!
-//! * [`read_log_pipelined`] — what the CLI uses: after one page that tells where the log
-//!   ends, the remaining pages are requested with [`WINDOW`] requests in flight
-//!   ([`Client::pipelined`]), so the line never idles waiting for a round trip;
-//! * [`read_log`] — stop-and-wait, one page per round trip (the reference, and the
-//!   baseline of the link benchmark).
+//! One reader, [`read_log_pipelined`]: after one page that tells where the log ends,
+//! the remaining pages are requested with `window` requests in flight
+//! ([`Client::pipelined`]; the CLI uses [`WINDOW`]), so the line never idles waiting
+//! for a round trip. [`read_log`] is its window of one: stop-and-wait, one page per
+//! round trip (the baseline of the link benchmark).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -78,51 +76,17 @@ async fn probe<T: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
-/// Reads `range` of the event log. `progress(done, total)` is called after every page.
-/// Events logged while reading are not chased: the read ends at the `next` index seen on
-/// the first page, so it always ends.
+/// Reads `range` of the event log, stop-and-wait: one page per round trip (the
+/// reference, and the link benchmark's baseline). It is [`read_log_pipelined`] with a
+/// window of one. `progress(done, total)` is called after every page. Events logged
+/// while reading are not chased: the read ends at the `next` index seen on the first
+/// page, so it always ends.
 pub async fn read_log<T: AsyncRead + AsyncWrite + Unpin>(
     client: &mut Client<T>,
     range: LogRange,
-    mut progress: impl FnMut(u64, u64),
+    progress: impl FnMut(u64, u64),
 ) -> Result<LogRead, Error> {
-    let page_len = MAX_LOG_PAGE as u8;
-    let Probe {
-        start,
-        end,
-        total,
-        mut entries,
-        oldest: first_oldest,
-    } = probe(client, range).await?;
-    let mut oldest = first_oldest;
-    let mut cursor = entries.last().map_or(start, |e| e.index + 1);
-    progress(entries.len() as u64, total);
-    // At most one page per entry, plus slack: the loop cannot run away.
-    let mut budget = total + 4;
-    while cursor < end && budget > 0 {
-        budget -= 1;
-        let page = client.log_page(cursor, page_len).await?;
-        oldest = page.oldest;
-        let fresh: Vec<LogEntry> = page
-            .entries
-            .iter()
-            .filter(|e| e.index >= cursor && e.index < end)
-            .copied()
-            .collect();
-        match fresh.last() {
-            Some(last) => cursor = last.index + 1,
-            // Overwritten while we read: skip to what is still stored.
-            None if page.oldest > cursor => cursor = page.oldest,
-            None => break,
-        }
-        entries.extend(fresh);
-        progress(entries.len() as u64, total);
-    }
-    Ok(LogRead {
-        oldest,
-        next: end,
-        entries,
-    })
+    read_log_pipelined(client, range, 1, progress).await
 }
 
 /// `ReadLog` requests kept in flight by [`read_log_pipelined`]. Four pages of answers
