@@ -22,6 +22,7 @@
 //! [`Secret::ct_eq`] compares in constant time.
 
 pub mod handshake;
+pub mod keyfile;
 pub mod keys;
 pub mod provision;
 pub mod seal;
