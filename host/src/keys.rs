@@ -13,6 +13,9 @@
 //! key = "<64 hex digits>"
 //! ```
 //!
+//! The text format is the contract's ([`thecal_protocol::session::keyfile`]), the one the
+//! simulator writes too; this module does the file handling around it.
+//!
 //! A rotation (`thecal keys rotate`) writes the new key beside the old one first, as
 //! `SERIAL.ROLE.key.next` ([`KeyFile::next_path`]), and replaces the old file with it
 //! only once the pump has confirmed; a rotation interrupted after the pump stored the
@@ -28,9 +31,8 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use thecal_protocol::message::Role;
-use thecal_protocol::session::{Secret, KEY_LEN};
+use thecal_protocol::session::{keyfile, Secret, KEY_LEN};
 use zeroize::Zeroize;
 
 /// The key of one role on one pump: what the handshake proves.
@@ -174,21 +176,6 @@ pub struct KeyFile {
     key: Secret,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Raw {
-    pump: String,
-    role: String,
-    epoch: u32,
-    key: String,
-}
-
-impl Drop for Raw {
-    fn drop(&mut self) {
-        self.key.zeroize();
-    }
-}
-
 const FORMAT: &str = "expected the lines pump = \"SERIAL\", role = \"patient|clinician|service\", \
                       epoch = N and key = \"<64 hex digits>\"";
 
@@ -227,39 +214,19 @@ impl KeyFile {
         parsed
     }
 
-    /// Parses the text of a key file (`path` is for messages only).
+    /// Parses the text of a key file (`path` is for messages only): the format of
+    /// [`thecal_protocol::session::keyfile`].
     pub fn parse(path: &Path, text: &str) -> Result<KeyFile, KeyFileError> {
-        // toml's own message quotes the offending line, which may be the key: say only
-        // where the problem is.
-        let raw: Raw = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text.get(..s.start).unwrap_or(text).lines().count().max(1));
-            let at = line.map_or(String::new(), |l| format!(" (line {l})"));
-            invalid(path, &format!("not a thecal key file{at}: {FORMAT}"))
+        let fields = keyfile::parse(text).map_err(|e| match e.reason.is_layout() {
+            true => invalid(path, &format!("not a thecal key file ({e}): {FORMAT}")),
+            false => invalid(path, &e.reason.to_string()),
         })?;
-        let role = Role::from_name(&raw.role)
-            .filter(|r| Role::KEYED.contains(r))
-            .ok_or_else(|| {
-                invalid(
-                    path,
-                    "role must be \"patient\", \"clinician\" or \"service\"",
-                )
-            })?;
-        if raw.pump.is_empty() {
-            return Err(invalid(path, "pump (the serial number) is empty"));
-        }
-        if raw.epoch == 0 {
-            return Err(invalid(path, "epoch must be 1 or more"));
-        }
-        let key = parse_hex_key(&raw.key)
-            .ok_or_else(|| invalid(path, "key must be exactly 64 hex digits"))?;
         Ok(KeyFile {
             path: path.to_path_buf(),
-            pump: raw.pump.clone(),
-            role,
-            epoch: raw.epoch,
-            key,
+            pump: fields.pump.to_string(),
+            role: fields.role,
+            epoch: fields.epoch,
+            key: fields.key,
         })
     }
 
@@ -298,20 +265,12 @@ impl KeyFile {
         }
     }
 
-    /// The text of a key file.
+    /// The text of a key file ([`keyfile::render`]).
     pub fn text(pump: &str, key: &RoleKey) -> String {
-        let hex: String = key
-            .key
-            .as_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!(
-            "# thecal role key: keep it secret. Whoever holds it acts as this role on this pump.\n\
-             pump = \"{pump}\"\nrole = \"{}\"\nepoch = {}\nkey = \"{hex}\"\n",
-            key.role.name(),
-            key.epoch
-        )
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = keyfile::render(&mut text, pump, key.role, key.epoch, &key.key);
+        text
     }
 
     /// Writes a new key file at `path` with mode 0600 and syncs it; never replaces an
@@ -405,21 +364,6 @@ fn invalid(path: &Path, reason: &str) -> KeyFileError {
         path: path.to_path_buf(),
         reason: reason.to_string(),
     }
-}
-
-fn parse_hex_key(text: &str) -> Option<Secret> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 2 * KEY_LEN {
-        return None;
-    }
-    let mut key = [0u8; KEY_LEN];
-    for (out, pair) in key.iter_mut().zip(bytes.chunks_exact(2)) {
-        let digits = std::str::from_utf8(pair).ok()?;
-        *out = u8::from_str_radix(digits, 16).ok()?;
-    }
-    let out = Secret::new(key);
-    key.zeroize();
-    Some(out)
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@
 //! key = "<64 hex digits>"
 //! ```
 //!
-//! Files are created with mode 0600; the programmer refuses a key file others can read.
+//! The text is the contract's format ([`thecal_protocol::session::keyfile`]), the one
+//! the programmer reads. Files are created with mode 0600; the programmer refuses a key file others can read.
 
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
@@ -22,7 +23,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use thecal_protocol::message::Role;
-use thecal_protocol::session::{role_label, Secret};
+use thecal_protocol::session::{keyfile, Secret};
 
 /// 32 bytes from the operating system's random source.
 pub fn random_secret() -> io::Result<[u8; 32]> {
@@ -33,18 +34,15 @@ pub fn random_secret() -> io::Result<[u8; 32]> {
 
 /// The path of `role`'s key file in `dir` for a pump whose files start with `stem`.
 pub fn key_path(dir: &Path, stem: &str, role: Role) -> PathBuf {
-    let label = String::from_utf8_lossy(role_label(role)).into_owned();
-    dir.join(format!("{stem}.{label}.key"))
+    dir.join(format!("{stem}.{}.key", role.name()))
 }
 
-/// The text of a key file.
+/// The text of a key file ([`keyfile::render`]).
 pub fn key_file_text(serial: &str, role: Role, epoch: u32, key: &Secret) -> String {
-    let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    let label = String::from_utf8_lossy(role_label(role)).into_owned();
-    format!(
-        "# thecal role key: keep it secret. Whoever holds it acts as this role on this pump.\n\
-         pump = \"{serial}\"\nrole = \"{label}\"\nepoch = {epoch}\nkey = \"{hex}\"\n"
-    )
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = keyfile::render(&mut text, serial, role, epoch, key);
+    text
 }
 
 /// Writes the key files of every role (`keys`: role, epoch and key in force); returns
@@ -82,4 +80,23 @@ pub fn write_key_files(
         out.push((role, path));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_file_text_is_the_contract_format() {
+        let key = Secret::new([7; 32]);
+        let text = key_file_text("SIM000001", Role::Patient, 3, &key);
+        assert!(text.starts_with(keyfile::HEADER));
+        let f = keyfile::parse(&text).unwrap();
+        assert_eq!((f.pump, f.role, f.epoch), ("SIM000001", Role::Patient, 3));
+        assert!(f.key.ct_eq(&key));
+        assert_eq!(
+            key_path(Path::new("/k"), "thecal-sim", Role::Service),
+            Path::new("/k/thecal-sim.service.key")
+        );
+    }
 }
