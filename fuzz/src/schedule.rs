@@ -213,8 +213,7 @@ fn check_segments(p: &Prescription, minutes: &[u32]) -> Result<(), String> {
     if cycle != minutes.len() {
         return Err(format!("cycle {cycle} min, schedule {} min", minutes.len()));
     }
-    let mut i = 0;
-    while let Some(s) = p.segment(i) {
+    for s in p.segments() {
         for m in [s.start, s.end.saturating_sub(1)] {
             let want = minutes.get(m as usize).copied();
             let got = p.segment_at(m).dose.0;
@@ -222,7 +221,6 @@ fn check_segments(p: &Prescription, minutes: &[u32]) -> Result<(), String> {
                 return Err(format!("segment_at({m}) = {got}, schedule {want:?}"));
             }
         }
-        i += 1;
     }
     for (d, total) in p.daily_totals().iter().enumerate() {
         let start = (d * DAY) % cycle;

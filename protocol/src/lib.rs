@@ -9,7 +9,12 @@
 //! * [`units`] — integer fixed-point quantities and their rounding rules.
 //! * [`time`] — device clock, UTC offset, weekdays.
 //! * [`drug`] — drugs and the firmware's hard ceilings.
-//! * [`prescription`] and [`rules`] — the prescription model and its validation.
+//! * [`cycle`] — the basal program (therapy mode, day profiles) and the geometry of the
+//!   cycle it repeats: [`cycle::Segment`]s, cycle length, 24 h window doses, the
+//!   keep-open dose.
+//! * [`prescription`] — the prescription model over a cycle.
+//! * [`rules`] — its validation, and the only way to build a [`Prescription`].
+//!   Imports run one way: `cycle ← prescription ← rules`.
 //! * [`projection`] — low-reservoir and empty dates under a schedule.
 //! * [`message`] — `Request` / `Response` and the records they carry.
 //! * [`frame`] — COBS + CRC-16 framing and the streaming decoder.
@@ -33,6 +38,7 @@
 // No heap: a message is as large as its largest variant on purpose (nothing to box into).
 #![allow(clippy::large_enum_variant)]
 
+pub mod cycle;
 pub mod drug;
 pub mod frame;
 pub mod message;

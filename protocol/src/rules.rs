@@ -19,24 +19,29 @@
 //!
 //! The rolling 24 h total of a piecewise-constant profile is largest for a window that
 //! starts or ends at a step boundary, so checking those windows is exact. Sums are kept
-//! in ng·min/day (exact integers) and compared against `limit × 1440`.
+//! in ng·min/day (exact integers, [`crate::cycle::Cycle::window_sum`]) and compared against
+//! `limit × 1440`.
+//!
+//! This module is the only way to build a [`Prescription`]: [`Prescription::new`] (and
+//! the `TryFrom` the decoder uses) are defined here, over the model in
+//! [`crate::prescription`] and the cycle geometry in [`crate::cycle`]. Imports run one
+//! way: `cycle ← prescription ← rules`. [`MIN_FLOW`] and [`min_flow_dose`] belong to the
+//! cycle (a stopped pump's keep-open dose) and are re-exported here beside [`MAX_FLOW`].
 
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
+use crate::cycle::{TherapyMode, MAX_PROFILE_DAYS};
 use crate::drug::Drug;
-use crate::prescription::{
-    cycle_minutes, segment, PrescriptionDraft, TherapyMode, MAX_PROFILE_DAYS,
-};
+use crate::prescription::{Prescription, PrescriptionDraft};
 use crate::time::{MinuteOfDay, Weekday};
 use crate::units::{
     Minutes, Nanograms, NanogramsPerDay, NanogramsPerMillilitre, Nanolitres, NanolitresPerDay,
-    MINUTES_PER_DAY, NL_PER_ML,
+    MINUTES_PER_DAY,
 };
 
-/// Lowest flow the pump delivers; in [`TherapyMode::Stopped`] it keeps the catheter open
-/// (0.048 mL/day, the lowest rate of a commercial pump).
-pub const MIN_FLOW: NanolitresPerDay = NanolitresPerDay(48_000);
+pub use crate::cycle::{min_flow_dose, MIN_FLOW};
+
 /// Highest basal flow (24 mL/day).
 pub const MAX_FLOW: NanolitresPerDay = NanolitresPerDay(24_000_000);
 /// Lowest programmable low-reservoir alarm threshold.
@@ -264,10 +269,33 @@ impl fmt::Display for DayName {
     }
 }
 
-/// Dose delivered by [`MIN_FLOW`] at `c`, rounded **up** (it is used against limits).
-pub fn min_flow_dose(c: NanogramsPerMillilitre) -> NanogramsPerDay {
-    let ng = (u64::from(MIN_FLOW.0) * u64::from(c.0)).div_ceil(NL_PER_ML);
-    NanogramsPerDay(u32::try_from(ng).unwrap_or(u32::MAX))
+impl Prescription {
+    /// Validates `draft` against every rule; the error names the first rule broken and
+    /// where (day, step).
+    pub fn new(draft: PrescriptionDraft) -> Result<Self, ScheduleError> {
+        validate(&draft)?;
+        Ok(Self::accepted(draft))
+    }
+
+    /// A copy with another drug and concentration (refill with a drug change). The
+    /// result is validated again.
+    pub fn with_drug(
+        &self,
+        drug: Drug,
+        concentration: NanogramsPerMillilitre,
+    ) -> Result<Self, ScheduleError> {
+        let mut draft = self.draft().clone();
+        draft.drug = drug;
+        draft.concentration = concentration;
+        Self::new(draft)
+    }
+}
+
+impl TryFrom<PrescriptionDraft> for Prescription {
+    type Error = ScheduleError;
+    fn try_from(draft: PrescriptionDraft) -> Result<Self, Self::Error> {
+        Prescription::new(draft)
+    }
 }
 
 /// Applies every rule to `draft`.
@@ -364,43 +392,17 @@ fn check_rate(
     Ok(())
 }
 
-/// Exact basal dose over the 24 h window starting at cycle minute `start`, in
-/// ng·min/day (divide by 1440 for ng).
-pub(crate) fn window_sum(draft: &PrescriptionDraft, start: u32) -> u64 {
-    let period = cycle_minutes(&draft.mode);
-    let (a, b) = (start % period, start % period + u32::from(MINUTES_PER_DAY));
-    let mut sum = 0u64;
-    let mut i = 0;
-    while let Some(s) = segment(draft, i) {
-        // The window may wrap past the end of the cycle: count the next lap too.
-        for lap in [0, period] {
-            let lo = a.max(s.start + lap);
-            let hi = b.min(s.end + lap);
-            if hi > lo {
-                sum += u64::from(s.dose.0) * u64::from(hi - lo);
-            }
-        }
-        i += 1;
-    }
-    sum
-}
-
-/// Basal dose in ng over the 24 h window starting at cycle minute `start`, rounded down.
-pub(crate) fn window_total(draft: &PrescriptionDraft, start: u32) -> u64 {
-    window_sum(draft, start) / u64::from(MINUTES_PER_DAY)
-}
-
 /// Checks every rolling 24 h window; returns the largest basal dose (ng, rounded up).
 fn check_rolling(draft: &PrescriptionDraft) -> Result<Nanograms, ScheduleError> {
-    let period = cycle_minutes(&draft.mode);
+    let cycle = draft.cycle();
+    let period = cycle.minutes();
     let day = u32::from(MINUTES_PER_DAY);
     let limit_sum = u64::from(draft.daily_limit.0) * u64::from(day);
     let mut worst = 0u64;
-    let mut i = 0;
-    while let Some(s) = segment(draft, i) {
+    for s in cycle.segments() {
         // Windows starting at a boundary, and windows ending at one.
         for start in [s.start, (s.start + period - day) % period] {
-            let sum = window_sum(draft, start);
+            let sum = cycle.window_sum(start);
             worst = worst.max(sum);
             if sum > limit_sum {
                 let weekly = period > day;
@@ -412,7 +414,6 @@ fn check_rolling(draft: &PrescriptionDraft) -> Result<Nanograms, ScheduleError> 
                 });
             }
         }
-        i += 1;
     }
     Ok(ceil_ng(worst))
 }

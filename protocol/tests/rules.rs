@@ -6,6 +6,7 @@ mod common;
 
 use common::arb;
 use proptest::prelude::*;
+use thecal_protocol::cycle::{min_flow_dose, Segment};
 use thecal_protocol::drug::Drug;
 use thecal_protocol::prescription::{DaySteps, PatientBolusRules, TherapyMode, MAX_STEPS_PER_DAY};
 use thecal_protocol::rules::{At, ScheduleError, MAX_FLOW, MIN_FLOW};
@@ -485,14 +486,29 @@ proptest! {
     #[test]
     fn segments_cover_the_cycle(p in arb::valid_prescription()) {
         let mut end = 0;
-        let mut i = 0;
-        while let Some(s) = p.segment(i) {
+        for s in p.segments() {
             prop_assert_eq!(s.start, end);
             prop_assert!(s.end > s.start);
             end = s.end;
-            i += 1;
         }
         prop_assert_eq!(end, p.cycle_minutes());
+    }
+
+    /// `segments()` yields exactly what indexing the cycle segment by segment (the
+    /// geometry before it had an iterator) yields, for any draft, valid or not; and the
+    /// per-index accessor agrees with it.
+    #[test]
+    fn segments_match_indexing(d in arb::draft()) {
+        let by_index: Vec<Segment> = (0..).map_while(|i| indexed_segment(&d, i)).collect();
+        let iterated: Vec<Segment> = d.segments().collect();
+        prop_assert_eq!(d.segments().len(), by_index.len());
+        prop_assert_eq!(&iterated, &by_index);
+        if let Ok(p) = Prescription::new(d) {
+            for (i, s) in by_index.iter().enumerate() {
+                prop_assert_eq!(p.segment(i), Some(*s));
+            }
+            prop_assert_eq!(p.segment(by_index.len()), None);
+        }
     }
 
     /// Validation is total: any draft is accepted or refused, never a panic, and a refusal
@@ -501,6 +517,43 @@ proptest! {
     fn any_draft_is_judged(d in arb::draft()) {
         if let Err(e) = Prescription::new(d) {
             prop_assert!(!e.to_string().is_empty());
+        }
+    }
+}
+
+/// Segment `i` of a draft's basal cycle, computed as the crate did before
+/// `cycle::Segments`: the oracle for `segments_match_indexing`.
+fn indexed_segment(d: &PrescriptionDraft, i: usize) -> Option<Segment> {
+    let day_len = 1_440u32;
+    match &d.mode {
+        TherapyMode::Stopped => (i == 0).then(|| Segment {
+            start: 0,
+            end: day_len,
+            dose: min_flow_dose(d.concentration),
+        }),
+        TherapyMode::Continuous { dose } => (i == 0).then_some(Segment {
+            start: 0,
+            end: day_len,
+            dose: *dose,
+        }),
+        TherapyMode::Flexible { days } => {
+            let mut remaining = i;
+            for (day, steps) in days.iter().enumerate() {
+                if remaining < steps.len() {
+                    let step = steps[remaining];
+                    let base = day as u32 * day_len;
+                    let end = steps
+                        .get(remaining + 1)
+                        .map_or(day_len, |n| u32::from(n.start.0));
+                    return Some(Segment {
+                        start: base + u32::from(step.start.0),
+                        end: base + end.max(u32::from(step.start.0)),
+                        dose: step.dose,
+                    });
+                }
+                remaining -= steps.len();
+            }
+            None
         }
     }
 }

@@ -74,12 +74,10 @@ pub(crate) fn day_steps(p: &Prescription, d: u32) -> Vec<(MinuteOfDay, Nanograms
     let day = u32::from(MINUTES_PER_DAY);
     let start = (d * day) % p.cycle_minutes();
     let mut out = Vec::new();
-    let mut i = 0;
-    while let Some(s) = p.segment(i) {
+    for s in p.segments() {
         if s.start >= start && s.start < start + day {
             out.push((MinuteOfDay((s.start - start) as u16), s.dose));
         }
-        i += 1;
     }
     out
 }
