@@ -1,6 +1,13 @@
 //! Shared by the simulator tests: start the simulated pump behind a real pty, connect
-//! the library to it, and run the `thecal` binary as a process with a bounded wait.
+//! the library to it, and run the `thecal` binary as a process with a bounded wait; and,
+//! in [`scripted`], the scripted pump of the client tests (`client_*.rs`) over an
+//! in-memory pipe.
+//!
+//! Each test binary uses a different part of this (dead code allowed, the submodule
+//! included).
 #![allow(dead_code)]
+
+pub mod scripted;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@
 
 pub mod annotate;
 pub mod arb;
+pub mod doc;
 mod largest;
 pub mod session;
 pub mod shape;

@@ -2,7 +2,7 @@
 //! API from fixed inputs: a clinician handshake with its first sealed exchange, and a
 //! provisioning. `tests/session_doc.rs` prints them into the document's blocks and checks
 //! every number against an independent computation from the primitives; the handshake
-//! and provisioning frames are vectors of their own (`tests/doc.rs`, sections 6.8–6.9).
+//! and provisioning frames are vectors of their own (`tests/doc_vectors.rs`, sections 6.8–6.9).
 
 use thecal_protocol::frame::{encode_raw, Flags, FrameKind, Header};
 use thecal_protocol::message::{Command, Request, Response, Role};

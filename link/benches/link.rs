@@ -1,6 +1,6 @@
 //! The link benchmark: how close thecal gets to the serial line's limit.
 //!
-//! `cargo bench -p thecal-host --bench link` (results in docs/BENCHMARKS.md, "Link").
+//! `cargo bench -p thecal-link --bench link` (results in docs/BENCHMARKS.md, "Link").
 //! `-- --test` (what CI runs) does a tiny smoke run and exits 0; nothing here asserts a
 //! wall-clock time.
 //!
@@ -25,11 +25,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use thecal_device::demo;
-use thecal_device::motor::CountingMotor;
+use thecal_device::link::server::Server;
+use thecal_device::pump::demo;
 use thecal_device::pump::Pump;
-use thecal_device::server::Server;
 use thecal_device::sim::SimStore;
+use thecal_device::therapy::motor::CountingMotor;
 use thecal_host::eventlog::{read_log, read_log_pipelined, LogRange, WINDOW};
 use thecal_host::{Client, ClientConfig, RoleKey};
 use thecal_link::impair::{Delivery, Impairment, Impairments};
