@@ -126,11 +126,6 @@ impl Opener {
         }
     }
 
-    /// The last counter accepted.
-    pub fn last(&self) -> u32 {
-        self.last
-    }
-
     /// Authenticates and decrypts `body` in place; returns the plaintext. Nothing
     /// changes unless it is authentic and fresh.
     pub fn open<'b>(

@@ -39,7 +39,7 @@ use thecal_protocol::session::Ephemeral;
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::Response;
 
-use uart::Uart;
+use uart::{Port, Uart};
 
 /// The factory's ephemeral X25519 secret this image provisions itself with at boot (key
 /// agreement with its own static key, as `thecal provision` does), so the end-to-end
@@ -92,8 +92,8 @@ fn main() -> ! {
     cp.SYST.enable_counter();
     cp.SYST.enable_interrupt();
 
-    let link = Uart::new(Uart::UART0);
-    let mut debug = Uart::new(Uart::UART1);
+    let link = Uart::new(Port::Uart0);
+    let mut debug = Uart::new(Port::Uart1);
     // Const-initialised (erased) in .data: building it at run time would put all of it
     // on the stack first. Taken exactly once, here.
     static mut FLASH: RamFlash<FLASH_SIZE> = RamFlash::new();

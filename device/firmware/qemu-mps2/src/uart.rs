@@ -12,28 +12,43 @@ const RX_FULL: u32 = 1 << 1;
 const TX_EN: u32 = 1 << 0;
 const RX_EN: u32 = 1 << 1;
 
-/// A UART at a fixed base address.
+/// One of the board's UARTs: the only addresses a [`Uart`] can be made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// UART0: the telemetry link.
+    Uart0,
+    /// UART1: the debug channel (stack high-water mark).
+    Uart1,
+}
+
+impl Port {
+    /// Base address of the port's register block (mps2-an385 memory map).
+    const fn base(self) -> usize {
+        match self {
+            Port::Uart0 => 0x4000_4000,
+            Port::Uart1 => 0x4000_5000,
+        }
+    }
+}
+
+/// A CMSDK UART of this board.
 pub struct Uart {
     base: usize,
 }
 
 impl Uart {
-    /// UART0: the telemetry link.
-    pub const UART0: usize = 0x4000_4000;
-    /// UART1: the debug channel (stack high-water mark).
-    pub const UART1: usize = 0x4000_5000;
-
     /// Enables transmit and receive. BAUDDIV must be at least 16 or QEMU drops data;
     /// the value is otherwise irrelevant on a pty.
-    pub fn new(base: usize) -> Self {
-        let uart = Uart { base };
+    pub fn new(port: Port) -> Self {
+        let uart = Uart { base: port.base() };
         uart.write_reg(BAUDDIV, 16);
         uart.write_reg(CTRL, TX_EN | RX_EN);
         uart
     }
 
     fn read_reg(&self, offset: usize) -> u32 {
-        // SAFETY: `base + offset` is a CMSDK UART register on this board.
+        // SAFETY: `base` is a [`Port`]'s, so `base + offset` is a CMSDK UART register on
+        // this board (volatile MMIO, no memory the program owns).
         unsafe { read_volatile((self.base + offset) as *const u32) }
     }
 

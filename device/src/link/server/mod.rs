@@ -29,38 +29,27 @@ use thecal_protocol::frame::{
     self, decode_body, Feed, Flags, FrameDecoder, FrameError, FrameKind, Header, MAX_BODY, MAX_WIRE,
 };
 use thecal_protocol::message::{
-    Command, Event, LinkAbuse, LinkStats, OpKey, Refusal, Request, Response, Role, SessionEnd,
+    Command, Event, LinkAbuse, LinkStats, Refusal, Request, Response, Role, SessionEnd,
 };
 use thecal_protocol::session::{emergency_key, Secret};
 use thecal_protocol::time::Timestamp;
 
-use crate::link::budget::{
-    Budget, HANDSHAKE_REFUND_FRAMES, HANDSHAKE_RESERVE_FRAMES, IDENTIFY_REFUND_MS,
-};
-use crate::link::session::{permitted, Ended, Hello, HelloContext, Sessions, Step};
+use crate::link::budget::{Budget, HANDSHAKE_RESERVE_FRAMES};
+use crate::link::session::Sessions;
 use crate::pump::Pump;
 use crate::store::Storage;
 use crate::therapy::motor::Motor;
 
-/// Therapy-changing answers kept for repeats.
-pub const CACHE_ENTRIES: usize = 8;
-/// Largest cached answer body; every therapy-changing answer fits (asserted by a test).
-pub const CACHE_BODY: usize = 128;
-/// A cached answer is forgotten this long after it was made, ms of link time.
-pub const CACHE_TTL_MS: u64 = 10 * 60 * 1000;
+mod cache;
+mod handshake;
+
+use cache::Cached;
+pub use cache::{CACHE_BODY, CACHE_ENTRIES, CACHE_TTL_MS, LARGEST_CACHED};
+
 /// Request tag logged for a sealed body that is not a valid `Command`.
 pub const UNDECODABLE: u8 = 0xFF;
 
 static CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
-
-#[derive(Debug, Clone)]
-struct Cached {
-    role: Role,
-    key: OpKey,
-    fingerprint: u32,
-    at: Timestamp,
-    body: Vec<u8, CACHE_BODY>,
-}
 
 /// The pump behind a byte link.
 pub struct Server<S, M> {
@@ -425,119 +414,6 @@ impl<S: Storage, M: Motor> Server<S, M> {
         }
     }
 
-    /// The answer to a plain request.
-    fn serve_plain(
-        &mut self,
-        now: Timestamp,
-        link_now: Timestamp,
-        request: Option<Request>,
-    ) -> Response {
-        let serial: heapless::String<16> = self.pump.serial().try_into().unwrap_or_default();
-        match request {
-            None => Response::Refused(Refusal::Malformed),
-            Some(Request::Identify) => {
-                self.identified_at = Some(link_now);
-                Response::Identity(self.pump.identity())
-            }
-            Some(Request::SessionHello {
-                role,
-                epoch,
-                nonce,
-                ephemeral,
-            }) => {
-                let key = match role {
-                    Role::Emergency => Some((0, emergency_key(&serial))),
-                    _ => self.pump.role_key(role),
-                };
-                let cx = HelloContext {
-                    now: link_now,
-                    serial: &serial,
-                    binding: self.pump.binding(),
-                    key,
-                    nonce_key: nonce_key_of(&self.pump),
-                    presence: self.budget.presence(link_now),
-                };
-                let hello = Hello {
-                    role,
-                    epoch,
-                    nonce,
-                    ephemeral,
-                };
-                let step = self.sessions.hello(cx, hello);
-                self.step_response(now, link_now, step)
-            }
-            Some(Request::SessionProof { nonce, proof }) => {
-                let presence = self.budget.presence(link_now);
-                let step = self.sessions.proof(link_now, &nonce, &proof, presence);
-                self.step_response(now, link_now, step)
-            }
-            Some(Request::Provision { ephemeral }) => {
-                let response = self.pump.provision(now, &ephemeral, false);
-                if let Some(key) = self.pump.nonce_key() {
-                    self.sessions.stir(key.as_bytes());
-                }
-                response
-            }
-            Some(_) => Response::Refused(Refusal::SessionRequired),
-        }
-    }
-
-    fn step_response(&mut self, now: Timestamp, link_now: Timestamp, step: Step) -> Response {
-        match step {
-            Step::Challenge {
-                nonce,
-                ephemeral,
-                proof,
-            } => Response::SessionChallenge {
-                nonce,
-                ephemeral,
-                proof,
-            },
-            Step::Established {
-                role,
-                session,
-                replaced,
-            } => {
-                // A key holder's handshake gets back exactly what it paid (Hello, its
-                // challenge, the proof; and the Identify just before it, once), so it
-                // never runs the budget down nor up. The emergency key is public: an
-                // emergency handshake is no key holder's and gets nothing back.
-                if role != Role::Emergency {
-                    let frame_nah = self.pump.frame_nah();
-                    let identify = self
-                        .identified_at
-                        .take()
-                        .is_some_and(|at| link_now.since(at) <= IDENTIFY_REFUND_MS);
-                    let frames = HANDSHAKE_REFUND_FRAMES + if identify { 2 } else { 0 };
-                    self.budget.refund(frame_nah.saturating_mul(frames));
-                }
-                if let Some(ended) = replaced {
-                    self.log_ended(now, ended);
-                }
-                self.pump
-                    .log_session(now, Event::SessionOpened { role, session });
-                Response::SessionEstablished
-            }
-            Step::Failed { role } => {
-                self.pump
-                    .log_noise(now, Event::HandshakeFailed { role, count: 1 });
-                Response::Refused(Refusal::AuthenticationFailed)
-            }
-            Step::Refuse(refusal) => Response::Refused(refusal),
-        }
-    }
-
-    fn log_ended(&mut self, now: Timestamp, e: Ended) {
-        self.pump.log_session(
-            now,
-            Event::SessionEnded {
-                role: e.role,
-                session: e.session,
-                reason: e.reason,
-            },
-        );
-    }
-
     fn serve_sealed(
         &mut self,
         now: Timestamp,
@@ -587,106 +463,6 @@ impl<S: Storage, M: Motor> Server<S, M> {
             }
         };
         self.reply(id, &response, true, send);
-    }
-
-    fn log_refused(&mut self, now: Timestamp, by: Role, request: u8, refusal: Refusal) {
-        self.pump.log_noise(
-            now,
-            Event::Refused {
-                by,
-                request,
-                reason: refusal.code(),
-                count: 1,
-            },
-        );
-    }
-
-    /// Runs an authenticated request of `role` (role check, idempotency key, reply
-    /// cache, pump).
-    fn execute(
-        &mut self,
-        now: Timestamp,
-        link_now: Timestamp,
-        role: Role,
-        key: Option<OpKey>,
-        request: &Request,
-        fingerprint: u32,
-    ) -> Response {
-        if !permitted(role, request) {
-            self.log_refused(now, role, request.tag(), Refusal::NotPermitted);
-            return Response::Refused(Refusal::NotPermitted);
-        }
-        let key = match (request.changes_state(), key) {
-            (false, _) => None,
-            (true, Some(key)) => Some(key),
-            (true, None) => {
-                self.log_refused(now, role, request.tag(), Refusal::Malformed);
-                return Response::Refused(Refusal::Malformed);
-            }
-        };
-        if let Some(key) = key {
-            self.cache
-                .retain(|c| link_now.since(c.at) < CACHE_TTL_MS && c.at <= link_now);
-            let hit = self
-                .cache
-                .iter()
-                .find(|c| c.role == role && c.key == key && c.fingerprint == fingerprint)
-                .and_then(|c| decode_body::<Response>(&c.body).ok());
-            if let Some(response) = hit {
-                self.stats.replays = self.stats.replays.wrapping_add(1);
-                return response;
-            }
-        }
-        let response = match request {
-            Request::LinkStats => Response::LinkStats(self.stats),
-            r => self.pump.handle_as(now, role, r),
-        };
-        match response {
-            // A challenge answered before the change was made with the old key: it must
-            // not open a session after it.
-            Response::KeyRotated { role: whose, .. } => self.sessions.drop_pending(Some(whose)),
-            Response::Provisioned { .. } => {
-                self.sessions.drop_pending(None);
-                if let Some(key) = self.pump.nonce_key() {
-                    self.sessions.stir(key.as_bytes());
-                }
-            }
-            _ => {}
-        }
-        if let Some(key) = key {
-            self.remember(role, key, fingerprint, link_now, &response);
-        }
-        response
-    }
-
-    fn remember(
-        &mut self,
-        role: Role,
-        key: OpKey,
-        fingerprint: u32,
-        at: Timestamp,
-        response: &Response,
-    ) {
-        let mut buf = [0u8; CACHE_BODY];
-        let Ok(body) = postcard::to_slice(response, &mut buf) else {
-            return;
-        };
-        let Ok(body) = Vec::from_slice(body) else {
-            return;
-        };
-        self.cache.retain(|c| !(c.role == role && c.key == key));
-        if self.cache.is_full() {
-            self.cache.pop_front();
-        }
-        self.cache
-            .push_back(Cached {
-                role,
-                key,
-                fingerprint,
-                at,
-                body,
-            })
-            .ok();
     }
 
     /// Answers a plain (unauthenticated) request if the budget pays for the answer.
@@ -752,7 +528,7 @@ impl<S: Storage, M: Motor> Server<S, M> {
 /// Fuzzing builds only: the idempotency key of a plain request served as a clinician's
 /// (the request id, so a repeat with the same id is answered from the cache).
 #[cfg(fuzzing)]
-fn fuzz_key(id: u16) -> OpKey {
+fn fuzz_key(id: u16) -> thecal_protocol::message::OpKey {
     let [a, b] = id.to_le_bytes();
     [a, b, 0, 0, 0, 0, 0, 0]
 }
