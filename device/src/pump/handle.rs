@@ -61,7 +61,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             Request::Status => Response::Status(self.status(now)),
             Request::Battery => Response::Battery(self.battery_report()),
             Request::Reservoir => Response::Reservoir(self.reservoir_report(now)),
-            Request::ReadPrescription => Response::Prescription(self.record.clone()),
+            Request::ReadPrescription => Response::Prescription(self.therapy.record.clone()),
             Request::WritePrescription {
                 expected,
                 prescription,
@@ -74,9 +74,9 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             Request::ClinicianBolus(b) => Response::BolusStarted(self.clinician_bolus(now, *b)?),
             Request::PatientBolus => Response::PatientBolusStarted(self.patient_bolus(now)?),
             Request::StopTherapy => {
-                if !self.stopped {
-                    self.stopped = true;
-                    self.persist(now, |p| p.stopped = false)?;
+                if !self.therapy.stopped {
+                    self.therapy.stopped = true;
+                    self.persist(now, |p| p.therapy.stopped = false)?;
                     self.dosing.cancel_bolus();
                     self.log_event(now, Event::TherapyStopped { by: self.actor });
                 }
@@ -84,11 +84,11 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             }
             Request::ResumeTherapy => self.resume(now)?,
             Request::ReadAlarms => {
-                let offset = self.wall_offset_ms;
-                Response::Alarms(self.alarms.entries(now, |t| wall_of(t, offset)))
+                let clock = &self.clock;
+                Response::Alarms(self.health.alarms.entries(now, |t| clock.wall(t)))
             }
             Request::AcknowledgeAlarm { alarm } => {
-                if !self.alarms.acknowledge(*alarm, now) {
+                if !self.health.alarms.acknowledge(*alarm, now) {
                     return Err(Refusal::AlarmNotActive(*alarm));
                 }
                 // An acknowledgement that is not stored still holds until a reset.
@@ -132,10 +132,10 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     }
 
     fn check_revision(&self, expected: Revision) -> Result<(), Refusal> {
-        if expected != self.record.revision {
+        if expected != self.therapy.record.revision {
             return Err(Refusal::RevisionMismatch {
                 expected,
-                current: self.record.revision,
+                current: self.therapy.record.revision,
             });
         }
         Ok(())
@@ -143,7 +143,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     /// Stores `prescription` as the next revision: validate → store → verify → activate.
     fn commit(&mut self, now: Timestamp, prescription: Prescription) -> Result<Revision, Refusal> {
-        let old = self.record.revision;
+        let old = self.therapy.record.revision;
         let record = thecal_protocol::message::PrescriptionRecord {
             revision: Revision(old.0.wrapping_add(1).max(1)),
             written_at: self.wall(now),
@@ -154,7 +154,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             return Err(Refusal::StorageFault);
         }
         let new = record.revision;
-        self.record = record;
+        self.therapy.record = record;
         self.log_event(
             now,
             Event::PrescriptionChanged {
@@ -175,7 +175,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         let prescription =
             Prescription::new(draft.clone()).map_err(Refusal::InvalidPrescription)?;
         self.check_revision(expected)?;
-        let current = &self.record.prescription;
+        let current = &self.therapy.record.prescription;
         if prescription.drug() != current.drug()
             || prescription.concentration() != current.concentration()
         {
@@ -205,18 +205,19 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         };
         if let Some(p) = prescription {
             let (old_drug, old_c) = (
-                self.record.prescription.drug(),
-                self.record.prescription.concentration(),
+                self.therapy.record.prescription.drug(),
+                self.therapy.record.prescription.concentration(),
             );
             if p.drug() == old_drug && p.concentration() != old_c {
                 // A power cut between the prescription and the next snapshot must not
                 // leave the stored window in the other solution's volume: store it first
                 // with every bucket the larger of both (safe under either prescription).
-                let exact = self.window.clone();
-                self.window
+                let exact = self.ledger.window.clone();
+                self.ledger
+                    .window
                     .rescale_keep_larger(old_c.0, p.concentration().0);
                 let stored = self.try_save_snapshot(now);
-                self.window = exact;
+                self.ledger.window = exact;
                 if !stored {
                     return Err(Refusal::StorageFault);
                 }
@@ -224,27 +225,35 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             self.commit(now, p)?;
             // The rolling limit counts drug, kept as volume of the solution in force.
             let (new_drug, new_c) = (
-                self.record.prescription.drug(),
-                self.record.prescription.concentration(),
+                self.therapy.record.prescription.drug(),
+                self.therapy.record.prescription.concentration(),
             );
             if new_drug != old_drug {
-                self.window.clear();
+                self.ledger.window.clear();
             } else {
-                self.window.rescale(old_c.0, new_c.0);
+                self.ledger.window.rescale(old_c.0, new_c.0);
             }
         }
         // The reservoir is what the clinician put in; the outstanding reservation was
         // drawn from the old fill and is void. (With a drug change, the prescription was
         // stored first: a cut between the two records leaves the new drug with the old,
         // lower, volume estimate — the safe side.)
-        let before = (self.reservoir, self.reserve_left, self.last_refill);
-        self.reservoir = volume;
-        self.reserve_left = 0;
-        self.last_refill = Some(now);
+        let before = (
+            self.ledger.reservoir,
+            self.ledger.reserve_left,
+            self.ledger.last_refill,
+        );
+        self.ledger.reservoir = volume;
+        self.ledger.reserve_left = 0;
+        self.ledger.last_refill = Some(now);
         self.persist(now, |p| {
-            (p.reservoir, p.reserve_left, p.last_refill) = before
+            (
+                p.ledger.reservoir,
+                p.ledger.reserve_left,
+                p.ledger.last_refill,
+            ) = before
         })?;
-        let p = &self.record.prescription;
+        let p = &self.therapy.record.prescription;
         let (drug, concentration) = (p.drug(), p.concentration());
         self.log_event(
             now,
@@ -257,7 +266,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         );
         self.evaluate_alarms(now);
         Ok(Response::Refilled {
-            revision: self.record.revision,
+            revision: self.therapy.record.revision,
             reservoir: self.reservoir_report(now),
         })
     }
@@ -266,7 +275,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         if let Some(kind) = self.halted() {
             return Err(Refusal::Alarm(kind));
         }
-        if self.stopped {
+        if self.therapy.stopped {
             return Err(Refusal::TherapyStopped);
         }
         if self.dosing.bolus().is_some() {
@@ -292,9 +301,9 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         if whole * MS_PER_DAY / duration_ms > MAX_BOLUS_FLOW {
             return Err(Refusal::BolusInvalid);
         }
-        let delivered = self.window.total(now);
+        let delivered = self.ledger.window.total(now);
         if delivered + whole > self.limit_nl() {
-            let c = self.record.prescription.concentration();
+            let c = self.therapy.record.prescription.concentration();
             let to_dose = |nl: u64| {
                 Nanolitres(u32::try_from(nl).unwrap_or(u32::MAX))
                     .to_dose(c)
@@ -303,7 +312,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             return Err(Refusal::DailyLimit {
                 delivered: to_dose(delivered),
                 requested: to_dose(whole),
-                limit: self.record.prescription.daily_limit(),
+                limit: self.therapy.record.prescription.daily_limit(),
             });
         }
         Ok(strokes)
@@ -318,16 +327,16 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     ) -> Result<BolusReport, Refusal> {
         let volume = Nanolitres(strokes * STROKE_NL);
         let dose = volume
-            .to_dose(self.record.prescription.concentration())
+            .to_dose(self.therapy.record.prescription.concentration())
             .unwrap_or(Nanograms(u32::MAX));
         // Reserve the whole bolus ahead (with the patient history already updated by the
         // caller): after a reset it counts as delivered, for the limit and the lockout.
-        let reserved = self.reserve_left;
-        self.reserve_left = self.reserve_left.saturating_add(volume.0);
+        let reserved = self.ledger.reserve_left;
+        self.ledger.reserve_left = self.ledger.reserve_left.saturating_add(volume.0);
         self.persist(now, |p| {
-            p.reserve_left = reserved;
+            p.ledger.reserve_left = reserved;
             if kind == BolusKind::Patient {
-                p.patient.pop();
+                p.therapy.patient.pop();
             }
         })?;
         self.dosing
@@ -350,7 +359,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     fn clinician_bolus(&mut self, now: Timestamp, b: BolusRequest) -> Result<BolusReport, Refusal> {
         self.check_can_dose()?;
-        let c = self.record.prescription.concentration();
+        let c = self.therapy.record.prescription.concentration();
         let (kind, volume, duration) = match b {
             BolusRequest::Single { dose, duration } => (
                 BolusKind::Single,
@@ -367,18 +376,19 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     fn patient_bolus(&mut self, now: Timestamp) -> Result<BolusReport, Refusal> {
         let rules = self
+            .therapy
             .record
             .prescription
             .patient_bolus()
             .ok_or(Refusal::PatientBolusNotAllowed)?;
         self.check_can_dose()?;
-        self.patient.retain(|t| now.since(*t) < MS_PER_DAY);
-        if self.patient.len() >= usize::from(rules.max_per_day) {
+        self.therapy.patient.retain(|t| now.since(*t) < MS_PER_DAY);
+        if self.therapy.patient.len() >= usize::from(rules.max_per_day) {
             return Err(Refusal::PatientDailyMaximum {
                 max: rules.max_per_day,
             });
         }
-        if let Some(last) = self.patient.iter().max() {
+        if let Some(last) = self.therapy.patient.iter().max() {
             let until = last.plus_ms(rules.lockout.as_ms());
             if now < until {
                 return Err(Refusal::PatientLockout {
@@ -388,13 +398,13 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         }
         let volume = rules
             .dose
-            .to_volume(self.record.prescription.concentration())
+            .to_volume(self.therapy.record.prescription.concentration())
             .ok_or(Refusal::BolusInvalid)?;
         // As fast as the pump allows, but at least a minute.
         let fastest = (u64::from(volume.0) * MS_PER_DAY).div_ceil(MAX_BOLUS_FLOW);
         let duration_ms = fastest.max(Minutes(1).as_ms()).div_ceil(MS_PER_MINUTE) * MS_PER_MINUTE;
         let strokes = self.check_bolus(now, volume, duration_ms)?;
-        if self.patient.push(now).is_err() {
+        if self.therapy.patient.push(now).is_err() {
             return Err(Refusal::PatientDailyMaximum {
                 max: rules.max_per_day,
             });
@@ -408,11 +418,11 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 return Err(Refusal::Alarm(kind));
             }
             // A clinician's resume retries the motor; a new stall raises it again.
-            self.motor_stalled = false;
+            self.health.motor_stalled = false;
         }
-        if self.stopped {
-            self.stopped = false;
-            self.persist(now, |p| p.stopped = true)?;
+        if self.therapy.stopped {
+            self.therapy.stopped = false;
+            self.persist(now, |p| p.therapy.stopped = true)?;
             self.log_event(now, Event::TherapyResumed { by: self.actor });
         }
         Ok(Response::TherapyResumed)
@@ -442,11 +452,13 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             return Err(Refusal::ClockInvalid);
         }
         let previous = self.wall(now);
-        let before = (self.wall_offset_ms, self.utc_offset);
-        self.wall_offset_ms = i64::try_from(i128::from(wall.0) - i128::from(now.0))
+        let before = (self.clock.wall_offset_ms, self.clock.utc_offset);
+        self.clock.wall_offset_ms = i64::try_from(i128::from(wall.0) - i128::from(now.0))
             .map_err(|_| Refusal::ClockInvalid)?;
-        self.utc_offset = offset;
-        self.persist(now, |p| (p.wall_offset_ms, p.utc_offset) = before)?;
+        self.clock.utc_offset = offset;
+        self.persist(now, |p| {
+            (p.clock.wall_offset_ms, p.clock.utc_offset) = before
+        })?;
         self.log_event(
             now,
             Event::ClockChanged {
@@ -458,10 +470,4 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         );
         Ok(Response::ClockSet { previous })
     }
-}
-
-/// Wall clock at device time `t` given the wall offset.
-pub(super) fn wall_of(t: Timestamp, offset_ms: i64) -> Timestamp {
-    let w = i128::from(t.0) + i128::from(offset_ms);
-    Timestamp(u64::try_from(w.max(0)).unwrap_or(u64::MAX))
 }

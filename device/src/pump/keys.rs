@@ -37,20 +37,21 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     /// The static public key, once made (computed when the secrets are loaded or
     /// written, not at every call: it is an X25519 multiplication).
     pub fn public_key(&self) -> Option<[u8; PUBLIC_LEN]> {
-        self.public_key
+        self.keys.public_key
     }
 
     /// Sets the secrets in force and the public key they imply.
     pub(super) fn set_secrets(&mut self, secrets: Option<Secrets>) {
-        self.public_key = secrets
+        self.keys.public_key = secrets
             .as_ref()
             .map(|s| Ephemeral::from_bytes(s.identity).public());
-        self.secrets = secrets;
+        self.keys.secrets = secrets;
     }
 
     /// Whether a device secret is held.
     pub fn is_provisioned(&self) -> bool {
-        self.secrets
+        self.keys
+            .secrets
             .as_ref()
             .is_some_and(|s| s.device_secret.is_some())
     }
@@ -66,7 +67,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     }
 
     fn role_slot(&self, role: Role) -> Option<RoleSlot> {
-        let s = self.secrets.as_ref()?;
+        let s = self.keys.secrets.as_ref()?;
         s.device_secret?;
         s.keys.get(slot(role)?).copied()
     }
@@ -74,7 +75,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     /// The key of `role` in force and its epoch; `None` while unprovisioned (the
     /// emergency role has no stored key: also `None`).
     pub fn role_key(&self, role: Role) -> Option<(u32, Secret)> {
-        let secret = self.secrets.as_ref()?.device_secret?;
+        let secret = self.keys.secrets.as_ref()?.device_secret?;
         let slot = self.role_slot(role)?;
         let key = match slot.key {
             Some(key) => Secret::new(key),
@@ -85,14 +86,14 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     /// The key of the handshake nonces; `None` while unprovisioned.
     pub fn nonce_key(&self) -> Option<Secret> {
-        let secret = self.secrets.as_ref()?.device_secret?;
+        let secret = self.keys.secrets.as_ref()?.device_secret?;
         Some(nonce_key(&Secret::new(secret), self.serial()))
     }
 
     /// Makes the static key pair from `random` (32 bytes of the platform's entropy) if
     /// there is none yet, and stores it. `false` if it could not be stored.
     pub fn create_identity(&mut self, random: &Secret) -> bool {
-        if self.secrets.is_some() || self.secrets_unreadable {
+        if self.keys.secrets.is_some() || self.keys.secrets_unreadable {
             return true;
         }
         let secrets = Secrets {
@@ -108,14 +109,15 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         let ok = self.storage.save_secrets(&secrets).is_ok();
         self.note_storage(ok);
         if ok {
-            let new_identity = self.secrets.as_ref().map(|s| s.identity) != Some(secrets.identity);
+            let new_identity =
+                self.keys.secrets.as_ref().map(|s| s.identity) != Some(secrets.identity);
             if new_identity {
                 self.set_secrets(Some(secrets));
             } else {
-                self.secrets = Some(secrets);
+                self.keys.secrets = Some(secrets);
             }
             // Both copies written afresh.
-            self.secrets_damaged = false;
+            self.keys.secrets_damaged = false;
         }
         ok
     }
@@ -141,7 +143,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         ephemeral: &[u8; PUBLIC_LEN],
         sealed: bool,
     ) -> Result<Response, Refusal> {
-        let Some(current) = self.secrets.clone() else {
+        let Some(current) = self.keys.secrets.clone() else {
             // No identity key (no entropy yet, or an unreadable secrets region).
             return Err(Refusal::Unsupported);
         };
@@ -197,7 +199,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         epoch: u32,
         key: &[u8; 32],
     ) -> Result<Response, Refusal> {
-        let (Some(current), Some(index)) = (self.secrets.clone(), slot(role)) else {
+        let (Some(current), Some(index)) = (self.keys.secrets.clone(), slot(role)) else {
             return Err(Refusal::NotProvisioned);
         };
         let Some(old) = current.keys.get(index).copied() else {

@@ -38,10 +38,10 @@ use thecal_protocol::message::{
 };
 use thecal_protocol::prescription::Prescription;
 use thecal_protocol::rules::MIN_FLOW;
-use thecal_protocol::time::{local_week_position, Timestamp, UtcOffset};
-use thecal_protocol::units::{Nanolitres, NanolitresPerDay, MS_PER_MINUTE};
+use thecal_protocol::time::{Timestamp, UtcOffset};
+use thecal_protocol::units::{Nanolitres, NanolitresPerDay};
 
-use crate::store::{LogBounds, Secrets, Snapshot, Storage, MAX_PATIENT_HISTORY};
+use crate::store::{LogBounds, Snapshot, Storage};
 use crate::therapy::alarms::{Alarms, Change};
 use crate::therapy::battery::{Battery, BatteryConfig};
 use crate::therapy::dosing::Dosing;
@@ -54,6 +54,9 @@ mod handle;
 pub mod keys;
 pub mod noise;
 mod report;
+mod state;
+
+use state::{Clock, EventLog, Health, KeyState, Ledger, Therapy};
 
 /// Volume reserved (persisted as delivered) ahead of delivery: 10 µL, 40 strokes.
 pub const RESERVE_NL: u32 = 10_000;
@@ -95,43 +98,16 @@ pub struct Pump<S, M> {
     info: DeviceInfo,
     storage: S,
     motor: M,
-    record: PrescriptionRecord,
-    wall_offset_ms: i64,
-    utc_offset: UtcOffset,
-    reservoir: Nanolitres,
-    last_refill: Option<Timestamp>,
-    stopped: bool,
-    delivered_total: u64,
-    battery: Battery,
-    window: Window,
-    patient: Vec<Timestamp, MAX_PATIENT_HISTORY>,
+    therapy: Therapy,
+    clock: Clock,
+    ledger: Ledger,
+    /// Delivery in progress (basal integration and a running bolus).
     dosing: Dosing,
-    alarms: Alarms,
-    log: LogBounds,
-    reserve_left: u32,
-    seq: u32,
-    motor_stalled: bool,
-    storage_fault: bool,
-    /// The store could not be read at boot: never overwrite what it holds.
-    store_unreadable: bool,
-    /// The secrets record ([`keys`]); `None` until the identity key is made.
-    secrets: Option<Secrets>,
-    /// The static public key of `secrets` (computed once).
-    public_key: Option<[u8; 32]>,
-    /// The secrets region could not be read at boot: never overwrite it.
-    secrets_unreadable: bool,
-    /// Damage was found in the secrets region at boot (an older or a second copy was
-    /// used): the storage alarm stays until the secrets are written again.
-    secrets_damaged: bool,
-    /// This boot's epoch of handshake nonces (see [`Pump::boot_epoch`]).
-    boot_epoch: u64,
-    /// Boots since the store was new (persisted in the snapshot).
-    boot_count: u32,
-    /// Repeating log entries being aggregated, and their rate limit.
-    noise: Noise,
+    health: Health,
+    keys: KeyState,
+    log: EventLog,
     /// Role of the session whose request is being served (named by therapy events).
     actor: Role,
-    last_tick: Timestamp,
 }
 
 impl<S: Storage, M: Motor> Pump<S, M> {
@@ -152,37 +128,49 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             info,
             storage,
             motor,
-            record: PrescriptionRecord {
-                revision: Revision(1),
-                written_at: factory.wall_at_zero.plus_ms(now.0),
-                prescription: factory.prescription,
+            therapy: Therapy {
+                record: PrescriptionRecord {
+                    revision: Revision(1),
+                    written_at: factory.wall_at_zero.plus_ms(now.0),
+                    prescription: factory.prescription,
+                },
+                stopped: false,
+                patient: Vec::new(),
             },
-            wall_offset_ms: i64::try_from(factory.wall_at_zero.0).unwrap_or(0),
-            utc_offset: factory.utc_offset,
-            reservoir: factory.volume,
-            last_refill: None,
-            stopped: false,
-            delivered_total: 0,
-            battery,
-            window: Window::new(),
-            patient: Vec::new(),
+            clock: Clock {
+                wall_offset_ms: i64::try_from(factory.wall_at_zero.0).unwrap_or(0),
+                utc_offset: factory.utc_offset,
+                last_tick: now,
+            },
+            ledger: Ledger {
+                reservoir: factory.volume,
+                last_refill: None,
+                delivered_total: 0,
+                reserve_left: 0,
+                window: Window::new(),
+                seq: 0,
+            },
             dosing: Dosing::new(now),
-            alarms: Alarms::new(),
-            log: LogBounds::default(),
-            reserve_left: 0,
-            seq: 0,
-            motor_stalled: false,
-            storage_fault: false,
-            store_unreadable: false,
-            secrets: None,
-            public_key: None,
-            secrets_unreadable: false,
-            secrets_damaged: false,
-            boot_epoch: 0,
-            boot_count: 0,
-            noise: Noise::new(now),
+            health: Health {
+                battery,
+                alarms: Alarms::new(),
+                motor_stalled: false,
+                storage_fault: false,
+                store_unreadable: false,
+            },
+            keys: KeyState {
+                secrets: None,
+                public_key: None,
+                secrets_unreadable: false,
+                secrets_damaged: false,
+                boot_epoch: 0,
+                boot_count: 0,
+            },
+            log: EventLog {
+                bounds: LogBounds::default(),
+                noise: Noise::new(now),
+            },
             actor: Role::Clinician,
-            last_tick: now,
         };
         // The secrets first, from their own region: whatever state the therapy records
         // are in, the pump stays reachable (a service session can read the log).
@@ -193,24 +181,25 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 // unprovisioned, and anyone could provision it in the clear): the pump
                 // keeps dosing, raises its storage alarm and refuses sessions until
                 // serviced.
-                pump.secrets_unreadable = damaged && secrets.is_none();
-                pump.secrets_damaged = damaged;
+                pump.keys.secrets_unreadable = damaged && secrets.is_none();
+                pump.keys.secrets_damaged = damaged;
                 pump.set_secrets(secrets);
             }
             Err(_) => {
-                pump.storage_fault = true;
-                pump.secrets_unreadable = true;
+                pump.health.storage_fault = true;
+                pump.keys.secrets_unreadable = true;
             }
         }
         let mut stored_boots = 0;
         match pump.storage.load() {
             Ok(stored) => {
-                pump.log = stored.log;
+                pump.log.bounds = stored.log;
                 match stored.prescription {
-                    Some(record) => pump.record = record,
+                    Some(record) => pump.therapy.record = record,
                     None => {
-                        let record = pump.record.clone();
-                        pump.storage_fault |= pump.storage.save_prescription(&record).is_err();
+                        let record = pump.therapy.record.clone();
+                        pump.health.storage_fault |=
+                            pump.storage.save_prescription(&record).is_err();
                     }
                 }
                 if let Some(snap) = stored.snapshot {
@@ -219,9 +208,9 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 }
             }
             Err(_) => {
-                pump.storage_fault = true;
-                pump.store_unreadable = true;
-                pump.stopped = true;
+                pump.health.storage_fault = true;
+                pump.health.store_unreadable = true;
+                pump.therapy.stopped = true;
             }
         }
         // The nonce epoch of this boot: the event log's next index (high 32 bits) and
@@ -229,8 +218,9 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         // different regions and each only grows, so a store that falls back to an
         // older snapshot (or loses the newest log entry) still yields a new epoch. The
         // count is persisted by the boot's own snapshot below, not by any handshake.
-        pump.boot_count = stored_boots.wrapping_add(1);
-        pump.boot_epoch = (u64::from(pump.log.next) << 32) | u64::from(pump.boot_count);
+        pump.keys.boot_count = stored_boots.wrapping_add(1);
+        pump.keys.boot_epoch =
+            (u64::from(pump.log.bounds.next) << 32) | u64::from(pump.keys.boot_count);
         pump.log_event(now, Event::Reset { cause });
         pump.save_snapshot(now);
         pump.evaluate_alarms(now);
@@ -238,43 +228,43 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     }
 
     fn restore(&mut self, snap: &Snapshot, now: Timestamp) {
-        self.seq = snap.seq;
-        self.wall_offset_ms = snap.wall_offset_ms;
-        self.utc_offset = snap.utc_offset;
-        self.reservoir = snap.reservoir;
-        self.last_refill = snap.last_refill;
-        self.stopped = snap.stopped;
-        self.delivered_total = snap.delivered_total;
-        self.battery = Battery::new(self.info.battery, snap.battery_used_nah);
-        self.window = Window::restore(snap.window_epoch, snap.window.clone());
+        self.ledger.seq = snap.seq;
+        self.clock.wall_offset_ms = snap.wall_offset_ms;
+        self.clock.utc_offset = snap.utc_offset;
+        self.ledger.reservoir = snap.reservoir;
+        self.ledger.last_refill = snap.last_refill;
+        self.therapy.stopped = snap.stopped;
+        self.ledger.delivered_total = snap.delivered_total;
+        self.health.battery = Battery::new(self.info.battery, snap.battery_used_nah);
+        self.ledger.window = Window::restore(snap.window_epoch, snap.window.clone());
         // The reservation may have been delivered at any time since the snapshot: count
         // it now instead.
-        self.window.move_newest(now, snap.reserved);
-        self.patient = snap.patient_boluses.clone();
+        self.ledger.window.move_newest(now, snap.reserved);
+        self.therapy.patient = snap.patient_boluses.clone();
         for &kind in snap.acknowledged.iter() {
-            self.alarms.set(kind, true, now);
-            self.alarms.acknowledge(kind, now);
+            self.health.alarms.set(kind, true, now);
+            self.health.alarms.acknowledge(kind, now);
         }
     }
 
     /// The prescription record in force.
     pub fn record(&self) -> &PrescriptionRecord {
-        &self.record
+        &self.therapy.record
     }
 
     /// Reservoir estimate.
     pub fn reservoir(&self) -> Nanolitres {
-        self.reservoir
+        self.ledger.reservoir
     }
 
     /// Lifetime delivered volume, nL.
     pub fn delivered_total(&self) -> u64 {
-        self.delivered_total
+        self.ledger.delivered_total
     }
 
     /// Battery charge used, nAh.
     pub fn battery_used_nah(&self) -> u64 {
-        self.battery.used_nah()
+        self.health.battery.used_nah()
     }
 
     /// The motor.
@@ -294,18 +284,18 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     /// Volume delivered in the rolling 24 h ending at `now`, nL (as the limit sees it).
     pub fn window_total(&mut self, now: Timestamp) -> u64 {
-        self.window.total(now)
+        self.ledger.window.total(now)
     }
 
     /// Whether `kind` is active.
     pub fn alarm_active(&self, kind: AlarmKind) -> bool {
-        self.alarms.is_active(kind)
+        self.health.alarms.is_active(kind)
     }
 
     /// Hard daily limit as a volume, nL: at most `u32::MAX` (a limit whose volume does not
     /// fit is 0, and nothing is delivered; the rolling window relies on this bound).
     pub fn limit_nl(&self) -> u64 {
-        let p = &self.record.prescription;
+        let p = &self.therapy.record.prescription;
         p.daily_limit()
             .to_flow(p.concentration())
             .map_or(0, |f| u64::from(f.0))
@@ -315,7 +305,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     /// read at boot; new at every boot even when one of the two stores fell back to an
     /// older record (each of them only grows).
     pub fn boot_epoch(&self) -> u64 {
-        self.boot_epoch
+        self.keys.boot_epoch
     }
 
     /// Logs `event` (the request server's security events: sessions, presence).
@@ -326,7 +316,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     /// Logs a repeating event (refusal, failed handshake, link abuse): aggregated with
     /// its repeats and rate-limited (see [`crate::pump::noise`]).
     pub fn log_noise(&mut self, now: Timestamp, event: Event) {
-        if let Some(previous) = self.noise.add(event, now) {
+        if let Some(previous) = self.log.noise.add(event, now) {
             self.append_log(now, previous);
         }
     }
@@ -334,14 +324,14 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     /// Logs a session opened or ended: rate-limited (see [`crate::pump::noise`]), so a key
     /// holder looping handshakes cannot flush the log or wear the flash.
     pub fn log_session(&mut self, now: Timestamp, event: Event) {
-        if let Some(entry) = self.noise.admit_session(event, now) {
+        if let Some(entry) = self.log.noise.admit_session(event, now) {
             self.log_event(now, entry);
         }
     }
 
     /// The repeating entry being aggregated, not yet written.
     pub fn held_log_entry(&self) -> Option<&Event> {
-        self.noise.held()
+        self.log.noise.held()
     }
 
     /// Charge of one telemetry frame, nAh.
@@ -351,7 +341,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     /// Device time of the last tick.
     pub fn last_tick(&self) -> Timestamp {
-        self.last_tick
+        self.clock.last_tick
     }
 
     /// The serial number.
@@ -361,30 +351,32 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     /// Consumes the battery as if `nah` were used (fault injection).
     pub fn inject_battery_use(&mut self, nah: u64, now: Timestamp) {
-        self.battery.use_nah(nah);
+        self.health.battery.use_nah(nah);
         self.evaluate_alarms(now);
     }
 
     /// Charges one telemetry frame to the battery.
     pub fn charge_frame(&mut self) {
-        self.battery.drain_frame();
+        self.health.battery.drain_frame();
     }
 
     /// Wall clock at device time `t`.
     pub fn wall(&self, t: Timestamp) -> Timestamp {
-        handle::wall_of(t, self.wall_offset_ms)
+        self.clock.wall(t)
     }
 
     /// Brings delivery, battery and alarms up to device time `now`.
     pub fn tick(&mut self, now: Timestamp) {
-        if now <= self.last_tick {
+        if now <= self.clock.last_tick {
             return;
         }
-        self.battery.drain_awake(now.since(self.last_tick));
-        self.last_tick = now;
+        self.health
+            .battery
+            .drain_awake(now.since(self.clock.last_tick));
+        self.clock.last_tick = now;
         self.deliver(now);
         self.evaluate_alarms(now);
-        if let Some(entry) = self.noise.release(now, true) {
+        if let Some(entry) = self.log.noise.release(now, true) {
             self.append_log(now, entry);
         }
     }
@@ -392,28 +384,19 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     /// The latest device time by which [`Pump::tick`] must be called again.
     pub fn next_wake(&self) -> Timestamp {
         let due = self.dosing.next_due(&|t| self.flow_at(t));
-        due.min(self.last_tick.plus_ms(MAX_SLEEP_MS))
-            .max(self.last_tick.plus_ms(1))
+        due.min(self.clock.last_tick.plus_ms(MAX_SLEEP_MS))
+            .max(self.clock.last_tick.plus_ms(1))
     }
 
     /// The basal flow at device time `t` and the device time it next changes.
     fn flow_at(&self, t: Timestamp) -> (NanolitresPerDay, Timestamp) {
-        if self.stopped {
-            return (MIN_FLOW, Timestamp(u64::MAX));
-        }
-        let p = &self.record.prescription;
-        let (minute, ms_in_minute) = local_week_position(self.wall(t), self.utc_offset);
-        let segment = p.segment_at(minute);
-        let cycle_minute = minute % p.cycle_minutes();
-        let left = u64::from(segment.end.saturating_sub(cycle_minute)) * MS_PER_MINUTE;
-        let left = left.saturating_sub(ms_in_minute).max(1);
-        (p.flow_for(segment.dose), t.plus_ms(left))
+        self.therapy.flow_at(&self.clock, t)
     }
 
     /// Average strokes per day under the prescription in force (for the battery model).
     fn strokes_per_day(&self) -> u64 {
-        let p = &self.record.prescription;
-        if self.stopped {
+        let p = &self.therapy.record.prescription;
+        if self.therapy.stopped {
             return u64::from(MIN_FLOW.0 / STROKE_NL);
         }
         let mut sum = 0u64;
@@ -426,53 +409,48 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     }
 
     fn halted(&self) -> Option<AlarmKind> {
-        if self.motor_stalled {
+        if self.health.motor_stalled {
             return Some(AlarmKind::MotorStall);
         }
-        if self.battery.state(0) == BatteryState::EndOfService {
+        if self.health.battery.state(0) == BatteryState::EndOfService {
             return Some(AlarmKind::EndOfService);
         }
-        if self.reservoir.0 < STROKE_NL {
+        if self.ledger.reservoir.0 < STROKE_NL {
             return Some(AlarmKind::EmptyReservoir);
         }
         None
     }
 
     fn deliver(&mut self, now: Timestamp) {
-        let due = {
-            let flow_at = |t| self.flow_at(t);
-            let mut dosing = self.dosing.clone();
-            let due = dosing.advance(now, &flow_at);
-            self.dosing = dosing;
-            due
-        };
+        let (therapy, clock) = (&self.therapy, &self.clock);
+        let due = self.dosing.advance(now, &|t| therapy.flow_at(clock, t));
         if self.halted().is_some() {
             self.dosing.cancel_bolus();
             return;
         }
         let limit = self.limit_nl();
         for k in 0..due.basal.saturating_add(due.bolus) {
-            if self.reservoir.0 < STROKE_NL || self.motor_stalled {
+            if self.ledger.reservoir.0 < STROKE_NL || self.health.motor_stalled {
                 self.dosing.cancel_bolus();
                 return;
             }
             // The hard limit, stroke by stroke, whatever was requested.
-            if self.window.total(now) + u64::from(STROKE_NL) > limit {
+            if self.ledger.window.total(now) + u64::from(STROKE_NL) > limit {
                 continue;
             }
-            if self.reserve_left < STROKE_NL {
+            if self.ledger.reserve_left < STROKE_NL {
                 self.reserve(RESERVE_NL, now);
             }
             if self.motor.stroke().is_err() {
-                self.motor_stalled = true;
+                self.health.motor_stalled = true;
                 self.dosing.cancel_bolus();
                 return;
             }
-            self.reserve_left = self.reserve_left.saturating_sub(STROKE_NL);
-            self.reservoir = self.reservoir.saturating_sub(Nanolitres(STROKE_NL));
-            self.delivered_total += u64::from(STROKE_NL);
-            self.window.add(now, STROKE_NL);
-            self.battery.drain_stroke();
+            self.ledger.reserve_left = self.ledger.reserve_left.saturating_sub(STROKE_NL);
+            self.ledger.reservoir = self.ledger.reservoir.saturating_sub(Nanolitres(STROKE_NL));
+            self.ledger.delivered_total += u64::from(STROKE_NL);
+            self.ledger.window.add(now, STROKE_NL);
+            self.health.battery.drain_stroke();
             if k >= due.basal {
                 self.dosing.bolus_stroke_delivered();
             }
@@ -481,32 +459,35 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     /// Reserves `nl` more ahead of delivery and persists the snapshot.
     fn reserve(&mut self, nl: u32, now: Timestamp) {
-        self.reserve_left = self.reserve_left.saturating_add(nl);
+        self.ledger.reserve_left = self.ledger.reserve_left.saturating_add(nl);
         self.save_snapshot(now);
     }
 
     /// The snapshot of the current state with the outstanding reservation delivered.
     fn snapshot(&self, now: Timestamp) -> Snapshot {
-        let mut window = self.window.clone();
-        window.add(now, self.reserve_left);
+        let mut window = self.ledger.window.clone();
+        window.add(now, self.ledger.reserve_left);
         let (epoch, buckets) = window.parts();
         Snapshot {
-            seq: self.seq,
+            seq: self.ledger.seq,
             saved_at: now,
-            wall_offset_ms: self.wall_offset_ms,
-            utc_offset: self.utc_offset,
-            reservoir: self.reservoir.saturating_sub(Nanolitres(self.reserve_left)),
-            last_refill: self.last_refill,
-            stopped: self.stopped,
-            delivered_total: self.delivered_total + u64::from(self.reserve_left),
-            reserved: self.reserve_left,
-            battery_used_nah: self.battery.used_nah(),
+            wall_offset_ms: self.clock.wall_offset_ms,
+            utc_offset: self.clock.utc_offset,
+            reservoir: self
+                .ledger
+                .reservoir
+                .saturating_sub(Nanolitres(self.ledger.reserve_left)),
+            last_refill: self.ledger.last_refill,
+            stopped: self.therapy.stopped,
+            delivered_total: self.ledger.delivered_total + u64::from(self.ledger.reserve_left),
+            reserved: self.ledger.reserve_left,
+            battery_used_nah: self.health.battery.used_nah(),
             window_epoch: epoch,
             window: buckets.clone(),
-            patient_boluses: self.patient.clone(),
-            acknowledged: self.alarms.acknowledged().collect(),
+            patient_boluses: self.therapy.patient.clone(),
+            acknowledged: self.health.alarms.acknowledged().collect(),
             legacy_secret: None,
-            boot_count: self.boot_count,
+            boot_count: self.keys.boot_count,
         }
     }
 
@@ -517,13 +498,13 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     /// Persists the snapshot; `false` (and the storage-fault alarm) on failure.
     fn try_save_snapshot(&mut self, now: Timestamp) -> bool {
-        if self.store_unreadable {
+        if self.health.store_unreadable {
             // An unreadable store may still hold a good snapshot (only the prescription
             // may be damaged): never overwrite it with factory values. The pump runs at
             // the minimum flow with the storage-fault alarm until serviced.
             return false;
         }
-        self.seq = self.seq.wrapping_add(1);
+        self.ledger.seq = self.ledger.seq.wrapping_add(1);
         let snap = self.snapshot(now);
         let ok = self.storage.save_snapshot(&snap).is_ok();
         self.note_storage(ok);
@@ -532,12 +513,12 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     fn note_storage(&mut self, ok: bool) {
         // A later successful write clears the fault.
-        self.storage_fault = !ok;
+        self.health.storage_fault = !ok;
     }
 
     /// Logs `event`, after the repeating entry being aggregated, if any.
     fn log_event(&mut self, now: Timestamp, event: Event) {
-        if let Some(held) = self.noise.release(now, false) {
+        if let Some(held) = self.log.noise.release(now, false) {
             self.append_log(now, held);
         }
         self.append_log(now, event);
@@ -545,41 +526,46 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     fn append_log(&mut self, now: Timestamp, event: Event) {
         let entry = LogEntry {
-            index: self.log.next,
+            index: self.log.bounds.next,
             at: self.wall(now),
             event,
         };
         match self.storage.append_log(&entry) {
-            Ok(bounds) => self.log = bounds,
-            Err(_) => self.storage_fault = true,
+            Ok(bounds) => self.log.bounds = bounds,
+            Err(_) => self.health.storage_fault = true,
         }
     }
 
     /// Re-evaluates every alarm condition, logging raises and clears.
     fn evaluate_alarms(&mut self, now: Timestamp) {
         let spd = self.strokes_per_day();
-        let threshold = self.record.prescription.low_reservoir_alarm();
-        let battery = self.battery.state(spd);
+        let threshold = self.therapy.record.prescription.low_reservoir_alarm();
+        let battery = self.health.battery.state(spd);
         let conditions = [
-            (AlarmKind::LowReservoir, self.reservoir <= threshold),
-            (AlarmKind::EmptyReservoir, self.reservoir.0 < STROKE_NL),
+            (AlarmKind::LowReservoir, self.ledger.reservoir <= threshold),
+            (
+                AlarmKind::EmptyReservoir,
+                self.ledger.reservoir.0 < STROKE_NL,
+            ),
             (
                 AlarmKind::ElectiveReplacement,
                 battery >= BatteryState::ElectiveReplacement,
             ),
-            (AlarmKind::LowBattery, self.battery.is_low(spd)),
+            (AlarmKind::LowBattery, self.health.battery.is_low(spd)),
             (
                 AlarmKind::EndOfService,
                 battery == BatteryState::EndOfService,
             ),
-            (AlarmKind::MotorStall, self.motor_stalled),
+            (AlarmKind::MotorStall, self.health.motor_stalled),
             (
                 AlarmKind::StorageFault,
-                self.storage_fault || self.secrets_unreadable || self.secrets_damaged,
+                self.health.storage_fault
+                    || self.keys.secrets_unreadable
+                    || self.keys.secrets_damaged,
             ),
         ];
         for (kind, condition) in conditions {
-            match self.alarms.set(kind, condition, now) {
+            match self.health.alarms.set(kind, condition, now) {
                 Change::Raised => self.log_event(now, Event::AlarmRaised(kind)),
                 Change::Cleared => self.log_event(now, Event::AlarmCleared(kind)),
                 Change::None => {}

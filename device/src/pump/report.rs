@@ -51,18 +51,18 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     pub fn therapy_state(&self) -> TherapyState {
         match self.halted() {
             Some(kind) => TherapyState::Halted(kind),
-            None if self.stopped => TherapyState::Stopped,
+            None if self.therapy.stopped => TherapyState::Stopped,
             None => TherapyState::Running,
         }
     }
 
     /// One-screen summary at device time `now`.
     pub fn status(&mut self, now: Timestamp) -> StatusReport {
-        let p = &self.record.prescription;
+        let p = &self.therapy.record.prescription;
         let (minute, _) =
-            thecal_protocol::time::local_week_position(self.wall(now), self.utc_offset);
+            thecal_protocol::time::local_week_position(self.wall(now), self.clock.utc_offset);
         let (basal_flow, _) = self.flow_at(now);
-        let basal_dose = if self.stopped {
+        let basal_dose = if self.therapy.stopped {
             thecal_protocol::rules::min_flow_dose(p.concentration())
         } else {
             p.segment_at(minute).dose
@@ -70,7 +70,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         let concentration = p.concentration();
         let daily_limit = p.daily_limit();
         let drug = p.drug();
-        let window = u32::try_from(self.window.total(now)).unwrap_or(u32::MAX);
+        let window = u32::try_from(self.ledger.window.total(now)).unwrap_or(u32::MAX);
         let delivered_24h = Nanolitres(window)
             .to_dose(concentration)
             .unwrap_or(Nanograms(u32::MAX));
@@ -82,42 +82,42 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         });
         StatusReport {
             now: self.wall(now),
-            offset: self.utc_offset,
+            offset: self.clock.utc_offset,
             therapy: self.therapy_state(),
-            revision: self.record.revision,
+            revision: self.therapy.record.revision,
             drug,
             basal_dose,
             basal_flow,
             delivered_24h,
             daily_limit,
-            reservoir: self.reservoir,
-            battery: self.battery.state(self.strokes_per_day()),
-            alarms: self.alarms.len() as u8,
-            critical: self.alarms.any_critical(),
+            reservoir: self.ledger.reservoir,
+            battery: self.health.battery.state(self.strokes_per_day()),
+            alarms: self.health.alarms.len() as u8,
+            critical: self.health.alarms.any_critical(),
             bolus,
         }
     }
 
     /// Battery report.
     pub fn battery_report(&self) -> thecal_protocol::message::BatteryReport {
-        self.battery.report(self.strokes_per_day())
+        self.health.battery.report(self.strokes_per_day())
     }
 
     /// Reservoir report with projections from device time `now`.
     pub fn reservoir_report(&self, now: Timestamp) -> ReservoirReport {
-        let p = &self.record.prescription;
+        let p = &self.therapy.record.prescription;
         let projection = project(
             p,
             ReservoirState {
-                volume: self.reservoir,
+                volume: self.ledger.reservoir,
                 now: self.wall(now),
-                offset: self.utc_offset,
-                stopped: self.stopped,
+                offset: self.clock.utc_offset,
+                stopped: self.therapy.stopped,
             },
         );
         ReservoirReport {
             capacity: self.info.capacity,
-            volume: self.reservoir,
+            volume: self.ledger.reservoir,
             low_threshold: p.low_reservoir_alarm(),
             drug: p.drug(),
             concentration: p.concentration(),
@@ -125,7 +125,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             empty_at: projection.empty_at,
             worst_low_at: projection.worst_low_at,
             worst_empty_at: projection.worst_empty_at,
-            last_refill: self.last_refill.map(|t| self.wall(t)),
+            last_refill: self.ledger.last_refill.map(|t| self.wall(t)),
         }
     }
 }
