@@ -8,7 +8,7 @@
 //!   handshake and, while unprovisioned, `Provision`; anything else is answered
 //!   `Refused(SessionRequired)`. Sealed frames are opened with the session's keys; a frame
 //!   that does not open (forged, replayed, reordered, reflected) is dropped and counted,
-//!   unanswered. Every request is checked against the session's role ([`permitted`]).
+//!   unanswered. Every request is checked against the session's role ([`crate::link::session::permitted`]).
 //! * **Energy budget** ([`crate::link::budget`]): everything but the open session's frames is
 //!   paid from the unauthenticated budget; when it is spent the link goes quiet instead
 //!   of spending battery.
