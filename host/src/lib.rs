@@ -23,6 +23,7 @@
 //! 3. **Workflows** — multi-request procedures with typed plans and results that a
 //!    programmer confirms between planning and doing ([`eventlog`]: paging through the
 //!    event log; see also the `workflow` module where present).
+//!    [`workflow`]: refill with bridge bolus, schedule write, provisioning, key rotation.
 //! 4. **Formats and views** — [`schedule`] (TOML schedule files to validated
 //!    prescriptions, exactly), [`quantity`] (exact decimal doses, volumes, durations),
 //!    [`clock`] (device timestamps as local time, alarm dates spelled out), [`view`]
@@ -43,6 +44,7 @@ pub mod schedule;
 #[cfg(feature = "serial")]
 pub mod serial;
 pub mod view;
+pub mod workflow;
 
 pub use client::{Client, ClientConfig};
 pub use error::Error;
