@@ -7,6 +7,9 @@
 mod out;
 mod cmd;
 mod session;
+#[cfg(feature = "sim")]
+mod sim;
+mod usage;
 
 use std::process::ExitCode;
 

@@ -215,7 +215,7 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
         if cause.downcast_ref::<NotConfirmed>().is_some() {
             return (code::NOT_CONFIRMED, "not_confirmed");
         }
-        if cause.downcast_ref::<crate::cmd::UsageError>().is_some() {
+        if cause.downcast_ref::<crate::usage::UsageError>().is_some() {
             return (code::INVALID_INPUT, "usage");
         }
     }

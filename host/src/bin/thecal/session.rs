@@ -4,15 +4,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use thecal_host::client::{check_compatible, Trace};
 use thecal_host::view::PumpTime;
+use thecal_host::workflow::keys::authenticate_settling;
 use thecal_host::{serial, Client, ClientConfig, KeyFile, RoleKey};
 use thecal_protocol::message::{Identity, Role, StatusReport};
 use tokio_serial::SerialStream;
 
-use crate::cmd::UsageError;
+use crate::usage::UsageError;
 
 /// Options every command takes.
 #[derive(Debug, Args)]
@@ -127,31 +127,121 @@ pub struct Session {
     link: Link,
 }
 
-/// What stays behind the port: the simulator, if any, and its throw-away key files.
+/// What stays behind the port: the simulator, if any.
 struct Link {
-    sim: Option<thecal_device::sim::Simulator>,
-    /// Where a simulator without `--sim-state` wrote its key files (removed on close).
-    sim_keys: Option<PathBuf>,
+    #[cfg(feature = "sim")]
+    sim: Option<crate::sim::SimPump>,
 }
 
 impl Link {
-    /// Stops the simulator (it persists its state) and removes throw-away key files.
-    fn close(self) -> anyhow::Result<()> {
-        let stopped = match self.sim {
-            Some(sim) => sim.shutdown().context("stopping the simulated pump"),
-            None => Ok(()),
-        };
-        if let Some(dir) = self.sim_keys {
-            let _ = std::fs::remove_dir_all(dir);
+    /// The port of `--port`, or the pty of a simulator started for `--sim` (both:
+    /// refused by [`Session::open`]).
+    fn start(g: &Global) -> anyhow::Result<(String, Link)> {
+        match (&g.port, g.sim) {
+            (Some(port), _) => Ok((port.clone(), Link::port())),
+            (None, true) => Link::simulator(g),
+            (None, false) => Err(UsageError(
+                "no pump given: use --port PATH (list ports with `thecal ports`) or --sim \
+                 for the simulated pump"
+                    .into(),
+            )
+            .into()),
         }
-        stopped
+    }
+
+    fn port() -> Link {
+        Link {
+            #[cfg(feature = "sim")]
+            sim: None,
+        }
+    }
+
+    #[cfg(feature = "sim")]
+    fn simulator(g: &Global) -> anyhow::Result<(String, Link)> {
+        let sim = crate::sim::SimPump::start(g)?;
+        Ok((sim.path(), Link { sim: Some(sim) }))
+    }
+
+    #[cfg(not(feature = "sim"))]
+    fn simulator(_: &Global) -> anyhow::Result<(String, Link)> {
+        Err(UsageError(
+            "this thecal was built without the simulated pump (cargo feature `sim`): \
+             --sim is not available; use --port PATH, or rebuild with --features sim"
+                .into(),
+        )
+        .into())
+    }
+
+    /// The simulated pump's key of `role`, if the link is to a simulator.
+    fn sim_key(&self, role: Role) -> Option<anyhow::Result<RoleKey>> {
+        #[cfg(feature = "sim")]
+        if let Some(sim) = &self.sim {
+            return Some(sim.role_key(role));
+        }
+        let _ = role;
+        None
+    }
+
+    /// Stops the simulator (it persists its state) and removes its throw-away key files.
+    fn close(self) -> anyhow::Result<()> {
+        #[cfg(feature = "sim")]
+        if let Some(sim) = self.sim {
+            return sim.stop();
+        }
+        Ok(())
     }
 }
 
-/// Identifies the pump and, as `access` asks, checks it and opens the session.
+/// The key file of `--key-file`, read and checked (mode, format, role) before the port
+/// is opened; `None` when `access` needs no key, for the emergency role, or with `--sim`
+/// (the simulated pump supplies its key).
+fn load_key_file(g: &Global, access: Access, role: Role) -> anyhow::Result<Option<KeyFile>> {
+    if access != Access::Session {
+        return Ok(None);
+    }
+    match &g.key_file {
+        Some(_) if role == Role::Emergency => Err(UsageError(
+            "the emergency role has no key file: drop --key-file (it needs the magnet \
+             over the pump instead)"
+                .into(),
+        )
+        .into()),
+        Some(path) => {
+            let file = KeyFile::load(path)?;
+            file.check_role(role)?;
+            Ok(Some(file))
+        }
+        None if g.port.is_some() && role != Role::Emergency => Err(UsageError(format!(
+            "this command needs a session with the pump: give --key-file PATH, the {} \
+             key file of this pump (`thecal provision` writes them; pass --role for \
+             another role). Only `thecal info` and `thecal ports` work without a key",
+            role.name()
+        ))
+        .into()),
+        None => Ok(None),
+    }
+}
+
+/// A client over the port at `path`, with `--timeout`, `--retries` and `--verbose`.
+fn connect_port(path: &str, g: &Global) -> anyhow::Result<Client<SerialStream>> {
+    let stream = serial::open(path, g.baud)?;
+    let config = ClientConfig {
+        timeout: g.timeout,
+        retries: g.retries,
+    };
+    let mut client = Client::new(stream, config);
+    if g.verbose > 0 {
+        client.set_tracer(|t| eprintln!("link: {}", describe(t)));
+    }
+    Ok(client)
+}
+
+/// Identifies the pump and, as `access` asks, checks it and opens the session: with the
+/// key file (an interrupted rotation of it settled), the simulator's key, or the
+/// emergency key.
 async fn start(
     client: &mut Client<SerialStream>,
-    sim: Option<&thecal_device::sim::Simulator>,
+    link: &Link,
     access: Access,
     role: Role,
     key_file: Option<&KeyFile>,
@@ -165,65 +255,21 @@ async fn start(
         return Ok(identity);
     }
     let serial = identity.serial.as_str();
-    let key = match (key_file, sim) {
+    let key = match (key_file, link.sim_key(role)) {
         // No key file: the physical-presence signal authorises the emergency role.
         _ if role == Role::Emergency => RoleKey::emergency(serial),
         (Some(file), _) => {
             file.check_pump(serial)?;
-            authenticate_settling(client, &file.path, serial, identity.key_epochs.of(role)).await?;
+            let epoch = identity.key_epochs.of(role);
+            authenticate_settling(client, &file.path, serial, epoch).await?;
             return Ok(identity);
         }
-        (None, Some(sim)) => {
-            let (epoch, key) = sim
-                .role_key(role)
-                .ok_or_else(|| UsageError("the simulated pump has no key for that role".into()))?;
-            RoleKey { role, epoch, key }
-        }
-        // `Session::open` refuses --port without a key file.
+        (None, Some(key)) => key?,
+        // `load_key_file` refuses --port without a key file.
         (None, None) => return Err(UsageError("no key file".into()).into()),
     };
     client.authenticate(key, serial).await?;
     Ok(identity)
-}
-
-/// Opens the session with the key file at `path`, or with its pending rotation (its
-/// `.next` file) when that holds the epoch the pump announces (`epoch`, from a plain
-/// `Identify`): a rotation interrupted after the pump took the new key. The files are
-/// settled only once the handshake has proved which key the pump holds (the key's epoch
-/// is part of the handshake transcript, so a forged `Identify` cannot make a file be
-/// promoted or removed): the `.next` file replaces the old one when it opened the
-/// session, and is removed when the old one did.
-pub async fn authenticate_settling(
-    client: &mut Client<SerialStream>,
-    path: &std::path::Path,
-    serial: &str,
-    epoch: u32,
-) -> anyhow::Result<()> {
-    if epoch == 0 {
-        // No key of any epoch: the pump holds no device secret yet.
-        return Err(thecal_host::Error::NotProvisioned.into());
-    }
-    let current = KeyFile::load(path)?;
-    let next_path = KeyFile::next_path(path);
-    let pending = match next_path.exists() {
-        true => Some(KeyFile::load(&next_path)?),
-        false => None,
-    };
-    let use_pending = pending.as_ref().is_some_and(|p| p.epoch == epoch);
-    let chosen = match (&pending, use_pending) {
-        (Some(p), true) => p,
-        _ => &current,
-    };
-    chosen.check_pump(serial)?;
-    chosen.check_epoch(epoch)?;
-    client.authenticate(chosen.role_key(), serial).await?;
-    if use_pending {
-        KeyFile::promote(path)?;
-    } else if pending.is_some() {
-        // The pump holds the old key: the rotation never reached it.
-        let _ = std::fs::remove_file(&next_path);
-    }
-    Ok(())
 }
 
 impl Session {
@@ -237,87 +283,16 @@ impl Session {
         if g.port.is_some() && g.sim {
             return Err(UsageError("give either --port or --sim, not both".into()).into());
         }
-        let key_file = match (&g.key_file, access) {
-            (Some(_), Access::Session) if role == Role::Emergency => {
-                return Err(UsageError(
-                    "the emergency role has no key file: drop --key-file (it needs the magnet \
-                     over the pump instead)"
-                        .into(),
-                )
-                .into())
-            }
-            (Some(path), Access::Session) => {
-                let file = KeyFile::load(path)?;
-                file.check_role(role)?;
-                Some(file)
-            }
-            (None, Access::Session) if g.port.is_some() && role != Role::Emergency => {
-                return Err(UsageError(format!(
-                    "this command needs a session with the pump: give --key-file PATH, the {} \
-                     key file of this pump (`thecal provision` writes them; pass --role for \
-                     another role). Only `thecal info` and `thecal ports` work without a key",
-                    role.name()
-                ))
-                .into())
-            }
-            _ => None,
-        };
-        let mut sim_keys = None;
-        let (path, sim) = match (&g.port, g.sim) {
-            (Some(port), _) => (port.clone(), None),
-            (None, true) => {
-                // Without a state file the key files are of no use after this run.
-                if g.sim_state.is_none() {
-                    sim_keys = Some(
-                        thecal_device::sim::private_temp_dir("thecal-sim-keys")
-                            .context("cannot create a private key directory")?,
-                    );
-                }
-                let sim = thecal_device::sim::Simulator::start(thecal_device::sim::SimOptions {
-                    state: g.sim_state.clone(),
-                    speed: g.sim_speed,
-                    magnet: g.sim_magnet,
-                    seed: 1,
-                    keys: sim_keys.clone(),
-                    ..Default::default()
-                })
-                .context("cannot start the simulated pump")?;
-                (sim.path().display().to_string(), Some(sim))
-            }
-            (None, false) => {
-                return Err(UsageError(
-                    "no pump given: use --port PATH (list ports with `thecal ports`) or --sim \
-                     for the simulated pump"
-                        .into(),
-                )
-                .into())
-            }
-        };
-        let link = Link { sim, sim_keys };
-        let stream = match serial::open(&path, g.baud) {
-            Ok(stream) => stream,
+        let key_file = load_key_file(g, access, role)?;
+        let (path, link) = Link::start(g)?;
+        let mut client = match connect_port(&path, g) {
+            Ok(client) => client,
             Err(e) => {
                 link.close()?;
-                return Err(e.into());
+                return Err(e);
             }
         };
-        let config = ClientConfig {
-            timeout: g.timeout,
-            retries: g.retries,
-        };
-        let mut client = Client::new(stream, config);
-        if g.verbose > 0 {
-            client.set_tracer(|t| eprintln!("link: {}", describe(t)));
-        }
-        match start(
-            &mut client,
-            link.sim.as_ref(),
-            access,
-            role,
-            key_file.as_ref(),
-        )
-        .await
-        {
+        match start(&mut client, &link, access, role, key_file.as_ref()).await {
             Ok(identity) => Ok(Session {
                 client,
                 identity,

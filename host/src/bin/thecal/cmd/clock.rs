@@ -4,9 +4,9 @@ use serde::Serialize;
 use thecal_host::clock;
 use thecal_protocol::time::UtcOffset;
 
-use crate::cmd::UsageError;
 use crate::out;
 use crate::session::{Global, Session};
+use crate::usage::UsageError;
 
 /// The pump clock.
 #[derive(Debug, clap::Subcommand)]

@@ -2,16 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::Serialize;
-use thecal_host::client::Agreement;
-use thecal_host::keys::{random_secret, KeyFile};
-use thecal_host::{Error, RoleKey};
-use thecal_protocol::message::{Identity, Role};
+use thecal_host::workflow::keys::{self, FindKeyError, OpenError, ReprovisionError, RotateError};
+use thecal_protocol::message::Role;
 
-use crate::cmd::UsageError;
 use crate::out;
 use crate::session::{Access, Global, Session};
+use crate::usage::UsageError;
 
 /// Key lifecycle: rotation (a lost programmer's key revoked) and re-provisioning.
 #[derive(Debug, clap::Subcommand)]
@@ -62,204 +59,100 @@ pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
         return Err(UsageError(format!("--key-dir {} is not a directory", dir.display())).into());
     }
     let mut s = Session::open(g, Access::Plain).await?;
-    let result = match c {
-        Command::Rotate(a) => rotate(&a, &mut s, g).await,
-        Command::Reprovision(a) => reprovision(&a, &mut s, g).await,
+    let result = match &c {
+        Command::Rotate(a) => rotate(&a.key_dir, &mut s, g).await,
+        Command::Reprovision(a) => reprovision(&a.key_dir, &mut s, g).await,
     };
     let closed = s.close().await;
     result.and(closed)
 }
 
-/// The key file of `role` for pump `serial` in `dir`: `SERIAL.ROLE.key`, else the one
-/// `*.ROLE.key` file that names this pump.
-fn find_key(dir: &Path, serial: &str, role: Role) -> anyhow::Result<PathBuf> {
-    let named = dir.join(KeyFile::file_name(serial, role));
-    if named.exists() {
-        return Ok(named);
-    }
-    let suffix = format!(".{}.key", role.name());
-    let found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read the key directory {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(&suffix))
-        .filter(|p| KeyFile::load(p).is_ok_and(|f| f.pump == serial))
-        .collect();
-    match found.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => Err(UsageError(format!(
-            "{} holds no {} key file of pump {serial} ({} expected)",
-            dir.display(),
-            role.name(),
-            named.display()
-        ))
-        .into()),
-        _ => Err(UsageError(format!(
-            "{} holds several {} key files of pump {serial}: keep one",
-            dir.display(),
-            role.name()
-        ))
-        .into()),
+/// A key directory without the key file asked for, in the words of this command line.
+fn find_key_error(e: FindKeyError) -> anyhow::Error {
+    match e {
+        e @ (FindKeyError::Missing { .. } | FindKeyError::Several { .. }) => {
+            UsageError(e.to_string()).into()
+        }
+        other => anyhow::Error::new(other),
     }
 }
 
-/// Opens the session of `role` with its key file in `dir` (a rotation of that file that
-/// was interrupted is settled only once the handshake has proved which key the pump
-/// holds: [`crate::session::authenticate_settling`]), then asks the pump again inside the
-/// session: the key epochs and static key of that sealed `Identify` are the pump's own,
-/// which the plain one, read before any session, is not (a man in the middle can rewrite
-/// it). Every decision about files and keys below is made on that answer. A pump without
-/// keys (epoch 0) is not provisioned: said so, and no file is touched.
-async fn open_as(s: &mut Session, dir: &Path, role: Role) -> anyhow::Result<Identity> {
-    let serial = s.identity.serial.to_string();
-    let epoch = s.identity.key_epochs.of(role);
-    if epoch == 0 {
-        return Err(Error::NotProvisioned.into());
+/// A session for a key operation that could not be opened.
+fn open_error(e: OpenError) -> anyhow::Error {
+    match e {
+        OpenError::KeyDir(e) => find_key_error(e),
+        OpenError::KeyFile(e) => e.into(),
+        OpenError::Pump(e) => e.into(),
+        other => anyhow::Error::new(other),
     }
-    let path = find_key(dir, &serial, role)?;
-    KeyFile::load(&path)?.check_role(role)?;
-    crate::session::authenticate_settling(&mut s.client, &path, &serial, epoch).await?;
-    Ok(s.client.identify().await?)
 }
 
-/// The key file of `role` in `dir`, an interrupted rotation of it settled against the
-/// role's `epoch` in force (from inside a session: [`open_as`]), checked to be for this
-/// pump and that epoch.
-fn current_key(dir: &Path, serial: &str, role: Role, epoch: u32) -> anyhow::Result<KeyFile> {
-    let path = find_key(dir, serial, role)?;
-    let file = KeyFile::settle(&path, epoch)?;
-    file.check_role(role)?;
-    file.check_pump(serial)?;
-    file.check_epoch(epoch)?;
-    Ok(file)
-}
-
-async fn rotate(a: &RotateArgs, s: &mut Session, g: &Global) -> anyhow::Result<()> {
+async fn rotate(dir: &Path, s: &mut Session, g: &Global) -> anyhow::Result<()> {
     let role = Role::from(g.role);
-    let opener = match role {
-        Role::Patient | Role::Clinician => Role::Clinician,
-        Role::Service => Role::Service,
-        Role::Emergency => {
-            return Err(UsageError(
-                "the emergency key is public (derived from the serial): it cannot be rotated"
-                    .into(),
-            )
-            .into())
-        }
-    };
-    // The session first: a rotation that cannot open one leaves nothing behind.
-    let inside = open_as(s, &a.key_dir, opener).await?;
-    let serial = inside.serial.to_string();
-    let target = current_key(&a.key_dir, &serial, role, inside.key_epochs.of(role))?;
-    let new = RoleKey {
-        role,
-        epoch: target.epoch + 1,
-        key: random_secret().map_err(Error::Random)?,
-    };
-    let next = KeyFile::next_path(&target.path);
-    // The new key is on disk before the pump can hold it.
-    KeyFile::create(&next, &serial, &new)?;
-    match s.client.rotate_key(&new).await {
-        Ok(()) => KeyFile::promote(&target.path)?,
-        // Certainly not taken: the new file is of no use.
-        Err(e @ (Error::StaleKey { .. } | Error::Refused { .. })) => {
-            let _ = std::fs::remove_file(&next);
-            return Err(anyhow::Error::new(e).context("the key was not rotated"));
-        }
-        Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!(
+    let done = keys::rotate(&mut s.client, &s.identity, dir, role)
+        .await
+        .map_err(|e| match e {
+            RotateError::Emergency => UsageError(e.to_string()).into(),
+            RotateError::Open(e) => open_error(e),
+            RotateError::KeyFile(e) => e.into(),
+            RotateError::Random(e) => e.into(),
+            RotateError::Uncertain {
+                role,
+                current,
+                next,
+                source,
+            } => anyhow::Error::new(source).context(format!(
                 "the pump may or may not hold the new {} key: both {} and {} are kept, and \
                  the next command settles which one is in force",
                 role.name(),
-                target.path.display(),
+                current.display(),
                 next.display()
-            )))
-        }
-    }
+            )),
+            other => anyhow::Error::new(other),
+        })?;
     if g.json {
         return out::json(&RotatedJson {
-            serial,
+            serial: done.serial,
             role: role.name(),
-            epoch: new.epoch,
-            key_file: target.path.display().to_string(),
+            epoch: done.epoch,
+            key_file: done.key_file.display().to_string(),
         });
     }
     outln!(
-        "The {} key of pump {serial} is rotated to epoch {}: {} (mode 0600). The old key \
+        "The {} key of pump {} is rotated to epoch {}: {} (mode 0600). The old key \
          is refused from now on; hand the new file to its holder.",
         role.name(),
-        new.epoch,
-        target.path.display()
+        done.serial,
+        done.epoch,
+        done.key_file.display()
     )?;
     Ok(())
 }
 
-async fn reprovision(a: &ReprovisionArgs, s: &mut Session, g: &Global) -> anyhow::Result<()> {
-    // The session first: a re-provisioning that cannot open one leaves nothing behind.
-    // The epochs and, above all, the static key the new secret is agreed with are the
-    // pump's own answer inside it: a secret agreed with a key a man in the middle showed
-    // would leave the pump with a secret nobody holds, and every key refused.
-    let inside = open_as(s, &a.key_dir, Role::Service).await?;
-    let serial = inside.serial.to_string();
-    let epochs = inside.key_epochs;
-    let epoch = Role::KEYED
-        .iter()
-        .map(|r| epochs.of(*r))
-        .max()
-        .unwrap_or(0)
-        .saturating_add(1);
-    let public = crate::cmd::provision::pump_public(None, &inside.public_key)?;
-    let agreement = Agreement::new(&serial, &public)?;
-    let mut files = Vec::new();
-    for role in Role::KEYED {
-        let path = match find_key(&a.key_dir, &serial, role) {
-            Ok(p) => p,
-            Err(_) => a.key_dir.join(KeyFile::file_name(&serial, role)),
-        };
-        let next = KeyFile::next_path(&path);
-        let _ = std::fs::remove_file(&next);
-        KeyFile::create(&next, &serial, &agreement.role_key(role, epoch))?;
-        files.push((role, path, next));
-    }
-    match s.client.reprovision(&agreement).await {
-        Ok(taken) if taken == epoch => {}
-        Ok(taken) => {
-            anyhow::bail!(
-                "the pump moved the keys to epoch {taken}, not {epoch}: the new key files \
-                 ({}.*.key.next) do not match; nothing was replaced",
-                serial
-            )
-        }
-        Err(e @ Error::Refused { .. }) => {
-            for (_, _, next) in &files {
-                let _ = std::fs::remove_file(next);
-            }
-            return Err(anyhow::Error::new(e).context("the pump was not re-provisioned"));
-        }
-        // Inside the session the answer is the pump's own: it took a new secret, but not
-        // the one agreed here. The new files do not hold it.
-        Err(e @ Error::ProvisionNotConfirmed) => {
-            for (_, _, next) in &files {
-                let _ = std::fs::remove_file(next);
-            }
-            return Err(anyhow::Error::new(e).context(
+async fn reprovision(dir: &Path, s: &mut Session, g: &Global) -> anyhow::Result<()> {
+    let done = keys::reprovision(&mut s.client, &s.identity, dir)
+        .await
+        .map_err(|e| match e {
+            ReprovisionError::Open(e) => open_error(e),
+            ReprovisionError::PumpKey(e) => crate::cmd::provision::pump_key_error(e),
+            ReprovisionError::Agreement(e) => e.into(),
+            ReprovisionError::KeyFile(e) => e.into(),
+            ReprovisionError::NotConfirmed(source) => anyhow::Error::new(source).context(
                 "the pump answered the re-provisioning, but not with the secret agreed here: \
                  the new key files were removed; check its key epochs with `thecal info`",
-            ));
-        }
-        Err(e) => {
-            return Err(anyhow::Error::new(e).context(
+            ),
+            ReprovisionError::Uncertain(source) => anyhow::Error::new(source).context(
                 "the pump may or may not have been re-provisioned: the new key files are kept \
                  beside the old ones (.key.next), and the next command settles which are in force",
-            ))
-        }
-    }
-    for (_, path, _) in &files {
-        KeyFile::promote(path)?;
-    }
+            ),
+            other => anyhow::Error::new(other),
+        })?;
+    let (serial, epoch) = (&done.serial, done.epoch);
     if g.json {
-        let rows: Vec<RotatedJson> = files
+        let rows: Vec<RotatedJson> = done
+            .key_files
             .iter()
-            .map(|(role, path, _)| RotatedJson {
+            .map(|(role, path)| RotatedJson {
                 serial: serial.clone(),
                 role: role.name(),
                 epoch,
@@ -272,55 +165,11 @@ async fn reprovision(a: &ReprovisionArgs, s: &mut Session, g: &Global) -> anyhow
         "Pump {serial} is re-provisioned: a new device secret, every role key at epoch \
          {epoch}. Every older key is refused from now on. New key files (mode 0600):"
     )?;
-    let rows: Vec<(&str, String)> = files
+    let rows: Vec<(&str, String)> = done
+        .key_files
         .iter()
-        .map(|(r, p, _)| (r.name(), p.display().to_string()))
+        .map(|(r, p)| (r.name(), p.display().to_string()))
         .collect();
     out::fields(&rows)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use thecal_protocol::session::Secret;
-
-    fn write(dir: &Path, name: &str, pump: &str, role: Role) -> PathBuf {
-        let path = dir.join(name);
-        let key = RoleKey {
-            role,
-            epoch: 1,
-            key: Secret::new([1; 32]),
-        };
-        KeyFile::create(&path, pump, &key).unwrap();
-        path
-    }
-
-    #[test]
-    fn the_key_file_of_a_role_is_found_by_its_name_or_as_the_one_of_this_pump() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        // None: the message names the file expected.
-        let e = find_key(d, "P1", Role::Patient).unwrap_err().to_string();
-        assert!(
-            e.contains("no patient key file of pump P1") && e.contains("P1.patient.key"),
-            "{e}"
-        );
-        // Another pump's file, and a pending rotation, are not it.
-        write(d, "other.patient.key", "P2", Role::Patient);
-        write(d, "sim.patient.key.next", "P1", Role::Patient);
-        assert!(find_key(d, "P1", Role::Patient).is_err());
-        // The one `*.patient.key` of this pump.
-        let sim = write(d, "sim.patient.key", "P1", Role::Patient);
-        assert_eq!(find_key(d, "P1", Role::Patient).unwrap(), sim);
-        // Two of them: ambiguous.
-        write(d, "copy.patient.key", "P1", Role::Patient);
-        let e = find_key(d, "P1", Role::Patient).unwrap_err().to_string();
-        assert!(e.contains("several patient key files"), "{e}");
-        // `SERIAL.ROLE.key` wins whatever else is there.
-        let named = write(d, "P1.patient.key", "P1", Role::Patient);
-        assert_eq!(find_key(d, "P1", Role::Patient).unwrap(), named);
-        // Other roles are other files.
-        assert!(find_key(d, "P1", Role::Clinician).is_err());
-    }
 }

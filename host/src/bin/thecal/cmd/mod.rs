@@ -17,18 +17,13 @@ mod ping;
 mod plot;
 mod ports;
 mod prescription;
-pub mod provision;
+mod provision;
 mod refill;
 mod reservoir;
 mod resume;
 mod schedule;
 mod status;
 mod stop;
-
-/// A command line that makes no sense (exit code 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
 
 /// The commands.
 #[derive(Debug, Subcommand)]

@@ -1,20 +1,17 @@
 //! `thecal provision --key-dir DIR`
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use serde::Serialize;
-use thecal_host::client::Agreement;
-use thecal_host::keys::KeyFile;
-use thecal_host::Error;
+use thecal_host::workflow::provision::{
+    self, hex, KeyDirError, ProvisionError, Provisioned, PumpKeyError,
+};
 use thecal_protocol::message::Role;
-use thecal_protocol::session::{FIRST_EPOCH, PUBLIC_LEN};
 
-use crate::cmd::UsageError;
 use crate::out;
 use crate::session::{Access, Global, Session};
+use crate::usage::UsageError;
 
 /// Provision a fresh pump (factory step).
 ///
@@ -36,42 +33,17 @@ pub struct Args {
     pump_key: Option<String>,
 }
 
-/// The pump's static public key: the one on the label, which must be the one the pump
-/// on the link reports, or that one.
-pub fn pump_public(
-    label: Option<&str>,
-    reported: &[u8; PUBLIC_LEN],
-) -> anyhow::Result<[u8; PUBLIC_LEN]> {
-    if reported == &[0; PUBLIC_LEN] {
-        anyhow::bail!("the pump reports no static public key: it cannot be provisioned yet");
-    }
-    let Some(label) = label else {
-        return Ok(*reported);
-    };
-    let text = label.trim();
-    let mut key = [0u8; PUBLIC_LEN];
-    let ok = text.len() == 2 * PUBLIC_LEN
-        && key.iter_mut().enumerate().all(|(i, b)| {
-            text.get(2 * i..2 * i + 2)
-                .and_then(|d| u8::from_str_radix(d, 16).ok())
-                .map(|v| *b = v)
-                .is_some()
-        });
-    if !ok {
-        return Err(UsageError("--pump-key must be 64 hex digits".into()).into());
-    }
-    if &key != reported {
-        anyhow::bail!(
+/// The error of the pump's static key in the words of this command line.
+pub fn pump_key_error(e: PumpKeyError) -> anyhow::Error {
+    match e {
+        PumpKeyError::LabelNotHex => UsageError("--pump-key must be 64 hex digits".into()).into(),
+        PumpKeyError::LabelMismatch { reported } => anyhow::anyhow!(
             "the pump on the link reports public key {}, not the one given with --pump-key: \
              it is not the pump of that label (or the link is not to the pump); nothing was sent",
-            hex(reported)
-        );
+            hex(&reported)
+        ),
+        other => anyhow::Error::new(other),
     }
-    Ok(key)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Serialize)]
@@ -82,87 +54,70 @@ struct ProvisionJson {
 
 pub async fn run(a: Args, g: &Global) -> anyhow::Result<()> {
     // Checked before the port is even opened.
-    prepare_dir(&a.key_dir)?;
+    provision::prepare_dir(&a.key_dir).map_err(key_dir_error)?;
     let mut s = Session::open(g, Access::Plain).await?;
     let result = provision(&a, &mut s, g).await;
     let closed = s.close().await;
     result.and(closed)
 }
 
-/// Refuses a key directory that already holds key files; creates a missing one.
-fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
-    if !dir.exists() {
-        return std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create the key directory {}", dir.display()));
+/// A key directory that cannot take the key files, in the words of this command line.
+fn key_dir_error(e: KeyDirError) -> anyhow::Error {
+    match e {
+        KeyDirError::NotADirectory { dir } => {
+            UsageError(format!("--key-dir {} is not a directory", dir.display())).into()
+        }
+        KeyDirError::HoldsKeys { dir, files } => UsageError(format!(
+            "{} already holds key files ({}): provisioning writes its key files only into a \
+             directory without any, so no key is overwritten or mixed up with another pump's; \
+             give another --key-dir",
+            dir.display(),
+            files.join(", ")
+        ))
+        .into(),
+        other => anyhow::Error::new(other),
     }
-    if !dir.is_dir() {
-        return Err(UsageError(format!("--key-dir {} is not a directory", dir.display())).into());
-    }
-    let mut keys: Vec<String> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read the key directory {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "key"))
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    if keys.is_empty() {
-        return Ok(());
-    }
-    keys.sort();
-    Err(UsageError(format!(
-        "{} already holds key files ({}): provisioning writes its key files only into a \
-         directory without any, so no key is overwritten or mixed up with another pump's; \
-         give another --key-dir",
-        dir.display(),
-        keys.join(", ")
-    ))
-    .into())
 }
 
 async fn provision(a: &Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
-    let serial = s.identity.serial.to_string();
-    let public = pump_public(a.pump_key.as_deref(), &s.identity.public_key)?;
-    let agreement = Agreement::new(&serial, &public)?;
-    // The key files first: a pump provisioned with a secret nobody kept could never be
-    // opened again.
-    let mut written: Vec<(Role, PathBuf)> = Vec::new();
-    for role in Role::KEYED {
-        let path = a.key_dir.join(KeyFile::file_name(&serial, role));
-        if let Err(e) = KeyFile::create(&path, &serial, &agreement.role_key(role, FIRST_EPOCH)) {
-            remove(&written);
-            return Err(e.into());
-        }
-        written.push((role, path));
-    }
-    match s.client.provision(&agreement).await {
-        Ok(()) => {}
-        // Certainly not stored: the files are of no use.
-        Err(
-            e @ (Error::AlreadyProvisioned | Error::Refused { .. } | Error::ProvisionNotConfirmed),
-        ) => {
-            remove(&written);
-            return Err(anyhow::Error::new(e).context(format!(
-                "provisioning pump {serial} failed; no key file was kept"
-            )));
-        }
-        Err(e) => {
-            let clinician = written
+    let plan =
+        provision::plan(&s.identity, a.pump_key.as_deref(), &a.key_dir).map_err(pump_key_error)?;
+    let done = provision::execute(&mut s.client, &plan)
+        .await
+        .map_err(provision_error)?;
+    print(&done, a, g)
+}
+
+fn provision_error(e: ProvisionError) -> anyhow::Error {
+    match e {
+        ProvisionError::Agreement(e) => e.into(),
+        ProvisionError::KeyFile(e) => e.into(),
+        ProvisionError::Uncertain {
+            key_dir,
+            key_files,
+            source,
+        } => {
+            let clinician = key_files
                 .iter()
                 .find(|(r, _)| *r == Role::Clinician)
                 .map_or(String::new(), |(_, p)| p.display().to_string());
-            return Err(anyhow::Error::new(e).context(format!(
+            anyhow::Error::new(source).context(format!(
                 "the pump may or may not hold the new secret: the key files are kept in {}; \
                  check with `thecal --key-file {clinician} status`",
-                a.key_dir.display()
-            )));
+                key_dir.display()
+            ))
         }
+        other => anyhow::Error::new(other),
     }
+}
+
+fn print(done: &Provisioned, a: &Args, g: &Global) -> anyhow::Result<()> {
+    let serial = &done.serial;
     if g.json {
         return out::json(&ProvisionJson {
-            serial,
-            key_files: written
+            serial: serial.clone(),
+            key_files: done
+                .key_files
                 .iter()
                 .map(|(r, p)| (r.name(), p.display().to_string()))
                 .collect(),
@@ -172,11 +127,12 @@ async fn provision(a: &Args, s: &mut Session, g: &Global) -> anyhow::Result<()> 
     if a.pump_key.is_none() {
         outln!(
             "Pump public key {} (as the pump reported it: compare with its label).",
-            hex(&public)
+            hex(&done.public)
         )?;
     }
     outln!("Role key files, mode 0600:")?;
-    let rows: Vec<(&str, String)> = written
+    let rows: Vec<(&str, String)> = done
+        .key_files
         .iter()
         .map(|(r, p)| (r.name(), p.display().to_string()))
         .collect();
@@ -188,18 +144,17 @@ async fn provision(a: &Args, s: &mut Session, g: &Global) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn remove(files: &[(Role, PathBuf)]) {
-    for (_, path) in files {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use thecal_host::workflow::provision::pump_public;
+    use thecal_protocol::session::PUBLIC_LEN;
 
     #[test]
     fn the_label_key_must_be_the_key_the_pump_reports() {
+        let pump_public = |label: Option<&str>, reported: &[u8; PUBLIC_LEN]| {
+            pump_public(label, reported).map_err(pump_key_error)
+        };
         let reported: [u8; PUBLIC_LEN] = core::array::from_fn(|i| i as u8 + 0xa0);
         let text = hex(&reported);
         assert_eq!(pump_public(None, &reported).unwrap(), reported);

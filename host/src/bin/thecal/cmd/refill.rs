@@ -2,19 +2,20 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use serde::Serialize;
 use thecal_host::quantity::{self, parse_volume};
 use thecal_host::schedule;
 use thecal_host::view::{alarm_date, BolusView, Comparison, ReservoirView};
-use thecal_protocol::message::{BolusRequest, TherapyState};
-use thecal_protocol::projection::ReservoirState;
-use thecal_protocol::units::{Minutes, Nanolitres, NanolitresPerDay};
+use thecal_host::workflow::refill::{
+    self, Bridge, Change, RefillError, RefillInputs, RefillPlan, RefillPlanError,
+};
+use thecal_host::workflow::Current;
+use thecal_protocol::units::Nanolitres;
 use thecal_protocol::Prescription;
 
-use crate::cmd::UsageError;
 use crate::out;
 use crate::session::{Access, Global, Session};
+use crate::usage::UsageError;
 
 /// Record a refill.
 #[derive(Debug, clap::Args)]
@@ -52,19 +53,6 @@ struct RefillJson {
     prescription_written: bool,
 }
 
-/// Minutes to deliver `volume` at `flow`, rounded up; `None` if the flow is zero or it
-/// would take more than a day.
-fn bridge_minutes(volume: Nanolitres, flow: NanolitresPerDay) -> Option<Minutes> {
-    if flow.0 == 0 {
-        return None;
-    }
-    let m = (u64::from(volume.0) * 1_440).div_ceil(u64::from(flow.0));
-    u16::try_from(m)
-        .ok()
-        .filter(|m| (1..=1_440).contains(m))
-        .map(Minutes)
-}
-
 pub async fn run(a: Args, g: &Global) -> anyhow::Result<()> {
     // A schedule file is checked completely before the port is even opened.
     let new = a.schedule.as_deref().map(schedule::load).transpose()?;
@@ -80,204 +68,157 @@ async fn refill(
     s: &mut Session,
     g: &Global,
 ) -> anyhow::Result<()> {
-    let (status, t) = s.time().await?;
-    let record = s.client.prescription().await?;
-    let old = &record.prescription;
+    let current = Current::read(&mut s.client).await?;
+    let t = current.time();
     let file = a.schedule.as_ref().map(|f| f.display().to_string());
-    // The projection after the refill: the new volume from now.
-    let refilled = ReservoirState {
-        volume: a.volume,
-        now: status.now,
-        offset: status.offset,
-        stopped: status.therapy == TherapyState::Stopped,
+    let file = file.as_deref().unwrap_or_default();
+    let bridge = match (a.bridge_volume, a.no_bridge) {
+        (Some(v), _) => Some(Bridge::Volume(v)),
+        (None, true) => Some(Bridge::None),
+        (None, false) => None,
     };
-    let comparison = new
-        .as_ref()
-        .map(|new| Comparison::new(&record, new, Some(refilled)));
-    let drug_change = comparison.as_ref().is_some_and(Comparison::changes_drug);
-    // An identical prescription is not stored again: the refill alone.
-    let draft = new
-        .as_ref()
-        .zip(comparison.as_ref())
-        .filter(|(_, c)| !c.is_unchanged())
-        .map(|(p, _)| p.draft().clone());
-
-    let mut plan = vec![format!(
-        "reservoir {} → {}",
-        quantity::volume(status.reservoir),
-        quantity::volume(a.volume)
-    )];
-    let mut bridge = None;
-    if let (Some(new), true) = (&new, drug_change) {
-        plan.push(format!(
-            "drug {} {} → {} {}, with the prescription from {} as the next revision",
-            old.drug(),
-            quantity::concentration(old.concentration()),
-            new.drug(),
-            quantity::concentration(new.concentration()),
-            file.as_deref().unwrap_or_default(),
-        ));
-        match (a.bridge_volume, a.no_bridge) {
-            (Some(v), _) => {
-                let minutes = bridge_minutes(v, status.basal_flow).ok_or_else(|| {
-                    UsageError(format!(
-                        "a bridge bolus of {} at the current flow {} would take more than a day",
-                        quantity::volume(v),
-                        quantity::flow(status.basal_flow)
-                    ))
-                })?;
-                plan.push(format!(
-                    "then a bridge bolus of {} over {} (the old drug at the current rate {})",
-                    quantity::volume(v),
-                    quantity::duration(minutes),
-                    quantity::flow(status.basal_flow)
-                ));
-                bridge = Some(BolusRequest::Bridge {
-                    volume: v,
-                    duration: minutes,
-                });
-            }
-            (None, true) => plan.push("no bridge bolus (--no-bridge)".into()),
-            (None, false) => {
-                return Err(UsageError(
-                    "a drug or concentration change needs --bridge-volume VOL (old drug left in \
-                     the pump and catheter) or --no-bridge; nothing was sent"
-                        .into(),
-                )
-                .into())
-            }
-        }
-    } else if a.bridge_volume.is_some() || a.no_bridge {
-        return Err(UsageError(format!(
-            "--bridge-volume and --no-bridge are for a drug or concentration change, and {} \
-             keeps {} {}; nothing was sent",
-            file.as_deref().unwrap_or_default(),
-            old.drug(),
-            quantity::concentration(old.concentration()),
-        ))
-        .into());
-    } else if draft.is_some() {
-        plan.push(format!(
-            "same drug and concentration; the prescription from {} is stored with the refill \
-             as the next revision",
-            file.as_deref().unwrap_or_default()
-        ));
-    } else if new.is_some() {
-        plan.push("the pump already holds this prescription; only the refill is recorded".into());
-    }
-
+    let inputs = RefillInputs {
+        volume: a.volume,
+        prescription: new,
+        bridge,
+    };
+    let plan = refill::plan(&current, inputs).map_err(|e| plan_error(e, &current, file))?;
     if !g.json {
-        outln!(
-            "Refill of pump {} {}: prescription revision {} in force",
-            s.identity.model,
-            s.identity.serial,
-            record.revision.0
-        )?;
-        if let Some(c) = &comparison {
-            outln!(
-                "Alarm dates projected from the refilled volume, {}:\n",
-                quantity::volume(a.volume)
-            )?;
-            out::side_by_side(
-                &format!("in force (revision {})", record.revision.0),
-                "new",
-                c.rows(),
-            )?;
-            outln!()?;
-        }
-        for line in &plan {
-            outln!("  {line}")?;
-        }
+        show(&plan, s, file)?;
     }
-    let question = if draft.is_some() {
+    let question = if plan.writes_prescription() {
         format!(
             "Record this refill with the new prescription on pump {} (replacing revision {})?",
-            s.identity.serial, record.revision.0
+            s.identity.serial, plan.expected.0
         )
     } else {
         "Record this refill?".to_string()
     };
     out::confirm(&question, a.yes)?;
-    let prescription_written = draft.is_some();
-    let (revision, reservoir) = match draft {
-        Some(draft) => {
-            let (written, reservoir) = s
-                .client
-                .refill_and_verify(record.revision, a.volume, draft)
-                .await
-                .context(if bridge.is_some() {
-                    "the refill with the new prescription was not confirmed; no bridge bolus \
-                     was started"
-                } else {
-                    "the refill with the new prescription was not confirmed"
-                })?;
-            (written.revision, reservoir)
-        }
-        None => s.client.refill(record.revision, a.volume, None).await?,
-    };
-    let bolus = match bridge {
-        Some(b) => Some(
-            s.client
-                .bolus(b)
-                .await
-                .context("the refill is recorded, but the bridge bolus was not started")?,
-        ),
-        None => None,
-    };
+    let done = refill::execute(&mut s.client, &plan)
+        .await
+        .map_err(|e| match e {
+            RefillError::Refill(e) => e.into(),
+            other => anyhow::Error::new(other),
+        })?;
     if g.json {
         return out::json(&RefillJson {
-            revision: revision.0,
-            reservoir: ReservoirView::new(&reservoir, &t),
-            bridge_bolus: bolus.map(|b| BolusView::new(&b, &t)),
-            file,
-            comparison,
-            prescription_written,
+            revision: done.revision.0,
+            reservoir: ReservoirView::new(&done.reservoir, &t),
+            bridge_bolus: done.bridge_bolus.map(|b| BolusView::new(&b, &t)),
+            file: a.schedule.as_ref().map(|f| f.display().to_string()),
+            comparison: plan.comparison,
+            prescription_written: done.prescription_written,
         });
     }
+    let reservoir = &done.reservoir;
     outln!(
         "Refill recorded: {} of {} {}; prescription revision {}.",
         quantity::volume(reservoir.volume),
         reservoir.drug,
         quantity::concentration(reservoir.concentration),
-        revision.0
+        done.revision.0
     )?;
-    if prescription_written {
+    if done.prescription_written {
         outln!(
             "New prescription written and verified: revision {} is in force (read back identical).",
-            revision.0
+            done.revision.0
         )?;
     }
-    if let Some(b) = bolus {
+    if let Some(b) = done.bridge_bolus {
         outln!(
             "Bridge bolus started: {}, ends {}.",
             quantity::volume(b.volume),
             t.spelled(b.ends_at)
         )?;
     }
-    outln!("New alarm date: {}", alarm_date(&reservoir, &t))?;
+    outln!("New alarm date: {}", alarm_date(reservoir, &t))?;
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The plan error in the words of this command line (its flags).
+fn plan_error(e: RefillPlanError, current: &Current, file: &str) -> anyhow::Error {
+    let old = &current.record.prescription;
+    let text = match e {
+        RefillPlanError::BridgeTooLong { volume, flow } => format!(
+            "a bridge bolus of {} at the current flow {} would take more than a day",
+            quantity::volume(volume),
+            quantity::flow(flow)
+        ),
+        RefillPlanError::BridgeNeeded => "a drug or concentration change needs --bridge-volume \
+                                          VOL (old drug left in the pump and catheter) or \
+                                          --no-bridge; nothing was sent"
+            .into(),
+        RefillPlanError::BridgeWithoutDrugChange => format!(
+            "--bridge-volume and --no-bridge are for a drug or concentration change, and {file} \
+             keeps {} {}; nothing was sent",
+            old.drug(),
+            quantity::concentration(old.concentration()),
+        ),
+        other => other.to_string(),
+    };
+    UsageError(text).into()
+}
 
-    #[test]
-    fn bridge_duration_rounds_up_and_is_bounded() {
-        // 0.25 mL at 0.5 mL/day = 12 h.
-        assert_eq!(
-            bridge_minutes(Nanolitres(250_000), NanolitresPerDay(500_000)),
-            Some(Minutes(720))
-        );
-        // 1 nL at 1 mL/day: 0.00144 min -> 1 min.
-        assert_eq!(
-            bridge_minutes(Nanolitres(1), NanolitresPerDay(1_000_000)),
-            Some(Minutes(1))
-        );
-        assert_eq!(
-            bridge_minutes(Nanolitres(2_000_000), NanolitresPerDay(48_000)),
-            None
-        );
-        assert_eq!(bridge_minutes(Nanolitres(1), NanolitresPerDay(0)), None);
+/// The plan: the comparison (with a schedule), then what will be done.
+fn show(plan: &RefillPlan, s: &Session, file: &str) -> anyhow::Result<()> {
+    outln!(
+        "Refill of pump {} {}: prescription revision {} in force",
+        s.identity.model,
+        s.identity.serial,
+        plan.expected.0
+    )?;
+    if let Some(c) = &plan.comparison {
+        outln!(
+            "Alarm dates projected from the refilled volume, {}:\n",
+            quantity::volume(plan.volume)
+        )?;
+        out::side_by_side(
+            &format!("in force (revision {})", plan.expected.0),
+            "new",
+            c.rows(),
+        )?;
+        outln!()?;
     }
+    for line in plan_lines(plan, file) {
+        outln!("  {line}")?;
+    }
+    Ok(())
+}
+
+fn plan_lines(plan: &RefillPlan, file: &str) -> Vec<String> {
+    let mut lines = vec![format!(
+        "reservoir {} → {}",
+        quantity::volume(plan.volume_before),
+        quantity::volume(plan.volume)
+    )];
+    let (old, new) = (&plan.old, plan.new.as_ref());
+    match (plan.change, new) {
+        (Change::NewDrug { bridge }, Some(new)) => {
+            lines.push(format!(
+                "drug {} {} → {} {}, with the prescription from {file} as the next revision",
+                old.drug(),
+                quantity::concentration(old.concentration()),
+                new.drug(),
+                quantity::concentration(new.concentration()),
+            ));
+            lines.push(match bridge {
+                Some(b) => format!(
+                    "then a bridge bolus of {} over {} (the old drug at the current rate {})",
+                    quantity::volume(b.volume),
+                    quantity::duration(b.duration),
+                    quantity::flow(b.flow)
+                ),
+                None => "no bridge bolus (--no-bridge)".into(),
+            });
+        }
+        (Change::SameDrug, _) => lines.push(format!(
+            "same drug and concentration; the prescription from {file} is stored with the refill \
+             as the next revision"
+        )),
+        (Change::Unchanged, _) => lines
+            .push("the pump already holds this prescription; only the refill is recorded".into()),
+        _ => {}
+    }
+    lines
 }

@@ -2,16 +2,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use serde::Serialize;
 use thecal_host::view::{alarm_date, Comparison, PrescriptionView};
+use thecal_host::workflow::schedule::{self as write_flow, WriteError};
+use thecal_host::workflow::Current;
 use thecal_host::{quantity, schedule};
-use thecal_protocol::message::TherapyState;
-use thecal_protocol::projection::ReservoirState;
 
-use crate::cmd::{prescription, UsageError};
+use crate::cmd::prescription;
 use crate::out;
 use crate::session::{Access, Global, Session};
+use crate::usage::UsageError;
 
 /// Schedule files.
 #[derive(Debug, clap::Subcommand)]
@@ -103,24 +103,18 @@ async fn write_to(
     g: &Global,
 ) -> anyhow::Result<()> {
     let file = a.file.display().to_string();
-    let old = s.client.prescription().await?;
-    let (status, t) = s.time().await?;
-    let state = ReservoirState {
-        volume: status.reservoir,
-        now: status.now,
-        offset: status.offset,
-        stopped: status.therapy == TherapyState::Stopped,
-    };
-    let comparison = Comparison::new(&old, &new, Some(state));
+    let current = Current::read(&mut s.client).await?;
+    let t = current.time();
+    let plan = write_flow::plan(&current, new);
     let mut result = WriteJson {
         file: file.clone(),
         dry_run: a.dry_run,
-        unchanged: comparison.is_unchanged(),
-        needs_refill: comparison.changes_drug(),
+        unchanged: plan.comparison.is_unchanged(),
+        needs_refill: plan.comparison.changes_drug(),
         written: false,
         verified: false,
-        revision: old.revision.0,
-        comparison: comparison.clone(),
+        revision: plan.expected.0,
+        comparison: plan.comparison.clone(),
         low_reservoir_at: None,
     };
     if !g.json {
@@ -128,59 +122,59 @@ async fn write_to(
             "Pump {} {}: prescription revision {} in force; new schedule from {file}\n",
             s.identity.model,
             s.identity.serial,
-            old.revision.0
+            plan.expected.0
         )?;
         out::side_by_side(
-            &format!("in force (revision {})", old.revision.0),
+            &format!("in force (revision {})", plan.expected.0),
             "new",
-            comparison.rows(),
+            plan.comparison.rows(),
         )?;
         outln!()?;
     }
-    if comparison.is_unchanged() || a.dry_run {
+    if result.unchanged || a.dry_run {
         if g.json {
             return out::json(&result);
         }
-        if comparison.is_unchanged() {
+        if result.unchanged {
             outln!("The pump already holds this prescription; nothing to write.")?;
         } else {
             outln!("Dry run: nothing was written.")?;
             if result.needs_refill {
-                outln!("Note: {}.", needs_refill(&old.prescription, &new, &file))?;
+                outln!("Note: {}.", needs_refill(&plan.old, &plan.new, &file))?;
             }
         }
         return Ok(());
     }
     // The pump refuses such a write (DrugChangeNeedsRefill): say so before sending it.
-    if result.needs_refill {
-        let why = needs_refill(&old.prescription, &new, &file);
+    if plan.check().is_err() {
+        let why = needs_refill(&plan.old, &plan.new, &file);
         return Err(UsageError(format!("{why}; nothing was written")).into());
     }
     out::confirm(
         &format!(
             "Write this prescription to pump {} (replacing revision {})?",
-            s.identity.serial, old.revision.0
+            s.identity.serial, plan.expected.0
         ),
         a.yes,
     )?;
-    let record = s
-        .client
-        .write_and_verify(new.draft().clone(), old.revision)
+    let done = write_flow::execute(&mut s.client, &plan)
         .await
-        .context("the new prescription was not confirmed in force")?;
-    let reservoir = s.client.reservoir().await?;
+        .map_err(|e| match e {
+            WriteError::Reservoir(e) => e.into(),
+            other => anyhow::Error::new(other),
+        })?;
     result.written = true;
     result.verified = true;
-    result.revision = record.revision.0;
-    result.low_reservoir_at = t.opt(reservoir.low_at);
+    result.revision = done.record.revision.0;
+    result.low_reservoir_at = t.opt(done.reservoir.low_at);
     if g.json {
         return out::json(&result);
     }
     outln!(
         "Written and verified: revision {} is in force (read back identical).",
-        record.revision.0
+        done.record.revision.0
     )?;
-    outln!("Alarm date: {}", alarm_date(&reservoir, &t))?;
+    outln!("Alarm date: {}", alarm_date(&done.reservoir, &t))?;
     Ok(())
 }
 
