@@ -288,8 +288,127 @@ pub async fn execute<T: AsyncRead + AsyncWrite + Unpin>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use thecal_protocol::message::{BatteryState, PrescriptionRecord, StatusReport, TherapyState};
+    use thecal_protocol::time::{Timestamp, UtcOffset};
+    use thecal_protocol::units::{Nanograms, NanogramsPerDay};
+
+    pub(crate) const BACLOFEN: &str =
+        include_str!("../../../examples/schedules/flexible-baclofen-day.toml");
+    pub(crate) const MORPHINE: &str =
+        include_str!("../../../examples/schedules/continuous-morphine.toml");
+
+    pub(crate) fn prescription(text: &str) -> Prescription {
+        crate::schedule::parse("p.toml", text).unwrap()
+    }
+
+    pub(crate) fn current(flow: u32) -> Current {
+        let p = prescription(BACLOFEN);
+        Current {
+            status: StatusReport {
+                now: Timestamp(1_000_000),
+                offset: UtcOffset(0),
+                therapy: TherapyState::Running,
+                revision: Revision(4),
+                drug: p.drug(),
+                basal_dose: NanogramsPerDay(150_000),
+                basal_flow: NanolitresPerDay(flow),
+                delivered_24h: Nanograms(0),
+                daily_limit: NanogramsPerDay(300_000),
+                reservoir: Nanolitres(3_000_000),
+                battery: BatteryState::Ok,
+                alarms: 0,
+                critical: false,
+                bolus: None,
+            },
+            record: PrescriptionRecord {
+                revision: Revision(4),
+                written_at: Timestamp(0),
+                prescription: p,
+            },
+        }
+    }
+
+    fn inputs(text: Option<&str>, bridge: Option<Bridge>) -> RefillInputs {
+        RefillInputs {
+            volume: Nanolitres(20_000_000),
+            prescription: text.map(prescription),
+            bridge,
+        }
+    }
+
+    #[test]
+    fn a_refill_alone_or_with_the_prescription_in_force_writes_nothing() {
+        let c = current(300_000);
+        let plan = plan(&c, inputs(None, None)).unwrap();
+        assert_eq!(plan.change, Change::RefillOnly);
+        assert_eq!(
+            (plan.expected, plan.volume_before),
+            (Revision(4), Nanolitres(3_000_000))
+        );
+        assert!(plan.comparison.is_none() && !plan.writes_prescription());
+        let plan = plan_of(&c, Some(BACLOFEN), None);
+        assert_eq!(plan.change, Change::Unchanged);
+        assert!(plan.comparison.is_some() && !plan.writes_prescription());
+        // A bridge choice without a drug change is refused, naming it.
+        for bridge in [Bridge::None, Bridge::Volume(Nanolitres(1))] {
+            assert_eq!(
+                super::plan(&c, inputs(Some(BACLOFEN), Some(bridge))),
+                Err(RefillPlanError::BridgeWithoutDrugChange)
+            );
+        }
+    }
+
+    fn plan_of(c: &Current, text: Option<&str>, bridge: Option<Bridge>) -> RefillPlan {
+        plan(c, inputs(text, bridge)).unwrap()
+    }
+
+    #[test]
+    fn the_same_drug_goes_in_as_the_next_revision() {
+        let other = BACLOFEN.replace("300 µg/day", "350 µg/day");
+        let plan = plan_of(&current(300_000), Some(&other), None);
+        assert_eq!(plan.change, Change::SameDrug);
+        assert!(plan.writes_prescription() && plan.bridge().is_none());
+    }
+
+    #[test]
+    fn a_new_drug_needs_a_bridge_choice_that_fits_in_a_day() {
+        let c = current(500_000);
+        assert_eq!(
+            plan(&c, inputs(Some(MORPHINE), None)),
+            Err(RefillPlanError::BridgeNeeded)
+        );
+        let none = plan_of(&c, Some(MORPHINE), Some(Bridge::None));
+        assert_eq!(none.change, Change::NewDrug { bridge: None });
+        let v = Nanolitres(250_000);
+        let bridged = plan_of(&c, Some(MORPHINE), Some(Bridge::Volume(v)));
+        let bolus = BridgeBolus {
+            volume: v,
+            duration: Minutes(720),
+            flow: NanolitresPerDay(500_000),
+        };
+        assert_eq!(bridged.bridge(), Some(&bolus));
+        assert!(bridged.writes_prescription());
+        assert_eq!(
+            bolus.request(),
+            BolusRequest::Bridge {
+                volume: v,
+                duration: Minutes(720)
+            }
+        );
+        let e = plan(
+            &c,
+            inputs(Some(MORPHINE), Some(Bridge::Volume(Nanolitres(600_000)))),
+        );
+        assert_eq!(
+            e,
+            Err(RefillPlanError::BridgeTooLong {
+                volume: Nanolitres(600_000),
+                flow: NanolitresPerDay(500_000)
+            })
+        );
+    }
 
     #[test]
     fn bridge_duration_rounds_up_and_is_bounded() {

@@ -104,3 +104,26 @@ pub async fn execute<T: AsyncRead + AsyncWrite + Unpin>(
     let reservoir = client.reservoir().await.map_err(WriteError::Reservoir)?;
     Ok(WriteOutcome { record, reservoir })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::refill::tests::{current, prescription, BACLOFEN, MORPHINE};
+
+    #[test]
+    fn a_write_is_checked_against_the_prescription_in_force() {
+        let c = current(300_000);
+        let same = plan(&c, prescription(BACLOFEN));
+        assert_eq!(same.expected, Revision(4));
+        assert_eq!(same.check(), Err(WritePlanError::Unchanged));
+        let morphine = plan(&c, prescription(MORPHINE));
+        assert_eq!(morphine.check(), Err(WritePlanError::NeedsRefill));
+        assert!(morphine.comparison.changes_drug());
+        let other = plan(
+            &c,
+            prescription(&BACLOFEN.replace("300 µg/day", "350 µg/day")),
+        );
+        assert_eq!(other.check(), Ok(()));
+        assert_eq!(other.comparison.changed, ["daily_limit"]);
+    }
+}
