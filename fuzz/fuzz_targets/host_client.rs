@@ -142,7 +142,7 @@ async fn call(client: &mut Client<DuplexStream>, which: u8) -> Result<(), Error>
         4 => client.reservoir().await.map(drop),
         5 => client.prescription().await.map(drop),
         6 => {
-            let draft = thecal_device::demo::demo_prescription()
+            let draft = thecal_device::pump::demo::demo_prescription()
                 .expect("valid")
                 .draft()
                 .clone();
