@@ -20,10 +20,11 @@
 //!    [`error`] tells what went wrong apart (refused, timed out, outcome uncertain with
 //!    what to read back, protocol mismatch, I/O); [`keys`] holds role keys and key files
 //!    (0600 only, tied to a role and a pump).
-//! 3. **Workflows** — multi-request procedures with typed plans and results that a
-//!    programmer confirms between planning and doing ([`eventlog`]: paging through the
-//!    event log; see also the `workflow` module where present).
-//!    [`workflow`]: refill with bridge bolus, schedule write, provisioning, key rotation.
+//! 3. **Workflows** — multi-request procedures with typed plans and results, planned,
+//!    confirmed by the programmer's user, then carried out: [`workflow`] (refill with
+//!    its bridge bolus, schedule write with compare → confirm → write → verify,
+//!    provisioning, key rotation) and [`eventlog`] (paging through the event log). The
+//!    CLI and any other programmer (the web one) call the same functions.
 //! 4. **Formats and views** — [`schedule`] (TOML schedule files to validated
 //!    prescriptions, exactly), [`quantity`] (exact decimal doses, volumes, durations),
 //!    [`clock`] (device timestamps as local time, alarm dates spelled out), [`view`]

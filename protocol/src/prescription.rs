@@ -136,12 +136,6 @@ impl Prescription {
         self.cycle().minutes()
     }
 
-    /// Segment `i` of the cycle, in order; `None` past the last. Walks the cycle from
-    /// its start: to visit every segment, iterate [`Prescription::segments`].
-    pub fn segment(&self, i: usize) -> Option<Segment> {
-        self.segments().nth(i)
-    }
-
     /// The segment running at `minute_of_week` (local).
     pub fn segment_at(&self, minute_of_week: u32) -> Segment {
         self.cycle().segment_at(minute_of_week)

@@ -400,10 +400,8 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             return u64::from(MIN_FLOW.0 / STROKE_NL);
         }
         let mut sum = 0u64;
-        let mut i = 0;
-        while let Some(s) = p.segment(i) {
+        for s in p.segments() {
             sum += u64::from(p.flow_for(s.dose).0) * u64::from(s.end - s.start);
-            i += 1;
         }
         sum / u64::from(p.cycle_minutes().max(1)) / u64::from(STROKE_NL)
     }

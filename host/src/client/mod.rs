@@ -16,7 +16,7 @@
 //! * Each attempt waits at most [`ClientConfig::timeout`] for the answer. A lost answer is
 //!   retried up to [`ClientConfig::retries`] times with the **same id** and the
 //!   [`RETRY`](thecal_protocol::frame::Flags::RETRY) bit set. A therapy change carries an idempotency key (8 random
-//!   bytes, drawn once per operation, inside the sealed body, [`Command`]); the pump
+//!   bytes, drawn once per operation, inside the sealed body, [`Command`](thecal_protocol::message::Command)); the pump
 //!   answers a repeat of the same key from its reply cache instead of executing it
 //!   again, so a retried bolus or schedule write happens once.
 //! * Answers carrying another id (late answers to an earlier request) and pump events

@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use serde::Serialize;
+use thecal_host::error::ReadBack;
 use thecal_host::keys::KeyFileError;
 use thecal_host::schedule::ScheduleFileError;
 use thecal_host::view::ComparisonRow;
@@ -222,19 +223,63 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
     (1, "error")
 }
 
-/// What to do next, for a refusal whose reason alone does not say how.
-fn hint(e: &anyhow::Error) -> Option<&'static str> {
-    let refusal = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<Error>().and_then(Error::refusal))?;
-    match refusal {
+/// What to do next, where the error alone does not say how with this program's
+/// commands: a refusal whose reason needs a refill, an outcome to read back.
+fn hint(e: &anyhow::Error) -> Option<String> {
+    let err = e.chain().find_map(|c| c.downcast_ref::<Error>())?;
+    if let Error::Uncertain { read_back, .. } = err {
+        return Some(read_back_commands(read_back));
+    }
+    match err.refusal()? {
         Refusal::DrugChangeNeedsRefill => Some(
             "the pump derives every flow from the concentration, so the drug or concentration \
              changes only with a refill, when the reservoir holds the new solution: record it \
              with `thecal refill --volume V --schedule FILE` (the whole prescription for the \
-             new solution); the prescription in force is unchanged",
+             new solution); the prescription in force is unchanged"
+                .to_string(),
         ),
         _ => None,
+    }
+}
+
+/// The commands that read back what an unanswered change may have done.
+fn read_back_commands(read_back: &ReadBack) -> String {
+    match read_back {
+        ReadBack::Prescription { expected } => format!(
+            "run `thecal prescription`: a revision above {} means the new schedule is in \
+             force, otherwise the previous one still is",
+            expected.0
+        ),
+        ReadBack::Refill {
+            expected,
+            with_prescription: false,
+        } => format!(
+            "run `thecal reservoir` (last refill time and volume) and `thecal prescription` \
+             (revision {} read before) to see whether the refill was recorded",
+            expected.0
+        ),
+        ReadBack::Refill {
+            expected,
+            with_prescription: true,
+        } => format!(
+            "run `thecal prescription` (a revision above {} means the new prescription is \
+             stored) and `thecal reservoir` (last refill time, volume, drug and \
+             concentration) to see whether the refill was recorded",
+            expected.0
+        ),
+        ReadBack::Bolus => "run `thecal status` (a running bolus, delivered in 24 h) and \
+             `thecal log` before giving another bolus"
+            .to_string(),
+        ReadBack::TherapyState => {
+            "run `thecal status` to see whether therapy is running or stopped".to_string()
+        }
+        ReadBack::Clock => "run `thecal status` to see the pump clock".to_string(),
+        ReadBack::KeyEpoch { role, epoch } => format!(
+            "run `thecal info`: if the {} key is at epoch {epoch} the new key is in force \
+             (the next session-opening command settles the key file)",
+            role.name()
+        ),
+        _ => "run `thecal status`".to_string(),
     }
 }
 
@@ -285,6 +330,8 @@ pub fn report_error(e: &anyhow::Error, json_out: bool) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use thecal_host::error::UncertainCause;
+    use thecal_protocol::message::Revision;
 
     #[test]
     fn a_drug_change_refusal_says_to_refill_with_the_schedule() {
@@ -304,5 +351,28 @@ mod tests {
             refusal: Refusal::BolusInProgress,
         });
         assert_eq!(hint(&other), None);
+    }
+
+    #[test]
+    fn an_uncertain_change_names_the_commands_that_read_it_back() {
+        let uncertain = anyhow::Error::new(Error::Uncertain {
+            request: "WritePrescription",
+            attempts: 3,
+            cause: UncertainCause::Unanswered,
+            read_back: ReadBack::Prescription {
+                expected: Revision(4),
+            },
+        });
+        assert_eq!(classify(&uncertain), (code::UNCERTAIN, "uncertain"));
+        let h = hint(&uncertain).expect("a hint");
+        assert!(h.contains("`thecal prescription`"), "{h}");
+        assert!(h.contains("above 4"), "{h}");
+        let bolus = read_back_commands(&ReadBack::Bolus);
+        assert!(bolus.contains("`thecal status`") && bolus.contains("`thecal log`"));
+        let refill = read_back_commands(&ReadBack::Refill {
+            expected: Revision(2),
+            with_prescription: true,
+        });
+        assert!(refill.contains("`thecal reservoir`"), "{refill}");
     }
 }
