@@ -2,6 +2,7 @@
 //! confirmation prompts.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Serialize;
@@ -10,7 +11,7 @@ use thecal_host::keys::KeyFileError;
 use thecal_host::schedule::ScheduleFileError;
 use thecal_host::view::ComparisonRow;
 use thecal_host::Error;
-use thecal_protocol::message::Refusal;
+use thecal_protocol::message::{Refusal, Role};
 
 /// Exit codes (documented in the README).
 pub mod code {
@@ -81,6 +82,15 @@ pub fn fields(rows: &[(&str, String)]) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Key files, one row per role: `clinician  /path/SERIAL.clinician.key`.
+pub fn key_files(files: &[(Role, PathBuf)]) -> std::io::Result<()> {
+    let rows: Vec<(&str, String)> = files
+        .iter()
+        .map(|(r, p)| (r.name(), p.display().to_string()))
+        .collect();
+    fields(&rows)
 }
 
 /// A table with a header row.

@@ -56,17 +56,12 @@ pub enum Command {
 }
 
 pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> {
-    let (request, text, yes) = match c {
+    let (request, yes) = match c {
         Command::Single { dose, over, yes } => (
             Some(BolusRequest::Single {
                 dose,
                 duration: over,
             }),
-            format!(
-                "single bolus of {} over {}",
-                quantity::dose(dose),
-                quantity::duration(over)
-            ),
             yes,
         ),
         Command::Priming { volume, over, yes } => (
@@ -74,11 +69,6 @@ pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> 
                 volume,
                 duration: over,
             }),
-            format!(
-                "priming bolus of {} over {}",
-                quantity::volume(volume),
-                quantity::duration(over)
-            ),
             yes,
         ),
         Command::Bridge { volume, over, yes } => (
@@ -86,15 +76,13 @@ pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> 
                 volume,
                 duration: over,
             }),
-            format!(
-                "bridge bolus of {} over {}",
-                quantity::volume(volume),
-                quantity::duration(over)
-            ),
             yes,
         ),
-        Command::Patient { yes } => (None, "patient bolus".to_string(), yes),
+        Command::Patient { yes } => (None, yes),
     };
+    let text = request
+        .as_ref()
+        .map_or_else(|| "patient bolus".to_string(), describe);
     let (_, t) = s.time().await?;
     out::confirm(
         &format!("Give a {text} on pump {}?", s.identity.serial),
@@ -116,4 +104,16 @@ pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> 
         t.spelled(report.ends_at)
     )?;
     Ok(())
+}
+
+/// `single bolus of 50 µg over 30 min`, `bridge bolus of 0.1 mL over 2 h`.
+fn describe(request: &BolusRequest) -> String {
+    let (kind, amount, over) = match *request {
+        BolusRequest::Single { dose, duration } => ("single", quantity::dose(dose), duration),
+        BolusRequest::Priming { volume, duration } => {
+            ("priming", quantity::volume(volume), duration)
+        }
+        BolusRequest::Bridge { volume, duration } => ("bridge", quantity::volume(volume), duration),
+    };
+    format!("{kind} bolus of {amount} over {}", quantity::duration(over))
 }

@@ -165,11 +165,6 @@ async fn reprovision(dir: &Path, s: &mut Session, g: &Global) -> anyhow::Result<
         "Pump {serial} is re-provisioned: a new device secret, every role key at epoch \
          {epoch}. Every older key is refused from now on. New key files (mode 0600):"
     )?;
-    let rows: Vec<(&str, String)> = done
-        .key_files
-        .iter()
-        .map(|(r, p)| (r.name(), p.display().to_string()))
-        .collect();
-    out::fields(&rows)?;
+    out::key_files(&done.key_files)?;
     Ok(())
 }

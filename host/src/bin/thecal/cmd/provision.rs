@@ -131,12 +131,7 @@ fn print(done: &Provisioned, a: &Args, g: &Global) -> anyhow::Result<()> {
         )?;
     }
     outln!("Role key files, mode 0600:")?;
-    let rows: Vec<(&str, String)> = done
-        .key_files
-        .iter()
-        .map(|(r, p)| (r.name(), p.display().to_string()))
-        .collect();
-    out::fields(&rows)?;
+    out::key_files(&done.key_files)?;
     outln!(
         "Keep them secret: whoever holds one acts as that role on this pump. The device \
          secret never crossed the link and was kept nowhere but in the pump."
