@@ -84,6 +84,18 @@ pub fn random_secret() -> Result<Secret, getrandom::Error> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyFileError {
+    /// The pump's serial number (as it reported it) cannot name a key file: empty, or
+    /// with a path separator, a quote, a leading dot or a control character. Nothing
+    /// was written.
+    #[error(
+        "the pump reports the serial number {serial:?}, which cannot name a key file \
+         (empty, a path separator, a quote, a leading dot or a control character); \
+         nothing was written"
+    )]
+    Serial {
+        /// The serial number as reported.
+        serial: String,
+    },
     /// The file could not be opened, read or written.
     #[error("key file {}: {source}", .path.display())]
     Io {
@@ -276,6 +288,18 @@ impl KeyFile {
     /// Writes a new key file at `path` with mode 0600 and syncs it; never replaces an
     /// existing file.
     pub fn create(path: &Path, pump: &str, key: &RoleKey) -> Result<(), KeyFileError> {
+        // The serial comes from the pump's plain `Identify`, and it names the file: a
+        // hostile one must not place a key file outside the key directory.
+        let unusable = pump.is_empty()
+            || pump.starts_with('.')
+            || pump
+                .chars()
+                .any(|c| matches!(c, '/' | '\\' | '"' | '\'') || c.is_control());
+        if unusable {
+            return Err(KeyFileError::Serial {
+                serial: pump.to_string(),
+            });
+        }
         let io = |source| KeyFileError::Io {
             path: path.to_path_buf(),
             source,
@@ -445,6 +469,34 @@ mod tests {
             assert!(!msg.contains(&secretish[..16]), "{msg}");
             assert!(!msg.contains(&KEY[..16]), "{msg}");
         }
+    }
+
+    #[test]
+    fn a_serial_that_would_leave_the_key_directory_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        for serial in [
+            "../../tmp/x",
+            "a/b",
+            "",
+            ".hidden",
+            "S\"1",
+            "S'1",
+            "S\n1",
+            "a\\b",
+        ] {
+            let path = dir.path().join(KeyFile::file_name(serial, Role::Clinician));
+            let e = KeyFile::create(&path, serial, &key(Role::Clinician, 1, 9)).unwrap_err();
+            assert!(
+                matches!(e, KeyFileError::Serial { .. }),
+                "{serial:?}: {e:?}"
+            );
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(!std::path::Path::new("/tmp/x.clinician.key").exists());
+        let path = dir
+            .path()
+            .join(KeyFile::file_name("SIM-0001_A", Role::Clinician));
+        KeyFile::create(&path, "SIM-0001_A", &key(Role::Clinician, 1, 9)).unwrap();
     }
 
     #[test]

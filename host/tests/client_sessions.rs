@@ -85,6 +85,44 @@ async fn a_session_lost_after_an_unanswered_change_is_uncertain_and_not_repeated
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_change_unanswered_after_a_renewal_is_uncertain_when_the_session_goes_again() {
+    // The pump lost the session before the first attempt (renewed), carried out the
+    // second but its answer was lost, then reset before the third. That third attempt's
+    // `SessionRequired` comes after a renewal, but the change may have happened: it is
+    // uncertain (not "session expired"), and it is not sent again.
+    let (mut c, seen) = start(Script {
+        lose_answers: 1,
+        lose_session_before: vec![0, 2],
+        reset: true,
+        ..Script::default()
+    })
+    .await;
+    let e = c.bolus(bolus()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Uncertain {
+                request: "ClinicianBolus",
+                cause: UncertainCause::SessionEndedAfterUnanswered,
+                read_back: ReadBack::Bolus,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let s = seen.lock().unwrap();
+    assert_eq!(s.executed, 1, "never delivered twice");
+    assert_eq!(
+        s.frames,
+        vec![
+            (100, false, NO_SESSION),
+            (100, true, "ClinicianBolus"),
+            (100, true, NO_SESSION)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_pump_that_keeps_losing_the_session_gives_session_expired() {
     let (mut c, seen) = start(Script {
         lose_session_before: vec![0, 1],

@@ -76,6 +76,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// its id, whatever it says (a refusal included).
     pub(super) async fn call_raw(&mut self, request: Request) -> Result<Response, Error> {
         let name = request.name();
+        // A new key never crosses the link in a plain frame, whoever asks.
+        if matches!(request, Request::RotateKey { .. }) && !self.seals(&request) {
+            self.require_session(name)?;
+        }
         let mut queue = VecDeque::from([((), Unchecked(request))]);
         let mut answer = None;
         self.run(1, true, &mut queue, |(), _, response, _| {
@@ -183,17 +187,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                 Some(Outcome::SessionLost) => {
                     self.trace(Trace::SessionLost { id: header.id });
                     self.session = None;
-                    if f.renewed {
-                        return Err(Error::SessionExpired {
-                            request: name,
-                            reason: "the pump ended the new session at once as well".into(),
-                        });
-                    }
+                    // Checked first, renewed before or not: an earlier attempt may have
+                    // been carried out before the pump lost the session; after a reset
+                    // its reply cache is gone too, so sending it again could carry it out
+                    // twice. The session is renewed for what comes next; the answer is
+                    // uncertain anyway.
                     if f.request.changes_state() && f.timeouts > 0 {
-                        // An earlier attempt may have been carried out before the pump
-                        // lost the session; after a reset its reply cache is gone too,
-                        // so sending it again could carry it out twice. The session is
-                        // renewed for what comes next; the answer is uncertain anyway.
                         let (request, sent) = (f.request.clone(), f.sent);
                         let _ = self.handshake().await;
                         return Err(uncertain(
@@ -201,6 +200,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                             sent,
                             UncertainCause::SessionEndedAfterUnanswered,
                         ));
+                    }
+                    if f.renewed {
+                        return Err(Error::SessionExpired {
+                            request: name,
+                            reason: "the pump ended the new session at once as well".into(),
+                        });
                     }
                     for f in flight.iter_mut() {
                         f.renewed = true;

@@ -152,7 +152,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             ephemeral: agreement.ephemeral,
         };
         let answer = self.call_raw(request.clone()).await?;
-        let (confirm, epoch) = super::pick::<Provision>(self.role(), &request, answer)?;
+        // `None`: a refusal stays `Error::Refused` (the key workflows take it as certain).
+        let (confirm, epoch) = super::pick::<Provision>(None, &request, answer)?;
         if agreement.keys.verify(&confirm) {
             Ok(epoch)
         } else {
@@ -181,7 +182,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                 current,
             });
         }
-        match super::pick::<RotateKey>(self.role(), &request, answer)? {
+        // `None`: a refusal stays `Error::Refused` (the key workflows take it as certain).
+        match super::pick::<RotateKey>(None, &request, answer)? {
             (role, epoch) if role == new.role && epoch == new.epoch => {
                 if let Some(c) = self.credentials.as_mut().filter(|c| c.key.role == role) {
                     c.key = new.duplicate();

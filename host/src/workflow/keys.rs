@@ -269,6 +269,16 @@ pub async fn rotate<T: AsyncRead + AsyncWrite + Unpin>(
     KeyFile::create(&next, &serial, &new).map_err(RotateError::KeyFile)?;
     match client.rotate_key(&new).await {
         Ok(()) => KeyFile::promote(&target.path).map_err(RotateError::KeyFile)?,
+        // `StaleKey` naming the new epoch as current: this very rotation may have been
+        // stored by an earlier attempt whose reply-cache entry is gone. Uncertain.
+        Err(source @ Error::StaleKey { current, .. }) if current == new.epoch => {
+            return Err(RotateError::Uncertain {
+                role,
+                current: target.path.clone(),
+                next,
+                source,
+            })
+        }
         // Certainly not taken: the new file is of no use.
         Err(e @ (Error::StaleKey { .. } | Error::Refused { .. })) => {
             let _ = std::fs::remove_file(&next);
@@ -382,6 +392,12 @@ pub async fn reprovision<T: AsyncRead + AsyncWrite + Unpin>(
         let path = find_key(dir, &serial, role)
             .unwrap_or_else(|_| dir.join(KeyFile::file_name(&serial, role)));
         let next = KeyFile::next_path(&path);
+        if next.exists() {
+            // An interrupted rotation of this role: its `.next` file may be the key in
+            // force (the epoch inside the session says), and must outlive a refused
+            // re-provisioning. Settled first; what is left is no key in force.
+            KeyFile::settle(&path, epochs.of(role)).map_err(ReprovisionError::KeyFile)?;
+        }
         let _ = std::fs::remove_file(&next);
         KeyFile::create(&next, &serial, &agreement.role_key(role, epoch))
             .map_err(ReprovisionError::KeyFile)?;

@@ -215,6 +215,11 @@ pub struct RefillOutcome {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RefillError {
+    /// The plan contradicts itself (a prescription change without a prescription, or a
+    /// prescription without a change): it was not
+    /// made by [`plan`], or was changed after. Nothing was sent.
+    #[error("the refill plan contradicts itself; nothing was sent (plan it again)")]
+    Inconsistent,
     /// The refill alone failed (refused, or its outcome is uncertain: see the error).
     #[error(transparent)]
     Refill(Error),
@@ -246,6 +251,10 @@ pub async fn execute<T: AsyncRead + AsyncWrite + Unpin>(
     client: &mut Client<T>,
     plan: &RefillPlan,
 ) -> Result<RefillOutcome, RefillError> {
+    // What was confirmed is what is sent: a plan whose parts disagree sends nothing.
+    if plan.writes_prescription() != plan.new.is_some() {
+        return Err(RefillError::Inconsistent);
+    }
     let draft = plan
         .new
         .as_ref()
@@ -362,6 +371,27 @@ pub(super) mod tests {
 
     fn plan_of(c: &Current, text: Option<&str>, bridge: Option<Bridge>) -> RefillPlan {
         plan(c, inputs(text, bridge)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_plan_changed_after_planning_sends_nothing() {
+        let other = BACLOFEN.replace("300 µg/day", "350 µg/day");
+        let mut changed = plan_of(&current(300_000), Some(&other), None);
+        changed.new = None; // a prescription change without its prescription
+        let (ours, mut pump) = tokio::io::duplex(4096);
+        let mut client = Client::new(ours, crate::ClientConfig::default());
+        let e = execute(&mut client, &changed).await.unwrap_err();
+        assert!(matches!(e, RefillError::Inconsistent), "{e:?}");
+        let mut alone = plan_of(&current(300_000), None, None);
+        alone.new = Some(prescription(&other)); // a prescription the plan does not write
+        let e = execute(&mut client, &alone).await.unwrap_err();
+        assert!(matches!(e, RefillError::Inconsistent), "{e:?}");
+        drop(client);
+        let mut sent = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut pump, &mut sent)
+            .await
+            .unwrap();
+        assert!(sent.is_empty(), "{sent:?}");
     }
 
     #[test]
