@@ -151,3 +151,38 @@ impl<S: Storage, M: Motor> Server<S, M> {
             .ok();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The compile-time bound is written out by hand; this ties it to the types: the
+    //! widest `Refilled` there can be encodes to exactly [`LARGEST_CACHED`] bytes, so a
+    //! field added to the answer (or a wider one) fails here before a repeat of a
+    //! therapy change could miss the cache.
+    use super::*;
+    use thecal_protocol::message::{ReservoirReport, Revision};
+    use thecal_protocol::units::{NanogramsPerMillilitre, Nanolitres};
+    use thecal_protocol::Drug;
+
+    #[test]
+    fn the_widest_refilled_answer_is_the_bound() {
+        let far = Some(Timestamp(u64::MAX));
+        let widest = Response::Refilled {
+            revision: Revision(u32::MAX),
+            reservoir: ReservoirReport {
+                capacity: Nanolitres(u32::MAX),
+                volume: Nanolitres(u32::MAX),
+                low_threshold: Nanolitres(u32::MAX),
+                drug: Drug::Clonidine,
+                concentration: NanogramsPerMillilitre(u32::MAX),
+                low_at: far,
+                empty_at: far,
+                worst_low_at: far,
+                worst_empty_at: far,
+                last_refill: far,
+            },
+        };
+        let mut buf = [0u8; 256];
+        let body = postcard::to_slice(&widest, &mut buf).unwrap();
+        assert_eq!(body.len(), LARGEST_CACHED);
+    }
+}
