@@ -290,12 +290,7 @@ impl KeyFile {
     pub fn create(path: &Path, pump: &str, key: &RoleKey) -> Result<(), KeyFileError> {
         // The serial comes from the pump's plain `Identify`, and it names the file: a
         // hostile one must not place a key file outside the key directory.
-        let unusable = pump.is_empty()
-            || pump.starts_with('.')
-            || pump
-                .chars()
-                .any(|c| matches!(c, '/' | '\\' | '"' | '\'') || c.is_control());
-        if unusable {
+        if !keyfile::names_a_file(pump) {
             return Err(KeyFileError::Serial {
                 serial: pump.to_string(),
             });

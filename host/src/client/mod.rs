@@ -487,17 +487,17 @@ fn pick<E: Endpoint>(
     response: Response,
 ) -> Result<E::Answer, Error> {
     let name = request.name();
-    match response {
-        Response::Refused(Refusal::NotPermitted) if role.is_some() => Err(Error::NotPermitted {
+    match (response, role) {
+        (Response::Refused(Refusal::NotPermitted), Some(role)) => Err(Error::NotPermitted {
             request: name,
-            role: role.unwrap_or(Role::Clinician),
+            role,
             allowed: Role::allowed(request).collect(),
         }),
-        Response::Refused(refusal) => Err(Error::Refused {
+        (Response::Refused(refusal), _) => Err(Error::Refused {
             request: name,
             refusal,
         }),
-        response => {
+        (response, _) => {
             let got = response.name();
             E::answer(response).map_err(|_| Error::UnexpectedResponse { request: name, got })
         }

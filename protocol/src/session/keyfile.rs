@@ -42,6 +42,18 @@ pub struct Fields<'a> {
     pub key: Secret,
 }
 
+/// Whether `serial` can be a key file's `pump` field and name its file
+/// (`SERIAL.ROLE.key`): not empty, no leading dot, no path separator, no quote (strings
+/// have no escapes) and no control character. The serial comes from the pump's plain
+/// `Identify`; one that fails this must not name a file.
+pub fn names_a_file(serial: &str) -> bool {
+    !serial.is_empty()
+        && !serial.starts_with('.')
+        && !serial
+            .chars()
+            .any(|c| matches!(c, '/' | '\\' | '"' | '\'') || c.is_control())
+}
+
 /// Writes the text of a key file: [`HEADER`], then the four fields, one a line.
 pub fn render(
     out: &mut impl fmt::Write,
