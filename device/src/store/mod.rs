@@ -58,6 +58,9 @@ mod ring;
 mod storage;
 
 pub use layout::{STORE_BYTES, STORE_PAGE};
+/// The store's CRC-32C, shared with the request server's reply cache (its request
+/// fingerprints live in RAM only): one CRC implementation in the image.
+pub(crate) use record::CRC as CRC32C;
 pub use storage::{
     LogBounds, RoleSlot, Secrets, Snapshot, Storage, StoreError, Stored, MAX_PATIENT_HISTORY,
     WINDOW_BUCKETS,

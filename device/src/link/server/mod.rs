@@ -14,7 +14,7 @@
 //!   of spending battery.
 //! * **Exactly once.** Every therapy change carries an idempotency key inside its sealed
 //!   body ([`Command`]). The answers to the last [`CACHE_ENTRIES`] therapy changes are
-//!   kept with the session's role, the key and a CRC-32 of the plaintext request, for
+//!   kept with the session's role, the key and a CRC-32C of the plaintext request, for
 //!   [`CACHE_TTL_MS`] of link time. A therapy change whose role, key and body match an
 //!   entry gets the cached answer and is not executed again: a retried bolus is
 //!   delivered once. No other request can reach a cached answer (another role, another
@@ -23,7 +23,6 @@
 //!   failed handshakes, link abuse, provisioning and physical presence, aggregated and
 //!   rate-limited by the pump ([`crate::pump::noise`]).
 
-use crc::{Crc, CRC_32_ISO_HDLC};
 use heapless::{Deque, Vec};
 use thecal_protocol::frame::{
     self, decode_body, Feed, Flags, FrameDecoder, FrameError, FrameKind, Header, MAX_BODY, MAX_WIRE,
@@ -37,7 +36,7 @@ use thecal_protocol::time::Timestamp;
 use crate::link::budget::{Budget, HANDSHAKE_RESERVE_FRAMES};
 use crate::link::session::Sessions;
 use crate::pump::Pump;
-use crate::store::Storage;
+use crate::store::{Storage, CRC32C};
 use crate::therapy::motor::Motor;
 
 mod cache;
@@ -48,8 +47,6 @@ pub use cache::{CACHE_BODY, CACHE_ENTRIES, CACHE_TTL_MS, LARGEST_CACHED};
 
 /// Request tag logged for a sealed body that is not a valid `Command`.
 pub const UNDECODABLE: u8 = 0xFF;
-
-static CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
 
 /// The pump behind a byte link.
 pub struct Server<S, M> {
@@ -336,7 +333,7 @@ impl<S: Storage, M: Motor> Server<S, M> {
             // Fuzzing builds only: the budget would starve the fuzzer of the pump core.
             let mut body = core::mem::take(&mut self.rx);
             let request = decode_body::<Request>(&body).ok();
-            let fingerprint = CRC32.checksum(&body);
+            let fingerprint = CRC32C.checksum(&body);
             body.clear();
             self.rx = body;
             if let Some(request) = request {
@@ -384,7 +381,7 @@ impl<S: Storage, M: Motor> Server<S, M> {
         let opened = self
             .sessions
             .open(&header.to_bytes(), &mut body, link_now)
-            .map(|plain| (decode_body::<Command>(plain).ok(), CRC32.checksum(plain)));
+            .map(|plain| (decode_body::<Command>(plain).ok(), CRC32C.checksum(plain)));
         body.clear();
         self.rx = body;
         match opened {
