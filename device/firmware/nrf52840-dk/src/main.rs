@@ -64,26 +64,7 @@ async fn main(spawner: Spawner) {
 
     let serial = store::serial_number();
     info!("thecal nRF52840-DK {=str} booting", serial.as_str());
-    let Some(mut flash_store) = store::open(Nvmc::new(p.NVMC)) else {
-        halt("the flash store region does not match the store layout");
-    };
-    let clock = DeviceClock::resume(&mut flash_store);
-    let Some(prescription) = thecal_device::pump::demo::demo_prescription() else {
-        halt("the demo prescription does not validate");
-    };
-    let info = thecal_device::pump::demo::device_info("thecal-dk 20", serial.as_str());
-    let factory = thecal_device::pump::demo::demo_factory(Timestamp(WALL_AT_ZERO), prescription);
-    let now = clock.now();
-    let pump = Pump::boot(
-        info,
-        factory,
-        flash_store,
-        LedMotor::default(),
-        now,
-        reset_cause(),
-    );
-    static SERVER: StaticCell<PumpServer> = StaticCell::new();
-    let server = SERVER.init(Server::new(pump));
+    let (server, clock, now) = boot(Nvmc::new(p.NVMC), serial.as_str());
     let mut rng = Rng::new_blocking(p.RNG);
     // Bias correction, as the nRF52840 product specification asks for key material.
     rng.set_bias_correction(true);
@@ -120,6 +101,36 @@ async fn main(spawner: Spawner) {
         Err(_) => halt("presence task already running"),
     }
     serve(server, class, clock, led_alarm, rng).await
+}
+
+/// Mounts the store, resumes the clock and boots the pump into its static server (at the
+/// device time returned with it).
+/// Never inlined: the pump and the server are built on this function's stack frame
+/// before they move into the static, and that frame is gone before the main task
+/// serves (docs/BENCHMARKS.md, "Stack").
+#[inline(never)]
+fn boot(nvmc: Nvmc<'static>, serial: &str) -> (&'static mut PumpServer, DeviceClock, Timestamp) {
+    let Some(mut flash_store) = store::open(nvmc) else {
+        halt("the flash store region does not match the store layout");
+    };
+    let clock = DeviceClock::resume(&mut flash_store);
+    let Some(prescription) = thecal_device::pump::demo::demo_prescription() else {
+        halt("the demo prescription does not validate");
+    };
+    let info = thecal_device::pump::demo::device_info("thecal-dk 20", serial);
+    let factory = thecal_device::pump::demo::demo_factory(Timestamp(WALL_AT_ZERO), prescription);
+    let now = clock.now();
+    let pump = Pump::boot(
+        info,
+        factory,
+        flash_store,
+        LedMotor::default(),
+        now,
+        reset_cause(),
+    );
+    static SERVER: StaticCell<PumpServer> = StaticCell::new();
+    let server = SERVER.init(Server::new(pump));
+    (server, clock, now)
 }
 
 /// 32 bytes of the RNG into the server's entropy pool.

@@ -94,42 +94,7 @@ fn main() -> ! {
 
     let link = Uart::new(Port::Uart0);
     let mut debug = Uart::new(Port::Uart1);
-    // Const-initialised (erased) in .data: building it at run time would put all of it
-    // on the stack first. Taken exactly once, here.
-    static mut FLASH: RamFlash<FLASH_SIZE> = RamFlash::new();
-    // SAFETY: `main` runs once and nothing else names FLASH.
-    let flash: &'static mut RamFlash<FLASH_SIZE> = unsafe { &mut *core::ptr::addr_of_mut!(FLASH) };
-    let Ok(store) = FlashStore::new(flash) else {
-        let _ = writeln!(debug, "flash store failed to mount");
-        halt()
-    };
-    let Some(prescription) = thecal_device::pump::demo::demo_prescription() else {
-        halt()
-    };
-    let info = thecal_device::pump::demo::device_info("thecal-qemu 20", "QEMU0001");
-    let factory = thecal_device::pump::demo::demo_factory(Timestamp(WALL_AT_BOOT), prescription);
-    let pump = Pump::boot(
-        info,
-        factory,
-        store,
-        CountingMotor::default(),
-        now(),
-        ResetCause::PowerOn,
-    );
-    let Some(server) = cortex_m::singleton!(: Server<FlashStore<&'static mut RamFlash<FLASH_SIZE>>, CountingMotor> = Server::new(pump))
-    else {
-        halt()
-    };
-    // Makes the static key pair on the first boot (the RAM flash starts erased at every
-    // boot), then provisions by key agreement (a no-op once provisioned).
-    server.stir(NO_ENTROPY);
-    if !server.pump().is_provisioned() {
-        let factory = Ephemeral::from_bytes(DEVELOPMENT_FACTORY_EPHEMERAL);
-        let answer = server.pump_mut().provision(now(), &factory.public(), false);
-        if !matches!(answer, Response::Provisioned { .. }) {
-            let _ = writeln!(debug, "cannot provision: {}", answer.name());
-        }
-    }
+    let server = boot(&mut debug);
     let boot_stack = stack::high_water();
     stack::paint();
     let _ = writeln!(
@@ -170,6 +135,52 @@ fn main() -> ! {
             }
         }
     }
+}
+
+type QemuServer = Server<FlashStore<&'static mut RamFlash<FLASH_SIZE>>, CountingMotor>;
+
+/// Mounts the store, boots the pump into its static server, makes its static key pair
+/// and provisions it. Never inlined: the pump and the server are built on this
+/// function's frame (about 25 KB) before they move into the static, and that frame is
+/// gone before `main` serves (docs/BENCHMARKS.md, "Stack").
+#[inline(never)]
+fn boot(debug: &mut Uart) -> &'static mut QemuServer {
+    // Const-initialised (erased) in .data: building it at run time would put all of it
+    // on the stack first. Taken exactly once, here.
+    static mut FLASH: RamFlash<FLASH_SIZE> = RamFlash::new();
+    // SAFETY: `boot` runs once (from `main`) and nothing else names FLASH.
+    let flash: &'static mut RamFlash<FLASH_SIZE> = unsafe { &mut *core::ptr::addr_of_mut!(FLASH) };
+    let Ok(store) = FlashStore::new(flash) else {
+        let _ = writeln!(debug, "flash store failed to mount");
+        halt()
+    };
+    let Some(prescription) = thecal_device::pump::demo::demo_prescription() else {
+        halt()
+    };
+    let info = thecal_device::pump::demo::device_info("thecal-qemu 20", "QEMU0001");
+    let factory = thecal_device::pump::demo::demo_factory(Timestamp(WALL_AT_BOOT), prescription);
+    let pump = Pump::boot(
+        info,
+        factory,
+        store,
+        CountingMotor::default(),
+        now(),
+        ResetCause::PowerOn,
+    );
+    let Some(server) = cortex_m::singleton!(: QemuServer = Server::new(pump)) else {
+        halt()
+    };
+    // Makes the static key pair on the first boot (the RAM flash starts erased at every
+    // boot), then provisions by key agreement (a no-op once provisioned).
+    server.stir(NO_ENTROPY);
+    if !server.pump().is_provisioned() {
+        let factory = Ephemeral::from_bytes(DEVELOPMENT_FACTORY_EPHEMERAL);
+        let answer = server.pump_mut().provision(now(), &factory.public(), false);
+        if !matches!(answer, Response::Provisioned { .. }) {
+            let _ = writeln!(debug, "cannot provision: {}", answer.name());
+        }
+    }
+    server
 }
 
 fn halt() -> ! {
