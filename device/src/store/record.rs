@@ -123,6 +123,26 @@ mod tests {
         assert_eq!(Header::decode(&[0xFF; HEADER], 0x5431), None);
     }
 
+    /// The on-flash format: the header CRC of a fixed header, byte-exact, and the
+    /// table-less CRC equal to the table-driven CRC-32C the store was written with.
+    #[test]
+    fn crc_is_the_castagnoli_crc_of_the_format() {
+        assert_eq!(CRC.checksum(b"123456789"), 0xE306_9283);
+        let table = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+        let bytes: [u8; 300] = core::array::from_fn(|i| (i * 7 + 3) as u8);
+        for len in 0..bytes.len() {
+            assert_eq!(CRC.checksum(&bytes[..len]), table.checksum(&bytes[..len]));
+        }
+        let raw = Header {
+            magic: 0x5431,
+            len: 300,
+            seq: 77,
+            payload_crc: 0xDEAD_BEEF,
+        }
+        .encode();
+        assert_eq!(&raw[12..], &table.checksum(&raw[..12]).to_le_bytes());
+    }
+
     #[test]
     fn record_lengths() {
         assert_eq!(record_len(0), 20);
