@@ -82,7 +82,7 @@ fn log_next(server: &mut S) -> u32 {
     server
         .pump_mut()
         .storage_mut()
-        .read_log(u32::MAX, &mut page)
+        .read_log(u32::MAX, 0, &mut page)
         .expect("log readable")
         .next
 }

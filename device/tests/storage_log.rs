@@ -10,8 +10,12 @@ use thecal_device::store::{LogBounds, Storage};
 use thecal_protocol::message::{LogEntry, MAX_LOG_PAGE};
 
 fn page(store: &mut Store, first: u32) -> (LogBounds, std::vec::Vec<u32>) {
+    page_of(store, first, MAX_LOG_PAGE)
+}
+
+fn page_of(store: &mut Store, first: u32, max: usize) -> (LogBounds, std::vec::Vec<u32>) {
     let mut out: Vec<LogEntry, MAX_LOG_PAGE> = Vec::new();
-    let bounds = store.read_log(first, &mut out).unwrap();
+    let bounds = store.read_log(first, max, &mut out).unwrap();
     for e in &out {
         assert_eq!(*e, entry(e.index));
     }
@@ -58,19 +62,23 @@ fn indices_count_up_from_zero_whatever_index_the_caller_passes() {
 fn paging_clamps_and_stops_at_next() {
     let mut flash = blank_flash();
     let mut store = mount(&mut flash);
-    for i in 0..20 {
+    let n = 2 * MAX_LOG_PAGE as u32 + 4;
+    for i in 0..n {
         store.append_log(&entry(i)).unwrap();
     }
-    let all = LogBounds {
-        oldest: 0,
-        next: 20,
-    };
-    assert_eq!(page(&mut store, 0), (all, (0..8).collect()));
-    assert_eq!(page(&mut store, 8), (all, (8..16).collect()));
-    assert_eq!(page(&mut store, 16), (all, (16..20).collect()));
-    assert_eq!(page(&mut store, 19), (all, vec![19]));
-    assert_eq!(page(&mut store, 20), (all, vec![]));
+    let all = LogBounds { oldest: 0, next: n };
+    let full = MAX_LOG_PAGE as u32;
+    assert_eq!(page(&mut store, 0), (all, (0..full).collect()));
+    assert_eq!(page(&mut store, full), (all, (full..2 * full).collect()));
+    assert_eq!(page(&mut store, 2 * full), (all, (2 * full..n).collect()));
+    assert_eq!(page(&mut store, n - 1), (all, vec![n - 1]));
+    assert_eq!(page(&mut store, n), (all, vec![]));
     assert_eq!(page(&mut store, u32::MAX), (all, vec![]));
+    // A smaller page reads only as many; none reads only the bounds; more than a page
+    // is a page.
+    assert_eq!(page_of(&mut store, 3, 5), (all, (3..8).collect()));
+    assert_eq!(page_of(&mut store, 3, 0), (all, vec![]));
+    assert_eq!(page_of(&mut store, 0, 1000), (all, (0..full).collect()));
 }
 
 #[test]
@@ -107,7 +115,7 @@ fn many_appends_keep_a_bounded_window_and_page_across_the_wrap() {
     assert_eq!(b, bounds);
     assert_eq!(
         first,
-        (bounds.oldest..bounds.oldest + 8).collect::<std::vec::Vec<_>>()
+        (bounds.oldest..bounds.oldest + MAX_LOG_PAGE as u32).collect::<std::vec::Vec<_>>()
     );
     assert_eq!(page(&mut store, bounds.oldest - 1).1, first);
     // Every entry from the oldest to the newest, in order, across the physical wrap.
@@ -123,7 +131,8 @@ fn many_appends_keep_a_bounded_window_and_page_across_the_wrap() {
     }
     // A page from any index in the middle.
     for first in (bounds.oldest..bounds.next).step_by(37) {
-        let want: std::vec::Vec<u32> = (first..bounds.next.min(first + 8)).collect();
+        let want: std::vec::Vec<u32> =
+            (first..bounds.next.min(first + MAX_LOG_PAGE as u32)).collect();
         assert_eq!(page(&mut store, first).1, want);
     }
     assert_eq!(page(&mut store, bounds.next).1, vec![]);

@@ -5,7 +5,7 @@
 use heapless::Vec;
 use thecal_protocol::message::{
     AlarmKind, BolusKind, BolusReport, BolusRequest, Event, LogPage, Refusal, Request, Response,
-    Revision, Role, MAX_LOG_PAGE,
+    Revision, Role,
 };
 use thecal_protocol::prescription::{Prescription, PrescriptionDraft};
 use thecal_protocol::time::{Timestamp, UtcOffset};
@@ -432,9 +432,8 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         let mut entries = Vec::new();
         let bounds = self
             .storage
-            .read_log(first, &mut entries)
+            .read_log(first, usize::from(max), &mut entries)
             .map_err(|_| Refusal::StorageFault)?;
-        entries.truncate(usize::from(max).min(MAX_LOG_PAGE));
         Ok(LogPage {
             oldest: bounds.oldest,
             next: bounds.next,

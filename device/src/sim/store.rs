@@ -103,9 +103,10 @@ impl Storage for SimStore {
     fn read_log(
         &mut self,
         first: u32,
+        max: usize,
         out: &mut Vec<LogEntry, MAX_LOG_PAGE>,
     ) -> Result<LogBounds, StoreError> {
-        self.store().read_log(first, out)
+        self.store().read_log(first, max, out)
     }
     fn load_secrets(&mut self) -> Result<(Option<Secrets>, bool), StoreError> {
         self.store().load_secrets()

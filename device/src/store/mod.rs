@@ -276,16 +276,18 @@ impl<F: NorFlash> Storage for FlashStore<F> {
         self.log_bounds()
     }
 
-    /// Clears `out`, then fills it with the entries from index `first` (clamped to the
-    /// oldest) on. Damaged entries are skipped.
+    /// Clears `out`, then fills it with up to `max` entries from index `first` (clamped
+    /// to the oldest) on. Damaged entries are skipped.
     fn read_log(
         &mut self,
         first: u32,
+        max: usize,
         out: &mut Vec<LogEntry, MAX_LOG_PAGE>,
     ) -> Result<LogBounds, StoreError> {
         out.clear();
         let bounds = self.log_bounds()?;
-        if first >= bounds.next {
+        let limit = max.min(out.capacity());
+        if first >= bounds.next || limit == 0 {
             return Ok(bounds);
         }
         let mut buf = [0u8; padded(MAX_LOG_ENTRY)];
@@ -302,7 +304,7 @@ impl<F: NorFlash> Storage for FlashStore<F> {
                         return Ok(ControlFlow::Break(()));
                     }
                 }
-                Ok(if out.is_full() {
+                Ok(if out.len() >= limit {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())

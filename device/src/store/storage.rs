@@ -173,10 +173,12 @@ pub trait Storage {
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StoreError>;
     /// Appends `entry` (whose index must be the current `next`); returns the new bounds.
     fn append_log(&mut self, entry: &LogEntry) -> Result<LogBounds, StoreError>;
-    /// Reads up to `out.capacity()` entries from index `first` (clamped to the oldest).
+    /// Reads up to `max` entries (at most `out.capacity()`) from index `first` (clamped
+    /// to the oldest); no entry past the `max`-th is read from flash.
     fn read_log(
         &mut self,
         first: u32,
+        max: usize,
         out: &mut Vec<LogEntry, MAX_LOG_PAGE>,
     ) -> Result<LogBounds, StoreError>;
     /// Reads the secrets record (`None` on a new pump). `Ok((secrets, damaged))`:

@@ -217,7 +217,7 @@ pub fn log_entries(server: &mut TestServer) -> std::vec::Vec<thecal_protocol::me
         let bounds = server
             .pump_mut()
             .storage_mut()
-            .read_log(first, &mut page)
+            .read_log(first, MAX_LOG_PAGE, &mut page)
             .expect("log readable");
         let Some(last) = page.last() else {
             return out;

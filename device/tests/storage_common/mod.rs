@@ -225,11 +225,11 @@ pub fn read_all(store: &mut impl Storage, first: u32) -> (LogBounds, std::vec::V
     let mut all = std::vec::Vec::new();
     let mut from = first;
     let mut page: Vec<LogEntry, MAX_LOG_PAGE> = Vec::new();
-    let mut bounds = store.read_log(from, &mut page).unwrap();
+    let mut bounds = store.read_log(from, MAX_LOG_PAGE, &mut page).unwrap();
     while let Some(last) = page.last() {
         from = last.index + 1;
         all.extend(page.iter().copied());
-        bounds = store.read_log(from, &mut page).unwrap();
+        bounds = store.read_log(from, MAX_LOG_PAGE, &mut page).unwrap();
         assert!(page.len() <= MAX_LOG_PAGE);
     }
     (bounds, all)
