@@ -15,9 +15,10 @@
 //! `N = 0` counts the one handshake every run makes; subtract it.
 //!
 //! Kinds: `status`, `read-prescription`, `write-prescription` (the prescription in force
-//! written back, so each one is a real write), `read-log` (a full page of 8), `bolus` (a
-//! 1 µg clinician bolus over a minute, two minutes apart, the dosing of those two
-//! minutes included), `handshake` (`N` more sessions: `SessionHello` + `SessionProof`).
+//! written back, so each one is a real write), `read-log` (a page of 8), `read-log-full`
+//! (a full page, `MAX_LOG_PAGE` entries), `bolus` (a 1 µg clinician bolus over a minute,
+//! two minutes apart, the dosing of those two minutes included), `handshake` (`N` more
+//! sessions: `SessionHello` + `SessionProof`).
 //! Requests other than boluses are 10 ms apart.
 
 use std::process::ExitCode;
@@ -182,7 +183,7 @@ fn main() -> ExitCode {
     ) else {
         eprintln!(
             "usage: request_cost <status|read-prescription|write-prescription|read-log|\
-             bolus|handshake> <N>"
+             read-log-full|bolus|handshake> <N>"
         );
         return ExitCode::from(2);
     };
@@ -210,7 +211,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     // A log with more than a page in it (not counted: straight into the core).
-    for _ in 0..16 {
+    for _ in 0..40 {
         let _ = server.pump_mut().handle(
             now,
             &Request::AcknowledgeAlarm {
@@ -247,6 +248,10 @@ fn main() -> ExitCode {
                 prescription: draft.clone(),
             },
             "read-log" => Request::ReadLog { first: 4, max: 8 },
+            "read-log-full" => Request::ReadLog {
+                first: 4,
+                max: thecal_protocol::message::MAX_LOG_PAGE as u8,
+            },
             "bolus" => Request::ClinicianBolus(BolusRequest::Single {
                 dose: Nanograms(1_000),
                 duration: Minutes(1),

@@ -293,45 +293,52 @@ fn wrong_proofs_are_refused_and_logged_but_lock_nobody_out() {
 }
 
 #[test]
-fn the_counter_limit_forces_a_new_session() {
+fn a_counter_may_skip_up_to_65_535_values_and_no_more() {
+    use thecal_protocol::frame::{encode_raw, Flags, FrameKind, Header};
     let mut server = server(continuous(100), Nanolitres::from_ml(18));
     let mut s = session(&mut server, Role::Clinician, BOOT);
-    // The programmer's counter at its last usable value: accepted once …
-    s.sealer = Sealer::starting_at(&s.to_device, u32::MAX - 1);
+    // A sealed frame under `counter` whose plaintext is a `StopTherapy` without a key (it
+    // would be answered `Malformed` if it opened).
+    let sealed_at = |key: &thecal_protocol::session::Secret, counter: u32, id: u16| {
+        let header = Header {
+            kind: FrameKind::Request,
+            id,
+            flags: Flags(Flags::SEALED),
+        };
+        let mut body = [0u8; 64];
+        let n = Sealer::starting_at(key, counter)
+            .seal(&header.to_bytes(), &[0, 10], &mut body)
+            .unwrap();
+        let mut wire = [0u8; 128];
+        let w = encode_raw(header, &body[..n], &mut wire).unwrap();
+        wire[..w].to_vec()
+    };
+    // 65 535 frames lost in a row (counters 1 to 65 535): the next, 65 536, travels as
+    // 0x0000 and is still placed right.
+    s.sealer = Sealer::starting_at(&s.to_device, 0x1_0000);
     assert!(matches!(
         s.request(&mut exchange_at(&mut server, BOOT), 1, &Request::Status),
         Response::Status(_)
     ));
-    // … then the programmer cannot seal another frame: it must open a new session.
+    // 65 536 lost after it: the wire's 16 bits place the frame one cycle short, its tag
+    // fails there, and it is dropped unanswered.
+    let far = sealed_at(&s.to_device, 0x1_0000 + 0x1_0001, 2);
+    assert!(send(&mut server, BOOT, &far).is_empty());
+    // A lower counter (what a replay carries) is placed above the last and fails too.
+    let low = sealed_at(&s.to_device, 5, 3);
+    assert!(send(&mut server, BOOT, &low).is_empty());
+    // Neither moved the pump's counter: the next frame in order opens, and is answered.
+    let next = sealed_at(&s.to_device, 0x1_0001, 4);
+    let answer = send(&mut server, BOOT, &next);
+    assert_eq!(frames(&answer).len(), 1);
+    assert_eq!(server.stats().forged, 2);
+    // The programmer's own counter stops at its last usable value.
+    s.sealer = Sealer::starting_at(&s.to_device, u32::MAX - 1);
     let mut out = [0u8; 64];
+    assert!(s.sealer.seal(&[0; 5], b"x", &mut out).is_ok());
     assert_eq!(
         s.sealer.seal(&[0; 5], b"x", &mut out),
         Err(thecal_protocol::session::SealError::Exhausted)
-    );
-    // A frame re-using a lower counter is stale for the pump.
-    let mut low = Sealer::starting_at(&s.to_device, 5);
-    let header = thecal_protocol::frame::Header {
-        kind: thecal_protocol::frame::FrameKind::Request,
-        id: 2,
-        flags: thecal_protocol::frame::Flags(thecal_protocol::frame::Flags::SEALED),
-    };
-    let mut body = [0u8; 64];
-    let n = low.seal(&header.to_bytes(), &[10], &mut body).unwrap(); // StopTherapy
-    let mut wire = [0u8; 128];
-    let w = thecal_protocol::frame::encode_raw(header, &body[..n], &mut wire).unwrap();
-    assert!(send(&mut server, BOOT, &wire[..w]).is_empty());
-    assert!(!matches!(
-        server.pump().therapy_state(),
-        thecal_protocol::message::TherapyState::Stopped
-    ));
-    let mut s = session(&mut server, Role::Clinician, BOOT);
-    assert_eq!(
-        s.request(
-            &mut exchange_at(&mut server, BOOT),
-            3,
-            &Request::StopTherapy
-        ),
-        Response::TherapyStopped
     );
 }
 

@@ -374,9 +374,9 @@ async fn port_that_does_not_exist_is_a_port_error() {
 async fn long_event_log_is_read_page_by_page() {
     let sim = sim();
     let mut c = connect(&sim).await;
-    // 30 therapy events: stop, resume, … (repeated refusals would be one aggregated
-    // entry).
-    for _ in 0..15 {
+    // 80 therapy events, more than three pages: stop, resume, … (repeated refusals
+    // would be one aggregated entry).
+    for _ in 0..40 {
         c.stop().await.unwrap();
         c.resume().await.unwrap();
     }
@@ -387,7 +387,7 @@ async fn long_event_log_is_read_page_by_page() {
     .await
     .unwrap();
     let expected = u64::from(all.next - all.oldest);
-    assert!(expected > 30, "{expected}");
+    assert!(expected > 80, "{expected}");
     assert_eq!(all.entries.len() as u64, expected);
     let indices: Vec<u32> = all.entries.iter().map(|e| e.index).collect();
     assert!(indices.windows(2).all(|w| w[1] == w[0] + 1), "{indices:?}");

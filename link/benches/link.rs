@@ -34,7 +34,7 @@ use thecal_host::eventlog::{read_log, read_log_pipelined, LogRange, WINDOW};
 use thecal_host::{Client, ClientConfig, RoleKey};
 use thecal_link::impair::{Delivery, Impairment, Impairments};
 use thecal_protocol::frame::{encode_raw, Flags, FrameKind, Header, MAX_WIRE};
-use thecal_protocol::message::{AlarmKind, LogEntry, ResetCause, Role};
+use thecal_protocol::message::{AlarmKind, LogEntry, ResetCause, Role, MAX_LOG_PAGE};
 use thecal_protocol::session::{
     role_key, Ephemeral, ProvisionKeys, ProvisionTranscript, Sealer, Secret, FIRST_EPOCH,
 };
@@ -54,6 +54,9 @@ const IDENTITY: [u8; 32] = [0x42; 32];
 const FACTORY: [u8; 32] = [0x43; 32];
 
 type SimPump = Pump<SimStore, CountingMotor>;
+
+/// Entries per `ReadLog` page: the protocol's most, as `eventlog` asks for.
+const PAGE: u8 = MAX_LOG_PAGE as u8;
 
 /// Sizes of one run.
 #[derive(Clone, Copy)]
@@ -312,7 +315,13 @@ impl Bare {
             Response::LogPage(p) => p,
             other => panic!("not a page: {other:?}"),
         };
-        let probe = page(self.call(&Request::ReadLog { first: 0, max: 8 }).await);
+        let probe = page(
+            self.call(&Request::ReadLog {
+                first: 0,
+                max: PAGE,
+            })
+            .await,
+        );
         let end = probe.next;
         let mut entries: Vec<LogEntry> = probe.entries.iter().copied().collect();
         let mut cursor = entries.last().map_or(probe.oldest, |e| e.index + 1);
@@ -320,7 +329,7 @@ impl Bare {
             let p = page(
                 self.call(&Request::ReadLog {
                     first: cursor,
-                    max: 8,
+                    max: PAGE,
                 })
                 .await,
             );
@@ -629,11 +638,14 @@ fn overheads() {
         ),
         (
             "`Request::ReadLog`",
-            sizes(&Request::ReadLog { first: 600, max: 8 }),
+            sizes(&Request::ReadLog {
+                first: 600,
+                max: PAGE,
+            }),
             true,
         ),
         (
-            "`Response::LogPage` (8 entries)",
+            "`Response::LogPage` (a full page)",
             sizes(&Response::LogPage(page_sample())),
             false,
         ),
@@ -690,7 +702,13 @@ fn status_sample() -> thecal_protocol::message::StatusReport {
 fn page_sample() -> thecal_protocol::message::LogPage {
     let clock = Clock::new();
     let mut pump = boot(clock, 20);
-    match pump.handle(clock.now(), &Request::ReadLog { first: 4, max: 8 }) {
+    match pump.handle(
+        clock.now(),
+        &Request::ReadLog {
+            first: 4,
+            max: PAGE,
+        },
+    ) {
         Response::LogPage(p) => p,
         other => panic!("not a page: {other:?}"),
     }

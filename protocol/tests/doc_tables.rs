@@ -58,6 +58,11 @@ fn code_structs() -> BTreeMap<&'static str, Vec<&'static str>> {
         struct_fields(&common::bolus_report()),
         struct_fields(&page.entries[0]),
         struct_fields(&page),
+        struct_fields(&message::PageEntry {
+            skip: 0,
+            delta: 0,
+            event: message::Event::PresenceApplied,
+        }),
     ];
     records.into_iter().collect()
 }

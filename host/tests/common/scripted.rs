@@ -91,6 +91,10 @@ pub struct Script {
     pub refuse_proof: bool,
     /// Refuse hellos with `Busy` once this many sessions were opened.
     pub busy_after: Option<u32>,
+    /// The first session's receiving counter starts after this one instead of 0 (a
+    /// programmer that has sent that many frames in it; a sender cannot jump further
+    /// than 65 535 ahead of the receiver).
+    pub first_counter_after: u32,
     /// An event log of this many entries (indices 0..log) served to `ReadLog`.
     pub log: u32,
     /// Lose the answer to the first attempt of these request ids (a retry is answered).
@@ -494,9 +498,14 @@ fn serve(
                     return plain_reply(&Response::Refused(Refusal::AuthenticationFailed));
                 }
                 let keys = p.keys.into_session();
+                let after = if seen.lock().unwrap().sessions == 0 {
+                    script.first_counter_after
+                } else {
+                    0
+                };
                 st.session = Some((
                     p.role,
-                    Opener::new(&keys.to_device),
+                    Opener::after(&keys.to_device, after),
                     Sealer::new(&keys.to_host),
                 ));
                 seen.lock().unwrap().sessions += 1;
@@ -533,10 +542,11 @@ fn serve(
             return plain_reply(&Response::Refused(Refusal::SessionRequired));
         };
         let role = *role;
-        let counter = u32::from_le_bytes(body[..4].try_into().unwrap());
         let Ok(plain) = opener.open(&header.to_bytes(), &mut body) else {
             return Serve::Nothing;
         };
+        // The whole counter the frame was placed at (its low 16 bits travel).
+        let counter = opener.last();
         let Command { key, request: req } = decode_body(plain).unwrap();
         // Every state change carries an idempotency key; nothing else does.
         assert_eq!(key.is_some(), req.changes_state(), "{req:?} key {key:?}");

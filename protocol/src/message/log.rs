@@ -1,10 +1,8 @@
 //! Event log records.
 
-use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::drug::Drug;
-use crate::message::request::MAX_LOG_PAGE;
 use crate::message::{AlarmKind, BolusKind, Revision, Role};
 use crate::time::{Timestamp, UtcOffset};
 use crate::units::{Nanograms, NanogramsPerMillilitre, Nanolitres};
@@ -199,15 +197,4 @@ pub struct LogEntry {
     pub at: Timestamp,
     /// What.
     pub event: Event,
-}
-
-/// A page of the event log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogPage {
-    /// Index of the oldest entry still stored.
-    pub oldest: u32,
-    /// Index the next event will get (one past the newest).
-    pub next: u32,
-    /// Entries from the requested index, oldest first.
-    pub entries: Vec<LogEntry, MAX_LOG_PAGE>,
 }

@@ -10,13 +10,15 @@ use serde::{Deserialize, Serialize};
 mod access;
 pub mod endpoint;
 mod log;
+mod page;
 mod refusal;
 mod report;
 mod request;
 
 pub use access::permitted;
 pub use endpoint::Endpoint;
-pub use log::{Event, LinkAbuse, LogEntry, LogPage, ResetCause, SessionEnd};
+pub use log::{Event, LinkAbuse, LogEntry, ResetCause, SessionEnd};
+pub use page::{LogPage, PageEntry, PageError};
 pub use refusal::Refusal;
 pub use report::{
     AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, Capabilities,

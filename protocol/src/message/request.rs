@@ -7,8 +7,9 @@ use crate::prescription::PrescriptionDraft;
 use crate::time::{Timestamp, UtcOffset};
 use crate::units::{Minutes, Nanograms, Nanolitres};
 
-/// Most log entries one [`Request::ReadLog`] may ask for.
-pub const MAX_LOG_PAGE: usize = 8;
+/// Most log entries one [`Request::ReadLog`] may ask for: 24 of the longest encode to
+/// 972 bytes, 990 sealed, within [`crate::frame::MAX_BODY`] (protocol 4; 8 before).
+pub const MAX_LOG_PAGE: usize = 24;
 
 /// A request. The postcard tag of each variant is its position, starting at 0; the
 /// answer's tag is the request's tag plus one (see [`crate::message::Response`]).

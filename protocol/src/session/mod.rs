@@ -43,8 +43,9 @@ pub const PUBLIC_LEN: usize = 32;
 pub const NONCE_LEN: usize = 16;
 /// Handshake proof length.
 pub const PROOF_LEN: usize = 32;
-/// Sealed-frame counter length.
-pub const COUNTER_LEN: usize = 4;
+/// Sealed-frame counter length on the wire: the low 16 bits of the direction's u32
+/// counter ([`seal`] places them).
+pub const COUNTER_LEN: usize = 2;
 /// AEAD tag length.
 pub const TAG_LEN: usize = 16;
 /// Bytes a sealed body adds to the plaintext.

@@ -1,8 +1,15 @@
-//! Sealed frames: `counter (u32 LE) ‖ ChaCha20-Poly1305 ciphertext ‖ tag (16)`, with the
-//! nonce `counter (4, LE) ‖ 0 (8)` under one direction's session key and the 5 header
-//! bytes as associated data. A receiver accepts only counters above the last it
-//! accepted, so a replayed, reordered or reflected frame (other direction, other key) is
-//! rejected. A sender stops at counter `u32::MAX`: the session must be renewed.
+//! Sealed frames: `counter (low 16 bits, LE) ‖ ChaCha20-Poly1305 ciphertext ‖ tag (16)`,
+//! with the nonce `counter (4, LE) ‖ 0 (8)` under one direction's session key and the 5
+//! header bytes as associated data.
+//!
+//! Each direction counts frames in a u32, but only its low 16 bits travel (protocol 4;
+//! issue 16 — two bytes fewer per frame). The receiver takes the wire value to mean the
+//! smallest counter above the last it accepted with those low bits, and the full counter
+//! goes into the nonce. So a replayed or reordered frame is read as a counter it was not
+//! sealed under and its tag fails, a reflected frame (other direction, other key) fails
+//! the same way, and nothing changes; a frame sealed after 65 536 or more lost frames in
+//! a row cannot be placed and fails too, so the session is renewed. A sender stops at
+//! counter `u32::MAX`: the session must be renewed.
 //!
 //! Why ChaCha20-Poly1305: constant-time and fast in software on microcontrollers without
 //! AES hardware (the Cortex-M3/M4 targets here), a 16-byte tag, and a well-kept no_std
@@ -20,14 +27,17 @@ use crate::frame::HEADER_LEN;
 pub enum SealError {
     /// Shorter than counter + tag.
     TooShort,
-    /// The counter is not above the last one accepted: a replay or a reordering.
+    /// The wire counter places the frame at or beyond `u32::MAX`, which no sender uses:
+    /// the receiving direction is used up.
     Replayed {
-        /// Counter carried.
-        counter: u32,
+        /// The low 16 bits carried.
+        counter: u16,
         /// Last accepted.
         last: u32,
     },
-    /// The tag did not verify: tampered, wrong key or wrong direction.
+    /// The tag did not verify under the counter the frame was placed at: tampered,
+    /// replayed or reordered (placed at a counter it was not sealed under), wrong key or
+    /// wrong direction.
     Forged,
     /// The sending counter is exhausted: renew the session.
     Exhausted,
@@ -41,7 +51,7 @@ impl core::fmt::Display for SealError {
             SealError::TooShort => f.write_str("sealed body shorter than counter and tag"),
             SealError::Replayed { counter, last } => write!(
                 f,
-                "counter {counter} is not above the last accepted ({last}): replayed or reordered"
+                "counter ending {counter:#06x} after {last} would pass the last usable counter"
             ),
             SealError::Forged => f.write_str("authentication tag does not verify"),
             SealError::Exhausted => f.write_str("session counter exhausted; renew the session"),
@@ -51,6 +61,18 @@ impl core::fmt::Display for SealError {
 }
 
 impl core::error::Error for SealError {}
+
+/// The counter a receiver places a frame at: the smallest value above `last` whose low
+/// 16 bits are `wire`, or `None` when that would be `u32::MAX` or beyond (never sent).
+pub fn place(last: u32, wire: u16) -> Option<u32> {
+    let candidate = (last & !0xFFFF) | u32::from(wire);
+    let placed = if candidate > last {
+        candidate
+    } else {
+        candidate.checked_add(0x1_0000)?
+    };
+    (placed != u32::MAX).then_some(placed)
+}
 
 fn nonce(counter: u32) -> Nonce {
     let [a, b, c, d] = counter.to_le_bytes();
@@ -98,7 +120,8 @@ impl Sealer {
         let body = out.get_mut(..total).ok_or(SealError::BufferTooSmall)?;
         let (counter, rest) = body.split_at_mut(COUNTER_LEN);
         let (text, tag_out) = rest.split_at_mut(plaintext.len());
-        counter.copy_from_slice(&self.next.to_le_bytes());
+        // Only the low 16 bits travel; the nonce takes the whole counter.
+        counter.copy_from_slice(&self.next.to_le_bytes()[..COUNTER_LEN]);
         text.copy_from_slice(plaintext);
         let tag = self
             .cipher
@@ -120,10 +143,20 @@ pub struct Opener {
 impl Opener {
     /// An opener that accepts counters from 1.
     pub fn new(key: &Secret) -> Self {
+        Self::after(key, 0)
+    }
+
+    /// An opener whose last accepted counter is `last` (tests of the counter limit).
+    pub fn after(key: &Secret, last: u32) -> Self {
         Self {
             cipher: ChaCha20Poly1305::new(&Key::from(*key.as_bytes())),
-            last: 0,
+            last,
         }
+    }
+
+    /// The last counter accepted (0 before the first frame).
+    pub fn last(&self) -> u32 {
+        self.last
     }
 
     /// Authenticates and decrypts `body` in place; returns the plaintext. Nothing
@@ -137,17 +170,15 @@ impl Opener {
             return Err(SealError::TooShort);
         }
         let (counter, rest) = body.split_at_mut(COUNTER_LEN);
-        let counter = match *counter {
-            [a, b, c, d] => u32::from_le_bytes([a, b, c, d]),
+        let wire = match *counter {
+            [lo, hi] => u16::from_le_bytes([lo, hi]),
             _ => return Err(SealError::TooShort),
         };
-        // u32::MAX is never sent (a sender stops before it): dropped like a replay.
-        if counter <= self.last || counter == u32::MAX {
-            return Err(SealError::Replayed {
-                counter,
-                last: self.last,
-            });
-        }
+        // u32::MAX is never sent (a sender stops before it).
+        let counter = place(self.last, wire).ok_or(SealError::Replayed {
+            counter: wire,
+            last: self.last,
+        })?;
         let split = rest.len() - TAG_LEN;
         let (text, tag) = rest.split_at_mut(split);
         let tag = Tag::try_from(&tag[..]).map_err(|_| SealError::TooShort)?;
@@ -177,6 +208,7 @@ mod tests {
         let mut a = [0u8; 64];
         let n = tx.seal(&header, b"status", &mut a).unwrap();
         assert_eq!(n, 6 + SEAL_OVERHEAD);
+        assert_eq!(a[..COUNTER_LEN], [1, 0]);
         let mut b = [0u8; 64];
         let m = tx.seal(&header, b"second", &mut b).unwrap();
         let mut replay = a;
@@ -185,16 +217,16 @@ mod tests {
             wrong_direction.open(&header, &mut copy[..n]),
             Err(SealError::Forged)
         );
-        // b before a: a is then a reordering.
+        assert_eq!(wrong_direction.last(), 0);
+        // b before a: a is then a reordering, placed at counter 65 537 — not what it was
+        // sealed under — and refused without moving the receiver.
         assert_eq!(rx.open(&header, &mut b[..m]).unwrap(), b"second");
-        assert!(matches!(
-            rx.open(&header, &mut a[..n]),
-            Err(SealError::Replayed { .. })
-        ));
-        assert!(matches!(
-            rx.open(&header, &mut replay[..n]),
-            Err(SealError::Replayed { .. })
-        ));
+        assert_eq!(rx.open(&header, &mut a[..n]), Err(SealError::Forged));
+        assert_eq!(rx.open(&header, &mut replay[..n]), Err(SealError::Forged));
+        assert_eq!(rx.last(), 2);
+        let mut c = [0u8; 64];
+        let k = tx.seal(&header, b"third", &mut c).unwrap();
+        assert_eq!(rx.open(&header, &mut c[..k]).unwrap(), b"third");
         // Any flipped bit, in the header or the body, is refused.
         let mut tx = Sealer::new(&to_device);
         let mut rx = Opener::new(&to_device);
@@ -210,6 +242,55 @@ mod tests {
             assert!(rx.open(&hh, &mut cc[..n]).is_err(), "bit {bit}");
         }
         assert_eq!(rx.open(&header, &mut c[..n]).unwrap(), b"bolus");
+    }
+
+    #[test]
+    fn a_wire_counter_is_placed_at_the_smallest_counter_above_the_last() {
+        assert_eq!(place(0, 1), Some(1));
+        assert_eq!(place(1, 3), Some(3));
+        assert_eq!(place(5, 5), Some(0x1_0005));
+        assert_eq!(place(5, 4), Some(0x1_0004));
+        assert_eq!(place(0xFFFF, 0), Some(0x1_0000));
+        assert_eq!(place(0x1_0005, 3), Some(0x2_0003));
+        assert_eq!(place(0x1_0005, 6), Some(0x1_0006));
+        // Never u32::MAX, never past it.
+        assert_eq!(place(u32::MAX - 2, 0xFFFE), Some(u32::MAX - 1));
+        assert_eq!(place(u32::MAX - 2, 0xFFFF), None);
+        assert_eq!(place(u32::MAX - 1, 0), None);
+        assert_eq!(place(u32::MAX - 1, 0xFFFF), None);
+        // Every wire value lands within 65 536 above the last.
+        for last in [0, 1, 0xFFFE, 0xFFFF, 0x1_0000, 0x7FFF_FFFF, 0xFFFE_0000] {
+            for wire in [0u16, 1, 0x7FFF, 0xFFFF] {
+                let c = place(last, wire).unwrap();
+                assert!(c > last && c - last <= 0x1_0000, "{last:#x} {wire:#x}");
+                assert_eq!(c as u16, wire);
+            }
+        }
+    }
+
+    #[test]
+    fn frames_open_across_the_16_bit_wrap_and_after_up_to_65_535_lost() {
+        let key = Secret::new([7; 32]);
+        let header = [4, 2, 1, 0, 2];
+        let mut tx = Sealer::starting_at(&key, 0xFFFE);
+        let mut rx = Opener::after(&key, 0xFFFD);
+        for expected in 0xFFFE..0x1_0003u32 {
+            let mut out = [0u8; 32];
+            let n = tx.seal(&header, b"x", &mut out).unwrap();
+            assert_eq!(rx.open(&header, &mut out[..n]).unwrap(), b"x");
+            assert_eq!(rx.last(), expected);
+        }
+        // 65 535 frames lost in a row: the next one is still placed right.
+        let mut tx = Sealer::starting_at(&key, 0x1_0002 + 0xFFFF);
+        let mut out = [0u8; 32];
+        let n = tx.seal(&header, b"y", &mut out).unwrap();
+        assert_eq!(rx.open(&header, &mut out[..n]).unwrap(), b"y");
+        // 65 536 lost: placed one cycle short, so it cannot open; the session is renewed.
+        let last = rx.last();
+        let mut tx = Sealer::starting_at(&key, last + 0x1_0001);
+        let n = tx.seal(&header, b"z", &mut out).unwrap();
+        assert_eq!(rx.open(&header, &mut out[..n]), Err(SealError::Forged));
+        assert_eq!(rx.last(), last);
     }
 
     #[test]
@@ -236,16 +317,24 @@ mod tests {
         let tag = cipher
             .encrypt_inout_detached(&nonce(u32::MAX), &[0; 5], (&mut text[..]).into())
             .unwrap();
-        let mut body = [0u8; 21];
-        body[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        body[4] = text[0];
-        body[5..].copy_from_slice(&tag);
-        let mut rx = Opener::new(&key);
+        let mut body = [0u8; 19];
+        body[..2].copy_from_slice(&[0xFF, 0xFF]);
+        body[2] = text[0];
+        body[3..].copy_from_slice(&tag);
+        let mut rx = Opener::after(&key, u32::MAX - 2);
+        assert_eq!(
+            rx.open(&[0; 5], &mut body),
+            Err(SealError::Replayed {
+                counter: 0xFFFF,
+                last: u32::MAX - 2
+            })
+        );
+        // The last usable counter opens; after it, nothing does.
+        assert_eq!(rx.open(&[0; 5], &mut out[..n]).unwrap(), b"x");
+        assert_eq!(rx.last(), u32::MAX - 1);
         assert!(matches!(
             rx.open(&[0; 5], &mut body),
             Err(SealError::Replayed { .. })
         ));
-        // The last usable counter opens.
-        assert_eq!(rx.open(&[0; 5], &mut out[..n]).unwrap(), b"x");
     }
 }

@@ -498,16 +498,34 @@ pub fn log_entry() -> impl Strategy<Value = LogEntry> {
     (any::<u32>(), ts(), event()).prop_map(|(index, at, event)| LogEntry { index, at, event })
 }
 
+/// A page the pump could send: entries strictly ascending from `oldest`, below `next`
+/// (the packed wire form holds no other); indices, times and gaps arbitrary.
 pub fn log_page() -> impl Strategy<Value = LogPage> {
+    let skip = prop_oneof![0..3u32, any::<u32>()];
     (
         any::<u32>(),
-        any::<u32>(),
-        vec(log_entry(), 0..=MAX_LOG_PAGE),
+        vec((skip, ts(), event()), 0..=MAX_LOG_PAGE),
+        prop_oneof![Just(0u32), any::<u32>()],
     )
-        .prop_map(|(oldest, next, entries)| LogPage {
-            oldest,
-            next,
-            entries: entries.into_iter().collect(),
+        .prop_map(|(oldest, raw, slack)| {
+            let mut entries = HVec::new();
+            let mut base = Some(oldest);
+            for (skip, at, event) in raw {
+                let Some(index) = base
+                    .and_then(|b| b.checked_add(skip))
+                    .filter(|&i| i < u32::MAX)
+                else {
+                    break;
+                };
+                entries.push(LogEntry { index, at, event }).unwrap();
+                base = index.checked_add(1);
+            }
+            let floor = entries.last().map_or(oldest, |e: &LogEntry| e.index + 1);
+            LogPage {
+                oldest,
+                next: floor.saturating_add(slack),
+                entries,
+            }
         })
 }
 

@@ -224,17 +224,7 @@ pub fn largest_responses() -> Vec<Response> {
                 })
                 .collect(),
         ),
-        Response::LogPage(LogPage {
-            oldest: u32::MAX,
-            next: u32::MAX,
-            entries: (0..MAX_LOG_PAGE)
-                .map(|_| LogEntry {
-                    index: u32::MAX,
-                    at: T_MAX,
-                    event: biggest_event,
-                })
-                .collect(),
-        }),
+        Response::LogPage(largest_log_page(biggest_event)),
         Response::ClockSet { previous: T_MAX },
         Response::LinkStats(LinkStats {
             frames_in: u32::MAX,
@@ -266,4 +256,29 @@ pub fn largest_responses() -> Vec<Response> {
             epoch: u32::MAX,
         },
     ]
+}
+
+/// The largest log page: full, every event the longest, every time difference ±2^63
+/// (10-byte varints: the times alternate between 2^63 and 0), and `oldest` and the
+/// indices as far apart as `u32` allows: `oldest` and 14 skips of 2^28 (5-byte varints; a
+/// 16th would pass `u32::MAX`), then skips of 2^21 (4 bytes).
+pub fn largest_log_page(event: Event) -> LogPage {
+    let oldest = 1 << 28;
+    let mut index = oldest;
+    let entries = (0..MAX_LOG_PAGE)
+        .map(|n| {
+            let skip = if n < 14 { 1 << 28 } else { 1 << 21 };
+            index += skip + u32::from(n > 0);
+            LogEntry {
+                index,
+                at: Timestamp(if n % 2 == 0 { 1 << 63 } else { 0 }),
+                event,
+            }
+        })
+        .collect();
+    LogPage {
+        oldest,
+        next: u32::MAX,
+        entries,
+    }
 }
