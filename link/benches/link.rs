@@ -34,7 +34,7 @@ use thecal_host::eventlog::{read_log, read_log_pipelined, LogRange, WINDOW};
 use thecal_host::{Client, ClientConfig, RoleKey};
 use thecal_link::impair::{Delivery, Impairment, Impairments};
 use thecal_protocol::frame::{encode_raw, Flags, FrameKind, Header, MAX_WIRE};
-use thecal_protocol::message::{AlarmKind, LogEntry, ResetCause, Role, MAX_LOG_PAGE};
+use thecal_protocol::message::{LogEntry, ResetCause, Role, MAX_LOG_PAGE};
 use thecal_protocol::session::{
     role_key, Ephemeral, ProvisionKeys, ProvisionTranscript, Sealer, Secret, FIRST_EPOCH,
 };
@@ -61,7 +61,7 @@ const PAGE: u8 = MAX_LOG_PAGE as u8;
 /// Sizes of one run.
 #[derive(Clone, Copy)]
 struct Plan {
-    /// Refused requests logged before the run (the ring keeps ≥ 544 entries).
+    /// Therapy stops and resumes logged before the run (the ring keeps ≥ 544 entries).
     fill: u32,
     /// Status round trips measured.
     rtts: usize,
@@ -135,31 +135,42 @@ impl Wire {
     }
 }
 
-/// The simulator's pump, booted and provisioned, with `fill` refused requests logged.
+/// The simulator's pump, booted and provisioned, with `fill` therapy stops and resumes
+/// logged.
 fn boot(clock: Clock, fill: u32) -> SimPump {
     let prescription = demo::demo_prescription().expect("the demo prescription is valid");
     let store = SimStore::open(None, false).expect("a RAM store");
+    // The entries are spread over the days before now, 1 s to 16.7 min apart (as a
+    // real log's are, not all in the same millisecond, which packed pages would carry
+    // in a byte each).
+    let gap = |n: u32| 1_000 * (1 + u64::from(n.wrapping_mul(7_919) % 1_000));
+    let span: u64 = (0..fill).map(gap).sum();
+    let mut at = Timestamp(clock.now().0 - span);
     let mut pump = Pump::boot(
         demo::demo_info(7),
         demo::demo_factory(Timestamp(0), prescription),
         store,
         CountingMotor::default(),
-        clock.now(),
+        at,
         ResetCause::PowerOn,
     );
     assert!(pump.create_identity(&Secret::new(IDENTITY)), "identity");
     let factory = Ephemeral::from_bytes(FACTORY).public();
-    let answer = pump.provision(clock.now(), &factory, false);
+    let answer = pump.provision(at, &factory, false);
     assert!(
         matches!(answer, Response::Provisioned { .. }),
         "provisioned: {answer:?}"
     );
-    let ack = Request::AcknowledgeAlarm {
-        alarm: AlarmKind::MotorStall,
-    };
-    for _ in 0..fill {
-        // Refused (the alarm is not active), and every refusal is logged.
-        let _ = pump.handle(clock.now(), &ack);
+    for n in 0..fill {
+        // Therapy stopped and resumed in turn: each is an entry of its own (refusals
+        // would be aggregated into one entry and rate-limited).
+        let request = if n % 2 == 0 {
+            Request::StopTherapy
+        } else {
+            Request::ResumeTherapy
+        };
+        at = Timestamp(at.0 + gap(n));
+        let _ = pump.handle(at, &request);
     }
     pump
 }
@@ -405,7 +416,7 @@ async fn run(plan: Plan) {
     let clock = Clock::new();
     println!(
         "thecal link benchmark: {BAUD} baud 8N1 ({LINE_RATE:.0} B/s each way), log filled \
-         with {} refused requests, {} status round trips",
+         with {} therapy stops and resumes, {} status round trips",
         plan.fill, plan.rtts
     );
 
