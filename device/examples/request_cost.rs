@@ -32,7 +32,7 @@ use thecal_device::therapy::motor::CountingMotor;
 use thecal_protocol::frame::{
     decode_body, encode, encode_raw, Feed, Flags, FrameDecoder, Header, MAX_WIRE,
 };
-use thecal_protocol::message::{AlarmKind, BolusRequest, Command, ResetCause, Revision, Role};
+use thecal_protocol::message::{BolusRequest, Command, ResetCause, Revision, Role};
 use thecal_protocol::session::{
     role_key, Binding, Ephemeral, HandshakeKeys, Opener, ProvisionKeys, ProvisionTranscript,
     Sealer, Secret, Transcript, FIRST_EPOCH,
@@ -210,15 +210,20 @@ fn main() -> ExitCode {
         eprintln!("provisioning failed");
         return ExitCode::FAILURE;
     };
-    // A log with more than a page in it (not counted: straight into the core).
-    for _ in 0..40 {
-        let _ = server.pump_mut().handle(
-            now,
-            &Request::AcknowledgeAlarm {
-                alarm: AlarmKind::MotorStall,
-            },
-        );
+    // A log with more than a full page in it (not counted: straight into the core):
+    // therapy stopped and resumed in turn, each an entry of its own (a refusal repeated
+    // would be one aggregated entry), a few seconds apart.
+    for n in 0..40u64 {
+        let request = if n % 2 == 0 {
+            Request::StopTherapy
+        } else {
+            Request::ResumeTherapy
+        };
+        let _ = server
+            .pump_mut()
+            .handle(Timestamp(now.0 + n * 3_000), &request);
     }
+    now = Timestamp(now.0 + 40 * 3_000);
     let mut p = Programmer {
         id: 0,
         decoder: Box::default(),

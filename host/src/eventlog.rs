@@ -90,8 +90,8 @@ pub async fn read_log<T: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// `ReadLog` requests kept in flight by [`read_log_pipelined`]. Four pages of answers
-/// (each at most about 130 bytes on the wire, 11 ms at 115 200 baud) cover the round
-/// trip — a request's own wire time, the pump's work and the link's latency — with room
+/// (a page of 24 entries is typically about 140 bytes on the wire, 12 ms at 115 200
+/// baud; at most about 1 000 bytes) cover the round trip — a request's own wire time, the pump's work and the link's latency — with room
 /// to spare, so the answers follow each other back to back; more would only queue
 /// requests in the pump's input. The pump serves frames in order and keeps no state
 /// between them, so nothing has to be negotiated.
