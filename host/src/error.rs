@@ -68,6 +68,21 @@ pub enum Error {
         /// Why.
         source: BodyError,
     },
+    /// Intact frames came back in another protocol version (their version byte), and
+    /// nothing this programmer can read: the pump's firmware speaks another protocol.
+    #[error(
+        "protocol mismatch: no answer to {request} this programmer can read; the pump answers \
+         in protocol {pump_protocol} frames, this programmer speaks protocol {host_protocol}; \
+         use a programmer built for this pump's firmware"
+    )]
+    OtherProtocol {
+        /// Request name.
+        request: &'static str,
+        /// The version byte of the pump's frames.
+        pump_protocol: u8,
+        /// Ours.
+        host_protocol: u8,
+    },
     /// The pump speaks another protocol version or message schema; nothing is sent
     /// beyond identification.
     #[error(

@@ -317,3 +317,84 @@ async fn closed_link_is_an_io_error_or_uncertain_for_a_change() {
     assert!(matches!(e, Error::Uncertain { .. }), "{e:?}");
     assert!(e.to_string().contains("link failed"), "{e}");
 }
+
+/// COBS (for a pump of another protocol version, written by hand below).
+fn cobs(raw: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    let mut code_at = 0;
+    for &b in raw {
+        if b == 0 || out.len() - code_at == 255 {
+            out[code_at] = (out.len() - code_at) as u8;
+            code_at = out.len();
+            out.push(0);
+            if b == 0 {
+                continue;
+            }
+        }
+        out.push(b);
+    }
+    out[code_at] = (out.len() - code_at) as u8;
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pump_answering_in_another_protocol_version_is_named_as_such() {
+    use thecal_protocol::frame::{Feed, FrameDecoder, CRC16};
+    let (ours, mut theirs) = tokio::io::duplex(4096);
+    // A protocol-3 pump: it answers every request it can decode with an intact frame
+    // whose version byte is 3 (its `Identity` would not decode here anyway).
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut decoder: FrameDecoder = FrameDecoder::new();
+        let mut buf = [0u8; 512];
+        loop {
+            let Ok(n) = theirs.read(&mut buf).await else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            let mut input = &buf[..n];
+            let mut ids = Vec::new();
+            loop {
+                match decoder.feed(input) {
+                    Feed::Consumed => break,
+                    Feed::Frame { frame, remaining } => {
+                        ids.push(frame.header.id);
+                        input = remaining;
+                    }
+                    Feed::Error { remaining, .. } => input = remaining,
+                }
+            }
+            for id in ids {
+                let [lo, hi] = id.to_le_bytes();
+                let mut raw = vec![3, 2, lo, hi, 0, 0x02, 0x07];
+                raw.extend_from_slice(&CRC16.checksum(&raw).to_le_bytes());
+                let mut wire = cobs(&raw);
+                wire.push(0);
+                if theirs.write_all(&wire).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let e = Client::connect(ours, CONFIG, key(Role::Clinician))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::OtherProtocol {
+                request: "Identify",
+                pump_protocol: 3,
+                host_protocol: 4,
+            }
+        ),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("protocol mismatch") && text.contains("answers in protocol 3 frames"),
+        "{text}"
+    );
+}

@@ -328,6 +328,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
 
     /// The error for a request whose every attempt went unanswered.
     fn unanswered(&self, request: &Request, attempts: u32) -> Error {
+        if let Some(pump_protocol) = self.foreign_version {
+            // Intact frames of another version came back: nothing we sent can have
+            // been read as ours either (the pump drops frames of other versions).
+            return Error::OtherProtocol {
+                request: request.name(),
+                pump_protocol,
+                host_protocol: thecal_protocol::PROTOCOL_VERSION,
+            };
+        }
         if request.changes_state() {
             uncertain(request, attempts, UncertainCause::Unanswered)
         } else {

@@ -101,6 +101,9 @@ pub struct Client<T> {
     /// What the last `Identify` said: bound into every handshake transcript (an
     /// attacker who rewrote it makes the pump's proof fail), and the pump's static key.
     identity: Option<(Binding, [u8; PUBLIC_LEN])>,
+    /// The version byte of the last intact frame (CRC valid) of another protocol
+    /// version: a request left unanswered is then reported as a protocol mismatch.
+    foreign_version: Option<u8>,
 }
 
 impl<T> std::fmt::Debug for Client<T> {
@@ -148,6 +151,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
             tracer: None,
             credentials: None,
             session: None,
+            foreign_version: None,
             identity: None,
         }
     }

@@ -8,8 +8,8 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use thecal_protocol::frame::{
-    decode_body, encode, encode_raw, EncodeError, Feed, Flags, FrameKind, Header, MAX_BODY,
-    MAX_WIRE,
+    decode_body, encode, encode_raw, EncodeError, Feed, Flags, FrameError, FrameKind, Header,
+    MAX_BODY, MAX_WIRE,
 };
 use thecal_protocol::message::{Command, OpKey, Refusal};
 use thecal_protocol::session::{SealError, SEAL_OVERHEAD};
@@ -234,6 +234,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
                 Feed::Error { error, remaining } => {
                     consumed = self.pending.len() - remaining.len();
                     self.counters.bad_frames += 1;
+                    if let FrameError::Version(v) = error {
+                        self.foreign_version = Some(v);
+                    }
                     traces.push(Trace::BadFrame(error));
                 }
             }

@@ -193,7 +193,9 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
                 Error::Io(_) | Error::Port { .. } => (code::NO_ANSWER, "link"),
                 Error::Uncertain { .. } => (code::UNCERTAIN, "uncertain"),
                 Error::Invalid(_) => (code::INVALID_INPUT, "invalid_prescription"),
-                Error::Incompatible { .. } => (code::MISMATCH, "protocol_mismatch"),
+                Error::Incompatible { .. } | Error::OtherProtocol { .. } => {
+                    (code::MISMATCH, "protocol_mismatch")
+                }
                 Error::VerifyFailed { .. } => (code::MISMATCH, "verify_failed"),
                 Error::UnexpectedResponse { .. } | Error::Decode { .. } => {
                     (code::MISMATCH, "unexpected_response")
