@@ -24,7 +24,8 @@
 
 use serde::Deserialize;
 
-use super::{BodyError, FrameError, Header, CRC16, CRC_LEN, HEADER_LEN, MAX_WIRE};
+use super::encode::crc16;
+use super::{BodyError, FrameError, Header, CRC_LEN, HEADER_LEN, MAX_WIRE};
 
 /// A decoded frame, borrowing the decoder's buffer until the next `feed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +169,7 @@ fn decode_chunk(chunk: &mut [u8]) -> Result<Frame<'_>, FrameError> {
         [lo, hi] => u16::from_le_bytes([*lo, *hi]),
         _ => return Err(FrameError::TooShort(raw.len())),
     };
-    let computed = CRC16.checksum(content);
+    let computed = crc16::checksum(content);
     if CHECK_CRC && received != computed {
         return Err(FrameError::Crc { received, computed });
     }
