@@ -24,7 +24,7 @@
 
 use serde::Deserialize;
 
-use super::encode::crc16;
+use super::crc16;
 use super::{BodyError, FrameError, Header, CRC_LEN, HEADER_LEN, MAX_WIRE};
 
 /// A decoded frame, borrowing the decoder's buffer until the next `feed`.

@@ -11,12 +11,7 @@
 
 use serde::Serialize;
 
-use super::{EncodeError, Header, CRC_LEN, HEADER_LEN, MAX_BODY};
-
-// Declared here because the frame module's own file is not this change's to edit; it is
-// the frame CRC, shared with the decoder.
-#[path = "crc16.rs"]
-pub(super) mod crc16;
+use super::{crc16, EncodeError, Header, CRC_LEN, HEADER_LEN, MAX_BODY};
 
 /// Encodes `message` as a complete wire frame (delimiter included) into `out`; returns
 /// the number of bytes written.

@@ -28,6 +28,7 @@ use core::fmt;
 
 use crc::{Crc, CRC_16_IBM_3740};
 
+mod crc16;
 pub mod decode;
 pub mod encode;
 
