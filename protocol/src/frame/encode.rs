@@ -216,30 +216,25 @@ mod tests {
         wire
     }
 
+    /// `encode` writes `wire` into a buffer of exactly its length, and refuses one a byte
+    /// shorter.
+    fn fits_exactly(wire: &[u8], encode: impl Fn(&mut [u8]) -> Result<usize, EncodeError>) {
+        let mut out = vec![0x55; wire.len()];
+        assert_eq!(encode(&mut out), Ok(wire.len()));
+        assert_eq!(out, wire);
+        let mut out = vec![0x55; wire.len() - 1];
+        assert_eq!(encode(&mut out), Err(EncodeError::BufferTooSmall));
+    }
+
     #[test]
     fn a_buffer_exactly_big_enough_fits_and_one_byte_less_does_not() {
         for raw in samples() {
             let body = raw.get(..raw.len().min(MAX_BODY)).unwrap_or(&[]);
-            let wire = expected_wire(body);
-            let mut out = vec![0x55; wire.len()];
-            assert_eq!(encode_raw(header(), body, &mut out), Ok(wire.len()));
-            assert_eq!(out, wire);
-            let mut out = vec![0x55; wire.len() - 1];
-            assert_eq!(
-                encode_raw(header(), body, &mut out),
-                Err(EncodeError::BufferTooSmall)
-            );
+            fits_exactly(&expected_wire(body), |out| encode_raw(header(), body, out));
             // Through postcard: a byte string is its length varint, then the bytes.
             let wire = expected_wire(&postcard::to_stdvec(body).unwrap_or_default());
             if wire.len() <= MAX_WIRE {
-                let mut out = vec![0x55; wire.len()];
-                assert_eq!(encode(header(), body, &mut out), Ok(wire.len()));
-                assert_eq!(out, wire);
-                let mut out = vec![0x55; wire.len() - 1];
-                assert_eq!(
-                    encode(header(), body, &mut out),
-                    Err(EncodeError::BufferTooSmall)
-                );
+                fits_exactly(&wire, |out| encode(header(), body, out));
             }
         }
     }

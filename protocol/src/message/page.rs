@@ -77,6 +77,18 @@ impl core::fmt::Display for PageError {
 
 impl core::error::Error for PageError {}
 
+/// Where the entry at position `at` is packed against: the index it would have with a
+/// skip of 0, and the time its delta is from (`oldest` and 0 for the first entry).
+fn base(previous: Option<(u32, u64)>, oldest: u32, at: usize) -> Result<(u32, u64), PageError> {
+    match previous {
+        None => Ok((oldest, 0)),
+        Some((index, time)) => Ok((
+            index.checked_add(1).ok_or(PageError::PastNext { at })?,
+            time,
+        )),
+    }
+}
+
 impl LogPage {
     /// The wire form of each entry, in order; `Err` if the page breaks the ordering rule.
     pub fn packed(&self) -> impl Iterator<Item = Result<PageEntry, PageError>> + '_ {
@@ -86,13 +98,7 @@ impl LogPage {
             if oldest > next {
                 return Err(PageError::Bounds);
             }
-            let (base, time) = match previous {
-                None => (oldest, 0),
-                Some((index, time)) => (
-                    index.checked_add(1).ok_or(PageError::PastNext { at })?,
-                    time,
-                ),
-            };
+            let (base, time) = base(previous, oldest, at)?;
             let skip = entry
                 .index
                 .checked_sub(base)
@@ -153,13 +159,7 @@ impl TryFrom<PackedPage> for LogPage {
         let mut entries = Vec::new();
         let mut previous: Option<(u32, u64)> = None;
         for (at, entry) in packed.entries.iter().enumerate() {
-            let (base, time) = match previous {
-                None => (packed.oldest, 0),
-                Some((index, time)) => (
-                    index.checked_add(1).ok_or(PageError::PastNext { at })?,
-                    time,
-                ),
-            };
+            let (base, time) = base(previous, packed.oldest, at)?;
             let index = base
                 .checked_add(entry.skip)
                 .filter(|&i| i < packed.next)
