@@ -498,7 +498,9 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             acknowledged: self.health.alarms.acknowledged().collect(),
             legacy_secret: None,
             boot_count: self.keys.boot_count,
-            revision: self.therapy.record.revision,
+            revision: Revision(
+                (self.therapy.record.revision.0).max(self.therapy.record.standing.newest.0),
+            ),
             basal_carry: 0,
             bolus: None,
             withheld: None,

@@ -55,6 +55,7 @@ pub fn request_samples() -> Vec<Request> {
             epoch: 2,
             key: [0x6B; 32],
         },
+        Request::CancelBolus,
     ]
 }
 
@@ -124,6 +125,31 @@ pub fn response_samples() -> Vec<Response> {
             role: Role::Patient,
             epoch: 2,
         },
+        Response::BolusCancelled(bolus_outcome()),
+    ]
+}
+
+/// A patient bolus cancelled by the clinician after 5 of its 20 µL.
+pub fn bolus_outcome() -> BolusOutcome {
+    BolusOutcome {
+        kind: BolusKind::Patient,
+        end: BolusEnd::Cancelled {
+            by: Role::Clinician,
+        },
+        delivered: Nanolitres(5_000),
+        planned: Nanolitres(20_000),
+    }
+}
+
+pub fn bolus_end_samples() -> Vec<BolusEnd> {
+    vec![
+        BolusEnd::Completed,
+        BolusEnd::Cancelled {
+            by: Role::Clinician,
+        },
+        BolusEnd::Stopped,
+        BolusEnd::Halted(AlarmKind::MotorStall),
+        BolusEnd::Interrupted,
     ]
 }
 
@@ -167,6 +193,11 @@ pub fn refusal_samples() -> Vec<Refusal> {
         Refusal::StaleKey {
             epoch: 1,
             current: 2,
+        },
+        Refusal::NoBolus,
+        Refusal::RefillTooSmall {
+            volume: Nanolitres(0),
+            min: Nanolitres(250),
         },
     ]
 }
@@ -306,6 +337,19 @@ pub fn event_samples() -> Vec<Event> {
             by: Role::Clinician,
             role: Role::Patient,
             epoch: 2,
+        },
+        Event::BolusEnded(bolus_outcome()),
+        Event::BasalWithheld,
+        Event::BasalResumed {
+            withheld: Nanolitres(1_250),
+        },
+        Event::PrescriptionFallback {
+            in_force: Revision(3),
+            newest: Revision(4),
+        },
+        Event::PrescriptionReview {
+            revision: Revision(3),
+            rules: 1,
         },
     ]
 }
