@@ -215,3 +215,41 @@ fn dates_during_a_bolus_are_never_later_than_the_alarm() {
     // closer together).
     check("bolus, low", error_of(&s, raised), stroke_interval_ms(100));
 }
+
+/// The date shown during a bolus is never later than the one shown once it finished:
+/// the undelivered part of the bolus is counted while it runs.
+#[test]
+fn the_date_during_a_bolus_is_not_later_than_after_it() {
+    let mut pump = boot(with_dose(100), Nanolitres::from_ml(6));
+    run_until(&mut pump, BOOT.plus_ms(HOUR / 3));
+    let start = pump.next_wake();
+    let answer = pump.handle(
+        start,
+        &Request::ClinicianBolus(BolusRequest::Single {
+            dose: Nanograms::from_ug(200),
+            duration: Minutes(120),
+        }),
+    );
+    assert!(matches!(answer, Response::BolusStarted(_)), "{answer:?}");
+    let mut during = Vec::new();
+    let after = loop {
+        let wake = pump.next_wake();
+        let Response::Status(st) = pump.handle(wake, &Request::Status) else {
+            panic!("status")
+        };
+        match st.bolus {
+            Some(_) => during.push(st.low_at.unwrap()),
+            None => break st.low_at.unwrap(),
+        }
+    };
+    assert!(during.len() > 1_000, "sampled at every stroke of the bolus");
+    let latest = *during.iter().max().unwrap();
+    assert!(
+        latest <= after,
+        "{} ms later during the bolus",
+        latest.since(after)
+    );
+    // At the start, 1 600 strokes of the bolus are still to come: the date then is
+    // earlier than the date after it only by what basal delivery does meanwhile.
+    assert!(after.since(during[0]) < 2 * stroke_interval_ms(100) as u64);
+}
