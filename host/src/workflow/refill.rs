@@ -411,6 +411,23 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_refill_of_an_empty_halted_pump_projects_from_the_refill() {
+        let mut c = current(300_000);
+        c.status.therapy = TherapyState::Halted(AlarmKind::EmptyReservoir);
+        c.status.reservoir = Nanolitres(100);
+        let plan = plan_of(&c, Some(BACLOFEN), None);
+        let new = plan.comparison.unwrap().new_projection.unwrap();
+        assert!(new.low_at.is_some(), "the refill ends the halt: {new:?}");
+        // Another halt does not end with a refill: no date while nothing drains.
+        c.status.therapy = TherapyState::Halted(AlarmKind::MotorStall);
+        let plan = plan_of(&c, Some(BACLOFEN), None);
+        assert_eq!(
+            plan.comparison.unwrap().new_projection.unwrap().low_at,
+            None
+        );
+    }
+
+    #[test]
     fn the_same_drug_goes_in_as_the_next_revision() {
         let other = BACLOFEN.replace("300 µg/day", "350 µg/day");
         let plan = plan_of(&current(300_000), Some(&other), None);
