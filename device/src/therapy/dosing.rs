@@ -297,6 +297,50 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_engine_carries_the_part_stroke_on_from_the_save() {
+        let f = constant(500_000); // one stroke every 43.2 s
+        let mut live = Dosing::new(Timestamp(0));
+        assert_eq!(live.advance(Timestamp(100_000), &f).basal, 2);
+        let saved = live.carry_at(Timestamp(100_000), &f);
+        assert_eq!(saved, 500_000 * (100_000 - 2 * 43_200));
+        // Reset at 120 000 (no stroke since the save): the next stroke is the live one's.
+        let mut booted = Dosing::resumed(Timestamp(100_000), saved, Timestamp(120_000), &f);
+        assert_eq!(booted.next_due(&f), Timestamp(3 * 43_200));
+        assert_eq!(live.next_due(&f), Timestamp(3 * 43_200));
+        // Reset after a stroke the save did not see (within the reservation): the
+        // stroke is not due again, and the phase is kept.
+        let mut late = Dosing::resumed(Timestamp(100_000), saved, Timestamp(140_000), &f);
+        assert_eq!(late.advance(Timestamp(140_000), &f), Due::default());
+        assert_eq!(late.next_due(&f), Timestamp(4 * 43_200));
+        assert_eq!(booted.advance(Timestamp(4 * 43_200), &f).basal, 2);
+        // A value that is not a part-stroke starts from zero.
+        let damaged = Dosing::resumed(Timestamp(0), STROKE_UNITS, Timestamp(0), &f);
+        assert_eq!(damaged.carry(), 0);
+    }
+
+    #[test]
+    fn the_outlook_is_the_part_strokes_and_the_bolus_left() {
+        let f = constant(500_000);
+        let mut d = Dosing::new(Timestamp(0));
+        d.start_bolus(BolusKind::Single, Nanograms(1), 4, 1_000, Timestamp(0));
+        assert_eq!(d.advance(Timestamp(600), &f).bolus, 2);
+        let (carry, bolus) = d.outlook(Timestamp(600), &f);
+        assert_eq!(carry, 500_000 * 600);
+        assert_eq!(
+            bolus,
+            Some(BolusLeft {
+                volume: Nanolitres(2 * STROKE_NL),
+                carry: STROKE_UNITS / 5 * 2, // 2.4 strokes due, 2 of them whole
+                ms: 400,
+            })
+        );
+        // Not advanced yet: the strokes due by then count as carried.
+        let (carry, bolus) = d.outlook(Timestamp(43_200), &f);
+        assert_eq!(carry, 3 * STROKE_UNITS);
+        assert_eq!(bolus, None);
+    }
+
+    #[test]
     fn time_going_backwards_delivers_nothing() {
         let f = constant(24_000_000);
         let mut d = Dosing::new(Timestamp(1_000_000));
