@@ -54,12 +54,11 @@ use crate::store::{RefillFacts, SavedBolus, Snapshot, Solution, Storage};
 use crate::therapy::motor::{Motor, STROKE_NL};
 use crate::therapy::window::rescaled;
 
-/// The most old solution a bridge bolus counts as old: 0.5 mL, more than the fluid
-/// pathway of the pump and the longest catheter hold together. A firmware constant: a
-/// bridge cannot make more than this uncounted against the new drug's limit, whatever
-/// volume is asked for (a real product takes it from its pump and catheter
-/// specifications).
-pub const OLD_SOLUTION_MAX_NL: u32 = 500_000;
+/// The most of a bridge bolus that counts as the old solution, nL (the shared
+/// [`thecal_protocol::rules::BRIDGE_OLD_MAX`]: more than the fluid pathway of the pump
+/// and the longest catheter hold together). A bridge cannot make more than this
+/// uncounted against the new drug's limit, whatever volume is asked for.
+pub const OLD_SOLUTION_MAX_NL: u32 = thecal_protocol::rules::BRIDGE_OLD_MAX.0;
 
 impl<S: Storage, M: Motor> Pump<S, M> {
     /// What `nl` of bolus counts in the rolling window (volumes of the solution in
