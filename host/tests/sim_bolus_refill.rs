@@ -195,6 +195,19 @@ fn a_halted_pump_says_since_when_basal_is_not_delivered() {
     );
     assert!(text.contains("programmed, NOT delivered since"), "{text}");
     assert!(text.contains("none while delivery is halted"), "{text}");
+    // The reservoir plot draws it halted: flat, labelled, no low or empty date.
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("reservoir.svg");
+    on(&sim, &["plot", "reservoir", "--out", s(&svg)]).ok();
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        drawn.contains("DELIVERY HALTED by the motor stall alarm since"),
+        "{drawn}"
+    );
+    assert!(
+        !drawn.contains("empty: "),
+        "no empty date for a halted pump"
+    );
     // The instant does not move with the question.
     std::thread::sleep(Duration::from_millis(300));
     let again = on(&sim, &["--json", "status"]).json();

@@ -84,8 +84,15 @@ pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
                     offset: status.offset,
                     stopped: status.therapy == TherapyState::Stopped,
                 };
+                let halted = match status.therapy {
+                    TherapyState::Halted(by) => Some(plot::Halt {
+                        by,
+                        since: status.halted_since,
+                    }),
+                    _ => None,
+                };
                 let title = format!("Pump {} — projected reservoir volume", s.identity.serial);
-                plot::plot_reservoir(&record.prescription, state, &title, &out)?;
+                plot::plot_reservoir(&record.prescription, state, halted, &title, &out)?;
                 anyhow::Ok(())
             }
             .await;
