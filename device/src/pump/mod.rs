@@ -25,7 +25,7 @@
 //! A running bolus is reserved apart from the basal reservation: its strokes not yet
 //! delivered are stored as delivered in every snapshot, with the bolus itself. A reset
 //! ends it (its whole volume stays counted, for the limit and the lockout) and the boot
-//! logs it as interrupted (see [`bolus`](self::bolus) for how boluses end, what a bridge
+//! logs it as interrupted (see the `bolus` module for how boluses end, what a bridge
 //! bolus counts, and the withheld and halted states).
 //!
 //! ## Therapy first
