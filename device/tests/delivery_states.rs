@@ -413,3 +413,19 @@ fn stop_therapy_ends_the_bolus_and_logs_it_stopped() {
     let ended = ev.iter().position(|e| matches!(e, Event::BolusEnded(_)));
     assert!(stopped < ended, "{ev:?}");
 }
+
+#[test]
+fn a_bolus_that_completed_before_a_reset_is_not_logged_again() {
+    let mut pump = boot(continuous(200), Nanolitres::from_ml(10));
+    assert!(matches!(
+        pump.handle(BOOT, &single(Nanograms::from_ug(10), 10)),
+        Response::BolusStarted(_)
+    ));
+    let t = BOOT.plus_ms(HOUR / 2);
+    run_until(&mut pump, t);
+    let mut pump = reboot(pump, t);
+    let ends = bolus_ends(&mut pump);
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0].end, BolusEnd::Completed);
+    assert_eq!(ends[0].delivered, Nanolitres(20_000));
+}

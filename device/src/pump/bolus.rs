@@ -116,9 +116,12 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         });
     }
 
-    /// Ends the running bolus (`end` says how), logs it and returns what it delivered;
-    /// `None` if none runs. The reservation of its strokes not delivered is released
-    /// from the next snapshot on (the caller stores one when it matters).
+    /// Ends the running bolus (`end` says how), logs it, stores a snapshot without it and
+    /// returns what it delivered; `None` if none runs. The snapshot releases the
+    /// reservation of its strokes not delivered, and a reset after it finds no bolus to
+    /// log as interrupted. (Logged first: a power cut between the two may log a bolus
+    /// end twice, never not at all. A snapshot that cannot be stored leaves the older
+    /// one, which counts the whole bolus: more, never less.)
     pub(super) fn end_bolus(&mut self, now: Timestamp, end: BolusEnd) -> Option<BolusOutcome> {
         self.dosing.cancel_bolus();
         let b = self.ledger.bolus.take()?;
@@ -132,6 +135,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             planned: Nanolitres(b.strokes.saturating_mul(STROKE_NL)),
         };
         self.log_event(now, Event::BolusEnded(outcome));
+        self.save_snapshot(now);
         Some(outcome)
     }
 
@@ -139,13 +143,9 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     /// the rest of its reservation is released.
     pub(super) fn cancel_bolus(&mut self, now: Timestamp) -> Result<BolusOutcome, Refusal> {
         let by = self.actor;
-        let outcome = self
-            .end_bolus(now, BolusEnd::Cancelled { by })
-            .ok_or(Refusal::NoBolus)?;
-        // Not stored: the older snapshot counts the whole bolus (more, never less), and
-        // the storage alarm is raised. The bolus has stopped either way.
-        self.save_snapshot(now);
-        Ok(outcome)
+        // The bolus stops whether or not its end can be stored (see `end_bolus`).
+        self.end_bolus(now, BolusEnd::Cancelled { by })
+            .ok_or(Refusal::NoBolus)
     }
 
     /// A basal stroke was held back by the daily limit.

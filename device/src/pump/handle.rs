@@ -84,10 +84,8 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                     self.persist(now, |p| p.therapy.stopped = false)?;
                     self.log_event(now, Event::TherapyStopped { by: self.actor });
                     // A stop ends the bolus; the snapshot just stored still counts all
-                    // of it, the next one only what it delivered.
-                    if self.end_bolus(now, BolusEnd::Stopped).is_some() {
-                        self.save_snapshot(now);
-                    }
+                    // of it, the one `end_bolus` stores only what it delivered.
+                    self.end_bolus(now, BolusEnd::Stopped);
                 }
                 Response::TherapyStopped
             }
