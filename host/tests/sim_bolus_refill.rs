@@ -214,3 +214,63 @@ fn a_halted_pump_says_since_when_basal_is_not_delivered() {
     assert_eq!(again["halted_since"].as_str(), Some(since), "{again}");
     sim.shutdown().unwrap();
 }
+
+#[test]
+fn basal_withheld_by_the_daily_limit_is_shown_while_therapy_runs() {
+    // A fast clock: 500 µg of the 600 µg/day limit as a bolus, then about 200 µg/day of
+    // basal fills the limit within the day.
+    let sim = {
+        let _guard = common::fork_guard();
+        Simulator::start(SimOptions {
+            seed: 7,
+            speed: 20_000,
+            ..Default::default()
+        })
+        .expect("simulator starts")
+    };
+    on(
+        &sim,
+        &[
+            "bolus", "single", "--dose", "500 µg", "--over", "1 h", "--yes",
+        ],
+    )
+    .ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let status = on(&sim, &["--json", "status"]).json();
+        if !status["withheld"].is_null() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "never withheld: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["therapy"], "running", "{status}");
+    assert!(status["critical_alarm"].as_bool().unwrap(), "{status}");
+    assert!(status["withheld"]["since"].is_string(), "{status}");
+    let text = on(&sim, &["status"]);
+    let text = text.ok();
+    assert!(
+        text.contains("running, but BASAL WITHHELD by the daily limit since"),
+        "{text}"
+    );
+    let alarms = on(&sim, &["--json", "alarms"]).json();
+    assert!(
+        alarms
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "delivery_withheld" && a["critical"] == true),
+        "{alarms}"
+    );
+    let log = on(&sim, &["--json", "log"]).json();
+    assert!(
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "basal_withheld"),
+        "{log}"
+    );
+    on(&sim, &["alarms", "ack", "delivery-withheld"]).ok();
+    sim.shutdown().unwrap();
+}
