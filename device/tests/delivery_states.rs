@@ -120,6 +120,9 @@ fn a_bridge_of_old_drug_does_not_fill_the_new_drugs_window() {
     // The window counts only the new drug: a day of basal, 0.12 mL (+ a bucket).
     let window = pump.window_total(at.plus_ms(2 * DAY));
     assert!(window <= 125_000, "{window} nL of ziconotide counted");
+    // All 0.1 mL of the bridge went out as the old solution; it is forgotten now.
+    assert_eq!(pump.old_solution_delivered(), 100_000);
+    assert_eq!(pump.old_solution(), None);
     let ev = events(&mut pump);
     assert!(!ev.contains(&Event::BasalWithheld), "{ev:?}");
     assert!(!ev.contains(&Event::AlarmRaised(AlarmKind::DeliveryWithheld)));

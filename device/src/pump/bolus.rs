@@ -65,8 +65,13 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     /// force) when delivered now; `pushed` nL of other strokes may come first (they
     /// push old solution out before it).
     pub(super) fn counted(&self, kind: BolusKind, nl: u32, pushed: u32) -> u32 {
+        self.split(kind, nl, pushed).0
+    }
+
+    /// [`Pump::counted`], and how much of `nl` is delivered as the old solution.
+    pub(super) fn split(&self, kind: BolusKind, nl: u32, pushed: u32) -> (u32, u32) {
         let Some(old) = self.ledger.old.filter(|_| kind == BolusKind::Bridge) else {
-            return nl;
+            return (nl, 0);
         };
         let as_old = nl.min(old.left.saturating_sub(pushed));
         let to = self.solution();
@@ -75,7 +80,19 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         } else {
             0
         };
-        old_part.saturating_add(nl - as_old)
+        (old_part.saturating_add(nl - as_old), as_old)
+    }
+
+    /// The solution a refill replaced, while a bridge bolus may still deliver it.
+    pub fn old_solution(&self) -> Option<Solution> {
+        self.ledger.old.map(|o| o.solution)
+    }
+
+    /// Volume delivered as the old solution since boot, nL: bridge strokes the rolling
+    /// window counted as the solution a refill replaced (for the fuzz target's
+    /// independent ledger).
+    pub fn old_solution_delivered(&self) -> u64 {
+        self.ledger.old_delivered
     }
 
     /// A bridge of `volume` asked for now: refused if the old drug it delivers (another

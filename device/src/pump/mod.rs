@@ -162,6 +162,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 bolus: None,
                 old: None,
                 withheld: None,
+                old_delivered: 0,
             },
             dosing: Dosing::new(now),
             health: Health {
@@ -463,7 +464,8 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 self.end_bolus(now, BolusEnd::Halted(kind));
                 return;
             }
-            let counted = bolus.map_or(STROKE_NL, |kind| self.counted(kind, STROKE_NL, 0));
+            let (counted, as_old) =
+                bolus.map_or((STROKE_NL, 0), |kind| self.split(kind, STROKE_NL, 0));
             // The hard limit, stroke by stroke, whatever was requested.
             if self.ledger.window.total(now) + u64::from(counted) > limit {
                 if bolus.is_none() {
@@ -493,6 +495,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             self.ledger.reservoir = self.ledger.reservoir.saturating_sub(Nanolitres(STROKE_NL));
             self.ledger.delivered_total += u64::from(STROKE_NL);
             self.ledger.window.add(now, counted);
+            self.ledger.old_delivered += u64::from(as_old);
             self.push_old(STROKE_NL);
             self.health.battery.drain_stroke();
         }

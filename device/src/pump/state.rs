@@ -83,6 +83,8 @@ pub(super) struct Ledger {
     /// Since when (device time) the daily limit holds back basal strokes, and the
     /// volume held back so far, nL.
     pub(super) withheld: Option<(Timestamp, u32)>,
+    /// Volume delivered as the old solution since boot, nL (bridge strokes).
+    pub(super) old_delivered: u64,
 }
 
 /// The solution a refill replaced, and how much of it may still be in the pump and
