@@ -65,8 +65,8 @@ use thecal_protocol::frame::{
     decode_body, encode_raw, Feed, Flags, FrameDecoder, FrameKind, Header,
 };
 use thecal_protocol::message::{ResetCause, Response};
-use thecal_protocol::time::Timestamp;
 use thecal_protocol::rules::BRIDGE_OLD_MAX;
+use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{MS_PER_DAY, NL_PER_ML};
 use thecal_protocol::{Drug, Request};
 
