@@ -2,7 +2,11 @@
 //! new drug or concentration, the bridge bolus that delivers the old drug still in the
 //! pump and catheter at the old rate.
 //!
-//! [`plan`] decides everything from the inputs and [`Current`] (nothing is sent);
+//! [`plan`] decides everything from the inputs and [`Current`] (nothing is sent): it
+//! refuses a volume below one stroke ([`MIN_REFILL`]) and lists the [`RefillWarning`]s
+//! the clinician must confirm knowingly (a volume far below the pump's estimate or above
+//! the capacity, a bridge that reaches the new daily limit in the first 24 h, counted as
+//! the pump counts it: [`bridge_counted`]);
 //! [`execute`] records the refill (with the prescription, read back), then starts the
 //! bridge bolus.
 

@@ -159,5 +159,12 @@ async fn cancel(s: &mut Session, g: &Global, yes: bool) -> anyhow::Result<()> {
         quantity::volume(outcome.delivered),
         quantity::volume(outcome.planned)
     )?;
+    if s.client.role() == Some(thecal_protocol::message::Role::Emergency) {
+        // The emergency key is public: this answer could not prove it came from the pump.
+        outln!(
+            "Emergency access: confirm on the pump itself that the bolus ended, and have a \
+             clinician read the pump with the clinician key as soon as possible."
+        )?;
+    }
     Ok(())
 }
