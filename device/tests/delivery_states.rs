@@ -432,3 +432,33 @@ fn a_bolus_that_completed_before_a_reset_is_not_logged_again() {
     assert_eq!(ends[0].end, BolusEnd::Completed);
     assert_eq!(ends[0].delivered, Nanolitres(20_000));
 }
+
+#[test]
+fn halted_since_survives_a_reset_while_the_cause_remains() {
+    // 20 µL at 0.4 mL/day: empty after about 72 min.
+    let mut pump = boot(continuous(200), Nanolitres(20_000));
+    let t = BOOT.plus_ms(2 * HOUR);
+    run_until(&mut pump, t);
+    let s = status(&mut pump, t);
+    assert_eq!(s.therapy, TherapyState::Halted(AlarmKind::EmptyReservoir));
+    let since = s.halted_since.expect("halted_since");
+    assert!(since < s.now);
+    let mut pump = reboot(pump, t.plus_ms(HOUR));
+    let s = status(&mut pump, t.plus_ms(HOUR));
+    assert_eq!(s.therapy, TherapyState::Halted(AlarmKind::EmptyReservoir));
+    assert_eq!(s.halted_since, Some(since));
+    // A refill ends the halt: no longer halted, no halted_since.
+    assert!(matches!(
+        pump.handle(
+            t.plus_ms(HOUR),
+            &Request::Refill {
+                expected: Revision(1),
+                volume: Nanolitres::from_ml(20),
+                prescription: None,
+            }
+        ),
+        Response::Refilled { .. }
+    ));
+    let s = status(&mut pump, t.plus_ms(HOUR));
+    assert_eq!((s.therapy, s.halted_since), (TherapyState::Running, None));
+}
