@@ -1105,6 +1105,8 @@ fn a_thousand_refusals_are_one_entry_and_the_history_stays() {
     ));
     // After the bolus (3 min), inside the lockout (60 min): a thousand presses.
     let at = t0.plus_ms(4 * 60_000);
+    // The bolus has ended (and its end is logged) before the presses.
+    server.pump_mut().tick(at);
     let next_before = log_next(&mut server);
     for i in 0..1_000u16 {
         let answer = p.request(

@@ -23,7 +23,10 @@
 //!   closed 24 h window ending at a delivery never exceeds the daily limit in force
 //!   (exact integers: nL × ng/mL against limit × 10⁶). A drug change starts a new ledger
 //!   (the documented rule: the old drug's deliveries do not count against the new one's
-//!   limit). Also, the pump's own rolling window never counts less drug than the ledger
+//!   limit). Bridge strokes the pump delivers as the old solution after a refill
+//!   (`Pump::old_solution_delivered`, PROTOCOL.md 5.7) go into the ledger as that
+//!   solution: at its concentration for the same drug, not at all for another — and then
+//!   at most `BRIDGE_OLD_MAX` of them per ledger. Also, the pump's own rolling window never counts less drug than the ledger
 //!   (or, when the ledger holds more than the limit now in force, less than that limit).
 //! * **Reservoir.** It never rises, except in a step whose answers include `Refilled`
 //!   with at least that volume, or — when the device died in that step — whose input
@@ -62,6 +65,7 @@ use thecal_protocol::frame::{
     decode_body, encode_raw, Feed, Flags, FrameDecoder, FrameKind, Header,
 };
 use thecal_protocol::message::{ResetCause, Response};
+use thecal_protocol::rules::BRIDGE_OLD_MAX;
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{MS_PER_DAY, NL_PER_ML};
 use thecal_protocol::{Drug, Request};
@@ -162,6 +166,9 @@ struct Ledger {
     drug: Option<Drug>,
     entries: VecDeque<(Timestamp, u128)>,
     sum: u128,
+    /// Old solution of another drug delivered by bridge boluses since this ledger
+    /// started, nL: not in `entries`, and at most `BRIDGE_OLD_MAX`.
+    uncounted_nl: u64,
 }
 
 impl Ledger {
@@ -200,6 +207,10 @@ pub struct Device {
     ledger: Ledger,
     /// `delivered_total` and strokes at the start of this life.
     life_start: (u64, u64),
+    /// `old_solution_delivered` when last recorded in this life.
+    old_seen: u64,
+    /// The old solution before the operation being checked (bridge strokes deliver it).
+    old_before: Option<thecal_device::store::Solution>,
     last_frame: Option<(Header, Vec<u8>)>,
     /// The server's decoder, mirrored, to see which requests it got.
     mirror: Box<FrameDecoder>,
@@ -230,6 +241,8 @@ impl Device {
             now: BOOT,
             ledger: Ledger::default(),
             life_start: (0, 0),
+            old_seen: 0,
+            old_before: None,
             last_frame: None,
             mirror: Box::default(),
             budget_ms: MAX_ADVANCE_MS,
@@ -373,6 +386,7 @@ impl Device {
     }
 
     fn check_before(&mut self) -> u32 {
+        self.old_before = self.server.pump().old_solution();
         self.server.pump().reservoir().0
     }
 
@@ -411,14 +425,37 @@ impl Device {
                 "delivered_total moved by other than the motor's strokes"
             );
         }
+        let old_total = pump.old_solution_delivered();
+        let old_nl = old_total - self.old_seen;
+        self.old_seen = old_total;
         if strokes == 0 {
+            assert_eq!(old_nl, 0, "old solution delivered without a stroke");
             return;
         }
         self.check_drug();
         let p = &self.server.pump().record().prescription;
         let c = u128::from(p.concentration().0);
         let limit = u128::from(p.daily_limit().0) * u128::from(NL_PER_ML);
-        let mass = u128::from(strokes) * u128::from(STROKE_NL) * c;
+        let (drug, volume) = (p.drug(), u64::from(STROKE_NL) * strokes);
+        assert!(old_nl <= volume, "more old solution than strokes");
+        // Bridge strokes of the old solution count as it (PROTOCOL.md 5.7).
+        let old_mass = match self.old_before {
+            Some(old) if old.drug == drug => u128::from(old_nl) * u128::from(old.concentration.0),
+            Some(_) => {
+                self.ledger.uncounted_nl += old_nl;
+                assert!(
+                    self.ledger.uncounted_nl <= u64::from(BRIDGE_OLD_MAX.0),
+                    "{} nL of another drug delivered uncounted since the drug change",
+                    self.ledger.uncounted_nl
+                );
+                0
+            }
+            None => {
+                assert_eq!(old_nl, 0, "old solution delivered with none kept");
+                0
+            }
+        };
+        let mass = u128::from(volume - old_nl) * c + old_mass;
         self.ledger.push(self.now, mass);
         let window = self.ledger.window(self.now);
         assert!(
@@ -474,6 +511,7 @@ impl Device {
     fn start_life(&mut self) {
         let pump = self.server.pump();
         self.life_start = (pump.delivered_total(), pump.motor().strokes);
+        self.old_seen = pump.old_solution_delivered();
     }
 }
 

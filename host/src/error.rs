@@ -329,7 +329,9 @@ impl ReadBack {
                 expected: *expected,
                 with_prescription: prescription.is_some(),
             },
-            Request::ClinicianBolus(_) | Request::PatientBolus => ReadBack::Bolus,
+            Request::ClinicianBolus(_) | Request::PatientBolus | Request::CancelBolus => {
+                ReadBack::Bolus
+            }
             Request::StopTherapy | Request::ResumeTherapy => ReadBack::TherapyState,
             Request::SetClock { .. } => ReadBack::Clock,
             Request::RotateKey { role, epoch, .. } => ReadBack::KeyEpoch {

@@ -12,8 +12,10 @@ use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use thecal_protocol::message::AlarmKind;
 use thecal_protocol::prescription::Prescription;
 use thecal_protocol::projection::{project, ReservoirState};
+use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{Nanolitres, MINUTES_PER_DAY, MS_PER_DAY};
 
 use crate::{clock, quantity};
@@ -268,14 +270,42 @@ pub fn reservoir_curve(p: &Prescription, state: ReservoirState) -> ReservoirCurv
     }
 }
 
-/// The projected reservoir volume from now until the low and empty marks.
+/// Delivery halted by a critical alarm (the status's `therapy` and `halted_since`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Halt {
+    /// The alarm that halts delivery.
+    pub by: AlarmKind,
+    /// Since when (wall clock), if the pump says.
+    pub since: Option<Timestamp>,
+}
+
+/// How far a halted pump's flat line is drawn.
+const HALTED_SPAN_MS: u64 = 7 * MS_PER_DAY;
+
+/// A halted pump's curve: the volume stays where it is (nothing is delivered, so there
+/// is no low or empty date), drawn flat over a week.
+pub fn halted_curve(p: &Prescription, state: ReservoirState) -> ReservoirCurve {
+    let flat = vec![(0, state.volume), (HALTED_SPAN_MS, state.volume)];
+    ReservoirCurve {
+        basal: flat.clone(),
+        worst: flat,
+        low: p.low_reservoir_alarm(),
+    }
+}
+
+/// The projected reservoir volume from now until the low and empty marks; for a pump
+/// whose delivery is `halted`, a flat line that says so (it does not drain).
 pub fn plot_reservoir(
     p: &Prescription,
     state: ReservoirState,
+    halted: Option<Halt>,
     title: &str,
     out: &Path,
 ) -> Result<(), PlotError> {
-    let curve = reservoir_curve(p, state);
+    let curve = match halted {
+        Some(_) => halted_curve(p, state),
+        None => reservoir_curve(p, state),
+    };
     let end = curve
         .basal
         .last()
@@ -286,8 +316,8 @@ pub fn plot_reservoir(
     with_backend(
         out,
         (1000, 500),
-        |a| reservoir_chart(a, title, &curve, 0..x_max, y_max, state),
-        |a| reservoir_chart(a, title, &curve, 0..x_max, y_max, state),
+        |a| reservoir_chart(a, title, &curve, 0..x_max, y_max, state, halted),
+        |a| reservoir_chart(a, title, &curve, 0..x_max, y_max, state, halted),
     )
 }
 
@@ -298,12 +328,18 @@ fn reservoir_chart<DB: DrawingBackend>(
     x: Range<u64>,
     y_max: u64,
     state: ReservoirState,
+    halted: Option<Halt>,
 ) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
     let x_end = x.end;
+    let local = |t: Timestamp| {
+        clock::zoned(t, state.offset)
+            .map(|z| z.strftime("%-d %b %Y %H:%M").to_string())
+            .unwrap_or_default()
+    };
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, ("sans-serif", 22))
         .margin(12)
@@ -329,11 +365,34 @@ where
             .map(|(t, v)| (*t, u64::from(v.0)))
             .collect::<Vec<_>>()
     };
-    chart
-        .draw_series(LineSeries::new(pts(&curve.basal), BLUE.stroke_width(2)))?
-        .label("basal schedule")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
-    if curve.worst != curve.basal {
+    if let Some(h) = halted {
+        let label = match h.since {
+            Some(t) => format!(
+                "DELIVERY HALTED by the {} alarm since {}: nothing is delivered",
+                h.by,
+                local(t)
+            ),
+            None => format!(
+                "DELIVERY HALTED by the {} alarm: nothing is delivered",
+                h.by
+            ),
+        };
+        chart
+            .draw_series(LineSeries::new(pts(&curve.basal), RED.stroke_width(3)))?
+            .label(label.clone())
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(3)));
+        chart.draw_series(std::iter::once(Text::new(
+            label,
+            (x_end / 40, u64::from(state.volume.0) / 2),
+            ("sans-serif", 18).into_font().color(&RED),
+        )))?;
+    } else {
+        chart
+            .draw_series(LineSeries::new(pts(&curve.basal), BLUE.stroke_width(2)))?
+            .label("basal schedule")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    }
+    if halted.is_none() && curve.worst != curve.basal {
         chart
             .draw_series(LineSeries::new(pts(&curve.worst), MAGENTA))?
             .label("with every allowed patient bolus")
@@ -347,13 +406,11 @@ where
             quantity::volume(curve.low)
         ))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-    // Marks where the basal curve reaches low and empty.
-    for (t, v) in &curve.basal {
+    // Marks where the basal curve reaches low and empty (a halted pump reaches neither).
+    for (t, v) in curve.basal.iter().filter(|_| halted.is_none()) {
         if v.0 == curve.low.0 || v.0 == 0 {
             let what = if v.0 == 0 { "empty" } else { "low" };
-            let label = clock::zoned(state.now.plus_ms(*t), state.offset)
-                .map(|z| format!("{what}: {}", z.strftime("%-d %b %Y %H:%M")))
-                .unwrap_or_default();
+            let label = format!("{what}: {}", local(state.now.plus_ms(*t)));
             chart.draw_series(std::iter::once(Circle::new(
                 (*t, u64::from(v.0)),
                 5,
@@ -374,4 +431,34 @@ where
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thecal_protocol::time::UtcOffset;
+
+    #[test]
+    fn a_halted_pump_is_drawn_flat() {
+        let p = crate::schedule::parse(
+            "p.toml",
+            include_str!("../../examples/schedules/flexible-baclofen-day.toml"),
+        )
+        .unwrap();
+        let state = ReservoirState {
+            volume: Nanolitres(10_000_000),
+            now: Timestamp(1_795_392_000_000),
+            offset: UtcOffset(0),
+            stopped: false,
+        };
+        let flat = halted_curve(&p, state);
+        assert!(flat.basal.iter().all(|(_, v)| *v == state.volume));
+        assert_eq!(flat.basal.last().map(|(t, _)| *t), Some(HALTED_SPAN_MS));
+        // Running, it drains.
+        let running = reservoir_curve(&p, state);
+        assert!(running
+            .basal
+            .last()
+            .is_some_and(|(_, v)| v.0 < state.volume.0));
+    }
 }

@@ -53,6 +53,12 @@ pub const MAX_LOW_ALARM: Nanolitres = Nanolitres(10_000_000);
 /// written is recognised as such (kept in force, flagged for review) rather than taken
 /// for a corrupt record. (1: the rules of protocols 1 to 5.)
 pub const RULES_VERSION: u16 = 1;
+/// The most of a bridge bolus the pump counts as the old solution after a refill that
+/// changed the solution: 0.5 mL, more than the fluid pathway of the pump and the longest
+/// catheter hold together. The rest of a larger bridge counts as the new solution (see
+/// PROTOCOL.md, "Bridge accounting"); the programmer uses it to predict what a bridge
+/// adds to the new drug's rolling 24 h.
+pub const BRIDGE_OLD_MAX: Nanolitres = Nanolitres(500_000);
 /// Shortest patient-bolus lockout.
 pub const MIN_LOCKOUT: Minutes = Minutes(10);
 /// Most patient boluses a clinician may allow per 24 h.

@@ -4,8 +4,8 @@
 
 use heapless::Vec;
 use thecal_protocol::message::{
-    AlarmKind, BolusKind, BolusReport, BolusRequest, Event, LogPage, PrescriptionRecord, Refusal,
-    Request, Response, Revision, Role, Standing,
+    AlarmKind, BolusEnd, BolusKind, BolusReport, BolusRequest, Event, LogPage, PrescriptionRecord,
+    Refusal, Request, Response, Revision, Role, Standing,
 };
 use thecal_protocol::prescription::{Prescription, PrescriptionDraft};
 use thecal_protocol::rules::RULES_VERSION;
@@ -13,7 +13,7 @@ use thecal_protocol::time::{Timestamp, UtcOffset};
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres, MS_PER_DAY, MS_PER_MINUTE};
 
 use super::Pump;
-use crate::store::{RefillFacts, Storage, StoredPrescription};
+use crate::store::{RefillFacts, SavedBolus, Storage, StoredPrescription};
 use crate::therapy::motor::{Motor, STROKE_NL};
 
 /// Wall clock values the pump accepts: 2020-01-01 ..= 2100-01-01 UTC.
@@ -59,7 +59,11 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         Ok(match request {
             Request::Identify => Response::Identity(self.identity()),
             Request::Ping { token } => Response::Pong { token: *token },
-            Request::Status => Response::Status(self.status(now)),
+            Request::Status => {
+                let mut status = self.status(now);
+                self.add_delivery_state(&mut status);
+                Response::Status(status)
+            }
             Request::Battery => Response::Battery(self.battery_report()),
             Request::Reservoir => Response::Reservoir(self.reservoir_report(now)),
             Request::ReadPrescription => Response::Prescription(self.therapy.record.clone()),
@@ -78,8 +82,10 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 if !self.therapy.stopped {
                     self.therapy.stopped = true;
                     self.persist(now, |p| p.therapy.stopped = false)?;
-                    self.dosing.cancel_bolus();
                     self.log_event(now, Event::TherapyStopped { by: self.actor });
+                    // A stop ends the bolus; the snapshot just stored still counts all
+                    // of it, the one `end_bolus` stores only what it delivered.
+                    self.end_bolus(now, BolusEnd::Stopped);
                 }
                 Response::TherapyStopped
             }
@@ -113,7 +119,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             Request::RotateKey { role, epoch, key } => {
                 self.rotate_key(now, self.actor, *role, *epoch, key)?
             }
-            Request::CancelBolus => return Err(Refusal::Unsupported),
+            Request::CancelBolus => Response::BolusCancelled(self.cancel_bolus(now)?),
             Request::LinkStats
             | Request::SessionHello { .. }
             | Request::SessionProof { .. }
@@ -245,6 +251,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             };
             self.commit(now, p, Some(facts))?;
             self.apply_refill(facts, now);
+            self.keep_old_solution(facts.from);
             self.health.solution_mismatch = false;
             self.save_snapshot(now);
         } else {
@@ -255,15 +262,19 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 self.ledger.reserve_left,
                 self.ledger.last_refill,
             );
+            let old = self.ledger.old;
             self.ledger.reservoir = volume;
             self.ledger.reserve_left = 0;
             self.ledger.last_refill = Some(now);
+            // The next refill forgets the solution an earlier one replaced.
+            self.ledger.old = None;
             self.persist(now, |p| {
                 (
                     p.ledger.reservoir,
                     p.ledger.reserve_left,
                     p.ledger.last_refill,
-                ) = before
+                ) = before;
+                p.ledger.old = old;
             })?;
         }
         let p = &self.therapy.record.prescription;
@@ -302,6 +313,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     fn check_bolus(
         &mut self,
         now: Timestamp,
+        kind: BolusKind,
         volume: Nanolitres,
         duration_ms: u64,
     ) -> Result<u32, Refusal> {
@@ -314,8 +326,13 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         if whole * MS_PER_DAY / duration_ms > MAX_BOLUS_FLOW {
             return Err(Refusal::BolusInvalid);
         }
+        if kind == BolusKind::Bridge {
+            self.check_bridge(Nanolitres(strokes * STROKE_NL))?;
+        }
+        // As the window will count it (a bridge of the old solution counts as it).
+        let counted = self.counted(kind, strokes * STROKE_NL, 0);
         let delivered = self.ledger.window.total(now);
-        if delivered + whole > self.limit_nl() {
+        if delivered + u64::from(counted) > self.limit_nl() {
             let c = self.therapy.record.prescription.concentration();
             let to_dose = |nl: u64| {
                 Nanolitres(u32::try_from(nl).unwrap_or(u32::MAX))
@@ -324,7 +341,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             };
             return Err(Refusal::DailyLimit {
                 delivered: to_dose(delivered),
-                requested: to_dose(whole),
+                requested: to_dose(u64::from(counted)),
                 limit: self.therapy.record.prescription.daily_limit(),
             });
         }
@@ -343,11 +360,18 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             .to_dose(self.therapy.record.prescription.concentration())
             .unwrap_or(Nanograms(u32::MAX));
         // Reserve the whole bolus ahead (with the patient history already updated by the
-        // caller): after a reset it counts as delivered, for the limit and the lockout.
-        let reserved = self.ledger.reserve_left;
-        self.ledger.reserve_left = self.ledger.reserve_left.saturating_add(volume.0);
+        // caller): every snapshot stores its strokes not yet delivered as delivered, so
+        // after a reset it counts for the limit and the lockout.
+        self.ledger.bolus = Some(SavedBolus {
+            kind,
+            dose,
+            strokes,
+            delivered: 0,
+            start: now,
+            duration_ms: duration_ms.max(1),
+        });
         self.persist(now, |p| {
-            p.ledger.reserve_left = reserved;
+            p.ledger.bolus = None;
             if kind == BolusKind::Patient {
                 p.therapy.patient.pop();
             }
@@ -383,7 +407,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             BolusRequest::Bridge { volume, duration } => (BolusKind::Bridge, volume, duration),
         };
         let duration_ms = duration.as_ms();
-        let strokes = self.check_bolus(now, volume, duration_ms)?;
+        let strokes = self.check_bolus(now, kind, volume, duration_ms)?;
         self.start_bolus(now, kind, strokes, duration_ms)
     }
 
@@ -416,7 +440,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         // As fast as the pump allows, but at least a minute.
         let fastest = (u64::from(volume.0) * MS_PER_DAY).div_ceil(MAX_BOLUS_FLOW);
         let duration_ms = fastest.max(Minutes(1).as_ms()).div_ceil(MS_PER_MINUTE) * MS_PER_MINUTE;
-        let strokes = self.check_bolus(now, volume, duration_ms)?;
+        let strokes = self.check_bolus(now, BolusKind::Patient, volume, duration_ms)?;
         if self.therapy.patient.push(now).is_err() {
             return Err(Refusal::PatientDailyMaximum {
                 max: rules.max_per_day,

@@ -22,8 +22,11 @@
 //! the current bucket, so nothing delivered leaves the rolling window early. (Moved, not
 //! counted twice, and a boot stores a snapshot with nothing reserved: a pump that resets
 //! again and again does not pile up charges that would block its basal delivery.)
-//! A running bolus is not persisted: a reset ends it (its whole volume was already
-//! reserved, so the limit and lockout still count it).
+//! A running bolus is reserved apart from the basal reservation: its strokes not yet
+//! delivered are stored as delivered in every snapshot, with the bolus itself. A reset
+//! ends it (its whole volume stays counted, for the limit and the lockout) and the boot
+//! logs it as interrupted (see the `bolus` module for how boluses end, what a bridge
+//! bolus counts, and the withheld and halted states).
 //!
 //! ## Therapy first
 //!
@@ -33,8 +36,8 @@
 
 use heapless::{String, Vec};
 use thecal_protocol::message::{
-    AlarmKind, BatteryState, Event, LogEntry, PrescriptionRecord, ResetCause, Revision, Role,
-    Standing, Version,
+    AlarmKind, BatteryState, BolusEnd, Event, LogEntry, PrescriptionRecord, ResetCause, Revision,
+    Role, Standing, Version,
 };
 use thecal_protocol::prescription::Prescription;
 use thecal_protocol::rules::MIN_FLOW;
@@ -49,6 +52,7 @@ use crate::therapy::motor::{Motor, STROKE_NL};
 use crate::therapy::window::Window;
 use noise::Noise;
 
+mod bolus;
 pub mod demo;
 mod handle;
 pub mod keys;
@@ -155,6 +159,10 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 reserve_left: 0,
                 window: Window::new(),
                 seq: 0,
+                bolus: None,
+                old: None,
+                withheld: None,
+                old_delivered: 0,
             },
             dosing: Dosing::new(now),
             health: Health {
@@ -164,6 +172,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 storage_fault: false,
                 store_unreadable: false,
                 solution_mismatch: false,
+                halted_since: None,
             },
             keys: KeyState {
                 secrets: None,
@@ -198,11 +207,14 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             }
         }
         let mut stored_boots = 0;
+        let mut interrupted = None;
         match pump.storage.load() {
             Ok(stored) => {
                 pump.log.bounds = stored.log;
                 if let Some(snap) = &stored.snapshot {
                     pump.restore(snap, now);
+                    let refill = stored.prescription.as_ref().and_then(|r| r.refill);
+                    interrupted = pump.restore_delivery(snap, refill);
                     stored_boots = snap.boot_count;
                 }
                 match stored.prescription {
@@ -237,6 +249,9 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         pump.keys.boot_epoch =
             (u64::from(pump.log.bounds.next) << 32) | u64::from(pump.keys.boot_count);
         pump.log_event(now, Event::Reset { cause });
+        if let Some(bolus) = interrupted {
+            pump.log_interrupted(bolus, now);
+        }
         pump.save_snapshot(now);
         pump.evaluate_alarms(now);
         pump
@@ -452,36 +467,60 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     fn deliver(&mut self, now: Timestamp) {
         let (therapy, clock) = (&self.therapy, &self.clock);
         let due = self.dosing.advance(now, &|t| therapy.flow_at(clock, t));
-        if self.halted().is_some() {
-            self.dosing.cancel_bolus();
+        if let Some(kind) = self.halted() {
+            self.end_bolus(now, BolusEnd::Halted(kind));
             return;
         }
         let limit = self.limit_nl();
         for k in 0..due.basal.saturating_add(due.bolus) {
-            if self.ledger.reservoir.0 < STROKE_NL || self.health.motor_stalled {
-                self.dosing.cancel_bolus();
+            let bolus = if k >= due.basal {
+                self.ledger.bolus.map(|b| b.kind)
+            } else {
+                None
+            };
+            if let Some(kind) = self.halted() {
+                self.end_bolus(now, BolusEnd::Halted(kind));
                 return;
             }
+            let (counted, as_old) =
+                bolus.map_or((STROKE_NL, 0), |kind| self.split(kind, STROKE_NL, 0));
             // The hard limit, stroke by stroke, whatever was requested.
-            if self.ledger.window.total(now) + u64::from(STROKE_NL) > limit {
+            if self.ledger.window.total(now) + u64::from(counted) > limit {
+                if bolus.is_none() {
+                    self.withhold(now);
+                }
                 continue;
             }
-            if self.ledger.reserve_left < STROKE_NL {
+            // A bolus stroke is reserved with its bolus; a basal stroke from the pool.
+            if bolus.is_none() && self.ledger.reserve_left < STROKE_NL {
                 self.reserve(RESERVE_NL, now);
             }
             if self.motor.stroke().is_err() {
                 self.health.motor_stalled = true;
-                self.dosing.cancel_bolus();
+                self.end_bolus(now, BolusEnd::Halted(AlarmKind::MotorStall));
                 return;
             }
-            self.ledger.reserve_left = self.ledger.reserve_left.saturating_sub(STROKE_NL);
+            match self.ledger.bolus.as_mut().filter(|_| bolus.is_some()) {
+                Some(b) => {
+                    b.delivered = b.delivered.saturating_add(1);
+                    self.dosing.bolus_stroke_delivered();
+                }
+                None => {
+                    self.ledger.reserve_left = self.ledger.reserve_left.saturating_sub(STROKE_NL);
+                    self.basal_delivered(now);
+                }
+            }
             self.ledger.reservoir = self.ledger.reservoir.saturating_sub(Nanolitres(STROKE_NL));
             self.ledger.delivered_total += u64::from(STROKE_NL);
-            self.ledger.window.add(now, STROKE_NL);
+            self.ledger.window.add(now, counted);
+            self.ledger.old_delivered += u64::from(as_old);
+            self.push_old(STROKE_NL);
             self.health.battery.drain_stroke();
-            if k >= due.basal {
-                self.dosing.bolus_stroke_delivered();
-            }
+        }
+        if self.dosing.bolus().is_none() {
+            // Every stroke of the bolus fell due (some may have been held back by the
+            // limit: it delivered less than planned).
+            self.end_bolus(now, BolusEnd::Completed);
         }
     }
 
@@ -493,22 +532,27 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     /// The snapshot of the current state with the outstanding reservation delivered.
     fn snapshot(&self, now: Timestamp) -> Snapshot {
+        // Reserved: the basal pool, and the running bolus's strokes not yet delivered
+        // (in the window as what they count, see `bolus`).
+        let basal = self.ledger.reserve_left;
+        let (bolus, bolus_counted) = self.bolus_reserved(basal);
+        let volume = basal.saturating_add(bolus);
+        let counted = basal.saturating_add(bolus_counted);
         let mut window = self.ledger.window.clone();
-        window.add(now, self.ledger.reserve_left);
+        window.add(now, counted);
         let (epoch, buckets) = window.parts();
         Snapshot {
             seq: self.ledger.seq,
             saved_at: now,
             wall_offset_ms: self.clock.wall_offset_ms,
             utc_offset: self.clock.utc_offset,
-            reservoir: self
-                .ledger
-                .reservoir
-                .saturating_sub(Nanolitres(self.ledger.reserve_left)),
+            reservoir: self.ledger.reservoir.saturating_sub(Nanolitres(volume)),
             last_refill: self.ledger.last_refill,
             stopped: self.therapy.stopped,
-            delivered_total: self.ledger.delivered_total + u64::from(self.ledger.reserve_left),
-            reserved: self.ledger.reserve_left,
+            delivered_total: self.ledger.delivered_total + u64::from(volume),
+            // What the boot moves to its own bucket: the reservation as the window
+            // counts it.
+            reserved: counted,
             battery_used_nah: self.health.battery.used_nah(),
             window_epoch: epoch,
             window: buckets.clone(),
@@ -520,10 +564,10 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 (self.therapy.record.revision.0).max(self.therapy.record.standing.newest.0),
             ),
             basal_carry: self.dosing.carry_at(now, &|t| self.flow_at(t)),
-            bolus: None,
-            withheld: None,
-            halted_since: None,
-            old_solution: None,
+            bolus: self.ledger.bolus,
+            withheld: self.ledger.withheld,
+            halted_since: self.health.halted_since,
+            old_solution: self.ledger.old.map(|o| o.solution),
             solution: Some(self.solution()),
         }
     }
@@ -575,6 +619,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
 
     /// Re-evaluates every alarm condition, logging raises and clears.
     fn evaluate_alarms(&mut self, now: Timestamp) {
+        self.note_halt(now);
         let spd = self.strokes_per_day();
         let threshold = self.therapy.record.prescription.low_reservoir_alarm();
         let battery = self.health.battery.state(spd);
@@ -602,7 +647,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 AlarmKind::PrescriptionReview,
                 self.therapy.record.standing.review,
             ),
-            (AlarmKind::DeliveryWithheld, false),
+            (AlarmKind::DeliveryWithheld, self.ledger.withheld.is_some()),
             (
                 AlarmKind::StorageFault,
                 self.health.storage_fault

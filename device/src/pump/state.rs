@@ -10,7 +10,7 @@ use thecal_protocol::time::{local_week_position, Timestamp, UtcOffset};
 use thecal_protocol::units::{Nanolitres, NanolitresPerDay, MS_PER_MINUTE};
 
 use super::noise::Noise;
-use crate::store::{LogBounds, Secrets, MAX_PATIENT_HISTORY};
+use crate::store::{LogBounds, SavedBolus, Secrets, Solution, MAX_PATIENT_HISTORY};
 use crate::therapy::alarms::Alarms;
 use crate::therapy::battery::Battery;
 use crate::therapy::window::Window;
@@ -74,6 +74,30 @@ pub(super) struct Ledger {
     pub(super) window: Window,
     /// Sequence number of the last snapshot stored.
     pub(super) seq: u32,
+    /// The running bolus as the ledger counts it. Its strokes not yet delivered are
+    /// reserved: every snapshot stores them as delivered (see `Pump::snapshot`).
+    pub(super) bolus: Option<SavedBolus>,
+    /// The solution a refill replaced, while some of it may still be in the pump and
+    /// catheter (see [`OldSolution`]).
+    pub(super) old: Option<OldSolution>,
+    /// Since when (device time) the daily limit holds back basal strokes, and the
+    /// volume held back so far, nL.
+    pub(super) withheld: Option<(Timestamp, u32)>,
+    /// Volume delivered as the old solution since boot, nL (bridge strokes).
+    pub(super) old_delivered: u64,
+}
+
+/// The solution a refill replaced, and how much of it may still be in the pump and
+/// catheter: a bridge bolus delivers it, so its strokes count in the rolling window as
+/// this solution (nothing for another drug, rescaled for another concentration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct OldSolution {
+    /// Drug and concentration.
+    pub(super) solution: Solution,
+    /// Volume that may still be old solution, nL: at most
+    /// [`super::bolus::OLD_SOLUTION_MAX_NL`] at the refill, less every stroke delivered
+    /// since (the old solution leaves the catheter first, whatever the stroke).
+    pub(super) left: u32,
 }
 
 /// The pump's health: battery, alarms and the faults behind them.
@@ -92,6 +116,8 @@ pub(super) struct Health {
     /// reservoir holds: therapy is stopped and may not resume until a clinician records
     /// the solution with its prescription (a refill).
     pub(super) solution_mismatch: bool,
+    /// Device time since which a critical alarm halts delivery.
+    pub(super) halted_since: Option<Timestamp>,
 }
 
 /// The pump's keys ([`super::keys`]) and what makes each boot's handshake nonces new.

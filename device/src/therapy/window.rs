@@ -160,9 +160,32 @@ impl Window {
     }
 }
 
+/// `nl` of a solution at concentration `from` as the volume of the same mass at
+/// concentration `to` (same drug), rounded up: never less drug than was delivered. A
+/// volume that does not fit saturates at `u32::MAX` ("more than any limit"), as does
+/// any volume for `to == 0`.
+pub fn rescaled(nl: u32, from: u32, to: u32) -> u32 {
+    if to == 0 {
+        return if nl == 0 { 0 } else { u32::MAX };
+    }
+    let v = (u64::from(nl) * u64::from(from)).div_ceil(u64::from(to));
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rescaled_rounds_up_and_saturates() {
+        // 250 nL at 500 µg/mL is 125 µg: 5 000 nL at 25 µg/mL.
+        assert_eq!(rescaled(250, 500_000, 25_000), 5_000);
+        // 250 nL at 1 ng/mL over 3 ng/mL: 83.3 -> 84 nL.
+        assert_eq!(rescaled(250, 1, 3), 84);
+        assert_eq!(rescaled(u32::MAX, 2, 1), u32::MAX);
+        assert_eq!(rescaled(1, 1, 0), u32::MAX);
+        assert_eq!(rescaled(0, 1, 0), 0);
+    }
 
     #[test]
     fn deliveries_leave_after_a_day_and_never_early() {

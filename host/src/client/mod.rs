@@ -41,13 +41,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use thecal_protocol::frame::FrameDecoder;
 use thecal_protocol::message::endpoint::{
-    AcknowledgeAlarm, Battery, ClinicianBolus, Identify, LinkStats as ReadLinkStats, PatientBolus,
-    Ping, ReadAlarms, ReadLog, ReadPrescription, Refill, Reservoir, ResumeTherapy, SetClock,
-    Status, StopTherapy, WritePrescription,
+    AcknowledgeAlarm, Battery, CancelBolus, ClinicianBolus, Identify, LinkStats as ReadLinkStats,
+    PatientBolus, Ping, ReadAlarms, ReadLog, ReadPrescription, Refill, Reservoir, ResumeTherapy,
+    SetClock, Status, StopTherapy, WritePrescription,
 };
 use thecal_protocol::message::{
-    AlarmEntry, AlarmKind, BatteryReport, BolusReport, BolusRequest, Endpoint, Identity, LinkStats,
-    LogPage, PrescriptionRecord, Refusal, ReservoirReport, Revision, Role, StatusReport,
+    AlarmEntry, AlarmKind, BatteryReport, BolusOutcome, BolusReport, BolusRequest, Endpoint,
+    Identity, LinkStats, LogPage, PrescriptionRecord, Refusal, ReservoirReport, Revision, Role,
+    StatusReport,
 };
 use thecal_protocol::prescription::{Prescription, PrescriptionDraft};
 use thecal_protocol::session::{Binding, Sealer, PUBLIC_LEN};
@@ -439,6 +440,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     /// A patient-activated bolus under the prescription's patient-bolus rules.
     pub async fn patient_bolus(&mut self) -> Result<BolusReport, Error> {
         self.call(PatientBolus).await
+    }
+
+    /// Ends the running bolus now (a clinician or emergency session); the answer is what
+    /// it delivered. Refused `NoBolus` when none runs.
+    pub async fn cancel_bolus(&mut self) -> Result<BolusOutcome, Error> {
+        self.call(CancelBolus).await
     }
 
     /// Stops therapy (the pump keeps the catheter open at the minimum flow).

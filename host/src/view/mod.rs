@@ -15,8 +15,9 @@ mod prescription;
 
 use serde::Serialize;
 use thecal_protocol::message::{
-    AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, BolusReport,
-    Capabilities, Identity, LinkStats, ReservoirReport, StatusReport, TherapyState,
+    AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusEnd, BolusKind, BolusOutcome,
+    BolusProgress, BolusReport, Capabilities, Identity, LinkStats, ReservoirReport, StatusReport,
+    TherapyState,
 };
 use thecal_protocol::time::{Timestamp, UtcOffset};
 use thecal_protocol::units::MS_PER_DAY;
@@ -223,6 +224,21 @@ pub struct StatusView {
     pub critical_alarm: bool,
     /// The bolus running, if any.
     pub bolus: Option<BolusProgressView>,
+    /// When `halted`: since when delivery is halted (the programmed basal is not
+    /// delivered since then). `null` otherwise.
+    pub halted_since: Option<String>,
+    /// Basal strokes the hard daily limit holds back (`null` when none): the pump is
+    /// `running` but delivers no basal until older deliveries leave the rolling 24 h.
+    pub withheld: Option<WithheldView>,
+}
+
+/// Basal delivery held back by the hard daily limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WithheldView {
+    /// When the first stroke was held back.
+    pub since: String,
+    /// Volume held back so far.
+    pub volume_nl: u32,
 }
 
 impl StatusView {
@@ -255,6 +271,11 @@ impl StatusView {
             active_alarms: s.alarms,
             critical_alarm: s.critical,
             bolus: s.bolus.map(|b| bolus_progress(&t, &b)),
+            halted_since: t.opt(s.halted_since),
+            withheld: s.withheld.map(|w| WithheldView {
+                since: t.rfc3339(w.since),
+                volume_nl: w.volume.0,
+            }),
         }
     }
 }
@@ -445,6 +466,41 @@ impl BolusView {
             volume_nl: b.volume.0,
             ends_at: t.rfc3339(b.ends_at),
         }
+    }
+}
+
+/// `bolus cancel`: how the bolus ended and what it delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BolusOutcomeView {
+    /// `single`, `priming`, `bridge` or `patient`.
+    pub kind: &'static str,
+    /// `completed`, `cancelled`, `stopped`, `halted` or `interrupted`.
+    pub end: &'static str,
+    /// Volume delivered (for `interrupted`: at most this).
+    pub delivered_nl: u32,
+    /// Volume planned.
+    pub planned_nl: u32,
+}
+
+impl From<&BolusOutcome> for BolusOutcomeView {
+    fn from(o: &BolusOutcome) -> Self {
+        BolusOutcomeView {
+            kind: bolus_key(o.kind),
+            end: bolus_end_key(o.end),
+            delivered_nl: o.delivered.0,
+            planned_nl: o.planned.0,
+        }
+    }
+}
+
+/// `snake_case` key of how a bolus ended.
+pub fn bolus_end_key(end: BolusEnd) -> &'static str {
+    match end {
+        BolusEnd::Completed => "completed",
+        BolusEnd::Cancelled { .. } => "cancelled",
+        BolusEnd::Stopped => "stopped",
+        BolusEnd::Halted(_) => "halted",
+        BolusEnd::Interrupted => "interrupted",
     }
 }
 

@@ -2,7 +2,11 @@
 //! new drug or concentration, the bridge bolus that delivers the old drug still in the
 //! pump and catheter at the old rate.
 //!
-//! [`plan`] decides everything from the inputs and [`Current`] (nothing is sent);
+//! [`plan`] decides everything from the inputs and [`Current`] (nothing is sent): it
+//! refuses a volume below one stroke ([`MIN_REFILL`]) and lists the [`RefillWarning`]s
+//! the clinician must confirm knowingly (a volume far below the pump's estimate or above
+//! the capacity, a bridge that reaches the new daily limit in the first 24 h, counted as
+//! the pump counts it: [`bridge_counted`]);
 //! [`execute`] records the refill (with the prescription, read back), then starts the
 //! bridge bolus.
 
@@ -11,7 +15,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use thecal_protocol::message::{
     AlarmKind, BolusReport, BolusRequest, ReservoirReport, Revision, TherapyState,
 };
-use thecal_protocol::units::{Minutes, Nanolitres, NanolitresPerDay};
+use thecal_protocol::rules::BRIDGE_OLD_MAX;
+use thecal_protocol::time::local_week_position;
+use thecal_protocol::units::{Minutes, Nanograms, NanogramsPerDay, Nanolitres, NanolitresPerDay};
 use thecal_protocol::Prescription;
 
 use super::Current;
@@ -28,6 +34,88 @@ pub struct RefillInputs {
     pub prescription: Option<Prescription>,
     /// The bridge bolus: required with a drug or concentration change, refused without.
     pub bridge: Option<Bridge>,
+    /// The reservoir capacity (from `Identify`), to warn about a volume above it;
+    /// `None`: not known, no warning.
+    pub capacity: Option<Nanolitres>,
+}
+
+/// The least refill the pump records: one stroke of its mechanism (0.25 µL). Less would
+/// only halt delivery; the pump refuses it (`RefillTooSmall`), and [`plan`] refuses it
+/// before anything is sent.
+pub const MIN_REFILL: Nanolitres = Nanolitres(250);
+
+/// Something about a refill the clinician must confirm knowingly (the plan stands; the
+/// caller shows each warning and asks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefillWarning {
+    /// The volume is less than half of what the pump expects to hold now: a wrong
+    /// unit or a typing error (`2 mL` for `20 mL`) makes the alarm date wrong.
+    FarBelowExpected {
+        /// The volume given.
+        volume: Nanolitres,
+        /// The pump's estimate now.
+        expected: Nanolitres,
+    },
+    /// The volume is more than the reservoir holds (the pump refuses it).
+    AboveCapacity {
+        /// The volume given.
+        volume: Nanolitres,
+        /// The reservoir capacity.
+        capacity: Nanolitres,
+    },
+    /// The bridge bolus (as the pump counts it in the new drug's rolling 24 h), the
+    /// basal of the first 24 h and every allowed patient bolus reach the new hard daily
+    /// limit: the pump would withhold basal (with the `DeliveryWithheld` alarm) within
+    /// the first day.
+    BridgeReachesLimit {
+        /// What the bridge counts against the new drug's limit.
+        bridge: Nanograms,
+        /// Basal of the first 24 h under the new prescription.
+        basal: Nanograms,
+        /// Every patient bolus the new prescription allows in 24 h.
+        boluses: Nanograms,
+        /// The new hard daily limit.
+        limit: NanogramsPerDay,
+    },
+}
+
+impl std::fmt::Display for RefillWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::quantity::{dose, dose_rate, volume as vol};
+        match *self {
+            RefillWarning::FarBelowExpected { volume, expected } => write!(
+                f,
+                "the refill volume {} is far below the {} the pump expects to hold now: \
+                 check the volume and its unit (the alarm date is computed from it)",
+                vol(volume),
+                vol(expected)
+            ),
+            RefillWarning::AboveCapacity { volume, capacity } => write!(
+                f,
+                "the refill volume {} is more than the reservoir holds ({}): check the \
+                 volume (the pump refuses a fill above its capacity)",
+                vol(volume),
+                vol(capacity)
+            ),
+            RefillWarning::BridgeReachesLimit {
+                bridge,
+                basal,
+                boluses,
+                limit,
+            } => write!(
+                f,
+                "in the first 24 h the bridge bolus ({} of the new drug as the pump counts \
+                 it), the basal ({}) and every allowed patient bolus ({}) reach the new \
+                 daily limit of {}: the pump will WITHHOLD basal delivery (critical alarm) \
+                 once the limit is reached; consider a smaller bridge volume",
+                dose(bridge),
+                dose(basal),
+                dose(boluses),
+                dose_rate(limit)
+            ),
+        }
+    }
 }
 
 /// The clinician's choice for the bridge bolus.
@@ -96,6 +184,8 @@ pub struct RefillPlan {
     pub comparison: Option<Comparison>,
     /// What happens to the prescription.
     pub change: Change,
+    /// What the clinician must confirm knowingly.
+    pub warnings: Vec<RefillWarning>,
 }
 
 impl RefillPlan {
@@ -134,10 +224,23 @@ pub enum RefillPlanError {
     /// `bridge`: given without a drug or concentration change.
     #[error("a bridge bolus choice is only for a drug or concentration change")]
     BridgeWithoutDrugChange,
+    /// `volume`: less than [`MIN_REFILL`] (`0 mL` included).
+    #[error("a refill of {} would leave the reservoir empty and halt delivery; give the volume \
+        in the reservoir after the refill (at least {})",
+        crate::quantity::volume(*.volume), crate::quantity::volume(MIN_REFILL))]
+    VolumeTooSmall {
+        /// The volume given.
+        volume: Nanolitres,
+    },
 }
 
 /// Plans the refill of `inputs` on the pump as `current` shows it.
 pub fn plan(current: &Current, inputs: RefillInputs) -> Result<RefillPlan, RefillPlanError> {
+    if inputs.volume < MIN_REFILL {
+        return Err(RefillPlanError::VolumeTooSmall {
+            volume: inputs.volume,
+        });
+    }
     let record = &current.record;
     // The projection after the refill: the new volume from now. A halt for an empty
     // reservoir ends with the refill (and if the pump was also stopped, running is the
@@ -165,6 +268,23 @@ pub fn plan(current: &Current, inputs: RefillInputs) -> Result<RefillPlan, Refil
         (Some(_), None) => Change::SameDrug,
         (None, None) => Change::RefillOnly,
     };
+    let mut warnings = Vec::new();
+    let expected = current.status.reservoir;
+    if inputs.volume.0 < expected.0 / 2 {
+        warnings.push(RefillWarning::FarBelowExpected {
+            volume: inputs.volume,
+            expected,
+        });
+    }
+    if let Some(capacity) = inputs.capacity.filter(|c| inputs.volume > *c) {
+        warnings.push(RefillWarning::AboveCapacity {
+            volume: inputs.volume,
+            capacity,
+        });
+    }
+    if let (Change::NewDrug { bridge: Some(b) }, Some(new)) = (&change, &inputs.prescription) {
+        warnings.extend(bridge_warning(current, &record.prescription, new, b.volume));
+    }
     Ok(RefillPlan {
         expected: record.revision,
         volume_before: current.status.reservoir,
@@ -173,6 +293,49 @@ pub fn plan(current: &Current, inputs: RefillInputs) -> Result<RefillPlan, Refil
         new: inputs.prescription,
         comparison,
         change,
+        warnings,
+    })
+}
+
+/// What a bridge of `volume` of the `old` solution counts in the rolling window of the
+/// `new` one, as the pump counts it: up to [`BRIDGE_OLD_MAX`] as the old solution
+/// (nothing for another drug, rescaled and rounded up for another concentration of the
+/// same drug), the rest as the new solution.
+pub fn bridge_counted(old: &Prescription, new: &Prescription, volume: Nanolitres) -> Nanograms {
+    let as_old = volume.0.min(BRIDGE_OLD_MAX.0);
+    let mass = if old.drug() == new.drug() {
+        (u64::from(as_old) * u64::from(old.concentration().0)).div_ceil(1_000_000)
+    } else {
+        0
+    };
+    let rest =
+        (u64::from(volume.0 - as_old) * u64::from(new.concentration().0)).div_ceil(1_000_000);
+    Nanograms(u32::try_from(mass + rest).unwrap_or(u32::MAX))
+}
+
+/// The warning when bridge, basal and every allowed bolus of the first 24 h under `new`
+/// reach its daily limit.
+fn bridge_warning(
+    current: &Current,
+    old: &Prescription,
+    new: &Prescription,
+    volume: Nanolitres,
+) -> Option<RefillWarning> {
+    let bridge = bridge_counted(old, new, volume);
+    let cycle = new.cycle();
+    let (minute, _) = local_week_position(current.status.now, current.status.offset);
+    // Rounded down by the cycle: one more ng keeps the comparison on the warning side.
+    let basal = cycle.window_total(minute % cycle.minutes().max(1)) + 1;
+    let boluses = new
+        .patient_bolus()
+        .map_or(0, |r| u64::from(r.dose.0) * u64::from(r.max_per_day));
+    let limit = new.daily_limit();
+    let total = u64::from(bridge.0) + basal + boluses;
+    (bridge.0 > 0 && total > u64::from(limit.0)).then(|| RefillWarning::BridgeReachesLimit {
+        bridge,
+        basal: Nanograms(u32::try_from(basal).unwrap_or(u32::MAX)),
+        boluses: Nanograms(u32::try_from(boluses).unwrap_or(u32::MAX)),
+        limit,
     })
 }
 
@@ -311,7 +474,6 @@ pub(super) mod tests {
     use super::*;
     use thecal_protocol::message::{BatteryState, PrescriptionRecord, StatusReport};
     use thecal_protocol::time::{Timestamp, UtcOffset};
-    use thecal_protocol::units::{Nanograms, NanogramsPerDay};
 
     pub(crate) const BACLOFEN: &str =
         include_str!("../../../examples/schedules/flexible-baclofen-day.toml");
@@ -360,6 +522,7 @@ pub(super) mod tests {
             volume: Nanolitres(20_000_000),
             prescription: text.map(prescription),
             bridge,
+            capacity: Some(Nanolitres(40_000_000)),
         }
     }
 
@@ -470,6 +633,91 @@ pub(super) mod tests {
                 volume: Nanolitres(600_000),
                 flow: NanolitresPerDay(500_000)
             })
+        );
+    }
+
+    const ZICONOTIDE: &str = include_str!("../../../examples/schedules/weekday-ziconotide.toml");
+
+    #[test]
+    fn an_empty_refill_is_refused_and_odd_volumes_are_warned_about() {
+        let c = current(300_000);
+        for v in [0, 249] {
+            let mut i = inputs(None, None);
+            i.volume = Nanolitres(v);
+            assert_eq!(
+                plan(&c, i),
+                Err(RefillPlanError::VolumeTooSmall {
+                    volume: Nanolitres(v)
+                })
+            );
+        }
+        let e = RefillPlanError::VolumeTooSmall {
+            volume: Nanolitres(0),
+        };
+        assert!(e.to_string().contains("0 mL"), "{e}");
+        // 1 mL when the pump expects 3 mL; 45 mL into a 40 mL reservoir.
+        let mut i = inputs(None, None);
+        i.volume = Nanolitres(1_000_000);
+        assert_eq!(
+            plan(&c, i).unwrap().warnings,
+            [RefillWarning::FarBelowExpected {
+                volume: Nanolitres(1_000_000),
+                expected: Nanolitres(3_000_000)
+            }]
+        );
+        let mut i = inputs(None, None);
+        i.volume = Nanolitres(45_000_000);
+        assert_eq!(
+            plan(&c, i).unwrap().warnings,
+            [RefillWarning::AboveCapacity {
+                volume: Nanolitres(45_000_000),
+                capacity: Nanolitres(40_000_000)
+            }]
+        );
+        assert!(plan_of(&c, None, None).warnings.is_empty());
+    }
+
+    #[test]
+    fn a_bridge_that_reaches_the_new_limit_in_the_first_day_is_warned_about() {
+        // The issue: baclofen -> ziconotide with 0.1 mL of baclofen: the pump counts
+        // none of it against ziconotide: no warning.
+        let c = current(1_000_000);
+        let small = plan_of(
+            &c,
+            Some(ZICONOTIDE),
+            Some(Bridge::Volume(Nanolitres(100_000))),
+        );
+        assert!(small.warnings.is_empty(), "{:?}", small.warnings);
+        // 0.6 mL: the 0.1 mL beyond the old volume counts as 2.5 µg of ziconotide, and
+        // with a day of basal reaches 4.8 µg/day.
+        let large = plan_of(
+            &c,
+            Some(ZICONOTIDE),
+            Some(Bridge::Volume(Nanolitres(600_000))),
+        );
+        match large.warnings.as_slice() {
+            [RefillWarning::BridgeReachesLimit { bridge, limit, .. }] => {
+                assert_eq!(*bridge, Nanograms(2_500));
+                assert_eq!(*limit, NanogramsPerDay(4_800));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Baclofen 500 -> 1 000 µg/mL with 0.25 mL of the old solution: 125 µg, and
+        // 191.7 µg of basal, is more than 300 µg/day.
+        let stronger = BACLOFEN.replace("500 µg/mL", "1000 µg/mL");
+        let p = plan_of(
+            &c,
+            Some(&stronger),
+            Some(Bridge::Volume(Nanolitres(250_000))),
+        );
+        let text = p
+            .warnings
+            .first()
+            .map(|w| w.to_string())
+            .unwrap_or_default();
+        assert!(
+            text.contains("WITHHOLD") && text.contains("125 µg"),
+            "{text}"
         );
     }
 

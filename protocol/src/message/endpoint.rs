@@ -18,8 +18,9 @@
 use heapless::Vec;
 
 use super::{
-    AlarmEntry, AlarmKind, BatteryReport, BolusReport, BolusRequest, Identity, LinkStats as Links,
-    LogPage, PrescriptionRecord, ReservoirReport, Revision, Role, StatusReport, MAX_ALARMS,
+    AlarmEntry, AlarmKind, BatteryReport, BolusOutcome, BolusReport, BolusRequest, Identity,
+    LinkStats as Links, LogPage, PrescriptionRecord, ReservoirReport, Revision, Role, StatusReport,
+    MAX_ALARMS,
 };
 use super::{Request, Response};
 use crate::prescription::PrescriptionDraft;
@@ -188,6 +189,8 @@ endpoints! {
     } -> (Role, u32)
         = Request::RotateKey { role, epoch, key };
         Response::KeyRotated { role, epoch } => (role, epoch);
+    /// Ends the running bolus; the answer is what it delivered.
+    CancelBolus -> BolusOutcome = Request::CancelBolus; Response::BolusCancelled(o) => o;
 }
 
 #[cfg(test)]
@@ -263,6 +266,15 @@ mod tests {
             Response::SessionEstablished,
         );
         pairs(SessionClose, none);
+        pairs(
+            CancelBolus,
+            Response::BolusCancelled(BolusOutcome {
+                kind: crate::message::BolusKind::Single,
+                end: crate::message::BolusEnd::Completed,
+                delivered: Nanolitres(0),
+                planned: Nanolitres(250),
+            }),
+        );
         pairs(
             Provision { ephemeral: [0; 32] },
             Response::Provisioned {

@@ -34,6 +34,7 @@ enum Kind {
     EndOfService,
     MotorStall,
     StorageFault,
+    DeliveryWithheld,
 }
 
 impl From<Kind> for AlarmKind {
@@ -46,6 +47,7 @@ impl From<Kind> for AlarmKind {
             Kind::EndOfService => AlarmKind::EndOfService,
             Kind::MotorStall => AlarmKind::MotorStall,
             Kind::StorageFault => AlarmKind::StorageFault,
+            Kind::DeliveryWithheld => AlarmKind::DeliveryWithheld,
         }
     }
 }

@@ -1,12 +1,13 @@
 //! `thecal bolus single|priming|bridge|patient`
 
 use thecal_host::quantity::{self, parse_dose, parse_duration, parse_volume};
-use thecal_host::view::BolusView;
+use thecal_host::view::{bolus_key, BolusOutcomeView, BolusView};
 use thecal_protocol::message::BolusRequest;
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres};
 
 use crate::out;
 use crate::session::{Global, Session};
+use crate::usage::UsageError;
 
 /// Boluses.
 #[derive(Debug, clap::Subcommand)]
@@ -53,10 +54,18 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// End the running bolus now (clinician or emergency key); what it delivered stays
+    /// counted against the daily limit.
+    Cancel {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> {
     let (request, yes) = match c {
+        Command::Cancel { yes } => return cancel(s, g, yes).await,
         Command::Single { dose, over, yes } => (
             Some(BolusRequest::Single {
                 dose,
@@ -116,4 +125,46 @@ fn describe(request: &BolusRequest) -> String {
         BolusRequest::Bridge { volume, duration } => ("bridge", quantity::volume(volume), duration),
     };
     format!("{kind} bolus of {amount} over {}", quantity::duration(over))
+}
+
+/// `bolus cancel`: shows the running bolus, asks, cancels and prints what it delivered.
+async fn cancel(s: &mut Session, g: &Global, yes: bool) -> anyhow::Result<()> {
+    let (status, t) = s.time().await?;
+    let Some(running) = status.bolus else {
+        return Err(UsageError(format!(
+            "no bolus is running on pump {}; nothing was sent",
+            s.identity.serial
+        ))
+        .into());
+    };
+    out::confirm(
+        &format!(
+            "Cancel the running {} bolus on pump {} ({} of {} delivered, planned to end {})?",
+            bolus_key(running.kind),
+            s.identity.serial,
+            quantity::volume(running.delivered),
+            quantity::volume(running.total),
+            t.spelled(running.ends_at)
+        ),
+        yes,
+    )?;
+    let outcome = s.client.cancel_bolus().await?;
+    if g.json {
+        return out::json(&BolusOutcomeView::from(&outcome));
+    }
+    outln!(
+        "Bolus cancelled: {} bolus, {} of {} delivered; the rest is not given. What was \
+         delivered stays counted against the daily limit.",
+        bolus_key(outcome.kind),
+        quantity::volume(outcome.delivered),
+        quantity::volume(outcome.planned)
+    )?;
+    if s.client.role() == Some(thecal_protocol::message::Role::Emergency) {
+        // The emergency key is public: this answer could not prove it came from the pump.
+        outln!(
+            "Emergency access: confirm on the pump itself that the bolus ended, and have a \
+             clinician read the pump with the clinician key as soon as possible."
+        )?;
+    }
+    Ok(())
 }

@@ -46,7 +46,8 @@ pub enum Command {
     /// Record a refill: the new volume; a new drug or concentration with its whole
     /// prescription (`--schedule FILE`) and the bridge bolus.
     Refill(refill::Args),
-    /// Give a clinician bolus (single, priming, bridge) or a patient bolus.
+    /// Give a clinician bolus (single, priming, bridge) or a patient bolus, or cancel the
+    /// running bolus (`bolus cancel`).
     #[command(subcommand)]
     Bolus(bolus::Command),
     /// Stop therapy (the pump keeps the catheter open at the minimum flow).

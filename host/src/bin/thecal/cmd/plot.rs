@@ -77,8 +77,15 @@ pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
                 let record = s.client.prescription().await?;
                 let status = s.client.status().await?;
                 let state = thecal_host::workflow::reservoir_state(&status);
+                let halted = match status.therapy {
+                    TherapyState::Halted(by) => Some(plot::Halt {
+                        by,
+                        since: status.halted_since,
+                    }),
+                    _ => None,
+                };
                 let title = format!("Pump {} — projected reservoir volume", s.identity.serial);
-                plot::plot_reservoir(&record.prescription, state, &title, &out)?;
+                plot::plot_reservoir(&record.prescription, state, halted, &title, &out)?;
                 anyhow::Ok(())
             }
             .await;

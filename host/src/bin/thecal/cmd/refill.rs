@@ -51,6 +51,9 @@ struct RefillJson {
     comparison: Option<Comparison>,
     /// Whether a new prescription was stored with the refill (and read back identical).
     prescription_written: bool,
+    /// What the clinician confirmed despite (far below the expected volume, above the
+    /// capacity, a bridge that reaches the new daily limit in the first 24 h).
+    warnings: Vec<String>,
 }
 
 pub async fn run(a: Args, g: &Global) -> anyhow::Result<()> {
@@ -81,10 +84,15 @@ async fn refill(
         volume: a.volume,
         prescription: new,
         bridge,
+        capacity: Some(s.identity.reservoir_capacity),
     };
     let plan = refill::plan(&current, inputs).map_err(|e| plan_error(e, &current, file))?;
     if !g.json {
         show(&plan, s, file)?;
+    }
+    // Warnings go to stderr, with --json too: they are for the person who confirms.
+    for w in &plan.warnings {
+        eprintln!("WARNING: {w}");
     }
     let question = if plan.writes_prescription() {
         format!(
@@ -93,6 +101,11 @@ async fn refill(
         )
     } else {
         "Record this refill?".to_string()
+    };
+    let question = if plan.warnings.is_empty() {
+        question
+    } else {
+        format!("{question} (despite the warnings above)")
     };
     out::confirm(&question, a.yes)?;
     let done = refill::execute(&mut s.client, &plan)
@@ -109,6 +122,7 @@ async fn refill(
             file: a.schedule.as_ref().map(|f| f.display().to_string()),
             comparison: plan.comparison,
             prescription_written: done.prescription_written,
+            warnings: plan.warnings.iter().map(|w| w.to_string()).collect(),
         });
     }
     let reservoir = &done.reservoir;

@@ -17,10 +17,40 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
     if g.json {
         return out::json(&StatusView::new(&st));
     }
-    let therapy = match st.therapy {
-        TherapyState::Running => "running".to_string(),
-        TherapyState::Stopped => "STOPPED (minimum flow only, to keep the catheter open)".into(),
-        TherapyState::Halted(a) => format!("HALTED by the {a} alarm"),
+    let since = |at| t.spelled(at);
+    let therapy = match (st.therapy, st.withheld) {
+        (TherapyState::Halted(a), _) => match st.halted_since {
+            Some(at) => format!(
+                "HALTED by the {a} alarm since {}: NO drug is delivered",
+                since(at)
+            ),
+            None => format!("HALTED by the {a} alarm: NO drug is delivered"),
+        },
+        (TherapyState::Running, Some(w)) => format!(
+            "running, but BASAL WITHHELD by the daily limit since {} ({} held back so far)",
+            since(w.since),
+            quantity::volume(w.volume)
+        ),
+        (TherapyState::Running, None) => "running".to_string(),
+        (TherapyState::Stopped, _) => {
+            "STOPPED (minimum flow only, to keep the catheter open)".into()
+        }
+    };
+    let basal = format!(
+        "{} ({})",
+        quantity::dose_rate(st.basal_dose),
+        quantity::flow(st.basal_flow)
+    );
+    let basal = match (st.therapy, st.halted_since, st.withheld) {
+        (TherapyState::Halted(_), Some(at), _) => {
+            format!("{basal} programmed, NOT delivered since {}", since(at))
+        }
+        (TherapyState::Halted(_), None, _) => format!("{basal} programmed, NOT delivered"),
+        (_, _, Some(w)) => format!(
+            "{basal} programmed, NOT delivered since {} (daily limit reached)",
+            since(w.since)
+        ),
+        _ => basal,
     };
     let battery = match st.battery {
         BatteryState::Ok => "ok",
@@ -48,14 +78,7 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
         ("Therapy", therapy),
         ("Prescription", format!("revision {}", st.revision.0)),
         ("Drug", st.drug.to_string()),
-        (
-            "Basal now",
-            format!(
-                "{} ({})",
-                quantity::dose_rate(st.basal_dose),
-                quantity::flow(st.basal_flow)
-            ),
-        ),
+        ("Basal now", basal),
         (
             "Delivered, last 24 h",
             format!(
@@ -74,8 +97,8 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
         rows.push((
             "Bolus running",
             format!(
-                "{:?}: {} of {} delivered, ends {}",
-                b.kind,
+                "{} bolus: {} of {} delivered, ends {} (`thecal bolus cancel` ends it)",
+                thecal_host::view::bolus_key(b.kind),
                 quantity::volume(b.delivered),
                 quantity::volume(b.total),
                 clock::short(b.ends_at, st.offset)
