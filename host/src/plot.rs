@@ -449,7 +449,9 @@ mod tests {
             volume: Nanolitres(10_000_000),
             now: Timestamp(1_795_392_000_000),
             offset: UtcOffset(0),
-            stopped: false,
+            therapy: thecal_protocol::message::TherapyState::Running,
+            carry: 0,
+            bolus: None,
         };
         let flat = halted_curve(&p, state);
         assert!(flat.basal.iter().all(|(_, v)| *v == state.volume));

@@ -42,9 +42,7 @@
 //! logs `BasalResumed` with the volume held back. A critical alarm that halts delivery
 //! sets `halted_since`; both are kept in the snapshot.
 
-use thecal_protocol::message::{
-    BolusEnd, BolusKind, BolusOutcome, Event, Refusal, StatusReport, Withheld,
-};
+use thecal_protocol::message::{BolusEnd, BolusKind, BolusOutcome, Event, Refusal};
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::Nanolitres;
 
@@ -255,15 +253,5 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             planned: Nanolitres(b.strokes.saturating_mul(STROKE_NL)),
         };
         self.log_event(now, Event::BolusEnded(outcome));
-    }
-
-    /// Adds the delivery states to a status report: since when delivery is halted, and
-    /// what the daily limit holds back (wall times).
-    pub(super) fn add_delivery_state(&self, status: &mut StatusReport) {
-        status.halted_since = self.health.halted_since.map(|t| self.wall(t));
-        status.withheld = self.ledger.withheld.map(|(since, volume)| Withheld {
-            since: self.wall(since),
-            volume: Nanolitres(volume),
-        });
     }
 }

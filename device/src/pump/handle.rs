@@ -59,11 +59,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         Ok(match request {
             Request::Identify => Response::Identity(self.identity()),
             Request::Ping { token } => Response::Pong { token: *token },
-            Request::Status => {
-                let mut status = self.status(now);
-                self.add_delivery_state(&mut status);
-                Response::Status(status)
-            }
+            Request::Status => Response::Status(self.status(now)),
             Request::Battery => Response::Battery(self.battery_report()),
             Request::Reservoir => Response::Reservoir(self.reservoir_report(now)),
             Request::ReadPrescription => Response::Prescription(self.therapy.record.clone()),
@@ -250,7 +246,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 from: self.solution(),
             };
             self.commit(now, p, Some(facts))?;
-            self.apply_refill(facts, now);
+            self.apply_refill(facts);
             self.keep_old_solution(facts.from);
             self.health.solution_mismatch = false;
             self.save_snapshot(now);

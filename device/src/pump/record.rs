@@ -79,7 +79,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         };
         let refill = stored.refill.filter(|_| saved.0 < stored.revision.0);
         if let Some(refill) = refill {
-            self.apply_refill(refill, now);
+            self.apply_refill(refill);
         } else if snapshot
             .and_then(|s| s.solution)
             .is_some_and(|held| held != solution)
@@ -112,7 +112,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     /// → the solution in force: the reservoir holds the new volume, the outstanding
     /// reservation is void, and the rolling window counts drug as the new solution's
     /// volume (cleared for another drug, rescaled for another concentration).
-    pub(super) fn apply_refill(&mut self, refill: RefillFacts, now: Timestamp) {
+    pub(super) fn apply_refill(&mut self, refill: RefillFacts) {
         let to = self.solution();
         if to.drug != refill.from.drug {
             self.ledger.window.clear();
@@ -124,6 +124,5 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         self.ledger.reservoir = refill.volume;
         self.ledger.reserve_left = 0;
         self.ledger.last_refill = Some(refill.at);
-        let _ = now;
     }
 }

@@ -1,7 +1,7 @@
 //! Read-only answers: identity, status, battery, reservoir, alarms.
 
 use thecal_protocol::message::{
-    BolusProgress, Capabilities, Identity, ReservoirReport, StatusReport, TherapyState,
+    BolusProgress, Capabilities, Identity, ReservoirReport, StatusReport, TherapyState, Withheld,
 };
 use thecal_protocol::projection::{project, Projection, ReservoirState};
 use thecal_protocol::session::Binding;
@@ -96,8 +96,11 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             alarms: self.health.alarms.len() as u8,
             critical: self.health.alarms.any_critical(),
             bolus,
-            halted_since: None,
-            withheld: None,
+            halted_since: self.health.halted_since.map(|t| self.wall(t)),
+            withheld: self.ledger.withheld.map(|(since, volume)| Withheld {
+                since: self.wall(since),
+                volume: Nanolitres(volume),
+            }),
             standing: self.therapy.record.standing,
             low_at: projection.low_at,
             empty_at: projection.empty_at,

@@ -53,9 +53,12 @@ pub struct Snapshot {
     pub stopped: bool,
     /// Lifetime delivered volume, nL (reserved volume included).
     pub delivered_total: u64,
-    /// Volume reserved ahead of delivery at the save, nL (already counted as delivered in
-    /// `reservoir`, `delivered_total` and `window`): after a reset it may have been
-    /// delivered at any time since `saved_at`, so the pump counts it again at boot.
+    /// The reservation ahead of delivery at the save, as the rolling window counts it, nL
+    /// (already counted in `window`; its whole volume is in `reservoir` and
+    /// `delivered_total`): after a reset it may have been delivered at any time since
+    /// `saved_at`, so the pump moves it to the current bucket at boot. Less than the
+    /// reserved volume while a bridge of another drug runs (its old drug counts nothing
+    /// against the new drug's limit, see PROTOCOL.md 5.8).
     pub reserved: u32,
     /// Battery charge used, nAh.
     pub battery_used_nah: u64,

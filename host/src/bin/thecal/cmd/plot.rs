@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use thecal_host::{plot, schedule};
+use thecal_protocol::message::TherapyState;
 
 use crate::out;
 use crate::session::{Access, Global, Session};
