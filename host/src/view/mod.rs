@@ -28,7 +28,7 @@ use crate::clock;
 pub use log::{EventView, LogEntryView};
 pub use prescription::{
     Comparison, ComparisonRow, PatientBolusView, PrescriptionView, ProfileView, ProjectionView,
-    StepView,
+    StandingView, StepView,
 };
 
 /// The pump's clock and offset, needed to show any of its times.
@@ -230,6 +230,14 @@ pub struct StatusView {
     /// Basal strokes the hard daily limit holds back (`null` when none): the pump is
     /// `running` but delivers no basal until older deliveries leave the rolling 24 h.
     pub withheld: Option<WithheldView>,
+    /// The newest prescription revision written, as far as the pump knows (greater
+    /// than `revision` after a fallback).
+    pub newest_revision: u32,
+    /// An older prescription is in force: the newest record was found damaged.
+    pub prescription_fallback: bool,
+    /// The prescription breaks a rule of the pump's firmware (written under older
+    /// rules): kept in force, to be reviewed.
+    pub prescription_review: bool,
 }
 
 /// Basal delivery held back by the hard daily limit.
@@ -276,6 +284,9 @@ impl StatusView {
                 since: t.rfc3339(w.since),
                 volume_nl: w.volume.0,
             }),
+            newest_revision: s.standing.newest.0,
+            prescription_fallback: s.standing.fallback,
+            prescription_review: s.standing.review,
         }
     }
 }

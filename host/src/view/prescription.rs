@@ -67,6 +67,60 @@ pub struct PrescriptionView {
     pub daily_totals_ng: [u32; 7],
     /// Patient-bolus rules, if the patient may take boluses.
     pub patient_bolus: Option<PatientBolusView>,
+    /// How the pump's prescription stands (`null` for a file).
+    pub standing: Option<StandingView>,
+}
+
+/// Whether the prescription in force is the newest written and stands under the
+/// firmware's rules (PROTOCOL.md 5.7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StandingView {
+    /// The newest revision written, as far as the pump knows.
+    pub newest_revision: u32,
+    /// An older copy is in force: the newest record was found damaged.
+    pub fallback: bool,
+    /// Written under an older rule set and breaking a rule of the pump's firmware: kept
+    /// in force, to be reviewed.
+    pub review: bool,
+    /// The rule it breaks, in words (checked by this programmer), if any.
+    pub broken_rule: Option<String>,
+}
+
+impl StandingView {
+    /// From a record read from the pump.
+    pub fn new(r: &PrescriptionRecord) -> Self {
+        StandingView {
+            newest_revision: r.standing.newest.0,
+            fallback: r.standing.fallback,
+            review: r.standing.review,
+            broken_rule: thecal_protocol::rules::validate(r.prescription.draft())
+                .err()
+                .map(|e| e.to_string()),
+        }
+    }
+
+    /// One line for a clinician, if anything is to be said.
+    pub fn warning(&self, revision: u32) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.fallback {
+            parts.push(format!(
+                "OLDER PRESCRIPTION IN FORCE: revision {revision} runs because the newest \
+                 written (revision {}) was found damaged; check it and write a new one",
+                self.newest_revision
+            ));
+        }
+        if self.review || self.broken_rule.is_some() {
+            let rule = self
+                .broken_rule
+                .as_deref()
+                .map_or(String::new(), |r| format!(" ({r})"));
+            parts.push(format!(
+                "REVIEW: written under older rules, it breaks a rule of this firmware{rule}; \
+                 it stays in force until a new prescription is written"
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
 }
 
 /// The steps running on weekday `d` (0 = Monday).
@@ -108,6 +162,7 @@ impl PrescriptionView {
         let mut v = Self::new(&r.prescription);
         v.revision = Some(r.revision.0);
         v.written_at = Some(t.rfc3339(r.written_at));
+        v.standing = Some(StandingView::new(r));
         v
     }
 
@@ -149,6 +204,7 @@ impl PrescriptionView {
                 lockout_min: b.lockout.0,
                 max_per_day: b.max_per_day,
             }),
+            standing: None,
         }
     }
 }
@@ -459,6 +515,32 @@ mod tests {
             prescription: p,
             standing: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_fallback_and_a_review_are_said_in_words() {
+        let mut r = record(file("flexible-baclofen-day.toml"));
+        assert_eq!(StandingView::new(&r).warning(3), None);
+        r.standing.fallback = true;
+        r.standing.newest = Revision(4);
+        let w = StandingView::new(&r).warning(3).unwrap();
+        assert!(
+            w.contains("OLDER PRESCRIPTION IN FORCE") && w.contains("revision 3"),
+            "{w}"
+        );
+        assert!(w.contains("revision 4") && w.contains("damaged"), "{w}");
+        // A prescription under review: admitted by structure, breaking one rule.
+        let mut draft = r.prescription.draft().clone();
+        draft.low_reservoir_alarm = thecal_protocol::units::Nanolitres(400_000);
+        let (p, broken) = Prescription::admit(draft).unwrap();
+        assert!(broken.is_some());
+        let mut r = record(p);
+        r.standing.review = true;
+        let v = StandingView::new(&r);
+        let w = v.warning(3).unwrap();
+        assert!(w.starts_with("REVIEW"), "{w}");
+        assert!(w.contains(v.broken_rule.as_deref().unwrap()), "{w}");
+        assert!(!w.contains("LowReservoir"), "no enum names: {w}");
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub fn print(v: &PrescriptionView) -> std::io::Result<()> {
     let mut rows = Vec::new();
     if let (Some(rev), Some(at)) = (v.revision, &v.written_at) {
         rows.push(("Revision", format!("{rev}, stored {at}")));
+        if let Some(warning) = v.standing.as_ref().and_then(|s| s.warning(rev)) {
+            rows.push(("Standing", warning));
+        }
     }
     rows.push((
         "Drug",

@@ -76,7 +76,7 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
             format!("{} {}", s.identity.model, s.identity.serial),
         ),
         ("Therapy", therapy),
-        ("Prescription", format!("revision {}", st.revision.0)),
+        ("Prescription", prescription_line(&st)),
         ("Drug", st.drug.to_string()),
         ("Basal now", basal),
         (
@@ -107,4 +107,21 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
     }
     out::fields(&rows)?;
     Ok(())
+}
+
+/// The revision in force, and what stands against it (PROTOCOL.md 5.7).
+fn prescription_line(st: &thecal_protocol::message::StatusReport) -> String {
+    let mut line = format!("revision {}", st.revision.0);
+    if st.standing.fallback {
+        line += &format!(
+            " — OLDER PRESCRIPTION IN FORCE: revision {} was written and found damaged \
+             (`thecal prescription` shows what runs; write a new one)",
+            st.standing.newest.0
+        );
+    }
+    if st.standing.review {
+        line += " — REVIEW: written under older rules, it breaks a rule of this firmware \
+                 (`thecal prescription` names it); it stays in force until a new one is written";
+    }
+    line
 }
