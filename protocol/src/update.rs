@@ -214,6 +214,122 @@ impl fmt::Display for ImageError {
 
 impl core::error::Error for ImageError {}
 
+/// Largest chunk of image an `UpdateChunk` request carries, bytes.
+pub const MAX_CHUNK: usize = 512;
+
+/// Why the pump refused an update request. Nothing changed on the pump, except where a
+/// variant says the transfer was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum UpdateRefusal {
+    /// 0: the header or the image is not acceptable ([`ImageError`]). A bad hash at
+    /// `UpdateFinish` drops the transfer (begin again).
+    Image(ImageError),
+    /// 1: no transfer is in progress (`UpdateBegin` first; a pump reset ends a transfer).
+    NotStarted,
+    /// 2: `UpdateFinish` before the whole image arrived.
+    Incomplete {
+        /// The next offset the pump expects.
+        next: u32,
+        /// The image length.
+        length: u32,
+    },
+    /// 3: a chunk that is empty, longer than [`MAX_CHUNK`], past the image's end, or
+    /// whose length is not a multiple of the flash word without ending the image.
+    BadChunk,
+    /// 4: the running firmware is on trial after an update and has not confirmed
+    /// itself yet; no new update until it has.
+    AwaitingConfirmation,
+    /// 5: another verified image waits to be swapped in at the pump's next restart.
+    SwapPending,
+    /// 6: the update slot's flash failed (write or read-back); the transfer was dropped.
+    Flash,
+    /// 7: this pump has no update slot.
+    NoUpdateSlot,
+}
+
+impl fmt::Display for UpdateRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpdateRefusal::Image(e) => e.fmt(f),
+            UpdateRefusal::NotStarted => f.write_str("no update transfer in progress"),
+            UpdateRefusal::Incomplete { next, length } => {
+                write!(f, "image incomplete: {next} of {length} bytes received")
+            }
+            UpdateRefusal::BadChunk => f.write_str("malformed image chunk"),
+            UpdateRefusal::AwaitingConfirmation => f.write_str(
+                "the running firmware is on trial after an update and has not confirmed itself yet",
+            ),
+            UpdateRefusal::SwapPending => {
+                f.write_str("another verified image is waiting to be installed")
+            }
+            UpdateRefusal::Flash => f.write_str("the update slot's flash failed"),
+            UpdateRefusal::NoUpdateSlot => f.write_str("this pump has no firmware update slot"),
+        }
+    }
+}
+
+impl core::error::Error for UpdateRefusal {}
+
+/// How far a transfer is: the answer to `UpdateBegin`, `UpdateChunk` and
+/// `UpdateFinish`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UpdateProgress {
+    /// The next offset the pump expects (`length` when the whole image is in).
+    pub next: u32,
+    /// The image length.
+    pub length: u32,
+    /// Whether the image is verified and marked for the swap at the pump's next
+    /// restart (after `UpdateFinish`).
+    pub pending: bool,
+}
+
+/// What a slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SlotState {
+    /// Active, confirmed: the bootloader keeps booting it.
+    Confirmed,
+    /// Active, on trial: swapped in at the last restart, not yet confirmed; the next
+    /// restart returns to the previous image unless it confirms itself first.
+    Trial,
+    /// Update slot: an image arriving.
+    Receiving {
+        /// Next offset expected.
+        next: u32,
+        /// Image length.
+        length: u32,
+    },
+    /// Update slot: verified and marked; swapped in at the pump's next restart.
+    Pending,
+    /// Update slot: the image that was active before the last swap (the rollback
+    /// target while the active one is on trial).
+    Previous,
+    /// Update slot: an image that was swapped in, not confirmed, and rolled back.
+    RolledBack,
+}
+
+/// One slot's image and state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SlotInfo {
+    /// Firmware version.
+    pub version: Version,
+    /// Security version.
+    pub security: u32,
+    /// State.
+    pub state: SlotState,
+}
+
+/// The answer to `UpdateStatus`: both slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UpdateReport {
+    /// The pump's board.
+    pub board: Board,
+    /// The active slot (the running firmware).
+    pub active: SlotInfo,
+    /// The update slot, if it holds anything recognisable.
+    pub update: Option<SlotInfo>,
+}
+
 fn le16(b: &[u8], at: usize) -> Option<u16> {
     let s = b.get(at..at.checked_add(2)?)?;
     Some(u16::from_le_bytes([*s.first()?, *s.get(1)?]))
