@@ -7,9 +7,12 @@ use heapless::Vec;
 use storage_common::*;
 use thecal_device::store::flash::FlashStats;
 use thecal_device::store::layout::{MAX_LOG_ENTRY, MAX_RECORD};
-use thecal_device::store::{Snapshot, Storage, MAX_PATIENT_HISTORY, WINDOW_BUCKETS};
+use thecal_device::store::{
+    RefillFacts, SavedBolus, Snapshot, Solution, Storage, StoredPrescription, MAX_ACKNOWLEDGED,
+    MAX_PATIENT_HISTORY, WINDOW_BUCKETS,
+};
 use thecal_protocol::drug::Drug;
-use thecal_protocol::message::{AlarmKind, Event, LogEntry, PrescriptionRecord, Revision, Role};
+use thecal_protocol::message::{AlarmKind, BolusKind, Event, LogEntry, Revision, Role};
 use thecal_protocol::prescription::{
     DaySteps, PatientBolusRules, Prescription, PrescriptionDraft, Step, TherapyMode,
     MAX_PROFILE_DAYS, MAX_STEPS_PER_DAY,
@@ -21,7 +24,7 @@ use thecal_protocol::units::{
 
 /// The largest prescription the rules accept: seven days of the most steps, with doses
 /// whose encodings are as long as any valid dose's.
-fn largest_record() -> PrescriptionRecord {
+fn largest_record() -> StoredPrescription {
     let mut days = Vec::new();
     for d in 0..MAX_PROFILE_DAYS {
         let mut day: DaySteps = Vec::new();
@@ -46,10 +49,20 @@ fn largest_record() -> PrescriptionRecord {
         }),
         low_reservoir_alarm: Nanolitres(9_999_999),
     };
-    PrescriptionRecord {
+    Prescription::new(draft.clone()).unwrap();
+    StoredPrescription {
         revision: Revision(u32::MAX),
         written_at: Timestamp(u64::MAX),
-        prescription: Prescription::new(draft).unwrap(),
+        rules: u16::MAX,
+        draft,
+        refill: Some(RefillFacts {
+            volume: Nanolitres(u32::MAX),
+            at: Timestamp(u64::MAX),
+            from: Solution {
+                drug: Drug::Ziconotide,
+                concentration: NanogramsPerMillilitre(u32::MAX),
+            },
+        }),
     }
 }
 
@@ -68,9 +81,27 @@ fn largest_snapshot() -> Snapshot {
     s.window_epoch = u64::MAX;
     s.window = Vec::from_slice(&[u32::MAX; WINDOW_BUCKETS]).unwrap();
     s.patient_boluses = Vec::from_slice(&[Timestamp(u64::MAX); MAX_PATIENT_HISTORY]).unwrap();
-    s.acknowledged = Vec::from_slice(&[AlarmKind::StorageFault; 8]).unwrap();
+    s.acknowledged = Vec::from_slice(&[AlarmKind::DeliveryWithheld; MAX_ACKNOWLEDGED]).unwrap();
     s.legacy_secret = Some([0xFF; 32]);
     s.boot_count = u32::MAX;
+    s.revision = Revision(u32::MAX);
+    s.basal_carry = u64::MAX;
+    s.bolus = Some(SavedBolus {
+        kind: BolusKind::Priming,
+        dose: Nanograms(u32::MAX),
+        strokes: u32::MAX,
+        delivered: u32::MAX,
+        start: Timestamp(u64::MAX),
+        duration_ms: u64::MAX,
+    });
+    s.withheld = Some((Timestamp(u64::MAX), u32::MAX));
+    s.halted_since = Some(Timestamp(u64::MAX));
+    let solution = Solution {
+        drug: Drug::Ziconotide,
+        concentration: NanogramsPerMillilitre(u32::MAX),
+    };
+    s.old_solution = Some(solution);
+    s.solution = Some(solution);
     s
 }
 
@@ -87,8 +118,9 @@ fn largest_entry() -> LogEntry {
     }
 }
 
+/// Payload bytes of a record: the 2-byte format prefix and the postcard body.
 fn encoded_len<T: serde::Serialize>(value: &T) -> usize {
-    postcard::to_slice(value, &mut [0u8; 4096]).unwrap().len()
+    2 + postcard::to_slice(value, &mut [0u8; 4096]).unwrap().len()
 }
 
 /// Operations of `op` on a store that already holds one of each record (so no page is
@@ -142,10 +174,12 @@ fn largest_records_fit_and_round_trip() {
 
 #[test]
 fn print_operation_counts() {
-    let simple = PrescriptionRecord {
+    let simple = StoredPrescription {
         revision: Revision(2),
         written_at: Timestamp(1_795_392_000_000),
-        prescription: simple_prescription(),
+        rules: thecal_protocol::rules::RULES_VERSION,
+        draft: simple_prescription().draft().clone(),
+        refill: None,
     };
     let largest = largest_record();
     show(

@@ -188,7 +188,11 @@ impl Host {
                 .expect("the flash loads after a cut")
                 .prescription
                 .expect("a prescription is stored");
-            assert_eq!(read, stored, "the host does not read what the flash holds");
+            assert_eq!(
+                (read.revision, read.written_at, read.prescription.draft()),
+                (stored.revision, stored.written_at, &stored.draft),
+                "the host does not read what the flash holds"
+            );
         }
         if read.revision == old.revision {
             assert_eq!(

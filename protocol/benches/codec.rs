@@ -87,6 +87,11 @@ fn codec(c: &mut Criterion) {
             revision: Revision(4),
             written_at: common::NOW,
             prescription: weekly.clone(),
+            standing: thecal_protocol::message::Standing {
+                newest: Revision(4),
+                fallback: false,
+                review: false,
+            },
         }),
     );
     // The same 7 × 16 schedule as a draft, which decodes without validation: the codec

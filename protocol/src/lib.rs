@@ -57,7 +57,7 @@ pub use message::{Request, Response};
 pub use prescription::{Prescription, PrescriptionDraft};
 
 /// Wire protocol version carried in every frame header.
-pub const PROTOCOL_VERSION: u8 = 4;
+pub const PROTOCOL_VERSION: u8 = 5;
 
 /// Identifies this revision of the message definitions: CRC-32 (ISO-HDLC) of
 /// [`SCHEMA`]. A programmer compares it with the pump's [`message::Identity::schema`]

@@ -48,6 +48,11 @@ pub const MAX_FLOW: NanolitresPerDay = NanolitresPerDay(24_000_000);
 pub const MIN_LOW_ALARM: Nanolitres = Nanolitres(500_000);
 /// Highest programmable low-reservoir alarm threshold.
 pub const MAX_LOW_ALARM: Nanolitres = Nanolitres(10_000_000);
+/// The rule set of this firmware. Stored prescriptions carry the rule set they were
+/// validated under; bump this when a rule tightens, so a prescription valid when it was
+/// written is recognised as such (kept in force, flagged for review) rather than taken
+/// for a corrupt record. (1: the rules of protocols 1 to 5.)
+pub const RULES_VERSION: u16 = 1;
 /// Shortest patient-bolus lockout.
 pub const MIN_LOCKOUT: Minutes = Minutes(10);
 /// Most patient boluses a clinician may allow per 24 h.
@@ -291,6 +296,49 @@ impl Prescription {
     }
 }
 
+impl Prescription {
+    /// Admits `draft` as a prescription the pump can run even if it breaks a rule: its
+    /// structure is checked ([`check_structure`]: a cycle covered by ordered steps, a
+    /// concentration, flows the mechanism can deliver), every rule then, and a broken
+    /// rule is returned beside it. For prescriptions stored under an older rule set
+    /// (see [`RULES_VERSION`]) and their read-back; never for a write.
+    pub fn admit(draft: PrescriptionDraft) -> Result<(Self, Option<ScheduleError>), ScheduleError> {
+        check_structure(&draft)?;
+        let broken = validate(&draft).err();
+        Ok((Self::accepted(draft), broken))
+    }
+}
+
+/// Serde `deserialize_with` for a prescription read back from a pump: admitted
+/// ([`Prescription::admit`]), so a prescription under review still decodes.
+pub fn deserialize_admitted<'de, D>(deserializer: D) -> Result<Prescription, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let draft = PrescriptionDraft::deserialize(deserializer)?;
+    Prescription::admit(draft)
+        .map(|(p, _)| p)
+        .map_err(|_| serde::de::Error::custom("prescription structure"))
+}
+
+/// What the dosing engine needs of any prescription, whatever the rule set: a nonzero
+/// concentration, a cycle of 1 or 7 day profiles each starting at midnight with
+/// strictly increasing steps within the day, and every flow within [`MAX_FLOW`] (the
+/// mechanism). A stored record failing this is corrupt, not merely old.
+pub fn check_structure(draft: &PrescriptionDraft) -> Result<(), ScheduleError> {
+    if draft.concentration.0 == 0 {
+        return Err(ScheduleError::ConcentrationOutOfRange {
+            drug: draft.drug,
+            concentration: draft.concentration,
+            max: draft.drug.ceiling().max_concentration,
+        });
+    }
+    walk(draft, |at, dose| match dose.to_flow(draft.concentration) {
+        Some(f) if f <= MAX_FLOW => Ok(()),
+        _ => Err(ScheduleError::FlowAboveMaximum { at, dose }),
+    })
+}
+
 impl TryFrom<PrescriptionDraft> for Prescription {
     type Error = ScheduleError;
     fn try_from(draft: PrescriptionDraft) -> Result<Self, Self::Error> {
@@ -327,9 +375,18 @@ pub fn validate(draft: &PrescriptionDraft) -> Result<(), ScheduleError> {
 }
 
 fn check_mode(draft: &PrescriptionDraft) -> Result<(), ScheduleError> {
+    walk(draft, |at, dose| check_rate(draft, at, dose))
+}
+
+/// Checks the cycle's structure (1 or 7 day profiles, each starting at midnight with
+/// strictly increasing steps within the day) and calls `rate` for every programmed rate.
+fn walk(
+    draft: &PrescriptionDraft,
+    mut rate: impl FnMut(At, NanogramsPerDay) -> Result<(), ScheduleError>,
+) -> Result<(), ScheduleError> {
     match &draft.mode {
         TherapyMode::Stopped => Ok(()),
-        TherapyMode::Continuous { dose } => check_rate(draft, At::Continuous, *dose),
+        TherapyMode::Continuous { dose } => rate(At::Continuous, *dose),
         TherapyMode::Flexible { days } => {
             if days.len() != 1 && days.len() != MAX_PROFILE_DAYS {
                 return Err(ScheduleError::ProfileDays {
@@ -360,7 +417,7 @@ fn check_mode(draft: &PrescriptionDraft) -> Result<(), ScheduleError> {
                         return Err(ScheduleError::StepOutOfOrder { at, previous });
                     }
                     previous = Some(step.start);
-                    check_rate(draft, at, step.dose)?;
+                    rate(at, step.dose)?;
                 }
             }
             Ok(())

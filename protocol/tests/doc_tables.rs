@@ -43,6 +43,18 @@ fn code_structs() -> BTreeMap<&'static str, Vec<&'static str>> {
             revision: message::Revision(1),
             written_at: common::NOW,
             prescription: common::morphine(),
+            standing: status.standing,
+        }),
+        struct_fields(&status.standing),
+        struct_fields(&message::Withheld {
+            since: common::NOW,
+            volume: thecal_protocol::units::Nanolitres(1),
+        }),
+        struct_fields(&message::BolusOutcome {
+            kind: message::BolusKind::Single,
+            end: message::BolusEnd::Completed,
+            delivered: thecal_protocol::units::Nanolitres(1),
+            planned: thecal_protocol::units::Nanolitres(1),
         }),
         struct_fields(&message::AlarmEntry {
             kind: message::AlarmKind::LowBattery,

@@ -25,6 +25,7 @@ fn sample_stream() -> (Vec<(Header, Vec<u8>)>, Vec<u8>) {
             revision: Revision(4),
             written_at: common::NOW,
             prescription: common::full_weekly(),
+            standing: thecal_protocol::message::Standing::default(),
         })),
     ));
     let mut wire = vec![0x00];

@@ -7,7 +7,7 @@ use common::{annotate, arb, feed_all};
 use proptest::prelude::*;
 use serde::{de::DeserializeOwned, Serialize};
 use thecal_protocol::frame::{decode_body, BodyError, FrameDecoder, Header};
-use thecal_protocol::message::{PrescriptionRecord, Revision};
+use thecal_protocol::message::{PrescriptionRecord, Revision, Standing};
 use thecal_protocol::prescription::TherapyMode;
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::{Prescription, PrescriptionDraft, Request, Response};
@@ -47,10 +47,13 @@ fn prescription_body(draft: &PrescriptionDraft) -> Vec<u8> {
         revision: Revision(1),
         written_at: Timestamp(0),
         prescription: common::morphine(),
+        standing: Standing::default(),
     }))
     .unwrap()[0];
     let mut body = vec![tag];
-    body.extend(postcard::to_stdvec(&(Revision(1), Timestamp(0), draft)).unwrap());
+    body.extend(
+        postcard::to_stdvec(&(Revision(1), Timestamp(0), draft, Standing::default())).unwrap(),
+    );
     body
 }
 
@@ -209,14 +212,16 @@ proptest! {
         prop_assert_eq!(plain(&at), at);
     }
 
-    /// Any draft either validates — and then travels as a Prescription — or is refused,
-    /// and then a Prescription body carrying it does not decode: an invalid prescription
+    /// Any draft either is admitted — and then travels in a record — or is refused,
+    /// and then a Prescription body carrying it does not decode: an unsound prescription
     /// cannot be smuggled in through the wire.
     #[test]
-    fn only_valid_drafts_decode_as_prescriptions(d in near_valid_draft()) {
+    fn only_admissible_drafts_decode_in_a_prescription_record(d in near_valid_draft()) {
+        // A record read back from a pump is admitted (structure checked; a prescription
+        // under review breaks a rule and still decodes); anything else is refused.
         let body = prescription_body(&d);
-        match Prescription::new(d.clone()) {
-            Ok(p) => {
+        match Prescription::admit(d.clone()) {
+            Ok((p, _)) => {
                 let decoded: Response = decode_body(&body).unwrap();
                 let Response::Prescription(record) = decoded else { panic!("{decoded:?}") };
                 prop_assert_eq!(record.prescription, p);

@@ -4,15 +4,16 @@
 
 use heapless::Vec;
 use thecal_protocol::message::{
-    AlarmKind, BolusKind, BolusReport, BolusRequest, Event, LogPage, Refusal, Request, Response,
-    Revision, Role,
+    AlarmKind, BolusKind, BolusReport, BolusRequest, Event, LogPage, PrescriptionRecord, Refusal,
+    Request, Response, Revision, Role, Standing,
 };
 use thecal_protocol::prescription::{Prescription, PrescriptionDraft};
+use thecal_protocol::rules::RULES_VERSION;
 use thecal_protocol::time::{Timestamp, UtcOffset};
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres, MS_PER_DAY, MS_PER_MINUTE};
 
 use super::Pump;
-use crate::store::Storage;
+use crate::store::{RefillFacts, Storage, StoredPrescription};
 use crate::therapy::motor::{Motor, STROKE_NL};
 
 /// Wall clock values the pump accepts: 2020-01-01 ..= 2100-01-01 UTC.
@@ -112,6 +113,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             Request::RotateKey { role, epoch, key } => {
                 self.rotate_key(now, self.actor, *role, *epoch, key)?
             }
+            Request::CancelBolus => return Err(Refusal::Unsupported),
             Request::LinkStats
             | Request::SessionHello { .. }
             | Request::SessionProof { .. }
@@ -141,29 +143,48 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         Ok(())
     }
 
-    /// Stores `prescription` as the next revision: validate → store → verify → activate.
-    fn commit(&mut self, now: Timestamp, prescription: Prescription) -> Result<Revision, Refusal> {
+    /// Stores `prescription` as the next revision — with `refill`, if it is written with
+    /// one, in the same record — then puts it in force: validate → store → verify →
+    /// activate. Nothing changes unless the record is stored.
+    fn commit(
+        &mut self,
+        now: Timestamp,
+        prescription: Prescription,
+        refill: Option<RefillFacts>,
+    ) -> Result<Revision, Refusal> {
         let old = self.therapy.record.revision;
-        let record = thecal_protocol::message::PrescriptionRecord {
-            revision: Revision(old.0.wrapping_add(1).max(1)),
+        let revision = Revision(old.0.wrapping_add(1).max(1));
+        let record = PrescriptionRecord {
+            revision,
             written_at: self.wall(now),
             prescription,
+            standing: Standing {
+                newest: revision,
+                fallback: false,
+                review: false,
+            },
         };
-        if self.storage.save_prescription(&record).is_err() {
+        let stored = StoredPrescription {
+            revision,
+            written_at: record.written_at,
+            rules: RULES_VERSION,
+            draft: record.prescription.draft().clone(),
+            refill,
+        };
+        if self.storage.save_prescription(&stored).is_err() {
             self.note_storage(false);
             return Err(Refusal::StorageFault);
         }
-        let new = record.revision;
         self.therapy.record = record;
         self.log_event(
             now,
             Event::PrescriptionChanged {
                 old,
-                new,
+                new: revision,
                 by: self.actor,
             },
         );
-        Ok(new)
+        Ok(revision)
     }
 
     fn write_prescription(
@@ -181,7 +202,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         {
             return Err(Refusal::DrugChangeNeedsRefill);
         }
-        let revision = self.commit(now, prescription)?;
+        let revision = self.commit(now, prescription, None)?;
         Ok(Response::PrescriptionWritten { revision })
     }
 
@@ -199,60 +220,49 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 capacity: self.info.capacity,
             });
         }
+        if volume.0 < STROKE_NL {
+            return Err(Refusal::RefillTooSmall {
+                volume,
+                min: Nanolitres(STROKE_NL),
+            });
+        }
         let prescription = match draft {
             Some(d) => Some(Prescription::new(d.clone()).map_err(Refusal::InvalidPrescription)?),
             None => None,
         };
         if let Some(p) = prescription {
-            let (old_drug, old_c) = (
-                self.therapy.record.prescription.drug(),
-                self.therapy.record.prescription.concentration(),
+            // One atomic record: the prescription for the new solution with the refill.
+            // Once it is stored, both are in force — a reset before the snapshot below
+            // applies the refill from the record (see `record`) — so a failed snapshot
+            // raises the storage alarm but does not make the answer untrue.
+            let facts = RefillFacts {
+                volume,
+                at: now,
+                from: self.solution(),
+            };
+            self.commit(now, p, Some(facts))?;
+            self.apply_refill(facts, now);
+            self.health.solution_mismatch = false;
+            self.save_snapshot(now);
+        } else {
+            // The reservoir is what the clinician put in; the outstanding reservation
+            // was drawn from the old fill and is void.
+            let before = (
+                self.ledger.reservoir,
+                self.ledger.reserve_left,
+                self.ledger.last_refill,
             );
-            if p.drug() == old_drug && p.concentration() != old_c {
-                // A power cut between the prescription and the next snapshot must not
-                // leave the stored window in the other solution's volume: store it first
-                // with every bucket the larger of both (safe under either prescription).
-                let exact = self.ledger.window.clone();
-                self.ledger
-                    .window
-                    .rescale_keep_larger(old_c.0, p.concentration().0);
-                let stored = self.try_save_snapshot(now);
-                self.ledger.window = exact;
-                if !stored {
-                    return Err(Refusal::StorageFault);
-                }
-            }
-            self.commit(now, p)?;
-            // The rolling limit counts drug, kept as volume of the solution in force.
-            let (new_drug, new_c) = (
-                self.therapy.record.prescription.drug(),
-                self.therapy.record.prescription.concentration(),
-            );
-            if new_drug != old_drug {
-                self.ledger.window.clear();
-            } else {
-                self.ledger.window.rescale(old_c.0, new_c.0);
-            }
+            self.ledger.reservoir = volume;
+            self.ledger.reserve_left = 0;
+            self.ledger.last_refill = Some(now);
+            self.persist(now, |p| {
+                (
+                    p.ledger.reservoir,
+                    p.ledger.reserve_left,
+                    p.ledger.last_refill,
+                ) = before
+            })?;
         }
-        // The reservoir is what the clinician put in; the outstanding reservation was
-        // drawn from the old fill and is void. (With a drug change, the prescription was
-        // stored first: a cut between the two records leaves the new drug with the old,
-        // lower, volume estimate — the safe side.)
-        let before = (
-            self.ledger.reservoir,
-            self.ledger.reserve_left,
-            self.ledger.last_refill,
-        );
-        self.ledger.reservoir = volume;
-        self.ledger.reserve_left = 0;
-        self.ledger.last_refill = Some(now);
-        self.persist(now, |p| {
-            (
-                p.ledger.reservoir,
-                p.ledger.reserve_left,
-                p.ledger.last_refill,
-            ) = before
-        })?;
         let p = &self.therapy.record.prescription;
         let (drug, concentration) = (p.drug(), p.concentration());
         self.log_event(
@@ -413,6 +423,11 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     }
 
     fn resume(&mut self, now: Timestamp) -> Result<Response, Refusal> {
+        if self.health.solution_mismatch {
+            // The prescription in force is for another solution than the reservoir
+            // holds: a refill must record the solution with its prescription first.
+            return Err(Refusal::Alarm(AlarmKind::PrescriptionFallback));
+        }
         if let Some(kind) = self.halted() {
             if kind != AlarmKind::MotorStall {
                 return Err(Refusal::Alarm(kind));

@@ -34,7 +34,7 @@
 use heapless::{String, Vec};
 use thecal_protocol::message::{
     AlarmKind, BatteryState, Event, LogEntry, PrescriptionRecord, ResetCause, Revision, Role,
-    Version,
+    Standing, Version,
 };
 use thecal_protocol::prescription::Prescription;
 use thecal_protocol::rules::MIN_FLOW;
@@ -53,6 +53,7 @@ pub mod demo;
 mod handle;
 pub mod keys;
 pub mod noise;
+mod record;
 mod report;
 mod state;
 
@@ -133,6 +134,11 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                     revision: Revision(1),
                     written_at: factory.wall_at_zero.plus_ms(now.0),
                     prescription: factory.prescription,
+                    standing: Standing {
+                        newest: Revision(1),
+                        fallback: false,
+                        review: false,
+                    },
                 },
                 stopped: false,
                 patient: Vec::new(),
@@ -157,6 +163,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 motor_stalled: false,
                 storage_fault: false,
                 store_unreadable: false,
+                solution_mismatch: false,
             },
             keys: KeyState {
                 secrets: None,
@@ -194,17 +201,22 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         match pump.storage.load() {
             Ok(stored) => {
                 pump.log.bounds = stored.log;
+                if let Some(snap) = &stored.snapshot {
+                    pump.restore(snap, now);
+                    stored_boots = snap.boot_count;
+                }
                 match stored.prescription {
-                    Some(record) => pump.therapy.record = record,
+                    Some(record) => pump.put_in_force(
+                        record,
+                        stored.prescription_fell_back,
+                        stored.snapshot.as_ref(),
+                        now,
+                    ),
                     None => {
-                        let record = pump.therapy.record.clone();
+                        let record = pump.stored_record(None);
                         pump.health.storage_fault |=
                             pump.storage.save_prescription(&record).is_err();
                     }
-                }
-                if let Some(snap) = stored.snapshot {
-                    pump.restore(&snap, now);
-                    stored_boots = snap.boot_count;
                 }
             }
             Err(_) => {
@@ -491,6 +503,13 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             acknowledged: self.health.alarms.acknowledged().collect(),
             legacy_secret: None,
             boot_count: self.keys.boot_count,
+            revision: self.therapy.record.revision,
+            basal_carry: 0,
+            bolus: None,
+            withheld: None,
+            halted_since: None,
+            old_solution: None,
+            solution: Some(self.solution()),
         }
     }
 
@@ -560,6 +579,15 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                 battery == BatteryState::EndOfService,
             ),
             (AlarmKind::MotorStall, self.health.motor_stalled),
+            (
+                AlarmKind::PrescriptionFallback,
+                self.therapy.record.standing.fallback || self.health.solution_mismatch,
+            ),
+            (
+                AlarmKind::PrescriptionReview,
+                self.therapy.record.standing.review,
+            ),
+            (AlarmKind::DeliveryWithheld, false),
             (
                 AlarmKind::StorageFault,
                 self.health.storage_fault

@@ -3,7 +3,7 @@
 use thecal_protocol::message::{
     BolusProgress, Capabilities, Identity, ReservoirReport, StatusReport, TherapyState,
 };
-use thecal_protocol::projection::{project, ReservoirState};
+use thecal_protocol::projection::{project, Projection, ReservoirState};
 use thecal_protocol::session::Binding;
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{Nanograms, Nanolitres};
@@ -80,6 +80,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             total: Nanolitres(b.strokes.saturating_mul(STROKE_NL)),
             ends_at: self.wall(b.end()),
         });
+        let projection = self.projection(now);
         StatusReport {
             now: self.wall(now),
             offset: self.clock.utc_offset,
@@ -95,7 +96,25 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             alarms: self.health.alarms.len() as u8,
             critical: self.health.alarms.any_critical(),
             bolus,
+            halted_since: None,
+            withheld: None,
+            standing: self.therapy.record.standing,
+            low_at: projection.low_at,
+            empty_at: projection.empty_at,
         }
+    }
+
+    /// The reservoir's low and empty dates from device time `now`.
+    fn projection(&self, now: Timestamp) -> Projection {
+        project(
+            &self.therapy.record.prescription,
+            ReservoirState {
+                volume: self.ledger.reservoir,
+                now: self.wall(now),
+                offset: self.clock.utc_offset,
+                stopped: self.therapy.stopped,
+            },
+        )
     }
 
     /// Battery report.
@@ -106,15 +125,7 @@ impl<S: Storage, M: Motor> Pump<S, M> {
     /// Reservoir report with projections from device time `now`.
     pub fn reservoir_report(&self, now: Timestamp) -> ReservoirReport {
         let p = &self.therapy.record.prescription;
-        let projection = project(
-            p,
-            ReservoirState {
-                volume: self.ledger.reservoir,
-                now: self.wall(now),
-                offset: self.clock.utc_offset,
-                stopped: self.therapy.stopped,
-            },
-        );
+        let projection = self.projection(now);
         ReservoirReport {
             capacity: self.info.capacity,
             volume: self.ledger.reservoir,

@@ -88,6 +88,10 @@ pub(super) struct Health {
     pub(super) storage_fault: bool,
     /// The store could not be read at boot: never overwrite what it holds.
     pub(super) store_unreadable: bool,
+    /// At boot, the prescription in force (a fallback) is for another solution than the
+    /// reservoir holds: therapy is stopped and may not resume until a clinician records
+    /// the solution with its prescription (a refill).
+    pub(super) solution_mismatch: bool,
 }
 
 /// The pump's keys ([`super::keys`]) and what makes each boot's handshake nonces new.

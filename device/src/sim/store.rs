@@ -6,11 +6,11 @@ use std::path::Path;
 
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use heapless::Vec;
-use thecal_protocol::message::{LogEntry, PrescriptionRecord, MAX_LOG_PAGE};
+use thecal_protocol::message::{LogEntry, MAX_LOG_PAGE};
 
 use crate::store::flash::{FileFlash, FlashError, RamFlash};
 use crate::store::{FlashStore, FLASH_SIZE};
-use crate::store::{LogBounds, Secrets, Snapshot, Storage, StoreError, Stored};
+use crate::store::{LogBounds, Secrets, Snapshot, Storage, StoreError, Stored, StoredPrescription};
 
 /// A RAM flash on the heap (it is larger than a thread's stack likes).
 pub struct HeapFlash(Box<RamFlash<FLASH_SIZE>>);
@@ -88,7 +88,7 @@ impl Storage for SimStore {
     fn load(&mut self) -> Result<Stored, StoreError> {
         self.store().load()
     }
-    fn save_prescription(&mut self, record: &PrescriptionRecord) -> Result<(), StoreError> {
+    fn save_prescription(&mut self, record: &StoredPrescription) -> Result<(), StoreError> {
         self.writable()?;
         self.store().save_prescription(record)
     }

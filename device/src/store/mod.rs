@@ -51,6 +51,7 @@
 //! used by the protocol crate). No async runtime and no allocator.
 
 pub mod flash;
+mod format;
 mod io;
 pub mod layout;
 mod record;
@@ -62,8 +63,8 @@ pub use layout::{STORE_BYTES, STORE_PAGE};
 /// fingerprints live in RAM only): one CRC implementation in the image.
 pub(crate) use record::CRC as CRC32C;
 pub use storage::{
-    LogBounds, RoleSlot, Secrets, Snapshot, Storage, StoreError, Stored, MAX_PATIENT_HISTORY,
-    WINDOW_BUCKETS,
+    LogBounds, RefillFacts, RoleSlot, SavedBolus, Secrets, Snapshot, Solution, Storage, StoreError,
+    Stored, StoredPrescription, MAX_ACKNOWLEDGED, MAX_PATIENT_HISTORY, WINDOW_BUCKETS,
 };
 
 /// Bytes of flash a [`FlashStore`] at address 0 needs: size a `RamFlash` or a state file
@@ -74,8 +75,7 @@ use core::ops::ControlFlow;
 
 use embedded_storage::nor_flash::NorFlash;
 use heapless::Vec;
-use serde::de::DeserializeOwned;
-use thecal_protocol::message::{LogEntry, PrescriptionRecord, MAX_LOG_PAGE};
+use thecal_protocol::message::{LogEntry, MAX_LOG_PAGE};
 
 use layout::{
     LOG_MAGIC, LOG_OFFSET, LOG_PAGES, MAX_LOG_ENTRY, MAX_RECORD, PRESCRIPTION_MAGIC,
@@ -182,48 +182,82 @@ impl<F: NorFlash> FlashStore<F> {
     }
 }
 
-/// The newest valid record of `ring` that decodes as a `T`, falling back to older ones.
-fn load_newest<T: DeserializeOwned, F: NorFlash, const P: usize>(
+/// What [`load_newest`] found.
+struct Found<T> {
+    /// The newest record `decode` accepts.
+    value: Option<T>,
+    /// Damage anywhere in the ring.
+    corrupt: bool,
+    /// A newer committed record than `value` did not decode.
+    fell_back: bool,
+}
+
+/// The newest valid record of `ring` that `decode` accepts, falling back to older ones.
+fn load_newest<T, F: NorFlash, const P: usize>(
     ring: &mut Ring<P>,
     flash: &mut F,
     scratch: &mut [u8],
-) -> Result<Option<T>, StoreError> {
-    match load_newest_noting_damage(ring, flash, scratch)? {
-        (Some(value), _) => Ok(Some(value)),
-        (None, true) => Err(StoreError::Corrupt),
-        (None, false) => Ok(None),
+    decode: fn(&[u8]) -> Option<T>,
+) -> Result<Found<T>, StoreError> {
+    let summary = ring.summary(flash)?;
+    let mut found = Found {
+        value: None,
+        corrupt: summary.corrupt,
+        fell_back: false,
+    };
+    let mut candidate = summary.newest;
+    while let Some(loc) = candidate {
+        if let Some(value) = read_payload(flash, loc, scratch)?.and_then(decode) {
+            found.value = Some(value);
+            return Ok(found);
+        }
+        found.corrupt = true;
+        found.fell_back = true;
+        candidate = ring.newest_below(flash, loc.seq)?;
     }
+    Ok(found)
 }
 
-/// [`load_newest`], and whether damage was found on the way (`(None, true)`: damage and
-/// no valid copy).
-fn load_newest_noting_damage<T: DeserializeOwned, F: NorFlash, const P: usize>(
+/// `load_newest` for a therapy record: damage with no valid copy left is an error.
+fn load_therapy<T: format::Migrate, F: NorFlash, const P: usize>(
     ring: &mut Ring<P>,
     flash: &mut F,
     scratch: &mut [u8],
 ) -> Result<(Option<T>, bool), StoreError> {
-    let summary = ring.summary(flash)?;
-    let mut corrupt = summary.corrupt;
-    let mut candidate = summary.newest;
-    while let Some(loc) = candidate {
-        let decoded = read_payload(flash, loc, scratch)?.map(postcard::from_bytes::<T>);
-        if let Some(Ok(value)) = decoded {
-            return Ok((Some(value), corrupt));
-        }
-        corrupt = true;
-        candidate = ring.newest_below(flash, loc.seq)?;
+    match load_newest(ring, flash, scratch, format::decode::<T>)? {
+        Found {
+            value: None,
+            corrupt: true,
+            ..
+        } => Err(StoreError::Corrupt),
+        found => Ok((found.value, found.fell_back)),
     }
-    Ok((None, corrupt))
 }
 
-/// Encodes `value` into `scratch` and appends it to `ring` as its newest record.
-fn save_newest<T: serde::Serialize, F: NorFlash, const P: usize>(
+/// Secrets are postcard without a format prefix (their layout has not changed).
+fn decode_plain<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    postcard::from_bytes(bytes).ok()
+}
+
+fn encode_plain<'a, T: serde::Serialize>(
+    value: &T,
+    out: &'a mut [u8],
+) -> Result<&'a [u8], StoreError> {
+    postcard::to_slice(value, out)
+        .map(|b| &*b)
+        .map_err(|_| StoreError::TooLarge)
+}
+
+/// Encodes `value` into `scratch` with `encode` and appends it to `ring` as its newest
+/// record.
+fn save_newest<T, F: NorFlash, const P: usize>(
     ring: &mut Ring<P>,
     flash: &mut F,
     scratch: &mut [u8],
     value: &T,
+    encode: for<'a> fn(&T, &'a mut [u8]) -> Result<&'a [u8], StoreError>,
 ) -> Result<(), StoreError> {
-    let bytes = postcard::to_slice(value, scratch).map_err(|_| StoreError::TooLarge)?;
+    let bytes = encode(value, scratch)?;
     let seq = match ring.summary(flash)?.newest {
         Some(newest) => newest.seq.checked_add(1).ok_or(StoreError::Corrupt)?,
         None => 1,
@@ -234,32 +268,26 @@ fn save_newest<T: serde::Serialize, F: NorFlash, const P: usize>(
 impl<F: NorFlash> Storage for FlashStore<F> {
     fn load(&mut self) -> Result<Stored, StoreError> {
         self.invalidate();
-        let prescription = load_newest(&mut self.prescription, &mut self.flash, &mut self.scratch)?;
-        let snapshot = load_newest(&mut self.snapshot, &mut self.flash, &mut self.scratch)?;
+        let (prescription, prescription_fell_back) =
+            load_therapy(&mut self.prescription, &mut self.flash, &mut self.scratch)?;
+        let (snapshot, _) = load_therapy(&mut self.snapshot, &mut self.flash, &mut self.scratch)?;
         let log = self.log_bounds()?;
         Ok(Stored {
             prescription,
+            prescription_fell_back,
             snapshot,
             log,
         })
     }
 
-    fn save_prescription(&mut self, record: &PrescriptionRecord) -> Result<(), StoreError> {
-        save_newest(
-            &mut self.prescription,
-            &mut self.flash,
-            &mut self.scratch,
-            record,
-        )
+    fn save_prescription(&mut self, record: &StoredPrescription) -> Result<(), StoreError> {
+        let (ring, flash, scratch) = (&mut self.prescription, &mut self.flash, &mut self.scratch);
+        save_newest(ring, flash, scratch, record, format::encode)
     }
 
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        save_newest(
-            &mut self.snapshot,
-            &mut self.flash,
-            &mut self.scratch,
-            snapshot,
-        )
+        let (ring, flash, scratch) = (&mut self.snapshot, &mut self.flash, &mut self.scratch);
+        save_newest(ring, flash, scratch, snapshot, format::encode)
     }
 
     /// Stores `entry` under index `next` (the index the caller passes is replaced by it, so
@@ -316,7 +344,13 @@ impl<F: NorFlash> Storage for FlashStore<F> {
     /// The newest valid secrets record; damage is reported, and the older copy used.
     fn load_secrets(&mut self) -> Result<(Option<Secrets>, bool), StoreError> {
         self.secrets.invalidate();
-        load_newest_noting_damage(&mut self.secrets, &mut self.flash, &mut self.scratch)
+        let found = load_newest(
+            &mut self.secrets,
+            &mut self.flash,
+            &mut self.scratch,
+            decode_plain,
+        )?;
+        Ok((found.value, found.corrupt))
     }
 
     /// Appends the record twice (two copies of one generation): a cut during the first
@@ -326,8 +360,8 @@ impl<F: NorFlash> Storage for FlashStore<F> {
     /// untrue); the second copy is redundancy, and its failure is not the caller's.
     fn save_secrets(&mut self, secrets: &Secrets) -> Result<(), StoreError> {
         let (ring, flash, scratch) = (&mut self.secrets, &mut self.flash, &mut self.scratch);
-        save_newest(ring, flash, scratch, secrets)?;
-        let _ = save_newest(ring, flash, scratch, secrets);
+        save_newest(ring, flash, scratch, secrets, encode_plain)?;
+        let _ = save_newest(ring, flash, scratch, secrets, encode_plain);
         Ok(())
     }
 }

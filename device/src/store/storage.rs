@@ -21,9 +21,11 @@
 
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
-use thecal_protocol::message::{AlarmKind, LogEntry, PrescriptionRecord, MAX_LOG_PAGE};
+use thecal_protocol::drug::Drug;
+use thecal_protocol::message::{AlarmKind, BolusKind, LogEntry, Revision, MAX_LOG_PAGE};
+use thecal_protocol::prescription::PrescriptionDraft;
 use thecal_protocol::time::{Timestamp, UtcOffset};
-use thecal_protocol::units::Nanolitres;
+use thecal_protocol::units::{Nanograms, NanogramsPerMillilitre, Nanolitres};
 
 /// Buckets of the rolling 24 h delivery window (15 min each: the current one and the 96
 /// before it, so the window always looks back at least 24 h).
@@ -64,7 +66,7 @@ pub struct Snapshot {
     /// Device times of recent patient boluses.
     pub patient_boluses: Vec<Timestamp, MAX_PATIENT_HISTORY>,
     /// Alarms acknowledged by a programmer (cleared when the alarm clears).
-    pub acknowledged: Vec<AlarmKind, 8>,
+    pub acknowledged: Vec<AlarmKind, MAX_ACKNOWLEDGED>,
     /// Protocol 2 kept the device secret here. Never written (always `None`); kept so
     /// that a snapshot written by protocol 2 firmware still decodes (the secret moved to
     /// [`Secrets`], and a pump updated from protocol 2 must be provisioned again).
@@ -72,6 +74,105 @@ pub struct Snapshot {
     /// Boots of the pump up to the one that saved this snapshot; the next boot counts
     /// one more and makes it part of its nonce epoch (see `Pump::boot_epoch`).
     pub boot_count: u32,
+    // ---- format 2 (protocol 5) from here; a format-1 snapshot loads with the defaults
+    // of `Snapshot::migrated` ----
+    /// Revision of the prescription in force at the save: a prescription record older
+    /// than this at boot means the newest one was lost (fallback, made visible).
+    pub revision: Revision,
+    /// The basal accumulator's part-stroke, nL·ms/day (so a reset does not drop it).
+    pub basal_carry: u64,
+    /// The bolus running at the save, if any (a reset ends it; the next boot logs it).
+    pub bolus: Option<SavedBolus>,
+    /// Device time since which the daily limit holds back basal strokes, and the volume
+    /// held back so far, nL.
+    pub withheld: Option<(Timestamp, u32)>,
+    /// Device time since which delivery is halted by a critical alarm.
+    pub halted_since: Option<Timestamp>,
+    /// The solution the refill replaced, while it may still be in the pump and
+    /// catheter (a bridge bolus delivers it, not the new one).
+    pub old_solution: Option<Solution>,
+    /// The solution in the reservoir at the save (`None` in a migrated snapshot): a
+    /// prescription record for another solution found at boot (a fallback across a
+    /// refill) must not run on it.
+    pub solution: Option<Solution>,
+}
+
+/// Most acknowledged alarms a snapshot keeps (one per kind).
+pub const MAX_ACKNOWLEDGED: usize = 10;
+
+/// A drug at a concentration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Solution {
+    /// Drug.
+    pub drug: Drug,
+    /// Concentration.
+    pub concentration: NanogramsPerMillilitre,
+}
+
+/// A running bolus as a snapshot keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedBolus {
+    /// Kind.
+    pub kind: BolusKind,
+    /// Dose of its whole strokes.
+    pub dose: Nanograms,
+    /// Strokes planned.
+    pub strokes: u32,
+    /// Strokes delivered by the save.
+    pub delivered: u32,
+    /// Device time it started.
+    pub start: Timestamp,
+    /// Duration, ms.
+    pub duration_ms: u64,
+}
+
+/// The prescription record as stored: the prescription as it was written (checked
+/// again at load, under the rule set it names), and — for a refill that changed the
+/// solution — the refill itself, so prescription and reservoir change in one atomic
+/// record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPrescription {
+    /// Its revision.
+    pub revision: Revision,
+    /// Wall clock when written.
+    pub written_at: Timestamp,
+    /// [`thecal_protocol::rules::RULES_VERSION`] of the firmware that validated it.
+    pub rules: u16,
+    /// The prescription.
+    pub draft: PrescriptionDraft,
+    /// The refill this record was written with, if any.
+    pub refill: Option<RefillFacts>,
+}
+
+impl StoredPrescription {
+    /// Whether this record may be put in force by this firmware: its structure is one the
+    /// pump can run, and it passes every rule — or breaks one only because it was
+    /// validated under another rule set (it then runs, flagged for review). A record that
+    /// fails the rules it names is corrupt.
+    pub fn admissible(&self) -> bool {
+        use thecal_protocol::rules::{check_structure, validate, RULES_VERSION};
+        check_structure(&self.draft).is_ok()
+            && (self.rules != RULES_VERSION || validate(&self.draft).is_ok())
+    }
+
+    /// The solution it prescribes for.
+    pub fn solution(&self) -> Solution {
+        Solution {
+            drug: self.draft.drug,
+            concentration: self.draft.concentration,
+        }
+    }
+}
+
+/// A refill recorded together with the prescription for the new solution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefillFacts {
+    /// Reservoir volume after the refill.
+    pub volume: Nanolitres,
+    /// Device time of the refill.
+    pub at: Timestamp,
+    /// The solution before it.
+    pub from: Solution,
 }
 
 /// One role's key: its epoch and, once rotated, the key itself.
@@ -128,8 +229,11 @@ pub struct LogBounds {
 /// What [`Storage::load`] found at boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    /// The prescription in force, if one was ever written.
-    pub prescription: Option<PrescriptionRecord>,
+    /// The newest prescription record that decodes, if one was ever written.
+    pub prescription: Option<StoredPrescription>,
+    /// A newer committed prescription record than `prescription` was found damaged, or
+    /// it does not stand under this firmware (see [`StoredPrescription::admissible`]).
+    pub prescription_fell_back: bool,
     /// The latest snapshot, if any.
     pub snapshot: Option<Snapshot>,
     /// The event log's bounds.
@@ -168,7 +272,7 @@ pub trait Storage {
     /// Reads everything needed at boot. A blank store returns empty values.
     fn load(&mut self) -> Result<Stored, StoreError>;
     /// Stores the prescription record atomically, reads it back and verifies it.
-    fn save_prescription(&mut self, record: &PrescriptionRecord) -> Result<(), StoreError>;
+    fn save_prescription(&mut self, record: &StoredPrescription) -> Result<(), StoreError>;
     /// Stores the snapshot (replacing the previous one, atomically).
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StoreError>;
     /// Appends `entry` (whose index must be the current `next`); returns the new bounds.

@@ -5,10 +5,13 @@
 use heapless::Vec;
 use thecal_device::store::flash::RamFlash;
 use thecal_device::store::{FlashStore, FLASH_SIZE};
-use thecal_device::store::{LogBounds, RoleSlot, Secrets, Snapshot, Storage, Stored};
+use thecal_device::store::{
+    LogBounds, RefillFacts, RoleSlot, SavedBolus, Secrets, Snapshot, Solution, Storage, Stored,
+    StoredPrescription,
+};
 use thecal_protocol::drug::Drug;
 use thecal_protocol::message::{
-    AlarmKind, BolusKind, Event, LogEntry, PrescriptionRecord, Revision, Role, MAX_LOG_PAGE,
+    AlarmKind, BolusKind, Event, LogEntry, Revision, Role, MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{
     DaySteps, PatientBolusRules, Prescription, PrescriptionDraft, Step, TherapyMode,
@@ -111,7 +114,7 @@ fn profile(days: usize, steps: usize, salt: u32) -> TherapyMode {
 }
 
 /// Revision `rev`: sizes vary from a few dozen bytes to a full weekly 16-step profile.
-pub fn record(rev: u32) -> PrescriptionRecord {
+pub fn record(rev: u32) -> StoredPrescription {
     let mode = match rev % 4 {
         0 => TherapyMode::Continuous {
             dose: NanogramsPerDay::from_ug(100 + rev % 200),
@@ -120,10 +123,21 @@ pub fn record(rev: u32) -> PrescriptionRecord {
         2 => profile(7, 4 + (rev as usize % 13), rev),
         _ => profile(7, 16, rev),
     };
-    PrescriptionRecord {
+    let draft = draft(mode, rev.is_multiple_of(3));
+    Prescription::new(draft.clone()).unwrap();
+    StoredPrescription {
         revision: Revision(rev),
         written_at: Timestamp(1_795_392_000_000 + u64::from(rev) * 60_000),
-        prescription: Prescription::new(draft(mode, rev.is_multiple_of(3))).unwrap(),
+        rules: thecal_protocol::rules::RULES_VERSION,
+        draft: draft.clone(),
+        refill: rev.is_multiple_of(5).then_some(RefillFacts {
+            volume: Nanolitres(20_000_000 + rev),
+            at: Timestamp(u64::from(rev) * 1_000),
+            from: Solution {
+                drug: draft.drug,
+                concentration: draft.concentration,
+            },
+        }),
     }
 }
 
@@ -161,6 +175,28 @@ pub fn snapshot(seq: u32) -> Snapshot {
         acknowledged,
         legacy_secret: seq.is_multiple_of(5).then_some([0x5A; 32]),
         boot_count: seq * 16,
+        revision: Revision(seq / 2),
+        basal_carry: u64::from(seq) * 86_399_999 % (250 * 86_400_000),
+        bolus: seq.is_multiple_of(4).then_some(SavedBolus {
+            kind: BolusKind::Bridge,
+            dose: Nanograms(seq),
+            strokes: 400,
+            delivered: seq % 400,
+            start: Timestamp(u64::from(seq) * 1_000),
+            duration_ms: 3_600_000,
+        }),
+        withheld: seq
+            .is_multiple_of(6)
+            .then_some((Timestamp(u64::from(seq)), seq * 250)),
+        halted_since: seq.is_multiple_of(11).then_some(Timestamp(7)),
+        old_solution: seq.is_multiple_of(4).then_some(Solution {
+            drug: Drug::Morphine,
+            concentration: NanogramsPerMillilitre(seq),
+        }),
+        solution: Some(Solution {
+            drug: Drug::Baclofen,
+            concentration: NanogramsPerMillilitre(2_000_000),
+        }),
     }
 }
 

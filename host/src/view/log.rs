@@ -1,7 +1,7 @@
 //! Event-log entries as shown and exported.
 
 use serde::Serialize;
-use thecal_protocol::message::{Event, LinkAbuse, LogEntry, ResetCause, SessionEnd};
+use thecal_protocol::message::{BolusEnd, Event, LinkAbuse, LogEntry, ResetCause, SessionEnd};
 
 use super::{alarm_key, bolus_key, PumpTime};
 use crate::{clock, quantity};
@@ -87,6 +87,25 @@ pub enum EventView {
     PresenceApplied,
     /// Repeating entries not written because of the log's rate limit.
     Suppressed { count: u32 },
+    /// A bolus ended; `end`: `completed`, `cancelled`, `stopped`, `halted`,
+    /// `interrupted` (by a reset: `delivered_nl` is an upper bound).
+    BolusEnded {
+        kind: &'static str,
+        end: &'static str,
+        delivered_nl: u32,
+        planned_nl: u32,
+    },
+    /// The daily limit began holding back basal strokes.
+    BasalWithheld,
+    /// Basal delivery resumed after the daily limit held it back.
+    BasalResumed { withheld_nl: u32 },
+    /// The newest prescription record was damaged; an older revision is in force.
+    PrescriptionFallback {
+        in_force_revision: u32,
+        newest_revision: u32,
+    },
+    /// The prescription in force breaks a rule of this firmware (older rule set).
+    PrescriptionReview { revision: u32, rules: u16 },
 }
 
 /// One log entry.
@@ -333,6 +352,69 @@ fn describe(e: &Event) -> (EventView, String) {
         Event::Suppressed { count } => (
             EventView::Suppressed { count },
             format!("{count} repeated refusal or security event(s) not logged (rate limit)"),
+        ),
+        Event::BolusEnded(o) => {
+            let (end, how) = match o.end {
+                BolusEnd::Completed => ("completed", "completed".to_string()),
+                BolusEnd::Cancelled { by } => ("cancelled", format!("cancelled by {}", by.name())),
+                BolusEnd::Stopped => ("stopped", "ended by a therapy stop".to_string()),
+                BolusEnd::Halted(a) => ("halted", format!("ended by the alarm: {a}")),
+                BolusEnd::Interrupted => (
+                    "interrupted",
+                    "cut short by a pump reset".to_string(),
+                ),
+            };
+            let delivered = if o.end == BolusEnd::Interrupted {
+                format!("at most {}", quantity::volume(o.delivered))
+            } else {
+                quantity::volume(o.delivered)
+            };
+            (
+                EventView::BolusEnded {
+                    kind: bolus_key(o.kind),
+                    end,
+                    delivered_nl: o.delivered.0,
+                    planned_nl: o.planned.0,
+                },
+                format!(
+                    "{} bolus {how}: {delivered} of {} delivered",
+                    bolus_key(o.kind),
+                    quantity::volume(o.planned)
+                ),
+            )
+        }
+        Event::BasalWithheld => (
+            EventView::BasalWithheld,
+            "basal delivery withheld: the rolling 24 h holds the daily limit".into(),
+        ),
+        Event::BasalResumed { withheld } => (
+            EventView::BasalResumed {
+                withheld_nl: withheld.0,
+            },
+            format!(
+                "basal delivery resumed after {} was withheld by the daily limit",
+                quantity::volume(withheld)
+            ),
+        ),
+        Event::PrescriptionFallback { in_force, newest } => (
+            EventView::PrescriptionFallback {
+                in_force_revision: in_force.0,
+                newest_revision: newest.0,
+            },
+            format!(
+                "stored prescription revision {} was damaged: revision {} is in force; write a new prescription",
+                newest.0, in_force.0
+            ),
+        ),
+        Event::PrescriptionReview { revision, rules } => (
+            EventView::PrescriptionReview {
+                revision: revision.0,
+                rules,
+            },
+            format!(
+                "prescription revision {} (written under rule set {rules}) breaks a rule of this firmware: kept in force, review it",
+                revision.0
+            ),
         ),
     }
 }

@@ -69,6 +69,9 @@ pub fn alarm_key(kind: AlarmKind) -> &'static str {
         AlarmKind::EndOfService => "end_of_service",
         AlarmKind::MotorStall => "motor_stall",
         AlarmKind::StorageFault => "storage_fault",
+        AlarmKind::PrescriptionFallback => "prescription_fallback",
+        AlarmKind::PrescriptionReview => "prescription_review",
+        AlarmKind::DeliveryWithheld => "delivery_withheld",
     }
 }
 

@@ -457,6 +457,7 @@ mod tests {
             revision: Revision(3),
             written_at: Timestamp(1_795_000_000_000),
             prescription: p,
+            standing: Default::default(),
         }
     }
 

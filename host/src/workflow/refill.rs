@@ -330,11 +330,17 @@ pub(super) mod tests {
                 alarms: 0,
                 critical: false,
                 bolus: None,
+                halted_since: None,
+                withheld: None,
+                standing: Default::default(),
+                low_at: None,
+                empty_at: None,
             },
             record: PrescriptionRecord {
                 revision: Revision(4),
                 written_at: Timestamp(0),
                 prescription: p,
+                standing: Default::default(),
             },
         }
     }

@@ -57,7 +57,8 @@ pub fn permitted(role: Role, request: &Request) -> bool {
         R::Ping { .. } | R::Battery | R::Reservoir => {
             matches!(role, Patient | Clinician | Service)
         }
-        R::StopTherapy => matches!(role, Clinician | Emergency),
+        // Both only lower delivery: the emergency role may end a bolus as it may stop.
+        R::StopTherapy | R::CancelBolus => matches!(role, Clinician | Emergency),
         R::PatientBolus => matches!(role, Patient | Clinician),
         R::ReadLog { .. } | R::LinkStats => matches!(role, Clinician | Service),
         R::ReadPrescription

@@ -175,6 +175,63 @@ pub enum Event {
         /// The new epoch.
         epoch: u32,
     },
+    /// 19: a bolus ended (completed, cancelled, stopped, halted or cut by a reset).
+    BolusEnded(BolusOutcome),
+    /// 20: the hard daily limit began holding back basal strokes.
+    BasalWithheld,
+    /// 21: basal delivery resumed after the daily limit held it back.
+    BasalResumed {
+        /// Volume that was held back.
+        withheld: Nanolitres,
+    },
+    /// 22: at boot, the newest prescription record was damaged and an older one is in
+    /// force.
+    PrescriptionFallback {
+        /// Revision in force.
+        in_force: Revision,
+        /// Newest revision written (as far as the pump knows).
+        newest: Revision,
+    },
+    /// 23: at boot, the prescription in force breaks a rule of this firmware (it was
+    /// written under an older rule set): it stays in force, flagged for review.
+    PrescriptionReview {
+        /// Its revision.
+        revision: Revision,
+        /// Rule set it was written under ([`crate::rules::RULES_VERSION`] then).
+        rules: u16,
+    },
+}
+
+/// How a bolus ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BolusEnd {
+    /// 0: every stroke delivered.
+    Completed,
+    /// 1: cancelled by a programmer.
+    Cancelled {
+        /// Who.
+        by: Role,
+    },
+    /// 2: therapy was stopped.
+    Stopped,
+    /// 3: a critical alarm halted delivery.
+    Halted(AlarmKind),
+    /// 4: the pump reset while it ran (found at the next boot).
+    Interrupted,
+}
+
+/// What a bolus delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BolusOutcome {
+    /// Kind.
+    pub kind: BolusKind,
+    /// How it ended.
+    pub end: BolusEnd,
+    /// Volume delivered (for `Interrupted`: at most this; strokes after the last stored
+    /// snapshot are not known).
+    pub delivered: Nanolitres,
+    /// Volume planned.
+    pub planned: Nanolitres,
 }
 
 impl Event {

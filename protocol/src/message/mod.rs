@@ -17,13 +17,13 @@ mod request;
 
 pub use access::permitted;
 pub use endpoint::Endpoint;
-pub use log::{Event, LinkAbuse, LogEntry, ResetCause, SessionEnd};
+pub use log::{BolusEnd, BolusOutcome, Event, LinkAbuse, LogEntry, ResetCause, SessionEnd};
 pub use page::{LogPage, PageEntry, PageError};
 pub use refusal::Refusal;
 pub use report::{
     AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, Capabilities,
-    Identity, KeyEpochs, LinkStats, PrescriptionRecord, ReservoirReport, StatusReport,
-    TherapyState, Version, MAX_ALARMS, MAX_ID_LEN,
+    Identity, KeyEpochs, LinkStats, PrescriptionRecord, ReservoirReport, Standing, StatusReport,
+    TherapyState, Version, Withheld, MAX_ALARMS, MAX_ID_LEN,
 };
 pub use request::{BolusRequest, Command, OpKey, Request, MAX_LOG_PAGE};
 
@@ -166,6 +166,8 @@ pub enum Response {
         /// Its epoch.
         epoch: u32,
     },
+    /// 23: answers [`Request::CancelBolus`]: the bolus ended; what it delivered.
+    BolusCancelled(BolusOutcome),
 }
 
 impl Response {
@@ -195,6 +197,7 @@ impl Response {
             Response::SessionClosed => "SessionClosed",
             Response::Provisioned { .. } => "Provisioned",
             Response::KeyRotated { .. } => "KeyRotated",
+            Response::BolusCancelled(_) => "BolusCancelled",
         }
     }
 }

@@ -93,6 +93,16 @@ pub enum Refusal {
         /// The role's epoch in force.
         current: u32,
     },
+    /// 24: no bolus is running (nothing to cancel).
+    NoBolus,
+    /// 25: a refill must leave at least one stroke of drug in the reservoir (a refill
+    /// of less would only halt delivery).
+    RefillTooSmall {
+        /// Requested.
+        volume: Nanolitres,
+        /// Least accepted.
+        min: Nanolitres,
+    },
 }
 
 impl Refusal {
@@ -123,6 +133,8 @@ impl Refusal {
             Refusal::NotProvisioned => 21,
             Refusal::PresenceRequired => 22,
             Refusal::StaleKey { .. } => 23,
+            Refusal::NoBolus => 24,
+            Refusal::RefillTooSmall { .. } => 25,
         }
     }
 }
@@ -183,6 +195,11 @@ impl fmt::Display for Refusal {
             Refusal::StaleKey { epoch, current } => write!(
                 f,
                 "this role key (epoch {epoch}) is not in force on the pump: its key is at epoch {current} (rotated or re-provisioned)"
+            ),
+            Refusal::NoBolus => f.write_str("no bolus is running"),
+            Refusal::RefillTooSmall { volume, min } => write!(
+                f,
+                "a refill of {volume} would leave the pump unable to deliver; record at least {min}"
             ),
         }
     }

@@ -13,8 +13,8 @@ use crate::units::{
     Nanograms, NanogramsPerDay, NanogramsPerMillilitre, Nanolitres, NanolitresPerDay,
 };
 
-/// Most alarms reported at once (there are 7 kinds).
-pub const MAX_ALARMS: usize = 8;
+/// Most alarms reported at once (there are 10 kinds).
+pub const MAX_ALARMS: usize = 10;
 /// Longest model name and serial number, bytes of UTF-8.
 pub const MAX_ID_LEN: usize = 16;
 
@@ -170,6 +170,44 @@ pub struct StatusReport {
     pub critical: bool,
     /// The bolus running, if any.
     pub bolus: Option<BolusProgress>,
+    /// Since when delivery is halted (`therapy` is `Halted`).
+    pub halted_since: Option<Timestamp>,
+    /// Basal strokes the hard daily limit is holding back, if it is.
+    pub withheld: Option<Withheld>,
+    /// Whether the prescription in force is the newest written and stands under this
+    /// firmware's rules.
+    pub standing: Standing,
+    /// The low-reservoir date, from the same instant as `now` (see
+    /// [`ReservoirReport::low_at`]).
+    pub low_at: Option<Timestamp>,
+    /// The empty-reservoir date, from the same instant as `now`.
+    pub empty_at: Option<Timestamp>,
+}
+
+/// Basal delivery held back by the hard daily limit: the rolling 24 h already holds
+/// the limit (boluses, bridge or a schedule near the limit), so strokes that fall due
+/// are not delivered until older deliveries leave the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Withheld {
+    /// When the first stroke was held back.
+    pub since: Timestamp,
+    /// Volume held back so far.
+    pub volume: Nanolitres,
+}
+
+/// How the prescription in force stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Standing {
+    /// Revision of the newest prescription written. Greater than the revision in force
+    /// when the newest record was found damaged and an older copy is in force (the
+    /// `PrescriptionFallback` alarm is raised until a clinician writes a new one).
+    pub newest: Revision,
+    /// A newer prescription record was found damaged at boot: an older copy is in force.
+    pub fallback: bool,
+    /// The prescription was written under an older rule set and breaks a rule of this
+    /// firmware: it stays in force (a clinician approved it) with the non-critical
+    /// `PrescriptionReview` alarm until a clinician writes a new one.
+    pub review: bool,
 }
 
 /// Battery service state.
@@ -231,8 +269,12 @@ pub struct PrescriptionRecord {
     pub revision: Revision,
     /// When it was stored.
     pub written_at: Timestamp,
-    /// The prescription (validated again when decoded).
+    /// The prescription. Decoded with its structure checked (a cycle the pump can
+    /// run), not every rule: a prescription under review breaks one (see `standing`).
+    #[serde(deserialize_with = "crate::rules::deserialize_admitted")]
     pub prescription: Prescription,
+    /// Newest written, fallback and review flags.
+    pub standing: Standing,
 }
 
 /// Alarm kinds.
@@ -252,11 +294,21 @@ pub enum AlarmKind {
     MotorStall,
     /// Persistent storage failed to write or verify. Critical.
     StorageFault,
+    /// The newest prescription record is damaged: an older one is in force. Critical
+    /// (therapy changed without a clinician); cleared by writing a prescription.
+    PrescriptionFallback,
+    /// The prescription in force was written under an older rule set and breaks one of
+    /// this firmware's rules: it stays in force; a clinician should review it. Cleared
+    /// by writing a prescription.
+    PrescriptionReview,
+    /// The hard daily limit is holding back basal strokes: delivery is paused until
+    /// older deliveries leave the rolling 24 h. Critical.
+    DeliveryWithheld,
 }
 
 impl AlarmKind {
     /// All kinds.
-    pub const ALL: [AlarmKind; 7] = [
+    pub const ALL: [AlarmKind; 10] = [
         AlarmKind::LowReservoir,
         AlarmKind::EmptyReservoir,
         AlarmKind::ElectiveReplacement,
@@ -264,6 +316,9 @@ impl AlarmKind {
         AlarmKind::EndOfService,
         AlarmKind::MotorStall,
         AlarmKind::StorageFault,
+        AlarmKind::PrescriptionFallback,
+        AlarmKind::PrescriptionReview,
+        AlarmKind::DeliveryWithheld,
     ];
 
     /// Critical alarms need action now; they re-assert after acknowledgement while their
@@ -271,7 +326,9 @@ impl AlarmKind {
     pub const fn is_critical(self) -> bool {
         !matches!(
             self,
-            AlarmKind::LowReservoir | AlarmKind::ElectiveReplacement
+            AlarmKind::LowReservoir
+                | AlarmKind::ElectiveReplacement
+                | AlarmKind::PrescriptionReview
         )
     }
 
@@ -293,6 +350,9 @@ impl AlarmKind {
             AlarmKind::EndOfService => "end of service",
             AlarmKind::MotorStall => "motor stall",
             AlarmKind::StorageFault => "storage fault",
+            AlarmKind::PrescriptionFallback => "older prescription in force",
+            AlarmKind::PrescriptionReview => "prescription needs review",
+            AlarmKind::DeliveryWithheld => "delivery withheld by the daily limit",
         }
     }
 }

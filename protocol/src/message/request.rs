@@ -123,6 +123,9 @@ pub enum Request {
         /// The new key (random, drawn by the programmer).
         key: [u8; 32],
     },
+    /// 22: ends the running bolus now (clinician or emergency session). The strokes
+    /// already delivered stay counted; the rest of the reserved volume is released.
+    CancelBolus,
 }
 
 /// An idempotency key: 8 random bytes the programmer draws for one therapy change and
@@ -182,6 +185,7 @@ impl Request {
                 | Request::StopTherapy
                 | Request::ResumeTherapy
                 | Request::SetClock { .. }
+                | Request::CancelBolus
         )
     }
 
@@ -218,6 +222,7 @@ impl Request {
             Request::SessionClose => 19,
             Request::Provision { .. } => 20,
             Request::RotateKey { .. } => 21,
+            Request::CancelBolus => 22,
         }
     }
 
@@ -246,6 +251,7 @@ impl Request {
             Request::SessionClose => "SessionClose",
             Request::Provision { .. } => "Provision",
             Request::RotateKey { .. } => "RotateKey",
+            Request::CancelBolus => "CancelBolus",
         }
     }
 }

@@ -13,7 +13,7 @@ use thecal_protocol::message::{
     AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, BolusReport,
     BolusRequest, Capabilities, Event, Identity, KeyEpochs, LinkAbuse, LinkStats, LogEntry,
     LogPage, PrescriptionRecord, Refusal, ReservoirReport, ResetCause, Revision, Role, SessionEnd,
-    StatusReport, TherapyState, Version, MAX_ALARMS, MAX_ID_LEN, MAX_LOG_PAGE,
+    Standing, StatusReport, TherapyState, Version, Withheld, MAX_ALARMS, MAX_ID_LEN, MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{
     DaySteps, PatientBolusRules, Step, TherapyMode, MAX_PROFILE_DAYS, MAX_STEPS_PER_DAY,
@@ -602,12 +602,26 @@ pub fn status_report() -> impl Strategy<Value = StatusReport> {
             any::<bool>(),
             option::of(bolus_progress()),
         ),
+        (
+            option::of(ts()),
+            option::of((ts(), nl()).prop_map(|(since, volume)| Withheld { since, volume })),
+            (revision(), any::<bool>(), any::<bool>()).prop_map(|(newest, fallback, review)| {
+                Standing {
+                    newest,
+                    fallback,
+                    review,
+                }
+            }),
+            option::of(ts()),
+            option::of(ts()),
+        ),
     )
         .prop_map(
             |(
                 (now, offset, therapy, revision, drug),
                 (basal_dose, basal_flow, delivered_24h, daily_limit, reservoir),
                 (battery, alarms, critical, bolus),
+                (halted_since, withheld, standing, low_at, empty_at),
             )| StatusReport {
                 now,
                 offset,
@@ -623,6 +637,11 @@ pub fn status_report() -> impl Strategy<Value = StatusReport> {
                 alarms,
                 critical,
                 bolus,
+                halted_since,
+                withheld,
+                standing,
+                low_at,
+                empty_at,
             },
         )
 }
@@ -704,13 +723,18 @@ pub fn link_stats() -> impl Strategy<Value = LinkStats> {
 }
 
 pub fn prescription_record() -> impl Strategy<Value = PrescriptionRecord> {
-    (revision(), ts(), valid_prescription()).prop_map(|(revision, written_at, prescription)| {
-        PrescriptionRecord {
+    (revision(), ts(), valid_prescription(), any::<bool>()).prop_map(
+        |(revision, written_at, prescription, fallback)| PrescriptionRecord {
             revision,
             written_at,
             prescription,
-        }
-    })
+            standing: Standing {
+                newest: Revision(revision.0.saturating_add(u32::from(fallback))),
+                fallback,
+                review: false,
+            },
+        },
+    )
 }
 
 pub fn bolus_request() -> BoxedStrategy<BolusRequest> {

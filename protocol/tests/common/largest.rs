@@ -195,6 +195,18 @@ pub fn largest_responses() -> Vec<Response> {
                 total: Nanolitres(u32::MAX),
                 ends_at: T_MAX,
             }),
+            halted_since: Some(T_MAX),
+            withheld: Some(Withheld {
+                since: T_MAX,
+                volume: Nanolitres(u32::MAX),
+            }),
+            standing: Standing {
+                newest: Revision(u32::MAX),
+                fallback: true,
+                review: true,
+            },
+            low_at: Some(T_MAX),
+            empty_at: Some(T_MAX),
         }),
         Response::Battery(BatteryReport {
             millivolts: u16::MAX,
@@ -208,6 +220,11 @@ pub fn largest_responses() -> Vec<Response> {
             revision: Revision(u32::MAX),
             written_at: T_MAX,
             prescription: largest_prescription(),
+            standing: Standing {
+                newest: Revision(u32::MAX),
+                fallback: true,
+                review: true,
+            },
         }),
         Response::Refilled {
             revision: Revision(u32::MAX),

@@ -28,7 +28,7 @@ use thecal_protocol::message::{
     AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, BolusReport,
     BolusRequest, Capabilities, Event, Identity, KeyEpochs, LinkAbuse, LinkStats, LogEntry,
     LogPage, PrescriptionRecord, Refusal, ReservoirReport, ResetCause, Revision, Role, SessionEnd,
-    StatusReport, TherapyState, Version, MAX_LOG_PAGE,
+    Standing, StatusReport, TherapyState, Version, Withheld, MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{
     DaySteps, PatientBolusRules, Step, TherapyMode, MAX_PROFILE_DAYS, MAX_STEPS_PER_DAY,
@@ -316,6 +316,15 @@ pub fn status_report() -> StatusReport {
             total: Nanolitres(20_000),
             ends_at: NOW.plus_ms(60_000),
         }),
+        halted_since: None,
+        withheld: None,
+        standing: Standing {
+            newest: Revision(3),
+            fallback: false,
+            review: false,
+        },
+        low_at: Some(Timestamp(NOW.0 + 38 * 86_400_000)),
+        empty_at: Some(Timestamp(NOW.0 + 62 * 86_400_000)),
     }
 }
 

@@ -70,6 +70,11 @@ pub fn response_samples() -> Vec<Response> {
             revision: Revision(3),
             written_at: Timestamp(NOW.0 - 3_600_000),
             prescription: morphine(),
+            standing: Standing {
+                newest: Revision(3),
+                fallback: false,
+                review: false,
+            },
         }),
         Response::PrescriptionWritten {
             revision: Revision(4),
