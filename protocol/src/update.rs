@@ -15,8 +15,8 @@
 //! | 4 | 1 | header format, [`FORMAT`] (1) |
 //! | 5 | 1 | signing key: 0 = development, 1 = release ([`KeyKind`]) — a hint for the error message only; the signature decides |
 //! | 6 | 2 | board ([`Board`]) |
-//! | 8 | 6 | firmware version: major, minor, patch (u16 each) |
-//! | 14 | 2 | reserved, 0 |
+//! | 8 | 3 | firmware version: major, minor, patch (one byte each) |
+//! | 11 | 5 | reserved, 0 |
 //! | 16 | 4 | security version (u32) |
 //! | 20 | 4 | image length, bytes (u32, > 0) |
 //! | 24 | 32 | SHA-256 of the image |
@@ -37,6 +37,8 @@ use core::fmt;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use crate::message::Version;
 
 /// Bytes of a signed header.
 pub const HEADER_LEN: usize = 128;
@@ -100,25 +102,6 @@ impl Board {
 impl fmt::Display for Board {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.name(), self.0)
-    }
-}
-
-/// A firmware version, compared major, then minor, then patch.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-pub struct Version {
-    /// Major.
-    pub major: u16,
-    /// Minor.
-    pub minor: u16,
-    /// Patch.
-    pub patch: u16,
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
     }
 }
 
@@ -346,14 +329,15 @@ impl ImageHeader {
     /// The signed part of the header (bytes 0..64).
     pub fn to_signed_bytes(&self) -> [u8; SIGNED_LEN] {
         let mut b = [0; SIGNED_LEN];
-        let fields: [(usize, &[u8]); 10] = [
+        let fields: [(usize, &[u8]); 8] = [
             (0, &MAGIC),
             (4, &[FORMAT]),
             (5, &[self.key_code()]),
             (6, &self.board.0.to_le_bytes()),
-            (8, &self.version.major.to_le_bytes()),
-            (10, &self.version.minor.to_le_bytes()),
-            (12, &self.version.patch.to_le_bytes()),
+            (
+                8,
+                &[self.version.major, self.version.minor, self.version.patch],
+            ),
             (16, &self.security.to_le_bytes()),
             (20, &self.length.to_le_bytes()),
             (24, &self.sha256),
@@ -377,7 +361,7 @@ impl ImageHeader {
     /// the first step of [`verify`]).
     pub fn parse(bytes: &HeaderBytes) -> Result<ImageHeader, ImageError> {
         let b = bytes.as_slice();
-        let reserved_zero = b.get(14..16).is_some_and(|r| r.iter().all(|x| *x == 0))
+        let reserved_zero = b.get(11..16).is_some_and(|r| r.iter().all(|x| *x == 0))
             && b.get(56..64).is_some_and(|r| r.iter().all(|x| *x == 0));
         if b.get(..4) != Some(MAGIC.as_slice()) || b.get(4) != Some(&FORMAT) || !reserved_zero {
             return Err(ImageError::NotAnImage);
@@ -394,9 +378,9 @@ impl ImageHeader {
             key,
             board: Board(field(le16(b, 6))?),
             version: Version {
-                major: field(le16(b, 8))?,
-                minor: field(le16(b, 10))?,
-                patch: field(le16(b, 12))?,
+                major: *b.get(8).ok_or(ImageError::NotAnImage)?,
+                minor: *b.get(9).ok_or(ImageError::NotAnImage)?,
+                patch: *b.get(10).ok_or(ImageError::NotAnImage)?,
             },
             security: le32(b, 16).ok_or(ImageError::NotAnImage)?,
             length: le32(b, 20).ok_or(ImageError::NotAnImage)?,

@@ -44,6 +44,7 @@ mod tests;
 use embassy_boot::{AlignedBuffer, BlockingFirmwareState, FirmwareUpdaterError, State};
 use embedded_storage::nor_flash::NorFlash;
 use sha2::{Digest, Sha256};
+use thecal_protocol::message::{Refusal, Request, Response};
 use thecal_protocol::update::{
     self, Acceptance, Board, HeaderBytes, ImageError, ImageHeader, SlotInfo, SlotState,
     UpdateProgress, UpdateRefusal, UpdateReport, HEADER_LEN, MAX_CHUNK,
@@ -466,4 +467,54 @@ fn write_chunk<F: NorFlash>(
         return Err(());
     }
     Ok(())
+}
+
+/// What the request server asks of the platform's firmware updater: the answer to an
+/// update request (`UpdateBegin`, `UpdateChunk`, `UpdateFinish`, `UpdateStatus`, after
+/// the server's role check). Implemented by [`Updater`] and by [`NoUpdates`] (a pump
+/// without an update slot).
+pub trait Firmware {
+    /// Serves one update request; any other request is `Refused(Unsupported)`.
+    fn serve(&mut self, request: &Request) -> Response;
+}
+
+/// A pump without an update slot: every update request is refused
+/// [`UpdateRefusal::NoUpdateSlot`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoUpdates;
+
+impl Firmware for NoUpdates {
+    fn serve(&mut self, request: &Request) -> Response {
+        match request {
+            Request::UpdateBegin { .. }
+            | Request::UpdateChunk { .. }
+            | Request::UpdateFinish
+            | Request::UpdateStatus => {
+                Response::Refused(Refusal::Update(UpdateRefusal::NoUpdateSlot))
+            }
+            _ => Response::Refused(Refusal::Unsupported),
+        }
+    }
+}
+
+impl<DFU: NorFlash, STATE: NorFlash> Firmware for Updater<DFU, STATE> {
+    fn serve(&mut self, request: &Request) -> Response {
+        let answer = match request {
+            Request::UpdateBegin { header } => {
+                let Ok(bytes) = <&HeaderBytes>::try_from(header.as_slice()) else {
+                    return Response::Refused(Refusal::Update(UpdateRefusal::Image(
+                        ImageError::NotAnImage,
+                    )));
+                };
+                self.begin(bytes).map(Response::UpdateStarted)
+            }
+            Request::UpdateChunk { offset, data } => {
+                self.chunk(*offset, data).map(Response::ChunkWritten)
+            }
+            Request::UpdateFinish => self.finish().map(Response::UpdateVerified),
+            Request::UpdateStatus => Ok(Response::UpdateStatus(self.report())),
+            _ => return Response::Refused(Refusal::Unsupported),
+        };
+        answer.unwrap_or_else(|why| Response::Refused(Refusal::Update(why)))
+    }
 }

@@ -49,7 +49,7 @@ fn image(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-fn header(img: &[u8], version: u16, security: u32) -> ImageHeader {
+fn header(img: &[u8], version: u8, security: u32) -> ImageHeader {
     ImageHeader {
         key: KeyKind::Development,
         board: Board::SIM,
@@ -69,7 +69,7 @@ struct Package {
     image: Vec<u8>,
 }
 
-fn package(len: usize, seed: u8, version: u16, security: u32) -> Package {
+fn package(len: usize, seed: u8, version: u8, security: u32) -> Package {
     let image = image(len, seed);
     let header = update::sign(&header(&image, version, security), &DEV_SECRET_KEY);
     Package { header, image }
