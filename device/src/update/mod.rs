@@ -38,8 +38,11 @@
 //!
 //! The panic rule holds: no operation panics, whatever is sent.
 
+pub mod keys;
 #[cfg(test)]
 mod tests;
+
+pub use keys::TRUSTED_KEY;
 
 use embassy_boot::{AlignedBuffer, BlockingFirmwareState, FirmwareUpdaterError, State};
 use embedded_storage::nor_flash::NorFlash;
