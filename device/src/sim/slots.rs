@@ -31,17 +31,67 @@ const ACTIVE_AT: u32 = PAGE as u32;
 const DFU_AT: u32 = ((ACTIVE_PAGES + 1) * PAGE) as u32;
 
 enum Backing {
-    Ram(Box<RamFlash<SLOTS_BYTES>>),
+    /// One RAM flash per page (a 520 KiB array would be built on the stack first).
+    Ram(Vec<RamFlash<PAGE>>),
     File(FileFlash),
 }
 
 impl Backing {
     fn flash(&mut self) -> &mut dyn Nor {
         match self {
-            Backing::Ram(f) => f.as_mut(),
+            Backing::Ram(pages) => pages,
             Backing::File(f) => f,
         }
     }
+}
+
+/// Pages of RAM flash as one device: each call split at page boundaries.
+impl Nor for Vec<RamFlash<PAGE>> {
+    fn nor_read(&mut self, at: u32, b: &mut [u8]) -> Result<(), FlashError> {
+        let mut done = 0;
+        while done < b.len() {
+            let (page, off, n) = span(at, done, b.len())?;
+            let f = self.get_mut(page).ok_or(FlashError::OutOfBounds)?;
+            let piece = b.get_mut(done..done + n).ok_or(FlashError::OutOfBounds)?;
+            ReadNorFlash::read(f, off, piece)?;
+            done += n;
+        }
+        Ok(())
+    }
+    fn nor_write(&mut self, at: u32, b: &[u8]) -> Result<(), FlashError> {
+        let mut done = 0;
+        while done < b.len() {
+            let (page, off, n) = span(at, done, b.len())?;
+            let f = self.get_mut(page).ok_or(FlashError::OutOfBounds)?;
+            let piece = b.get(done..done + n).ok_or(FlashError::OutOfBounds)?;
+            NorFlash::write(f, off, piece)?;
+            done += n;
+        }
+        Ok(())
+    }
+    fn nor_erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
+        if !from.is_multiple_of(PAGE as u32) || !to.is_multiple_of(PAGE as u32) {
+            return Err(FlashError::NotAligned);
+        }
+        for page in from / PAGE as u32..to / PAGE as u32 {
+            let f = self.get_mut(page as usize).ok_or(FlashError::OutOfBounds)?;
+            NorFlash::erase(f, 0, PAGE as u32)?;
+        }
+        Ok(())
+    }
+}
+
+/// The page, offset in it and length of the piece of a `len`-byte access at `at` that
+/// starts `done` bytes in.
+fn span(at: u32, done: usize, len: usize) -> Result<(usize, u32, usize), FlashError> {
+    let pos = at as usize + done;
+    let (page, off) = (pos / PAGE, pos % PAGE);
+    let n = (PAGE - off).min(len - done);
+    Ok((
+        page,
+        u32::try_from(off).map_err(|_| FlashError::OutOfBounds)?,
+        n,
+    ))
 }
 
 /// The three flash calls, object-safe.
@@ -51,7 +101,7 @@ trait Nor {
     fn nor_erase(&mut self, from: u32, to: u32) -> Result<(), FlashError>;
 }
 
-impl<F: NorFlash<Error = FlashError>> Nor for F {
+impl Nor for FileFlash {
     fn nor_read(&mut self, at: u32, b: &mut [u8]) -> Result<(), FlashError> {
         ReadNorFlash::read(self, at, b)
     }
@@ -75,7 +125,7 @@ impl SlotFlash {
                 FileFlash::open(p.with_extension("slots"), SLOTS_BYTES)
                     .map_err(io::Error::other)?,
             ),
-            None => Backing::Ram(Box::new(RamFlash::new())),
+            None => Backing::Ram((0..SLOTS_BYTES / PAGE).map(|_| RamFlash::new()).collect()),
         };
         Ok(SlotFlash(Arc::new(Mutex::new(backing))))
     }
@@ -188,7 +238,7 @@ impl ErrorType for Part {
 }
 
 impl ReadNorFlash for Part {
-    const READ_SIZE: usize = RamFlash::<SLOTS_BYTES>::READ_SIZE;
+    const READ_SIZE: usize = RamFlash::<PAGE>::READ_SIZE;
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
         let at = self.at(offset, bytes.len())?;
         self.with(|f| f.nor_read(at, bytes))
@@ -199,8 +249,8 @@ impl ReadNorFlash for Part {
 }
 
 impl NorFlash for Part {
-    const WRITE_SIZE: usize = RamFlash::<SLOTS_BYTES>::WRITE_SIZE;
-    const ERASE_SIZE: usize = RamFlash::<SLOTS_BYTES>::ERASE_SIZE;
+    const WRITE_SIZE: usize = RamFlash::<PAGE>::WRITE_SIZE;
+    const ERASE_SIZE: usize = RamFlash::<PAGE>::ERASE_SIZE;
     fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
         if from > to {
             return Err(FlashError::OutOfBounds);
