@@ -607,3 +607,120 @@ fn power_cut_anywhere_in_the_swap_and_its_rollback_body() {
     std::println!("swap cuts ({swap_ops} operations): {old_n} old, {new_n} new");
     assert!(old_n > 100 && new_n > 100, "{old_n} {new_n}");
 }
+
+mod arbitrary {
+    //! Any sequence of update requests, with any bytes, never panics, never marks an
+    //! image that is not the signed one, and never touches the active slot or the store.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Begin(Vec<u8>),
+        BeginGood,
+        Chunk(u32, Vec<u8>),
+        GoodChunk(u8, bool),
+        /// The rest of the signed image, in order, from where the pump stands.
+        Rest,
+        Finish,
+        Report,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..140).prop_map(Op::Begin),
+            Just(Op::BeginGood),
+            (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..600))
+                .prop_map(|(o, d)| Op::Chunk(o, d)),
+            (any::<u8>(), any::<bool>()).prop_map(|(i, flip)| Op::GoodChunk(i, flip)),
+            Just(Op::Rest),
+            Just(Op::Finish),
+            Just(Op::Report),
+        ]
+    }
+
+    fn run(ops: &[Op]) {
+        let (old, new) = (old(), package(3 * PAGE, 9, 3, 1));
+        let f = shared(factory(&old));
+        boot(&f).unwrap();
+        let untouched = |b: &[u8]| [b[..STATE_AT].to_vec(), b[ACTIVE_AT..DFU_AT].to_vec()].concat();
+        let active_before = f.lock(|c| untouched(c.borrow().as_bytes()));
+        let mut marked = false;
+        let mut marks = 0;
+        {
+            let mut u = updater(&f);
+            for op in ops {
+                let r = match op {
+                    Op::Begin(b) => match <&[u8; HEADER_LEN]>::try_from(b.as_slice()) {
+                        Ok(h) => u.begin(h),
+                        Err(_) => Err(UpdateRefusal::BadChunk),
+                    },
+                    Op::BeginGood => u.begin(&new.header),
+                    Op::Chunk(o, d) => u.chunk(*o, d),
+                    Op::GoodChunk(i, flip) => {
+                        let at = (*i as usize % 24) * MAX_CHUNK;
+                        let end = (at + MAX_CHUNK).min(new.image.len());
+                        let mut d = new.image[at.min(end)..end].to_vec();
+                        if *flip && !d.is_empty() {
+                            d[0] ^= 1;
+                        }
+                        u.chunk(at as u32, &d)
+                    }
+                    Op::Rest => u.begin(&new.header).and_then(|p| {
+                        let mut at = p.next as usize;
+                        let mut last = p;
+                        while at < new.image.len() {
+                            let end = (at + MAX_CHUNK).min(new.image.len());
+                            last = u.chunk(at as u32, &new.image[at..end])?;
+                            at = last.next as usize;
+                        }
+                        Ok(last)
+                    }),
+                    Op::Finish => u.finish(),
+                    Op::Report => {
+                        u.report();
+                        Ok(update::UpdateProgress {
+                            next: 0,
+                            length: 0,
+                            pending: false,
+                        })
+                    }
+                };
+                marked |= r.is_ok_and(|p| p.pending);
+                marks += usize::from(matches!(op, Op::Finish) && marked);
+            }
+        }
+        let after = take(f);
+        assert!(
+            untouched(after.as_bytes()) == active_before,
+            "store or active slot changed before a boot"
+        );
+        let f = shared(after);
+        boot(&f).unwrap();
+        let end = take(f);
+        if marked {
+            assert!(
+                holds(&end, &new),
+                "a marked image must be the signed one, whole"
+            );
+            assert!(marks > 0);
+        } else {
+            assert!(holds(&end, &old));
+        }
+        store_untouched(&end);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn any_request_sequence_is_safe(ops in proptest::collection::vec(op(), 0..80)) {
+            let ops2 = ops.clone();
+            std::thread::Builder::new()
+                .stack_size(64 << 20)
+                .spawn(move || run(&ops2))
+                .unwrap()
+                .join()
+                .unwrap();
+        }
+    }
+}
