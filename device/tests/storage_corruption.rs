@@ -282,9 +282,9 @@ fn write_that_does_not_read_back_is_refused_and_the_old_record_stays() {
                                          // Make the payload byte there have its low bit set, so the stuck bit changes it.
     let mut rev = 2;
     while {
-        let bytes = postcard::to_slice(&record(rev), &mut [0u8; 1024])
-            .unwrap()
-            .to_vec();
+        // The payload: the format prefix (00 02), then the postcard body.
+        let mut bytes = vec![0, 2];
+        bytes.extend_from_slice(postcard::to_slice(&record(rev), &mut [0u8; 1024]).unwrap());
         bytes.get(8).is_none_or(|b| b & 1 == 0)
     } {
         rev += 1;

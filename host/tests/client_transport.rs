@@ -387,7 +387,7 @@ async fn a_pump_answering_in_another_protocol_version_is_named_as_such() {
             Error::OtherProtocol {
                 request: "Identify",
                 pump_protocol: 3,
-                host_protocol: 4,
+                host_protocol: thecal_protocol::PROTOCOL_VERSION,
             }
         ),
         "{e:?}"

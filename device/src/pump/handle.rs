@@ -158,7 +158,10 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         refill: Option<RefillFacts>,
     ) -> Result<Revision, Refusal> {
         let old = self.therapy.record.revision;
-        let revision = Revision(old.0.wrapping_add(1).max(1));
+        // Past the newest revision ever written: after a fallback, the lost revision's
+        // number is not reused for a different prescription.
+        let newest = old.0.max(self.therapy.record.standing.newest.0);
+        let revision = Revision(newest.wrapping_add(1).max(1));
         let record = PrescriptionRecord {
             revision,
             written_at: self.wall(now),

@@ -218,6 +218,9 @@ impl<S: Storage, M: Motor> Pump<S, M> {
                             pump.storage.save_prescription(&record).is_err();
                     }
                 }
+                if let Some(snap) = &stored.snapshot {
+                    pump.resume_dosing(snap, now);
+                }
             }
             Err(_) => {
                 pump.health.storage_fault = true;
@@ -257,6 +260,21 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             self.health.alarms.set(kind, true, now);
             self.health.alarms.acknowledge(kind, now);
         }
+    }
+
+    /// Carries the snapshot's basal part-stroke on from its save (see
+    /// [`Dosing::resumed`]) if it was accumulated under the flow in force now: the same
+    /// prescription revision and stop state. Otherwise (a fallback, a write the snapshot
+    /// does not know, a solution mismatch) the engine starts from zero: a part-stroke
+    /// later, never sooner.
+    fn resume_dosing(&mut self, snap: &Snapshot, now: Timestamp) {
+        if snap.revision != self.therapy.record.revision || snap.stopped != self.therapy.stopped {
+            return;
+        }
+        let (therapy, clock) = (&self.therapy, &self.clock);
+        self.dosing = Dosing::resumed(snap.saved_at, snap.basal_carry, now, &|t| {
+            therapy.flow_at(clock, t)
+        });
     }
 
     /// The prescription record in force.
@@ -503,8 +521,10 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             acknowledged: self.health.alarms.acknowledged().collect(),
             legacy_secret: None,
             boot_count: self.keys.boot_count,
-            revision: self.therapy.record.revision,
-            basal_carry: 0,
+            revision: Revision(
+                (self.therapy.record.revision.0).max(self.therapy.record.standing.newest.0),
+            ),
+            basal_carry: self.dosing.carry_at(now, &|t| self.flow_at(t)),
             bolus: None,
             withheld: None,
             halted_since: None,

@@ -104,15 +104,21 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         }
     }
 
-    /// The reservoir's low and empty dates from device time `now`.
+    /// The reservoir's low and empty dates from device time `now`, from the dosing
+    /// engine's real state (its carried part-stroke and the running bolus), so a date is
+    /// never later than the alarm it predicts (see [`thecal_protocol::projection`]).
     fn projection(&self, now: Timestamp) -> Projection {
+        let (therapy, clock) = (&self.therapy, &self.clock);
+        let (carry, bolus) = self.dosing.outlook(now, &|t| therapy.flow_at(clock, t));
         project(
             &self.therapy.record.prescription,
             ReservoirState {
                 volume: self.ledger.reservoir,
                 now: self.wall(now),
                 offset: self.clock.utc_offset,
-                stopped: self.therapy.stopped,
+                therapy: self.therapy_state(),
+                carry,
+                bolus,
             },
         )
     }

@@ -152,3 +152,161 @@ impl Migrate for Snapshot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thecal_protocol::drug::Drug;
+    use thecal_protocol::prescription::TherapyMode;
+    use thecal_protocol::units::{NanogramsPerDay, NanogramsPerMillilitre};
+
+    fn draft() -> PrescriptionDraft {
+        PrescriptionDraft {
+            drug: Drug::Baclofen,
+            concentration: NanogramsPerMillilitre::from_ug_per_ml(500),
+            daily_limit: NanogramsPerDay::from_ug(1_000),
+            mode: TherapyMode::Continuous {
+                dose: NanogramsPerDay::from_ug(250),
+            },
+            patient_bolus: None,
+            low_reservoir_alarm: Nanolitres::from_ml(2),
+        }
+    }
+
+    /// The protocol-4 `PrescriptionRecord` as its firmware wrote it: revision, time and
+    /// the prescription (encoded as its draft).
+    #[derive(Serialize)]
+    struct WrittenByProtocol4 {
+        revision: Revision,
+        written_at: Timestamp,
+        prescription: PrescriptionDraft,
+    }
+
+    #[test]
+    fn a_format_1_prescription_migrates_under_rule_set_1() {
+        let mut buf = [0u8; 256];
+        let old = WrittenByProtocol4 {
+            revision: Revision(7),
+            written_at: Timestamp(1_795_392_000_000),
+            prescription: draft(),
+        };
+        let bytes = postcard::to_slice(&old, &mut buf).unwrap();
+        assert_ne!(bytes[0], 0, "a format-1 record never starts with 00");
+        let migrated: StoredPrescription = decode(bytes).unwrap();
+        assert_eq!(
+            migrated,
+            StoredPrescription {
+                revision: Revision(7),
+                written_at: Timestamp(1_795_392_000_000),
+                rules: 1,
+                draft: draft(),
+                refill: None,
+            }
+        );
+    }
+
+    /// The protocol-4 `Snapshot`, field for field.
+    #[derive(Serialize)]
+    struct SnapshotByProtocol4 {
+        seq: u32,
+        saved_at: Timestamp,
+        wall_offset_ms: i64,
+        utc_offset: UtcOffset,
+        reservoir: Nanolitres,
+        last_refill: Option<Timestamp>,
+        stopped: bool,
+        delivered_total: u64,
+        reserved: u32,
+        battery_used_nah: u64,
+        window_epoch: u64,
+        window: Vec<u32, WINDOW_BUCKETS>,
+        patient_boluses: Vec<Timestamp, MAX_PATIENT_HISTORY>,
+        acknowledged: Vec<AlarmKind, 8>,
+        legacy_secret: Option<[u8; 32]>,
+        boot_count: u32,
+    }
+
+    #[test]
+    fn a_format_1_snapshot_migrates_with_nothing_invented() {
+        let old = SnapshotByProtocol4 {
+            seq: 41,
+            saved_at: Timestamp(5_000_000),
+            wall_offset_ms: 1_795_391_000_000,
+            utc_offset: UtcOffset(60),
+            reservoir: Nanolitres(12_345_000),
+            last_refill: Some(Timestamp(4_000)),
+            stopped: true,
+            delivered_total: 9_990_000,
+            reserved: 7_500,
+            battery_used_nah: 123_456,
+            window_epoch: 5,
+            window: Vec::from_slice(&[250, 500, 0, 750]).unwrap(),
+            patient_boluses: Vec::from_slice(&[Timestamp(4_500_000)]).unwrap(),
+            acknowledged: Vec::from_slice(&[AlarmKind::LowReservoir]).unwrap(),
+            legacy_secret: None,
+            boot_count: 12,
+        };
+        let mut buf = [0u8; 1024];
+        let bytes = postcard::to_slice(&old, &mut buf).unwrap();
+        let s: Snapshot = decode(bytes).unwrap();
+        assert_eq!(
+            (
+                s.seq,
+                s.saved_at,
+                s.wall_offset_ms,
+                s.utc_offset,
+                s.reservoir
+            ),
+            (
+                41,
+                old.saved_at,
+                old.wall_offset_ms,
+                old.utc_offset,
+                old.reservoir
+            )
+        );
+        assert_eq!(
+            (s.last_refill, s.stopped, s.delivered_total, s.reserved),
+            (old.last_refill, true, old.delivered_total, old.reserved)
+        );
+        assert_eq!(
+            (s.battery_used_nah, s.window_epoch, &s.window[..]),
+            (old.battery_used_nah, 5, &old.window[..])
+        );
+        assert_eq!(&s.patient_boluses[..], &old.patient_boluses[..]);
+        assert_eq!(&s.acknowledged[..], &[AlarmKind::LowReservoir]);
+        assert_eq!(s.boot_count, 12);
+        // What format 1 did not keep is empty, never guessed.
+        assert_eq!(s.revision, Revision(0));
+        assert_eq!((s.basal_carry, s.bolus, s.withheld), (0, None, None));
+        assert_eq!(
+            (s.halted_since, s.old_solution, s.solution),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn the_current_format_round_trips_and_unknown_formats_do_not_decode() {
+        let record = StoredPrescription {
+            revision: Revision(9),
+            written_at: Timestamp(77),
+            rules: 1,
+            draft: draft(),
+            refill: None,
+        };
+        let mut buf = [0u8; 256];
+        let bytes = encode(&record, &mut buf).unwrap().to_vec();
+        assert_eq!(&bytes[..PREFIX], &[0, FORMAT]);
+        assert_eq!(decode::<StoredPrescription>(&bytes).as_ref(), Some(&record));
+        // A newer firmware's format (a downgrade): not decoded, counted as damage.
+        let mut newer = bytes.clone();
+        newer[1] = FORMAT + 1;
+        assert_eq!(decode::<StoredPrescription>(&newer), None);
+        // Truncated: not decoded.
+        assert_eq!(
+            decode::<StoredPrescription>(&bytes[..bytes.len() - 1]),
+            None
+        );
+        assert!(encode(&record, &mut [0u8; 8]).is_err());
+    }
+}

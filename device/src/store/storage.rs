@@ -76,8 +76,10 @@ pub struct Snapshot {
     pub boot_count: u32,
     // ---- format 2 (protocol 5) from here; a format-1 snapshot loads with the defaults
     // of `Snapshot::migrated` ----
-    /// Revision of the prescription in force at the save: a prescription record older
-    /// than this at boot means the newest one was lost (fallback, made visible).
+    /// The newest prescription revision written, as far as the pump knew at the save (the
+    /// one in force, or the lost one after a fallback): a prescription record older than
+    /// this at boot means the newest one was lost (a fallback, made visible, and kept
+    /// visible across resets until a clinician writes a prescription).
     pub revision: Revision,
     /// The basal accumulator's part-stroke, nL·ms/day (so a reset does not drop it).
     pub basal_carry: u64,

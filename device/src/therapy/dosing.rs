@@ -14,15 +14,22 @@
 //!
 //! A bolus runs beside the basal flow: `n` whole strokes (the requested volume rounded
 //! down: never more than asked), stroke `k` due at `start + ceil(k × duration / n)`.
+//!
+//! The alarm dates are projected from the engine's real state ([`Dosing::outlook`]: the
+//! carried part-stroke and what is left of the bolus), with the same rule
+//! ([`thecal_protocol::projection`]). The part-stroke survives a reset: the snapshot
+//! keeps it with the device time it was saved at, and the next boot
+//! ([`Dosing::resumed`]) carries it on from that time.
 
 use thecal_protocol::message::BolusKind;
+use thecal_protocol::projection::{BolusLeft, STROKE_UNITS};
 use thecal_protocol::time::Timestamp;
-use thecal_protocol::units::{Nanograms, NanolitresPerDay, MS_PER_DAY};
+use thecal_protocol::units::{Nanograms, Nanolitres, NanolitresPerDay};
 
 use crate::therapy::motor::STROKE_NL;
 
-/// One stroke in the accumulator's unit (nL·ms/day).
-const STROKE_UNITS: u64 = STROKE_NL as u64 * MS_PER_DAY;
+// The shared projection counts strokes of the motor's volume.
+const _: () = assert!(STROKE_NL == thecal_protocol::projection::STROKE_NL);
 
 /// A running bolus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +99,71 @@ impl Dosing {
             acc: 0,
             bolus: None,
         }
+    }
+
+    /// An engine that starts at device time `now` carrying the part-stroke `carry` it
+    /// had at device time `saved_at` (a boot, from the snapshot): the part-stroke goes
+    /// on accumulating from `saved_at`, and the strokes that fell due between then and
+    /// `now` are taken as delivered — they were, up to the reset, within the reservation
+    /// the snapshot already counts as delivered; after it, the pump was off and nothing
+    /// is caught up. So resets neither drop the part-stroke nor deliver a stroke twice,
+    /// and the phase never runs ahead of the programmed integral. A carry that is not a
+    /// part-stroke (a damaged value) starts from zero: later, never sooner.
+    pub fn resumed(saved_at: Timestamp, carry: u64, now: Timestamp, flow_at: FlowAt<'_>) -> Self {
+        let mut d = Self {
+            last: saved_at.min(now),
+            acc: if carry < STROKE_UNITS { carry } else { 0 },
+            bolus: None,
+        };
+        let _taken_as_delivered = d.advance(now, flow_at);
+        d
+    }
+
+    /// The basal part-stroke carried, nL·ms/day (< one stroke), at the device time the
+    /// engine was last advanced to ([`Dosing::last`]).
+    pub fn carry(&self) -> u64 {
+        self.acc
+    }
+
+    /// The basal part-stroke at device time `now` (what a snapshot saved at `now`
+    /// keeps): the strokes due by then are the pump's to deliver. 0 if the engine has
+    /// already run past `now` (its carry belongs to a later time; a part-stroke later,
+    /// never sooner).
+    pub fn carry_at(&self, now: Timestamp, flow_at: FlowAt<'_>) -> u64 {
+        if self.last > now {
+            return 0;
+        }
+        let mut d = self.clone();
+        let _due = d.advance(now, flow_at);
+        d.acc
+    }
+
+    /// The device time the engine was last advanced to.
+    pub fn last(&self) -> Timestamp {
+        self.last
+    }
+
+    /// What the engine holds toward its next strokes at device time `now`, for the
+    /// projection: the basal part-stroke (plus a stroke for each stroke due by `now` and
+    /// not yet delivered), and what is left of the bolus with its own part-stroke (its
+    /// strokes' due times as a straight line before rounding down, rounded up).
+    pub fn outlook(&self, now: Timestamp, flow_at: FlowAt<'_>) -> (u64, Option<BolusLeft>) {
+        let mut d = self.clone();
+        let due = d.advance(now, flow_at);
+        let pending = u64::from(due.basal.saturating_add(due.bolus)).saturating_mul(STROKE_UNITS);
+        let at = d.last;
+        let bolus = d.bolus.map(|b| {
+            let elapsed = u128::from(at.since(b.start).min(b.duration_ms));
+            let exact = (elapsed * u128::from(b.strokes) * u128::from(STROKE_UNITS))
+                .div_ceil(u128::from(b.duration_ms.max(1)));
+            let whole = u128::from(b.due) * u128::from(STROKE_UNITS);
+            BolusLeft {
+                volume: Nanolitres(b.strokes.saturating_sub(b.due).saturating_mul(STROKE_NL)),
+                carry: u64::try_from(exact.saturating_sub(whole)).unwrap_or(STROKE_UNITS),
+                ms: b.end().since(at),
+            }
+        });
+        (d.acc.saturating_add(pending), bolus)
     }
 
     /// The running bolus.
@@ -182,6 +254,7 @@ impl Dosing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use thecal_protocol::units::MS_PER_DAY;
 
     fn constant(flow: u32) -> impl Fn(Timestamp) -> (NanolitresPerDay, Timestamp) {
         move |_| (NanolitresPerDay(flow), Timestamp(u64::MAX))
@@ -221,6 +294,50 @@ mod tests {
         assert_eq!(d.advance(Timestamp(499), &f).bolus, 1);
         assert_eq!(d.advance(Timestamp(10_000), &f).bolus, 3);
         assert!(d.bolus().is_none());
+    }
+
+    #[test]
+    fn a_resumed_engine_carries_the_part_stroke_on_from_the_save() {
+        let f = constant(500_000); // one stroke every 43.2 s
+        let mut live = Dosing::new(Timestamp(0));
+        assert_eq!(live.advance(Timestamp(100_000), &f).basal, 2);
+        let saved = live.carry_at(Timestamp(100_000), &f);
+        assert_eq!(saved, 500_000 * (100_000 - 2 * 43_200));
+        // Reset at 120 000 (no stroke since the save): the next stroke is the live one's.
+        let mut booted = Dosing::resumed(Timestamp(100_000), saved, Timestamp(120_000), &f);
+        assert_eq!(booted.next_due(&f), Timestamp(3 * 43_200));
+        assert_eq!(live.next_due(&f), Timestamp(3 * 43_200));
+        // Reset after a stroke the save did not see (within the reservation): the
+        // stroke is not due again, and the phase is kept.
+        let mut late = Dosing::resumed(Timestamp(100_000), saved, Timestamp(140_000), &f);
+        assert_eq!(late.advance(Timestamp(140_000), &f), Due::default());
+        assert_eq!(late.next_due(&f), Timestamp(4 * 43_200));
+        assert_eq!(booted.advance(Timestamp(4 * 43_200), &f).basal, 2);
+        // A value that is not a part-stroke starts from zero.
+        let damaged = Dosing::resumed(Timestamp(0), STROKE_UNITS, Timestamp(0), &f);
+        assert_eq!(damaged.carry(), 0);
+    }
+
+    #[test]
+    fn the_outlook_is_the_part_strokes_and_the_bolus_left() {
+        let f = constant(500_000);
+        let mut d = Dosing::new(Timestamp(0));
+        d.start_bolus(BolusKind::Single, Nanograms(1), 4, 1_000, Timestamp(0));
+        assert_eq!(d.advance(Timestamp(600), &f).bolus, 2);
+        let (carry, bolus) = d.outlook(Timestamp(600), &f);
+        assert_eq!(carry, 500_000 * 600);
+        assert_eq!(
+            bolus,
+            Some(BolusLeft {
+                volume: Nanolitres(2 * STROKE_NL),
+                carry: STROKE_UNITS / 5 * 2, // 2.4 strokes due, 2 of them whole
+                ms: 400,
+            })
+        );
+        // Not advanced yet: the strokes due by then count as carried.
+        let (carry, bolus) = d.outlook(Timestamp(43_200), &f);
+        assert_eq!(carry, 3 * STROKE_UNITS);
+        assert_eq!(bolus, None);
     }
 
     #[test]

@@ -208,9 +208,13 @@ pub struct StatusView {
     pub daily_limit_ng_per_day: u32,
     /// Reservoir volume.
     pub reservoir_nl: u32,
-    /// When the low-reservoir alarm is due on the basal schedule (`null`: reached or
-    /// not within the projection horizon).
+    /// When the low-reservoir alarm is due, from the same instant as `now` (the pump's
+    /// own date: its dosing state and a running bolus counted; never later than the
+    /// alarm). `now` if reached; `null` if not within the projection horizon or while
+    /// delivery is halted (`therapy`: nothing drains).
     pub low_reservoir_at: Option<String>,
+    /// When the reservoir is empty (delivery halts), as `low_reservoir_at`.
+    pub empty_reservoir_at: Option<String>,
     /// `ok`, `elective_replacement` or `end_of_service`.
     pub battery: &'static str,
     /// Number of active alarms.
@@ -222,8 +226,8 @@ pub struct StatusView {
 }
 
 impl StatusView {
-    /// From the pump's status and (optionally) reservoir reports.
-    pub fn new(s: &StatusReport, reservoir: Option<&ReservoirReport>) -> Self {
+    /// From the pump's status (one answer: its dates and its clock from one instant).
+    pub fn new(s: &StatusReport) -> Self {
         let t = PumpTime {
             now: s.now,
             offset: s.offset,
@@ -245,7 +249,8 @@ impl StatusView {
             delivered_24h_ng: s.delivered_24h.0,
             daily_limit_ng_per_day: s.daily_limit.0,
             reservoir_nl: s.reservoir.0,
-            low_reservoir_at: reservoir.and_then(|r| t.opt(r.low_at)),
+            low_reservoir_at: t.opt(s.low_at),
+            empty_reservoir_at: t.opt(s.empty_at),
             battery: battery_key(s.battery),
             active_alarms: s.alarms,
             critical_alarm: s.critical,
@@ -348,11 +353,41 @@ impl ReservoirView {
 /// days)`, `reached now`, or `not within the projection horizon`.
 pub fn alarm_date(r: &ReservoirReport, t: &PumpTime) -> String {
     if r.volume <= r.low_threshold {
-        return "reached: the reservoir is at or below the alarm threshold; refill now".into();
+        return REACHED.into();
     }
     match r.low_at {
         Some(at) => t.spelled(at),
         None => "not within the projection horizon".into(),
+    }
+}
+
+const REACHED: &str = "reached: the reservoir is at or below the alarm threshold; refill now";
+
+/// The low-reservoir alarm date of a status (date and clock from one answer), as
+/// [`alarm_date`] reads it; while delivery is halted, says so instead of a date.
+pub fn status_alarm_date(s: &StatusReport) -> String {
+    let t = PumpTime {
+        now: s.now,
+        offset: s.offset,
+    };
+    match s.low_at {
+        Some(at) if at <= s.now => REACHED.into(),
+        at => mark_date(at, s.therapy, &t),
+    }
+}
+
+/// A projected date (`low_at`, `empty_at`, …) as a clinician reads it: `reached`, the
+/// date spelled with how far away it is, or why there is none — delivery halted (the
+/// reservoir does not drain, so no date is right until it resumes) or beyond the
+/// projection horizon.
+pub fn mark_date(at: Option<Timestamp>, therapy: TherapyState, t: &PumpTime) -> String {
+    match (at, therapy) {
+        (Some(at), _) if at <= t.now => "reached".into(),
+        (Some(at), _) => t.spelled(at),
+        (None, TherapyState::Halted(alarm)) => format!(
+            "none while delivery is halted by the {alarm} alarm (the reservoir does not drain); projected again when delivery resumes"
+        ),
+        (None, _) => "not within the projection horizon".into(),
     }
 }
 
@@ -452,5 +487,87 @@ impl From<&LinkStats> for LinkView {
             forged: s.forged,
             quiet: s.quiet,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thecal_protocol::drug::Drug;
+    use thecal_protocol::message::Revision;
+    use thecal_protocol::units::{Nanograms, NanogramsPerDay, Nanolitres, NanolitresPerDay};
+
+    /// 2026-12-03T12:00:00Z.
+    const NOW: u64 = 1_796_313_600_000;
+
+    fn status(low_at: Option<u64>, empty_at: Option<u64>, therapy: TherapyState) -> StatusReport {
+        StatusReport {
+            now: Timestamp(NOW),
+            offset: UtcOffset(60),
+            therapy,
+            revision: Revision(3),
+            drug: Drug::Baclofen,
+            basal_dose: NanogramsPerDay(150_000),
+            basal_flow: NanolitresPerDay(300_000),
+            delivered_24h: Nanograms(0),
+            daily_limit: NanogramsPerDay(300_000),
+            reservoir: Nanolitres(5_000_000),
+            battery: BatteryState::Ok,
+            alarms: 0,
+            critical: false,
+            bolus: None,
+            halted_since: None,
+            withheld: None,
+            standing: Default::default(),
+            low_at: low_at.map(Timestamp),
+            empty_at: empty_at.map(Timestamp),
+        }
+    }
+
+    #[test]
+    fn the_status_dates_come_from_the_status_itself() {
+        let now = NOW;
+        let day = MS_PER_DAY;
+        let s = status(
+            Some(now + 12 * day),
+            Some(now + 20 * day),
+            TherapyState::Running,
+        );
+        let v = StatusView::new(&s);
+        let t = PumpTime {
+            now: s.now,
+            offset: s.offset,
+        };
+        assert_eq!(v.low_reservoir_at, t.opt(s.low_at));
+        assert_eq!(v.empty_reservoir_at, t.opt(s.empty_at));
+        assert!(
+            status_alarm_date(&s).ends_with("(in 12 days)"),
+            "{}",
+            status_alarm_date(&s)
+        );
+        let reached = status(Some(now), Some(now + day), TherapyState::Running);
+        assert!(status_alarm_date(&reached).starts_with("reached"));
+        let far = status(None, None, TherapyState::Running);
+        assert_eq!(status_alarm_date(&far), "not within the projection horizon");
+    }
+
+    #[test]
+    fn halted_delivery_has_no_date_and_says_why() {
+        let s = status(None, None, TherapyState::Halted(AlarmKind::MotorStall));
+        let said = status_alarm_date(&s);
+        assert!(said.contains("halted by the motor stall alarm"), "{said}");
+        assert!(said.contains("does not drain"), "{said}");
+        assert_eq!(StatusView::new(&s).low_reservoir_at, None);
+        // Empty and halted for it: reached, not "none".
+        let empty = status(
+            Some(s.now.0),
+            Some(s.now.0),
+            TherapyState::Halted(AlarmKind::EmptyReservoir),
+        );
+        let t = PumpTime {
+            now: empty.now,
+            offset: empty.offset,
+        };
+        assert_eq!(mark_date(empty.empty_at, empty.therapy, &t), "reached");
     }
 }

@@ -440,7 +440,7 @@ fn rows(
 mod tests {
     use super::*;
     use crate::schedule;
-    use thecal_protocol::message::Revision;
+    use thecal_protocol::message::{Revision, TherapyState};
     use thecal_protocol::time::{Timestamp, UtcOffset};
     use thecal_protocol::units::Nanolitres;
 
@@ -504,7 +504,9 @@ mod tests {
             volume: Nanolitres::from_ml(20),
             now: Timestamp(1_795_000_000_000),
             offset: UtcOffset(60),
-            stopped: false,
+            therapy: TherapyState::Running,
+            carry: 0,
+            bolus: None,
         };
         let c = Comparison::new(&record(p.clone()), &p, Some(state));
         assert!(c.is_unchanged());

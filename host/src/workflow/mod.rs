@@ -18,7 +18,7 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use thecal_protocol::message::{PrescriptionRecord, StatusReport, TherapyState};
+use thecal_protocol::message::{PrescriptionRecord, StatusReport};
 use thecal_protocol::projection::ReservoirState;
 
 use crate::view::PumpTime;
@@ -60,11 +60,22 @@ impl Current {
 
     /// The reservoir now, the start of a projection.
     pub fn reservoir_state(&self) -> ReservoirState {
-        ReservoirState {
-            volume: self.status.reservoir,
-            now: self.status.now,
-            offset: self.status.offset,
-            stopped: self.status.therapy == TherapyState::Stopped,
-        }
+        reservoir_state(&self.status)
+    }
+}
+
+/// The start of a projection on the programmer, from the pump's status: its volume,
+/// clock and therapy state. The programmer does not see the dosing engine's carried
+/// part-stroke nor a bolus's schedule (zero and none): its dates are for comparing
+/// prescriptions; the date the pump reports (`StatusReport::low_at`) is the one that
+/// holds to the stroke.
+pub fn reservoir_state(status: &StatusReport) -> ReservoirState {
+    ReservoirState {
+        volume: status.reservoir,
+        now: status.now,
+        offset: status.offset,
+        therapy: status.therapy,
+        carry: 0,
+        bolus: None,
     }
 }

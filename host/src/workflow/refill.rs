@@ -8,7 +8,9 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use thecal_protocol::message::{BolusReport, BolusRequest, ReservoirReport, Revision};
+use thecal_protocol::message::{
+    AlarmKind, BolusReport, BolusRequest, ReservoirReport, Revision, TherapyState,
+};
 use thecal_protocol::units::{Minutes, Nanolitres, NanolitresPerDay};
 use thecal_protocol::Prescription;
 
@@ -137,10 +139,18 @@ pub enum RefillPlanError {
 /// Plans the refill of `inputs` on the pump as `current` shows it.
 pub fn plan(current: &Current, inputs: RefillInputs) -> Result<RefillPlan, RefillPlanError> {
     let record = &current.record;
-    // The projection after the refill: the new volume from now.
+    // The projection after the refill: the new volume from now. A halt for an empty
+    // reservoir ends with the refill (and if the pump was also stopped, running is the
+    // earlier date: every prescribed flow is at least the minimum).
+    let state = current.reservoir_state();
+    let therapy = match state.therapy {
+        TherapyState::Halted(AlarmKind::EmptyReservoir) => TherapyState::Running,
+        other => other,
+    };
     let refilled = thecal_protocol::projection::ReservoirState {
         volume: inputs.volume,
-        ..current.reservoir_state()
+        therapy,
+        ..state
     };
     let comparison = inputs
         .prescription
@@ -299,7 +309,7 @@ pub async fn execute<T: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use thecal_protocol::message::{BatteryState, PrescriptionRecord, StatusReport, TherapyState};
+    use thecal_protocol::message::{BatteryState, PrescriptionRecord, StatusReport};
     use thecal_protocol::time::{Timestamp, UtcOffset};
     use thecal_protocol::units::{Nanograms, NanogramsPerDay};
 
@@ -398,6 +408,23 @@ pub(super) mod tests {
             .await
             .unwrap();
         assert!(sent.is_empty(), "{sent:?}");
+    }
+
+    #[test]
+    fn a_refill_of_an_empty_halted_pump_projects_from_the_refill() {
+        let mut c = current(300_000);
+        c.status.therapy = TherapyState::Halted(AlarmKind::EmptyReservoir);
+        c.status.reservoir = Nanolitres(100);
+        let plan = plan_of(&c, Some(BACLOFEN), None);
+        let new = plan.comparison.unwrap().new_projection.unwrap();
+        assert!(new.low_at.is_some(), "the refill ends the halt: {new:?}");
+        // Another halt does not end with a refill: no date while nothing drains.
+        c.status.therapy = TherapyState::Halted(AlarmKind::MotorStall);
+        let plan = plan_of(&c, Some(BACLOFEN), None);
+        assert_eq!(
+            plan.comparison.unwrap().new_projection.unwrap().low_at,
+            None
+        );
     }
 
     #[test]

@@ -192,6 +192,7 @@ pub fn code_enums() -> BTreeMap<&'static str, Vec<Variant>> {
     m.insert("BolusRequest", variants(&super::bolus_request_samples()));
     m.insert("Role", variants(&super::role_samples()));
     m.insert("SessionEnd", variants(&super::session_end_samples()));
+    m.insert("BolusEnd", variants(&super::bolus_end_samples()));
     m.insert("Weekday", variants(&Weekday::ALL));
     m.insert("SlotState", variants(&super::slot_state_samples()));
     m.insert("UpdateRefusal", variants(&super::update_refusal_samples()));

@@ -25,10 +25,11 @@ pub use vectors::*;
 use heapless::{String, Vec as HVec};
 use thecal_protocol::frame::{self, decode_body, Feed, FrameDecoder, FrameError, Header};
 use thecal_protocol::message::{
-    AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusKind, BolusProgress, BolusReport,
-    BolusRequest, Capabilities, Event, Identity, KeyEpochs, LinkAbuse, LinkStats, LogEntry,
-    LogPage, PrescriptionRecord, Refusal, ReservoirReport, ResetCause, Revision, Role, SessionEnd,
-    Standing, StatusReport, TherapyState, Version, Withheld, MAX_LOG_PAGE,
+    AlarmEntry, AlarmKind, BatteryReport, BatteryState, BolusEnd, BolusKind, BolusOutcome,
+    BolusProgress, BolusReport, BolusRequest, Capabilities, Event, Identity, KeyEpochs, LinkAbuse,
+    LinkStats, LogEntry, LogPage, PrescriptionRecord, Refusal, ReservoirReport, ResetCause,
+    Revision, Role, SessionEnd, Standing, StatusReport, TherapyState, Version, Withheld,
+    MAX_LOG_PAGE,
 };
 use thecal_protocol::prescription::{
     DaySteps, PatientBolusRules, Step, TherapyMode, MAX_PROFILE_DAYS, MAX_STEPS_PER_DAY,

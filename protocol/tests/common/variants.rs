@@ -55,7 +55,7 @@ pub fn request_samples() -> Vec<Request> {
             epoch: 2,
             key: [0x6B; 32],
         },
-        // 22 CancelBolus: protocol 5 (main).
+        Request::CancelBolus,
         Request::UpdateBegin {
             header: heapless::Vec::from_slice(&[0x54; 128]).unwrap(),
         },
@@ -217,11 +217,35 @@ pub fn response_samples() -> Vec<Response> {
             role: Role::Patient,
             epoch: 2,
         },
-        // 23 BolusCancelled: protocol 5 (main).
+        Response::BolusCancelled(bolus_outcome()),
         Response::UpdateStarted(update_progress()),
         Response::ChunkWritten(update_progress()),
         Response::UpdateVerified(update_progress()),
         Response::UpdateStatus(update_report()),
+    ]
+}
+
+/// A patient bolus cancelled by the clinician after 5 of its 20 µL.
+pub fn bolus_outcome() -> BolusOutcome {
+    BolusOutcome {
+        kind: BolusKind::Patient,
+        end: BolusEnd::Cancelled {
+            by: Role::Clinician,
+        },
+        delivered: Nanolitres(5_000),
+        planned: Nanolitres(20_000),
+    }
+}
+
+pub fn bolus_end_samples() -> Vec<BolusEnd> {
+    vec![
+        BolusEnd::Completed,
+        BolusEnd::Cancelled {
+            by: Role::Clinician,
+        },
+        BolusEnd::Stopped,
+        BolusEnd::Halted(AlarmKind::MotorStall),
+        BolusEnd::Interrupted,
     ]
 }
 
@@ -266,7 +290,11 @@ pub fn refusal_samples() -> Vec<Refusal> {
             epoch: 1,
             current: 2,
         },
-        // 24 NoBolus, 25 RefillTooSmall: protocol 5 (main).
+        Refusal::NoBolus,
+        Refusal::RefillTooSmall {
+            volume: Nanolitres(0),
+            min: Nanolitres(250),
+        },
         Refusal::Update(thecal_protocol::update::UpdateRefusal::NotStarted),
     ]
 }
@@ -406,6 +434,19 @@ pub fn event_samples() -> Vec<Event> {
             by: Role::Clinician,
             role: Role::Patient,
             epoch: 2,
+        },
+        Event::BolusEnded(bolus_outcome()),
+        Event::BasalWithheld,
+        Event::BasalResumed {
+            withheld: Nanolitres(1_250),
+        },
+        Event::PrescriptionFallback {
+            in_force: Revision(3),
+            newest: Revision(4),
+        },
+        Event::PrescriptionReview {
+            revision: Revision(3),
+            rules: 1,
         },
     ]
 }

@@ -4,8 +4,6 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use thecal_host::{plot, schedule};
-use thecal_protocol::message::TherapyState;
-use thecal_protocol::projection::ReservoirState;
 
 use crate::out;
 use crate::session::{Access, Global, Session};
@@ -78,12 +76,7 @@ pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
             let result = async {
                 let record = s.client.prescription().await?;
                 let status = s.client.status().await?;
-                let state = ReservoirState {
-                    volume: status.reservoir,
-                    now: status.now,
-                    offset: status.offset,
-                    stopped: status.therapy == TherapyState::Stopped,
-                };
+                let state = thecal_host::workflow::reservoir_state(&status);
                 let title = format!("Pump {} — projected reservoir volume", s.identity.serial);
                 plot::plot_reservoir(&record.prescription, state, &title, &out)?;
                 anyhow::Ok(())

@@ -1,7 +1,7 @@
 //! `thecal reservoir`
 
 use thecal_host::quantity;
-use thecal_host::view::{alarm_date, ReservoirView};
+use thecal_host::view::{alarm_date, mark_date, ReservoirView};
 
 use crate::out;
 use crate::session::{Global, Session};
@@ -11,16 +11,12 @@ use crate::session::{Global, Session};
 pub struct Args {}
 
 pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
-    let (_, t) = s.time().await?;
+    let (st, t) = s.time().await?;
     let r = s.client.reservoir().await?;
     if g.json {
         return out::json(&ReservoirView::new(&r, &t));
     }
-    let when = |at: Option<thecal_protocol::time::Timestamp>| match at {
-        Some(at) if at <= t.now => "reached".to_string(),
-        Some(at) => t.spelled(at),
-        None => "not within the projection horizon".to_string(),
-    };
+    let when = |at| mark_date(at, st.therapy, &t);
     let mut rows = vec![
         (
             "Volume",
@@ -38,7 +34,13 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
             "Low-reservoir alarm",
             format!("at {}", quantity::volume(r.low_threshold)),
         ),
-        ("Alarm date", alarm_date(&r, &t)),
+        (
+            "Alarm date",
+            match r.low_at {
+                None => when(None),
+                Some(_) => alarm_date(&r, &t),
+            },
+        ),
         ("Empty", when(r.empty_at)),
     ];
     if r.worst_low_at != r.low_at {

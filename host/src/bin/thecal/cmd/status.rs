@@ -1,8 +1,8 @@
 //! `thecal status`
 
-use thecal_host::view::{alarm_date, StatusView};
+use thecal_host::view::{mark_date, status_alarm_date, StatusView};
 use thecal_host::{clock, quantity};
-use thecal_protocol::message::{BatteryState, Role, TherapyState};
+use thecal_protocol::message::{BatteryState, TherapyState};
 
 use crate::out;
 use crate::session::{Global, Session};
@@ -12,14 +12,10 @@ use crate::session::{Global, Session};
 pub struct Args {}
 
 pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
+    // One answer: the alarm dates come from the same instant as the pump clock.
     let (st, t) = s.time().await?;
-    // The emergency role reads the status and alarms only (no reservoir projections).
-    let reservoir = match s.client.role() {
-        Some(Role::Emergency) => None,
-        _ => Some(s.client.reservoir().await?),
-    };
     if g.json {
-        return out::json(&StatusView::new(&st, reservoir.as_ref()));
+        return out::json(&StatusView::new(&st));
     }
     let therapy = match st.therapy {
         TherapyState::Running => "running".to_string(),
@@ -68,24 +64,9 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
                 quantity::dose_rate(st.daily_limit)
             ),
         ),
-        (
-            "Reservoir",
-            match &reservoir {
-                Some(r) => format!(
-                    "{} (alarm at {})",
-                    quantity::volume(st.reservoir),
-                    quantity::volume(r.low_threshold)
-                ),
-                None => quantity::volume(st.reservoir),
-            },
-        ),
-        (
-            "Alarm date",
-            match &reservoir {
-                Some(r) => alarm_date(r, &t),
-                None => "not shown to the emergency role".to_string(),
-            },
-        ),
+        ("Reservoir", quantity::volume(st.reservoir)),
+        ("Alarm date", status_alarm_date(&st)),
+        ("Empty", mark_date(st.empty_at, st.therapy, &t)),
         ("Battery", battery.to_string()),
         ("Alarms", alarms),
     ];
