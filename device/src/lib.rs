@@ -18,6 +18,8 @@
 //!   persistence ahead of delivery, keys, the event log and its aggregation.
 //! * [`link`]: the pump behind a byte link — frames, secure sessions, the reply cache,
 //!   the energy budget ([`link::server::Server`]).
+//! * [`update`]: signed A/B firmware updates — the update slot, verification, the
+//!   swap decision and the trial boot, over `embassy-boot`'s state partition.
 //! * `sim` (feature `sim`, Unix): the simulated pump behind a pseudo-terminal, on a
 //!   virtual clock, with file-backed flash.
 //!
@@ -49,3 +51,4 @@ pub mod pump;
 pub mod sim;
 pub mod store;
 pub mod therapy;
+pub mod update;

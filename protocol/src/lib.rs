@@ -19,6 +19,7 @@
 //! * [`message`] — `Request` / `Response` and the records they carry.
 //! * [`frame`] — COBS + CRC-16 framing and the streaming decoder.
 //! * [`session`] — role keys, handshake proofs, session keys and sealed frames.
+//! * [`update`] — signed firmware image headers (Ed25519) and what a pump accepts.
 //!
 //! `no_std`, no `alloc`. The panic rule: library code has no `unwrap`, `expect`,
 //! `panic!` or unchecked indexing (enforced by clippy lints below); every parser is a
@@ -48,6 +49,7 @@ pub mod rules;
 pub mod session;
 pub mod time;
 pub mod units;
+pub mod update;
 
 pub use drug::Drug;
 pub use frame::{Frame, FrameDecoder, FrameError, FrameKind, Header};

@@ -75,6 +75,9 @@ fn code_structs() -> BTreeMap<&'static str, Vec<&'static str>> {
             delta: 0,
             event: message::Event::PresenceApplied,
         }),
+        struct_fields(&common::update_progress()),
+        struct_fields(&common::update_report()),
+        struct_fields(&common::update_report().active),
     ];
     records.into_iter().collect()
 }

@@ -39,6 +39,10 @@ struct Args {
     /// on standard input to apply it again.
     #[arg(long)]
     magnet: bool,
+    /// A firmware image installed by `thecal update` fails its self-test: the pump
+    /// restarts without confirming it and the bootloader returns to the previous image.
+    #[arg(long)]
+    update_self_test_fails: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +55,7 @@ fn main() -> std::process::ExitCode {
         link: args.link,
         keys: args.keys,
         magnet: args.magnet,
+        update_self_test_fails: args.update_self_test_fails,
     };
     let sim = match Simulator::start(opts) {
         Ok(sim) => sim,

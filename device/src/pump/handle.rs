@@ -120,6 +120,11 @@ impl<S: Storage, M: Motor> Pump<S, M> {
             | Request::SessionHello { .. }
             | Request::SessionProof { .. }
             | Request::SessionClose => return Err(Refusal::Unsupported),
+            // Served by the request server's updater (crate::update), not the pump core.
+            Request::UpdateBegin { .. }
+            | Request::UpdateChunk { .. }
+            | Request::UpdateFinish
+            | Request::UpdateStatus => return Err(Refusal::Unsupported),
         })
     }
 

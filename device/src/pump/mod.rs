@@ -297,6 +297,11 @@ impl<S: Storage, M: Motor> Pump<S, M> {
         &self.therapy.record
     }
 
+    /// Whether a bolus is running (a firmware swap waits for it to end).
+    pub fn bolus_running(&self) -> bool {
+        self.dosing.bolus().is_some()
+    }
+
     /// Reservoir estimate.
     pub fn reservoir(&self) -> Nanolitres {
         self.ledger.reservoir

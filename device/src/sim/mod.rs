@@ -23,9 +23,12 @@ use crate::pump::demo;
 use crate::pump::Pump;
 use crate::store::StoreError;
 use crate::therapy::motor::CountingMotor;
+use crate::update::Boot;
+use slots::{SimUpdater, SlotFlash};
 
 mod clock;
 pub mod keys;
+pub mod slots;
 mod store;
 
 pub use clock::VirtualClock;
@@ -75,6 +78,9 @@ pub struct SimOptions {
     /// Apply the physical-presence signal (the magnet) at start: emergency access for
     /// five minutes (see [`Simulator::apply_presence`]).
     pub magnet: bool,
+    /// A firmware image swapped in "fails its self-test": the simulator restarts
+    /// without confirming it, and the bootloader rolls it back.
+    pub update_self_test_fails: bool,
 }
 
 /// A running simulated pump.
@@ -115,7 +121,8 @@ impl Simulator {
         let sidecar = opts.state.as_ref().map(|p| p.with_extension("clock"));
         let clock = VirtualClock::start(opts.speed, sidecar);
         let store = SimStore::open(opts.state.as_deref(), opts.fault == Some(Fault::Storage))?;
-        let mut server = boot(store, &opts, clock.now())?;
+        let slots = SlotFlash::open(opts.state.as_deref())?;
+        let mut server = boot(store, &slots, &opts, clock.now(), ResetCause::PowerOn)?;
         server.stir(&keys::random_secret()?);
         let fresh = provision(&mut server, clock.now())?;
         let serial = server.pump().serial().to_string();
@@ -130,7 +137,10 @@ impl Simulator {
         let flags = (Arc::clone(&stop), Arc::clone(&presence));
         let thread = std::thread::Builder::new()
             .name("thecal-sim".into())
-            .spawn(move || run(server, master, clock, &flags))?;
+            .spawn({
+                let opts = opts.clone();
+                move || run(server, master, clock, &flags, (&slots, &opts))
+            })?;
         Ok(Simulator {
             temp_keys: temporary.then(|| dir.clone()),
             serial,
@@ -212,16 +222,28 @@ impl Drop for Simulator {
     }
 }
 
-type SimServer = Server<SimStore, CountingMotor>;
+type SimServer = Server<SimStore, CountingMotor, SimUpdater>;
 
-fn boot(store: SimStore, opts: &SimOptions, now: Timestamp) -> io::Result<SimServer> {
+/// Boots the pump: the bootloader over the slots first (a pending swap or a rollback
+/// happens here), then the pump from its store, on the firmware version in the active
+/// slot; a trial image confirms itself once the pump is up (its "self-test"), unless
+/// `update_self_test_fails`.
+fn boot(
+    store: SimStore,
+    slots: &SlotFlash,
+    opts: &SimOptions,
+    now: Timestamp,
+    cause: ResetCause,
+) -> io::Result<SimServer> {
+    let (updater, _) = slots.boot()?;
     let prescription = demo::demo_prescription()
         .ok_or_else(|| io::Error::other("demo prescription is invalid"))?;
     let mut motor = CountingMotor::default();
     if opts.fault == Some(Fault::MotorStall) {
         motor.stall_after = Some(20 + opts.seed % 40);
     }
-    let info = demo::demo_info(opts.seed);
+    let mut info = demo::demo_info(opts.seed);
+    info.firmware = updater.running().version;
     let battery = info.battery;
     let mut pump = Pump::boot(
         info,
@@ -229,7 +251,7 @@ fn boot(store: SimStore, opts: &SimOptions, now: Timestamp) -> io::Result<SimSer
         store,
         motor,
         now,
-        ResetCause::PowerOn,
+        cause,
     );
     if opts.fault == Some(Fault::LowBattery) {
         // Leave 20 days of awake drain: below the 30-day low-battery mark.
@@ -237,7 +259,34 @@ fn boot(store: SimStore, opts: &SimOptions, now: Timestamp) -> io::Result<SimSer
         let target = battery.capacity_nah.saturating_sub(left);
         pump.inject_battery_use(target.saturating_sub(pump.battery_used_nah()), now);
     }
-    Ok(Server::new(pump))
+    pump.tick(now);
+    let mut server = Server::with_firmware(pump, updater, Timestamp(0));
+    if server.firmware().boot() == Boot::Trial && !opts.update_self_test_fails {
+        server
+            .firmware_mut()
+            .confirm()
+            .map_err(|e| io::Error::other(format!("confirming the new firmware: {e}")))?;
+    }
+    Ok(server)
+}
+
+/// Restarts the pump as firmware would after an update: the state stored, the
+/// bootloader run (the swap), the pump booted again from the same store (prescription,
+/// reservoir, window and log as they were), sessions and the reply cache lost.
+fn restart(
+    server: SimServer,
+    now: Timestamp,
+    slots: &SlotFlash,
+    opts: &SimOptions,
+) -> io::Result<SimServer> {
+    let mut server = server;
+    server.tick(now);
+    server.pump_mut().save_snapshot(now);
+    let (pump, updater) = server.into_parts();
+    drop(updater);
+    let mut server = boot(pump.into_storage(), slots, opts, now, ResetCause::Software)?;
+    server.stir(&keys::random_secret()?);
+    Ok(server)
 }
 
 /// Provisions a fresh pump as a factory station would: key agreement with its static
@@ -328,6 +377,7 @@ fn run(
     mut port: TTYPort,
     clock: VirtualClock,
     (stop, presence): &(Arc<AtomicBool>, Arc<AtomicBool>),
+    (slots, opts): (&SlotFlash, &SimOptions),
 ) -> io::Result<()> {
     let mut buf = [0u8; 512];
     let mut last_persist = clock.now();
@@ -359,6 +409,16 @@ fn run(
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
             // EIO while no programmer holds the pty open.
             Err(_) => std::thread::sleep(Duration::from_millis(wait)),
+        }
+        // A verified image waits and no bolus runs: restart into it (the pump's choice).
+        // A trial image that failed its self-test: restart without confirming it (the
+        // watchdog of a real pump), and the bootloader rolls back.
+        let swap = server
+            .firmware()
+            .wants_restart(server.pump().bolus_running());
+        let failed_trial = server.firmware().boot() == Boot::Trial;
+        if swap || failed_trial {
+            server = restart(server, clock.now(), slots, opts)?;
         }
         if server.wants_entropy() {
             // Fresh OS entropy for the next handshake's ephemeral key.

@@ -14,6 +14,7 @@
 //! * [`schedule`] — a prescription write: compare, (confirm), write, read back.
 //! * [`provision`] — the factory step: key agreement and the three role key files.
 //! * [`keys`] — key rotation and re-provisioning: the `.next` file, promote, settle.
+//! * [`update`] — a signed firmware update: package check, versions, resumable transfer.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -27,6 +28,7 @@ pub mod keys;
 pub mod provision;
 pub mod refill;
 pub mod schedule;
+pub mod update;
 
 /// What the pump holds now, read before a plan is made: its status and the
 /// prescription in force.

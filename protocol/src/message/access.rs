@@ -75,6 +75,11 @@ pub fn permitted(role: Role, request: &Request) -> bool {
             (role, whose),
             (Clinician, Patient | Clinician) | (Service, Service)
         ),
+        // Firmware updates: the clinic's programmer or service, never the patient's
+        // device, and not the emergency role (it exists to lower delivery).
+        R::UpdateBegin { .. } | R::UpdateChunk { .. } | R::UpdateFinish | R::UpdateStatus => {
+            matches!(role, Clinician | Service)
+        }
         // Plain-frame requests: never inside a session.
         R::SessionHello { .. } | R::SessionProof { .. } => false,
     }

@@ -26,6 +26,7 @@ use super::{Request, Response};
 use crate::prescription::PrescriptionDraft;
 use crate::time::{Timestamp, UtcOffset};
 use crate::units::Nanolitres;
+use crate::update::{UpdateProgress, UpdateReport, HEADER_LEN, MAX_CHUNK};
 
 /// A request type and the answer it gets.
 pub trait Endpoint {
@@ -191,6 +192,21 @@ endpoints! {
         Response::KeyRotated { role, epoch } => (role, epoch);
     /// Ends the running bolus; the answer is what it delivered.
     CancelBolus -> BolusOutcome = Request::CancelBolus; Response::BolusCancelled(o) => o;
+    /// Starts or resumes a firmware update with a signed header.
+    UpdateBegin { /** The signed header. */ header: Vec<u8, HEADER_LEN> } -> UpdateProgress
+        = Request::UpdateBegin { header }; Response::UpdateStarted(p) => p;
+    /// One chunk of the image; the answer names the next offset expected.
+    UpdateChunk {
+        /// Offset in the image.
+        offset: u32,
+        /// The bytes.
+        data: Vec<u8, MAX_CHUNK>,
+    } -> UpdateProgress
+        = Request::UpdateChunk { offset, data }; Response::ChunkWritten(p) => p;
+    /// Verifies and marks the image.
+    UpdateFinish -> UpdateProgress = Request::UpdateFinish; Response::UpdateVerified(p) => p;
+    /// Both firmware slots.
+    UpdateStatus -> UpdateReport = Request::UpdateStatus; Response::UpdateStatus(r) => r;
 }
 
 #[cfg(test)]
@@ -266,6 +282,23 @@ mod tests {
             Response::SessionEstablished,
         );
         pairs(SessionClose, none);
+        let progress = UpdateProgress {
+            next: 0,
+            length: 1,
+            pending: false,
+        };
+        pairs(
+            UpdateBegin { header: Vec::new() },
+            Response::UpdateStarted(progress),
+        );
+        pairs(
+            UpdateChunk {
+                offset: 0,
+                data: Vec::new(),
+            },
+            Response::ChunkWritten(progress),
+        );
+        pairs(UpdateFinish, Response::UpdateVerified(progress));
         pairs(
             CancelBolus,
             Response::BolusCancelled(BolusOutcome {

@@ -7,6 +7,8 @@
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::update::{UpdateProgress, UpdateReport};
+
 mod access;
 pub mod endpoint;
 mod log;
@@ -168,6 +170,14 @@ pub enum Response {
     },
     /// 23: answers [`Request::CancelBolus`]: the bolus ended; what it delivered.
     BolusCancelled(BolusOutcome),
+    /// 24: answers [`Request::UpdateBegin`]: where the transfer stands.
+    UpdateStarted(UpdateProgress),
+    /// 25: answers [`Request::UpdateChunk`]: the next offset expected.
+    ChunkWritten(UpdateProgress),
+    /// 26: answers [`Request::UpdateFinish`]: verified and marked (`pending`).
+    UpdateVerified(UpdateProgress),
+    /// 27: answers [`Request::UpdateStatus`].
+    UpdateStatus(UpdateReport),
 }
 
 impl Response {
@@ -198,6 +208,10 @@ impl Response {
             Response::Provisioned { .. } => "Provisioned",
             Response::KeyRotated { .. } => "KeyRotated",
             Response::BolusCancelled(_) => "BolusCancelled",
+            Response::UpdateStarted(_) => "UpdateStarted",
+            Response::ChunkWritten(_) => "ChunkWritten",
+            Response::UpdateVerified(_) => "UpdateVerified",
+            Response::UpdateStatus(_) => "UpdateStatus",
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::message::{AlarmKind, Revision};
 use crate::rules::ScheduleError;
 use crate::time::Timestamp;
 use crate::units::{Nanograms, NanogramsPerDay, Nanolitres};
+use crate::update::UpdateRefusal;
 
 /// A refusal. Nothing changed on the pump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -103,6 +104,9 @@ pub enum Refusal {
         /// Least accepted.
         min: Nanolitres,
     },
+    /// 26: a firmware update request was refused; the update slot, the active firmware
+    /// and therapy are unchanged (see [`UpdateRefusal`]).
+    Update(UpdateRefusal),
 }
 
 impl Refusal {
@@ -135,6 +139,7 @@ impl Refusal {
             Refusal::StaleKey { .. } => 23,
             Refusal::NoBolus => 24,
             Refusal::RefillTooSmall { .. } => 25,
+            Refusal::Update(_) => 26,
         }
     }
 }
@@ -201,6 +206,7 @@ impl fmt::Display for Refusal {
                 f,
                 "a refill of {volume} would leave the pump unable to deliver; record at least {min}"
             ),
+            Refusal::Update(why) => write!(f, "firmware update refused: {why}"),
         }
     }
 }

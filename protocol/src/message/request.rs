@@ -6,6 +6,8 @@ use crate::message::{AlarmKind, Revision, Role};
 use crate::prescription::PrescriptionDraft;
 use crate::time::{Timestamp, UtcOffset};
 use crate::units::{Minutes, Nanograms, Nanolitres};
+use crate::update::{HEADER_LEN, MAX_CHUNK};
+use heapless::Vec;
 
 /// Most log entries one [`Request::ReadLog`] may ask for: 24 of the longest encode to
 /// 972 bytes, 990 sealed, within [`crate::frame::MAX_BODY`] (protocol 4; 8 before).
@@ -126,6 +128,27 @@ pub enum Request {
     /// 22: ends the running bolus now (clinician or emergency session). The strokes
     /// already delivered stay counted; the rest of the reserved volume is released.
     CancelBolus,
+    /// 23: starts a firmware update (clinician or service session): the signed image
+    /// header ([`crate::update`], exactly [`crate::update::HEADER_LEN`] bytes). Checked
+    /// at once (signature, board, security version, size); the same header again
+    /// resumes the transfer in progress. No idempotency key: it is idempotent itself.
+    UpdateBegin {
+        /// The signed header.
+        header: Vec<u8, HEADER_LEN>,
+    },
+    /// 24: the image bytes at `offset`. Written only if `offset` is the one the pump
+    /// expects; the answer names the next offset either way (resumption, retries).
+    UpdateChunk {
+        /// Offset in the image.
+        offset: u32,
+        /// At most [`MAX_CHUNK`] bytes; a multiple of 4 unless it ends the image.
+        data: Vec<u8, MAX_CHUNK>,
+    },
+    /// 25: verifies the whole image against its signed hash and marks it to be swapped
+    /// in at a moment the pump chooses (no bolus running).
+    UpdateFinish,
+    /// 26: both firmware slots: version and state.
+    UpdateStatus,
 }
 
 /// An idempotency key: 8 random bytes the programmer draws for one therapy change and
@@ -223,6 +246,10 @@ impl Request {
             Request::Provision { .. } => 20,
             Request::RotateKey { .. } => 21,
             Request::CancelBolus => 22,
+            Request::UpdateBegin { .. } => 23,
+            Request::UpdateChunk { .. } => 24,
+            Request::UpdateFinish => 25,
+            Request::UpdateStatus => 26,
         }
     }
 
@@ -252,6 +279,10 @@ impl Request {
             Request::Provision { .. } => "Provision",
             Request::RotateKey { .. } => "RotateKey",
             Request::CancelBolus => "CancelBolus",
+            Request::UpdateBegin { .. } => "UpdateBegin",
+            Request::UpdateChunk { .. } => "UpdateChunk",
+            Request::UpdateFinish => "UpdateFinish",
+            Request::UpdateStatus => "UpdateStatus",
         }
     }
 }

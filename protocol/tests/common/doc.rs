@@ -194,6 +194,9 @@ pub fn code_enums() -> BTreeMap<&'static str, Vec<Variant>> {
     m.insert("SessionEnd", variants(&super::session_end_samples()));
     m.insert("BolusEnd", variants(&super::bolus_end_samples()));
     m.insert("Weekday", variants(&Weekday::ALL));
+    m.insert("SlotState", variants(&super::slot_state_samples()));
+    m.insert("UpdateRefusal", variants(&super::update_refusal_samples()));
+    m.insert("ImageError", variants(&super::image_error_samples()));
     m
 }
 

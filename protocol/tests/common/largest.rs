@@ -130,6 +130,14 @@ pub fn largest_requests() -> Vec<Request> {
             epoch: u32::MAX,
             key: [0xFF; 32],
         },
+        Request::UpdateBegin {
+            header: heapless::Vec::from_slice(&[0xFF; thecal_protocol::update::HEADER_LEN])
+                .unwrap(),
+        },
+        Request::UpdateChunk {
+            offset: u32::MAX,
+            data: heapless::Vec::from_slice(&[0xFF; thecal_protocol::update::MAX_CHUNK]).unwrap(),
+        },
     ]
 }
 
@@ -272,6 +280,26 @@ pub fn largest_responses() -> Vec<Response> {
             role: Role::Emergency,
             epoch: u32::MAX,
         },
+        Response::UpdateStatus({
+            use thecal_protocol::update::{Board, SlotInfo, SlotState, UpdateReport};
+            let slot = |state| SlotInfo {
+                version: thecal_protocol::message::Version {
+                    major: u8::MAX,
+                    minor: u8::MAX,
+                    patch: u8::MAX,
+                },
+                security: u32::MAX,
+                state,
+            };
+            UpdateReport {
+                board: Board(u16::MAX),
+                active: slot(SlotState::Confirmed),
+                update: Some(slot(SlotState::Receiving {
+                    next: u32::MAX,
+                    length: u32::MAX,
+                })),
+            }
+        }),
     ]
 }
 

@@ -56,6 +56,98 @@ pub fn request_samples() -> Vec<Request> {
             key: [0x6B; 32],
         },
         Request::CancelBolus,
+        Request::UpdateBegin {
+            header: heapless::Vec::from_slice(&[0x54; 128]).unwrap(),
+        },
+        Request::UpdateChunk {
+            offset: 512,
+            data: heapless::Vec::from_slice(&[0xA5; 16]).unwrap(),
+        },
+        Request::UpdateFinish,
+        Request::UpdateStatus,
+    ]
+}
+
+pub fn update_progress() -> thecal_protocol::update::UpdateProgress {
+    thecal_protocol::update::UpdateProgress {
+        next: 1024,
+        length: 200_000,
+        pending: false,
+    }
+}
+
+pub fn update_report() -> thecal_protocol::update::UpdateReport {
+    use thecal_protocol::update::{Board, SlotInfo, SlotState, UpdateReport};
+    let version = thecal_protocol::message::Version {
+        major: 1,
+        minor: 2,
+        patch: 0,
+    };
+    UpdateReport {
+        board: Board::SIM,
+        active: SlotInfo {
+            version,
+            security: 1,
+            state: SlotState::Confirmed,
+        },
+        update: Some(SlotInfo {
+            version,
+            security: 1,
+            state: SlotState::Pending,
+        }),
+    }
+}
+
+pub fn slot_state_samples() -> Vec<thecal_protocol::update::SlotState> {
+    use thecal_protocol::update::SlotState as S;
+    vec![
+        S::Confirmed,
+        S::Trial,
+        S::Receiving {
+            next: 512,
+            length: 1024,
+        },
+        S::Pending,
+        S::Previous,
+        S::RolledBack,
+    ]
+}
+
+pub fn update_refusal_samples() -> Vec<thecal_protocol::update::UpdateRefusal> {
+    use thecal_protocol::update::{ImageError, UpdateRefusal as U};
+    vec![
+        U::Image(ImageError::HashMismatch),
+        U::NotStarted,
+        U::Incomplete {
+            next: 512,
+            length: 1024,
+        },
+        U::BadChunk,
+        U::AwaitingConfirmation,
+        U::SwapPending,
+        U::Flash,
+        U::NoUpdateSlot,
+    ]
+}
+
+pub fn image_error_samples() -> Vec<thecal_protocol::update::ImageError> {
+    use thecal_protocol::update::{Board, ImageError as E};
+    vec![
+        E::NotAnImage,
+        E::BadSignature { dev_signed: true },
+        E::WrongBoard {
+            expected: Board::SIM,
+            found: Board::NRF52840_DK,
+        },
+        E::Downgrade {
+            minimum: 2,
+            found: 1,
+        },
+        E::TooLarge {
+            capacity: 1024,
+            length: 2048,
+        },
+        E::HashMismatch,
     ]
 }
 
@@ -126,6 +218,10 @@ pub fn response_samples() -> Vec<Response> {
             epoch: 2,
         },
         Response::BolusCancelled(bolus_outcome()),
+        Response::UpdateStarted(update_progress()),
+        Response::ChunkWritten(update_progress()),
+        Response::UpdateVerified(update_progress()),
+        Response::UpdateStatus(update_report()),
     ]
 }
 
@@ -199,6 +295,7 @@ pub fn refusal_samples() -> Vec<Refusal> {
             volume: Nanolitres(0),
             min: Nanolitres(250),
         },
+        Refusal::Update(thecal_protocol::update::UpdateRefusal::NotStarted),
     ]
 }
 

@@ -23,6 +23,8 @@ mod board;
 mod clock;
 use thecal_fw_common::stack;
 mod store;
+#[cfg(feature = "boot")]
+mod update;
 mod usb;
 
 use defmt::{error, info, warn};
@@ -50,7 +52,16 @@ use clock::DeviceClock;
 /// Wall clock at device time zero until a programmer sets it: 2026-01-01T00:00:00Z.
 const WALL_AT_ZERO: u64 = 1_767_225_600_000;
 
+#[cfg(not(feature = "boot"))]
 type PumpServer = Server<FlashStore<Nvmc<'static>>, LedMotor>;
+#[cfg(feature = "boot")]
+type PumpServer = Server<FlashStore<update::Part>, LedMotor, update::FwUpdater>;
+
+/// Feature `boot`: the bootloader's watchdog (5 s), fed by the serving loop.
+#[cfg(feature = "boot")]
+type Dog = Option<embassy_nrf::wdt::WatchdogHandle>;
+#[cfg(not(feature = "boot"))]
+type Dog = ();
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
@@ -65,6 +76,18 @@ async fn main(spawner: Spawner) {
     let serial = store::serial_number();
     info!("thecal nRF52840-DK {=str} booting", serial.as_str());
     let (server, clock, now) = boot(Nvmc::new(p.NVMC), serial.as_str());
+    #[cfg(feature = "boot")]
+    let dog: Dog = {
+        use embassy_nrf::wdt;
+        // Running only when the bootloader started it; then it cannot be stopped.
+        wdt::Config::try_new(&p.WDT)
+            .and_then(|config| wdt::Watchdog::try_new::<_, 1>(p.WDT, config).ok())
+            .map(|(_, [handle])| handle)
+    };
+    #[cfg(not(feature = "boot"))]
+    let dog: Dog = ();
+    #[cfg(feature = "boot")]
+    self_test(server, now);
     let mut rng = Rng::new_blocking(p.RNG);
     // Bias correction, as the nRF52840 product specification asks for key material.
     rng.set_bias_correction(true);
@@ -100,7 +123,28 @@ async fn main(spawner: Spawner) {
         Ok(token) => spawner.spawn(token),
         Err(_) => halt("presence task already running"),
     }
-    serve(server, class, clock, led_alarm, rng).await
+    serve(server, class, clock, led_alarm, rng, dog).await
+}
+
+/// Feature `boot`: the self-test of an image on trial after a swap. The pump booted from
+/// its store (no storage fault) and ticked: confirm, and the bootloader keeps this image.
+/// Otherwise restart without confirming: the bootloader swaps the previous image back
+/// (a hang instead is ended by the watchdog, with the same result).
+#[cfg(feature = "boot")]
+fn self_test(server: &mut PumpServer, now: Timestamp) {
+    use thecal_device::update::Boot;
+    if server.firmware().boot() != Boot::Trial {
+        return;
+    }
+    server.tick(now);
+    if server.pump().alarm_active(AlarmKind::StorageFault) {
+        error!("self-test failed (storage fault): back to the previous image");
+        cortex_m::peripheral::SCB::sys_reset();
+    }
+    match server.firmware_mut().confirm() {
+        Ok(()) => info!("new firmware confirmed"),
+        Err(_) => warn!("could not confirm the new firmware: the next restart rolls back"),
+    }
 }
 
 /// Mounts the store, resumes the clock and boots the pump into its static server (at the
@@ -110,6 +154,13 @@ async fn main(spawner: Spawner) {
 /// serves (docs/BENCHMARKS.md, "Stack").
 #[inline(never)]
 fn boot(nvmc: Nvmc<'static>, serial: &str) -> (&'static mut PumpServer, DeviceClock, Timestamp) {
+    #[cfg(feature = "boot")]
+    let flash = update::share(nvmc);
+    #[cfg(feature = "boot")]
+    let Some(mut flash_store) = store::open_shared(flash) else {
+        halt("the flash store region does not match the store layout");
+    };
+    #[cfg(not(feature = "boot"))]
     let Some(mut flash_store) = store::open(nvmc) else {
         halt("the flash store region does not match the store layout");
     };
@@ -129,6 +180,21 @@ fn boot(nvmc: Nvmc<'static>, serial: &str) -> (&'static mut PumpServer, DeviceCl
         reset_cause(),
     );
     static SERVER: StaticCell<PumpServer> = StaticCell::new();
+    #[cfg(feature = "boot")]
+    let server = {
+        let Some(updater) = update::updater(flash) else {
+            halt("the bootloader partitions do not make the slot layout");
+        };
+        info!(
+            "firmware {=u8}.{=u8}.{=u8}, security {=u32}",
+            updater.running().version.major,
+            updater.running().version.minor,
+            updater.running().version.patch,
+            updater.running().security
+        );
+        SERVER.init(Server::with_firmware(pump, updater, Timestamp(0)))
+    };
+    #[cfg(not(feature = "boot"))]
     let server = SERVER.init(Server::new(pump));
     (server, clock, now)
 }
@@ -148,6 +214,7 @@ async fn serve(
     clock: DeviceClock,
     mut led_alarm: Output<'static>,
     mut rng: Rng<'static, Blocking>,
+    #[allow(unused_mut, unused_variables)] mut dog: Dog,
 ) -> ! {
     let mut connected = false;
     let mut packet = [0u8; usb::PACKET];
@@ -159,6 +226,33 @@ async fn serve(
         }
         presence(server, now);
         show_alarm(server, &mut led_alarm);
+        // A verified image waits and no bolus runs (checked every turn: a bolus may end
+        // long after the programmer left): restart into it. The bootloader swaps; the
+        // store keeps the therapy.
+        #[cfg(feature = "boot")]
+        if server
+            .firmware()
+            .wants_restart(server.pump().bolus_running())
+        {
+            server.tick(now);
+            server.pump_mut().save_snapshot(now);
+            info!("restarting into the new firmware");
+            // Let the answer to UpdateFinish leave over USB first.
+            Timer::after_millis(50).await;
+            cortex_m::peripheral::SCB::sys_reset();
+        }
+        #[cfg(feature = "boot")]
+        if let Some(handle) = dog.as_mut() {
+            handle.pet();
+        }
+        // Under the bootloader's watchdog, wake at least once a second to feed it.
+        #[cfg(feature = "boot")]
+        let wake = Timer::at(
+            clock
+                .instant(server.next_wake())
+                .min(embassy_time::Instant::now() + embassy_time::Duration::from_secs(1)),
+        );
+        #[cfg(not(feature = "boot"))]
         let wake = Timer::at(clock.instant(server.next_wake()));
         if !connected {
             if let Either::First(()) = select(class.wait_connection(), wake).await {

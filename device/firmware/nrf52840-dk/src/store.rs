@@ -27,6 +27,7 @@ extern "C" {
 /// The store on the NVMC at the linker-reserved region, or `None` if memory.x and the
 /// store layout disagree (the region must be exactly [`STORE_BYTES`] long and end at the
 /// top of flash).
+#[cfg_attr(feature = "boot", allow(dead_code))]
 pub fn open(nvmc: Nvmc<'static>) -> Option<FlashStore<Nvmc<'static>>> {
     // Only the addresses of the linker symbols are taken, never their contents.
     let start = addr_of!(__thecal_store_start) as usize;
@@ -45,6 +46,22 @@ pub fn open(nvmc: Nvmc<'static>) -> Option<FlashStore<Nvmc<'static>>> {
     }
     let base = u32::try_from(start).ok()?;
     FlashStore::at(nvmc, base).ok()
+}
+
+/// Feature `boot`: the store on its partition of the shared NVMC (same region, same
+/// checks as [`open`]).
+#[cfg(feature = "boot")]
+pub fn open_shared(
+    flash: &'static crate::update::Flash,
+) -> Option<FlashStore<crate::update::Part>> {
+    let start = addr_of!(__thecal_store_start) as usize;
+    let end = addr_of!(__thecal_store_end) as usize;
+    if end.checked_sub(start) != Some(STORE_BYTES) || end != FLASH_SIZE {
+        defmt::error!("STORE region does not match the store layout");
+        return None;
+    }
+    let region = crate::update::region(flash, u32::try_from(start).ok()?, STORE_BYTES as u32);
+    FlashStore::new(region).ok()
 }
 
 /// `DK-` and the low 32 bits of the chip's factory device id (FICR.DEVICEID[0]): unique

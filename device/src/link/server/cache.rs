@@ -10,6 +10,7 @@ use super::Server;
 use crate::link::session::permitted;
 use crate::store::Storage;
 use crate::therapy::motor::Motor;
+use crate::update::Firmware;
 
 /// Therapy-changing answers kept for repeats.
 pub const CACHE_ENTRIES: usize = 8;
@@ -50,7 +51,7 @@ pub(super) struct Cached {
     body: Vec<u8, CACHE_BODY>,
 }
 
-impl<S: Storage, M: Motor> Server<S, M> {
+impl<S: Storage, M: Motor, U: Firmware> Server<S, M, U> {
     pub(super) fn log_refused(&mut self, now: Timestamp, by: Role, request: u8, refusal: Refusal) {
         self.pump.log_noise(
             now,
@@ -101,6 +102,17 @@ impl<S: Storage, M: Motor> Server<S, M> {
         }
         let response = match request {
             Request::LinkStats => Response::LinkStats(self.stats),
+            Request::UpdateBegin { .. }
+            | Request::UpdateChunk { .. }
+            | Request::UpdateFinish
+            | Request::UpdateStatus => {
+                self.pump.tick(now);
+                let response = self.firmware.serve(request);
+                if let Response::Refused(refusal) = response {
+                    self.log_refused(now, role, request.tag(), refusal);
+                }
+                response
+            }
             r => self.pump.handle_as(now, role, r),
         };
         match response {

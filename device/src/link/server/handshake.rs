@@ -10,8 +10,9 @@ use crate::link::budget::{HANDSHAKE_REFUND_FRAMES, IDENTIFY_REFUND_MS};
 use crate::link::session::{Ended, Hello, HelloContext, Step};
 use crate::store::Storage;
 use crate::therapy::motor::Motor;
+use crate::update::Firmware;
 
-impl<S: Storage, M: Motor> Server<S, M> {
+impl<S: Storage, M: Motor, U: Firmware> Server<S, M, U> {
     /// The answer to a plain request.
     pub(super) fn serve_plain(
         &mut self,

@@ -38,6 +38,7 @@ use crate::link::session::Sessions;
 use crate::pump::Pump;
 use crate::store::{Storage, CRC32C};
 use crate::therapy::motor::Motor;
+use crate::update::{Firmware, NoUpdates};
 
 mod cache;
 mod handshake;
@@ -48,9 +49,11 @@ pub use cache::{CACHE_BODY, CACHE_ENTRIES, CACHE_TTL_MS, LARGEST_CACHED};
 /// Request tag logged for a sealed body that is not a valid `Command`.
 pub const UNDECODABLE: u8 = 0xFF;
 
-/// The pump behind a byte link.
-pub struct Server<S, M> {
+/// The pump behind a byte link, and its firmware updater (`U`; [`NoUpdates`] for a
+/// pump without an update slot).
+pub struct Server<S, M, U = NoUpdates> {
     pump: Pump<S, M>,
+    firmware: U,
     decoder: FrameDecoder<MAX_WIRE>,
     cache: Deque<Cached, CACHE_ENTRIES>,
     stats: LinkStats,
@@ -72,7 +75,7 @@ pub struct Server<S, M> {
     plain_as_clinician: bool,
 }
 
-impl<S: Storage, M: Motor> Server<S, M> {
+impl<S: Storage, M: Motor> Server<S, M, NoUpdates> {
     /// Serves `pump`, with a full unauthenticated budget at link time 0.
     pub fn new(pump: Pump<S, M>) -> Self {
         Self::new_at(pump, Timestamp(0))
@@ -80,10 +83,19 @@ impl<S: Storage, M: Motor> Server<S, M> {
 
     /// Serves `pump`; the link clock starts at `link_now`.
     pub fn new_at(pump: Pump<S, M>, link_now: Timestamp) -> Self {
+        Server::with_firmware(pump, NoUpdates, link_now)
+    }
+}
+
+impl<S: Storage, M: Motor, U: Firmware> Server<S, M, U> {
+    /// Serves `pump` and its firmware updater `firmware`; the link clock starts at
+    /// `link_now`.
+    pub fn with_firmware(pump: Pump<S, M>, firmware: U, link_now: Timestamp) -> Self {
         let epoch = pump.boot_epoch();
         let seed = nonce_key_of(&pump);
         Self {
             pump,
+            firmware,
             decoder: FrameDecoder::new(),
             cache: Deque::new(),
             stats: LinkStats::default(),
@@ -137,6 +149,22 @@ impl<S: Storage, M: Motor> Server<S, M> {
     /// Takes the server apart (a reset: sessions and the reply cache are lost).
     pub fn into_pump(self) -> Pump<S, M> {
         self.pump
+    }
+
+    /// Takes the server apart, keeping the updater too.
+    pub fn into_parts(self) -> (Pump<S, M>, U) {
+        (self.pump, self.firmware)
+    }
+
+    /// The firmware updater.
+    pub fn firmware(&self) -> &U {
+        &self.firmware
+    }
+
+    /// The firmware updater, mutably (the platform confirms a trial boot, asks whether
+    /// to restart for a swap).
+    pub fn firmware_mut(&mut self) -> &mut U {
+        &mut self.firmware
     }
 
     /// Link counters.

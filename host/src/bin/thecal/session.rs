@@ -92,6 +92,10 @@ pub enum Access {
     /// Identification only (`info`): no key, and a pump of another protocol is shown,
     /// not refused.
     Identify,
+    /// Identification, and a session too when a key is at hand (`--key-file` or the
+    /// simulator's): `info`, which shows the firmware slots only
+    /// a session may read. A pump of another protocol is shown, not refused.
+    Survey,
     /// A compatible pump, no session (`provision`).
     Plain,
     /// A session as `--role` (every other command).
@@ -196,7 +200,10 @@ impl Link {
 /// is opened; `None` when `access` needs no key, for the emergency role, or with `--sim`
 /// (the simulated pump supplies its key).
 fn load_key_file(g: &Global, access: Access, role: Role) -> anyhow::Result<Option<KeyFile>> {
-    if access != Access::Session {
+    if access == Access::Survey && g.key_file.is_none() {
+        return Ok(None);
+    }
+    if access != Access::Session && access != Access::Survey {
         return Ok(None);
     }
     match &g.key_file {
@@ -249,6 +256,12 @@ async fn start(
     let identity = client.identify().await?;
     if access == Access::Identify {
         return Ok(identity);
+    }
+    if access == Access::Survey {
+        let keyed = key_file.is_some() || link.sim_key(role).is_some();
+        if !keyed || check_compatible(&identity).is_err() {
+            return Ok(identity);
+        }
     }
     check_compatible(&identity)?;
     if access == Access::Plain {

@@ -24,13 +24,15 @@ mod resume;
 mod schedule;
 mod status;
 mod stop;
+mod update;
 
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List serial ports (USB ports with VID:PID, manufacturer and product).
     Ports(ports::Args),
-    /// Identify the pump: model, serial, firmware, protocol.
+    /// Identify the pump: model, serial, firmware, protocol; with a key (or --sim), both
+    /// firmware slots.
     Info(info::Args),
     /// One-screen summary: therapy, dose now, reservoir, alarm date, battery, alarms.
     Status(status::Args),
@@ -74,6 +76,8 @@ pub enum Command {
     /// Rotate a role's key (revoking the old one), or re-provision the pump (service).
     #[command(subcommand)]
     Keys(keys::Command),
+    /// Install a signed firmware image (resumable; the pump installs it when no bolus runs).
+    Update(update::Args),
 }
 
 /// Runs `command`. Commands that need the pump open a session and close it (a
@@ -88,7 +92,7 @@ pub async fn run(command: Command, g: &Global) -> anyhow::Result<()> {
         Command::Keys(c) => keys::run(c, g).await,
         other => {
             let access = if matches!(other, Command::Info(_)) {
-                Access::Identify
+                Access::Survey
             } else {
                 Access::Session
             };
@@ -115,6 +119,7 @@ async fn online(command: Command, s: &mut Session, g: &Global) -> anyhow::Result
         Command::Clock(c) => clock::run(c, s, g).await,
         Command::Link(a) => link::run(a, s, g).await,
         Command::Ping(a) => ping::run(a, s, g).await,
+        Command::Update(a) => update::run(a, s, g).await,
         Command::Ports(_)
         | Command::Schedule(_)
         | Command::Refill(_)
