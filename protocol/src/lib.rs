@@ -50,6 +50,7 @@ pub mod session;
 pub mod time;
 pub mod units;
 pub mod update;
+pub mod version;
 
 pub use drug::Drug;
 pub use frame::{Frame, FrameDecoder, FrameError, FrameKind, Header};

@@ -38,7 +38,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use crate::message::Version;
+pub use crate::version::Version;
 
 /// Bytes of a signed header.
 pub const HEADER_LEN: usize = 128;

@@ -12,6 +12,7 @@ use crate::time::{Timestamp, UtcOffset};
 use crate::units::{
     Nanograms, NanogramsPerDay, NanogramsPerMillilitre, Nanolitres, NanolitresPerDay,
 };
+pub use crate::version::Version;
 
 /// Most alarms reported at once (there are 10 kinds).
 pub const MAX_ALARMS: usize = 10;
@@ -60,21 +61,6 @@ impl KeyEpochs {
             Role::Service => self.service,
             Role::Emergency => 0,
         }
-    }
-}
-
-/// A semantic version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub struct Version {
-    pub major: u8,
-    pub minor: u8,
-    pub patch: u8,
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
     }
 }
 
