@@ -12,9 +12,9 @@ use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use thecal_fuzz::schedule::{check_accepted, draft};
 use thecal_protocol::frame::{encode, Header, MAX_WIRE};
-use thecal_protocol::message::Revision;
+use thecal_protocol::message::{AlarmKind, Revision, TherapyState};
 use thecal_protocol::prescription::{Prescription, PrescriptionDraft};
-use thecal_protocol::projection::{project, ReservoirState};
+use thecal_protocol::projection::{project, ReservoirState, STROKE_UNITS};
 use thecal_protocol::time::{Timestamp, UtcOffset};
 use thecal_protocol::units::Nanolitres;
 use thecal_protocol::Request;
@@ -58,7 +58,13 @@ fuzz_target!(|data: &[u8]| {
                 volume,
                 now: Timestamp(1_795_392_000_000 + u64::from(mode) * 3_600_000),
                 offset: UtcOffset(i16::from(mode as i8) * 5),
-                stopped: mode & 2 != 0,
+                therapy: match mode & 6 {
+                    2 => TherapyState::Stopped,
+                    4 => TherapyState::Halted(AlarmKind::MotorStall),
+                    _ => TherapyState::Running,
+                },
+                carry: u64::from(mode).wrapping_mul(0x9E37_79B9) % STROKE_UNITS,
+                bolus: None,
             };
             let j = project(&p, state);
             for (low, empty) in [(j.low_at, j.empty_at), (j.worst_low_at, j.worst_empty_at)] {
