@@ -301,7 +301,21 @@ fn rot_newest_prescription(flash: &mut RamFlash<FLASH>) {
 }
 
 fn reboot(pump: common::TestPump) -> common::TestPump {
-    let flash = pump.into_storage().into_inner();
+    reboot_after(pump, |_| {})
+}
+
+/// Reboots after flipping a payload byte of the newest prescription record.
+fn reboot_with_newest_prescription_rotted(pump: common::TestPump) -> common::TestPump {
+    reboot_after(pump, rot_newest_prescription)
+}
+
+/// Takes the pump apart, lets `damage` change its flash, and boots it again.
+fn reboot_after(
+    pump: common::TestPump,
+    damage: impl FnOnce(&mut RamFlash<FLASH>),
+) -> common::TestPump {
+    let mut flash = pump.into_storage().into_inner();
+    damage(&mut flash);
     boot_with(
         continuous(250),
         Nanolitres::from_ml(20),
@@ -329,14 +343,7 @@ fn a_fallback_to_an_older_prescription_is_logged_alarmed_and_visible() {
         }
     );
     run_until(&mut pump, t.plus_ms(HOUR));
-    let mut flash = pump.into_storage().into_inner();
-    rot_newest_prescription(&mut flash);
-    let mut pump = boot_with(
-        continuous(250),
-        Nanolitres::from_ml(20),
-        BatteryConfig::default(),
-        FlashStore::new(flash).unwrap(),
-    );
+    let mut pump = reboot_with_newest_prescription_rotted(pump);
     let now = t.plus_ms(2 * HOUR);
     let s = status(&mut pump, now);
     assert_eq!(s.revision, Revision(1));
@@ -399,14 +406,7 @@ fn a_fallback_across_a_refill_stops_therapy_until_the_solution_is_recorded() {
     );
     assert!(matches!(answer, Response::Refilled { .. }), "{answer:?}");
     run_until(&mut pump, t.plus_ms(HOUR));
-    let mut flash = pump.into_storage().into_inner();
-    rot_newest_prescription(&mut flash);
-    let mut pump = boot_with(
-        continuous(250),
-        Nanolitres::from_ml(20),
-        BatteryConfig::default(),
-        FlashStore::new(flash).unwrap(),
-    );
+    let mut pump = reboot_with_newest_prescription_rotted(pump);
     let now = t.plus_ms(2 * HOUR);
     let s = status(&mut pump, now);
     assert_eq!(s.drug, Drug::Baclofen, "the record in force is the old one");

@@ -75,6 +75,7 @@ pub(crate) fn decode<T: Migrate>(bytes: &[u8]) -> Option<T> {
 
 /// A format-1 prescription record (the protocol-4 `PrescriptionRecord`).
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 pub(crate) struct PrescriptionFormat1 {
     revision: Revision,
     written_at: Timestamp,
@@ -100,6 +101,7 @@ impl Migrate for StoredPrescription {
 
 /// A format-1 snapshot: the fields of [`Snapshot`] up to `boot_count`.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 pub(crate) struct SnapshotFormat1 {
     seq: u32,
     saved_at: Timestamp,
@@ -173,22 +175,15 @@ mod tests {
         }
     }
 
-    /// The protocol-4 `PrescriptionRecord` as its firmware wrote it: revision, time and
-    /// the prescription (encoded as its draft).
-    #[derive(Serialize)]
-    struct WrittenByProtocol4 {
-        revision: Revision,
-        written_at: Timestamp,
-        prescription: PrescriptionDraft,
-    }
-
     #[test]
     fn a_format_1_prescription_migrates_under_rule_set_1() {
         let mut buf = [0u8; 256];
-        let old = WrittenByProtocol4 {
+        // Format-1 bytes are exactly what protocol-4 firmware wrote: its
+        // `PrescriptionRecord` encoded the prescription as its draft.
+        let old = PrescriptionFormat1 {
             revision: Revision(7),
             written_at: Timestamp(1_795_392_000_000),
-            prescription: draft(),
+            draft: draft(),
         };
         let bytes = postcard::to_slice(&old, &mut buf).unwrap();
         assert_ne!(bytes[0], 0, "a format-1 record never starts with 00");
@@ -205,30 +200,9 @@ mod tests {
         );
     }
 
-    /// The protocol-4 `Snapshot`, field for field.
-    #[derive(Serialize)]
-    struct SnapshotByProtocol4 {
-        seq: u32,
-        saved_at: Timestamp,
-        wall_offset_ms: i64,
-        utc_offset: UtcOffset,
-        reservoir: Nanolitres,
-        last_refill: Option<Timestamp>,
-        stopped: bool,
-        delivered_total: u64,
-        reserved: u32,
-        battery_used_nah: u64,
-        window_epoch: u64,
-        window: Vec<u32, WINDOW_BUCKETS>,
-        patient_boluses: Vec<Timestamp, MAX_PATIENT_HISTORY>,
-        acknowledged: Vec<AlarmKind, 8>,
-        legacy_secret: Option<[u8; 32]>,
-        boot_count: u32,
-    }
-
     #[test]
     fn a_format_1_snapshot_migrates_with_nothing_invented() {
-        let old = SnapshotByProtocol4 {
+        let old = SnapshotFormat1 {
             seq: 41,
             saved_at: Timestamp(5_000_000),
             wall_offset_ms: 1_795_391_000_000,
