@@ -5,9 +5,9 @@ mod common;
 
 use common::client::{self, RoleKey};
 use common::*;
-use thecal_device::link::server::Server;
+use thecal_device::link::server::{SelfTest, Server};
 use thecal_device::store::flash::{RamFlash, PAGE};
-use thecal_device::update::{Updater, TRUSTED_KEY};
+use thecal_device::update::{Boot, Updater, TRUSTED_KEY};
 use thecal_protocol::message::{BolusRequest, Refusal, Request, Response, Role};
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres};
@@ -186,7 +186,87 @@ fn a_clinician_updates_while_the_pump_keeps_dosing_and_the_swap_waits_for_the_bo
     // The swap waits for the bolus to end.
     assert!(s.pump().bolus_running());
     assert!(!s.firmware().wants_restart(s.pump().bolus_running()));
-    s.tick(Timestamp(now.0 + 31 * 60_000));
+    assert!(!s.restart_due(now), "no restart while the bolus runs");
+    assert!(s.pump().bolus_running());
+    // Once it has ended, the platform's next turn restarts: the pump ticked to the
+    // moment and its snapshot saved there, so device time resumes after it.
+    let ended = Timestamp(now.0 + 31 * 60_000);
+    assert!(s.restart_due(ended));
     assert!(!s.pump().bolus_running());
-    assert!(s.firmware().wants_restart(s.pump().bolus_running()));
+    assert_eq!(
+        thecal_device::store::resume_time(s.pump_mut().storage_mut()),
+        Timestamp(ended.0 + 1)
+    );
+}
+
+#[test]
+fn without_a_pending_image_no_restart_and_the_self_test_has_nothing_to_test() {
+    let mut s = server();
+    assert_eq!(s.self_test(BOOT), SelfTest::NotOnTrial);
+    assert!(!s.restart_due(BOOT));
+    assert!(!s.restart_due(Timestamp(BOOT.0 + 86_400_000)));
+}
+
+#[test]
+fn device_time_resumes_after_the_newest_snapshot() {
+    // A blank store: from 0.
+    let mut blank = Store::new(RamFlash::new()).unwrap();
+    assert_eq!(thecal_device::store::resume_time(&mut blank), Timestamp(0));
+    let mut s = server();
+    let later = Timestamp(BOOT.0 + 3_600_000);
+    s.tick(later);
+    s.pump_mut().save_snapshot(later);
+    assert_eq!(
+        thecal_device::store::resume_time(s.pump_mut().storage_mut()),
+        Timestamp(later.0 + 1)
+    );
+}
+
+/// A server whose updater runs on trial: embassy-boot's state partition marked as the
+/// bootloader leaves it after swapping a new image in.
+fn on_trial() -> UpdServer {
+    let mut state = RamFlash::<PAGE>::new();
+    let mut word = embassy_boot::AlignedBuffer([0u8; 4]);
+    embassy_boot::BlockingFirmwareState::new(&mut state, &mut word.0)
+        .mark_updated()
+        .unwrap();
+    let running = header(1, 1, 1, b"x");
+    let updater = Updater::new(RamFlash::new(), state, TRUSTED_KEY, Board::SIM, running).unwrap();
+    assert_eq!(updater.boot(), Boot::Trial);
+    let mut server = Server::with_firmware(
+        boot(continuous(100), Nanolitres::from_ml(18)),
+        updater,
+        Timestamp(0),
+    );
+    server.stir(&ENTROPY);
+    server
+}
+
+#[test]
+fn an_image_on_trial_that_comes_up_from_its_store_confirms_itself() {
+    let mut s = on_trial();
+    // Refused while on trial: no update over an unconfirmed image.
+    assert_eq!(
+        s.firmware_mut().begin(&update::sign(
+            &header(100, 2, 1, &[0; 100]),
+            &DEV_SECRET_KEY
+        )),
+        Err(UpdateRefusal::AwaitingConfirmation)
+    );
+    assert_eq!(s.self_test(BOOT), SelfTest::Confirmed);
+    assert_eq!(s.firmware().boot(), Boot::Confirmed);
+    let (_, state) = s.into_parts().1.into_parts();
+    let mut state = state;
+    let mut word = embassy_boot::AlignedBuffer([0u8; 4]);
+    assert_eq!(
+        embassy_boot::BlockingFirmwareState::new(&mut state, &mut word.0)
+            .get_state()
+            .unwrap(),
+        embassy_boot::State::Boot,
+        "the bootloader keeps the image"
+    );
+    // Once confirmed, nothing more to test.
+    let mut again = on_trial();
+    assert_eq!(again.self_test(BOOT), SelfTest::Confirmed);
+    assert_eq!(again.self_test(BOOT), SelfTest::NotOnTrial);
 }

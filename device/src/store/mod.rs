@@ -67,6 +67,22 @@ pub use storage::{
     Stored, StoredPrescription, MAX_ACKNOWLEDGED, MAX_PATIENT_HISTORY, WINDOW_BUCKETS,
 };
 
+/// The device time a platform whose clock restarts from zero at every reset resumes at:
+/// just after the newest stored snapshot's `saved_at` (0 on a blank store, or one that
+/// cannot be read: the pump then reports the storage fault itself). Device time must
+/// never run backwards, not even across resets (the snapshot, the rolling dose window and
+/// the patient-bolus history are in device time); time spent off or in reset is not
+/// counted, so the pump's wall clock appears to pause until a programmer sets it.
+pub fn resume_time(storage: &mut impl Storage) -> thecal_protocol::time::Timestamp {
+    let ms = match storage.load() {
+        Ok(stored) => stored
+            .snapshot
+            .map_or(0, |s| s.saved_at.0.saturating_add(1)),
+        Err(_) => 0,
+    };
+    thecal_protocol::time::Timestamp(ms)
+}
+
 /// Bytes of flash a [`FlashStore`] at address 0 needs: size a `RamFlash` or a state file
 /// with this.
 pub const FLASH_SIZE: usize = STORE_BYTES;

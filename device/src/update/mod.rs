@@ -113,6 +113,20 @@ pub fn read_header<F: NorFlash>(flash: &mut F, offset: u32) -> Option<ImageHeade
     ImageHeader::parse(&bytes).ok()
 }
 
+/// The header a platform assumes for an image in its active slot that has none (flashed
+/// by a debug probe during development): `version` at security version 0, so any signed
+/// image for `board` may follow it.
+pub fn unsigned(board: Board, version: thecal_protocol::message::Version) -> ImageHeader {
+    ImageHeader {
+        key: update::KeyKind::Development,
+        board,
+        version,
+        security: 0,
+        length: 0,
+        sha256: [0; 32],
+    }
+}
+
 #[derive(Clone)]
 struct Transfer {
     bytes: HeaderBytes,

@@ -70,7 +70,7 @@ impl Target<'_> {
     }
 
     /// Runs `thecal --port <port> --key-file <clinician key file> args…`.
-    fn thecal(&self, args: &[&str]) -> common::Run {
+    pub fn thecal(&self, args: &[&str]) -> common::Run {
         self.thecal_as(Role::Clinician, &self.key_file(Role::Clinician), args)
     }
 
@@ -114,7 +114,7 @@ pub async fn run_all(target: &mut Target<'_>) {
     emergency_stop(target).await;
 }
 
-async fn identify(t: &Target<'_>) {
+pub async fn identify(t: &Target<'_>) {
     let mut c = t.connect().await;
     let id = c.identify().await.unwrap();
     assert_eq!(id.protocol, thecal_protocol::PROTOCOL_VERSION);
@@ -126,7 +126,7 @@ async fn identify(t: &Target<'_>) {
     );
 }
 
-async fn status_battery_reservoir(t: &Target<'_>) {
+pub async fn status_battery_reservoir(t: &Target<'_>) {
     let mut c = t.connect().await;
     let status = c.status().await.unwrap();
     assert_eq!(
@@ -156,7 +156,7 @@ async fn status_battery_reservoir(t: &Target<'_>) {
     assert!(reservoir.low_at.is_some(), "{reservoir:?}");
 }
 
-async fn read_prescription(t: &Target<'_>) {
+pub async fn read_prescription(t: &Target<'_>) {
     let mut c = t.connect().await;
     let status = c.status().await.unwrap();
     let record = c.prescription().await.unwrap();
@@ -404,7 +404,7 @@ fn cobs_data_byte(frame: &[u8]) -> usize {
         .expect("a data byte")
 }
 
-async fn cli(t: &Target<'_>) {
+pub async fn cli(t: &Target<'_>) {
     // The last example written is in force.
     let last = common::examples().pop().expect("an example schedule");
     let p = schedule::load(&last).unwrap();

@@ -3,14 +3,17 @@
 //! on `mps2-an385`, its UART on a pty), through the `thecal_host::Client` over
 //! tokio-serial and through the `thecal` binary with `--port`.
 //!
-//! The QEMU half needs `THECAL_QEMU_ELF` (set by `.ci/run`, which builds the firmware)
-//! and `qemu-system-arm`; see [`qemu`] for what happens without them.
+//! The QEMU half needs `THECAL_QEMU_IMAGES` (set by `.ci/run`, which builds the images
+//! with `.ci/qemu-images`) and `qemu-system-arm`; see [`qemu`] for what happens without
+//! them. After the shared checks it updates the QEMU image to a second build over the
+//! link and runs checks again on the new firmware ([`update`]).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod checks;
 mod qemu;
+mod update;
 
 use std::io::Write;
 use std::path::Path;
@@ -104,8 +107,8 @@ fn write_qemu_key_files(secret: &Secret, dir: &Path) -> RoleKey {
 
 #[tokio::test]
 async fn qemu_firmware() {
-    let elf = match qemu::firmware() {
-        qemu::Firmware::Elf(elf) => elf,
+    let images = match qemu::firmware() {
+        qemu::Firmware::Images(images) => images,
         qemu::Firmware::Missing(why) => {
             // In CI the QEMU half must run; locally it may be skipped, loudly.
             assert!(
@@ -114,27 +117,32 @@ async fn qemu_firmware() {
             );
             visible(&format!(
                 "e2e: SKIPPED the QEMU firmware half of the suite: {why}. \
-                 Run .ci/run, or build device/firmware/qemu-mps2 and set {}.",
-                qemu::ELF_VAR
+                 Run .ci/run, or .ci/qemu-images DIR and set {}=DIR.",
+                qemu::IMAGES_VAR
             ));
             return;
         }
     };
-    let mut vm = qemu::Qemu::boot(&elf);
+    let vm = qemu::Qemu::boot(&images);
     let port = vm.port().to_string();
-    println!("QEMU firmware {} on {port}", elf.display());
+    println!("QEMU firmware {} on {port}", images.factory.display());
     // The keys of the development provisioning, and their key files for the CLI.
     let secret = qemu_device_secret(&port).await;
     let keys = tempfile::tempdir().unwrap();
     let key = write_qemu_key_files(&secret, keys.path());
-    checks::run_all(&mut Target {
+    let vm = std::cell::RefCell::new(vm);
+    let mut target = Target {
         name: "qemu",
         port: &port,
         key,
         key_dir: keys.path(),
-        presence: &mut || vm.apply_presence(),
-    })
-    .await;
+        presence: &mut || vm.borrow_mut().apply_presence(),
+    };
+    checks::run_all(&mut target).await;
+    update::to_second_build(&mut target, &vm, &images.second).await;
+    update::failing_build_rolled_back(&mut target, &vm, &images.failing).await;
+    drop(target);
+    let vm = vm.into_inner();
     let output = vm.output();
     let debug = vm.stop();
     let (boot, serving) = qemu::stack_marks(&debug);

@@ -1,8 +1,13 @@
-//! The QEMU firmware as a test target: boots `device/firmware/qemu-mps2` on QEMU's
-//! `mps2-an385` behind a pty, and stops it again, whatever happens.
+//! The QEMU firmware as a test target: boots `device/firmware/qemu-mps2` under its
+//! bootloader on QEMU's `mps2-an385` behind a pty, and stops it again, whatever happens.
 //!
-//! * The ELF comes from `THECAL_QEMU_ELF` (`.ci/run` builds the firmware and sets it).
-//!   Without it (or without `qemu-system-arm`) the QEMU half of the suite is skipped with
+//! * The images come from the directory `THECAL_QEMU_IMAGES` names (`.ci/qemu-images`
+//!   builds them; `.ci/run` runs it and sets the variable): the bootloader is QEMU's
+//!   `-kernel`, the factory package is loaded at the staging address of the memory map
+//!   (`device/firmware/qemu-mps2/src/layout.rs`), where the bootloader's factory step
+//!   takes it from; a second signed build is the update the suite installs, a third one that fails its
+//!   self-test the one it sees rolled back. Without the
+//!   variable (or without `qemu-system-arm`) the QEMU half of the suite is skipped with
 //!   a message on the real stderr (visible even when the test harness captures output),
 //!   except when `CI` is set: then it fails.
 //! * QEMU discards UART output while nobody holds the pty open, so it starts halted
@@ -24,8 +29,13 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Environment variable naming the firmware ELF.
-pub const ELF_VAR: &str = "THECAL_QEMU_ELF";
+/// The QEMU image's memory map (the staging address of the factory package).
+#[allow(dead_code)]
+#[path = "../../../device/firmware/qemu-mps2/src/layout.rs"]
+mod layout;
+
+/// Environment variable naming the directory of the QEMU images.
+pub const IMAGES_VAR: &str = "THECAL_QEMU_IMAGES";
 /// The QEMU binary.
 const QEMU: &str = "qemu-system-arm";
 /// Longest QEMU may take to print its pty and open its monitor socket.
@@ -37,24 +47,54 @@ pub const STACK_MEASURED: usize = 64 * 1024;
 /// `O_NOCTTY` on Linux: opening the pty must not make it the test's controlling terminal.
 const O_NOCTTY: i32 = 0o400;
 
+/// What `.ci/qemu-images` built.
+pub struct Images {
+    /// The bootloader ELF.
+    pub boot: PathBuf,
+    /// The factory package (the application, signed as 0.1.0).
+    pub factory: PathBuf,
+    /// The second build, signed as 0.2.0: the update.
+    pub second: PathBuf,
+    /// A third build, signed as 0.3.0, that fails its self-test: rolled back.
+    pub failing: PathBuf,
+}
+
 /// The firmware to boot, or why there is none.
 pub enum Firmware {
-    /// Boot this ELF.
-    Elf(PathBuf),
+    /// Boot these.
+    Images(Images),
     /// Nothing to boot here; the reason is for the skip message.
     Missing(String),
 }
 
-/// Finds the firmware ELF and QEMU.
+/// Finds the QEMU images and QEMU.
 pub fn firmware() -> Firmware {
-    let Some(elf) = std::env::var_os(ELF_VAR).filter(|v| !v.is_empty()) else {
+    let Some(dir) = std::env::var_os(IMAGES_VAR).filter(|v| !v.is_empty()) else {
         return Firmware::Missing(format!(
-            "{ELF_VAR} is not set (.ci/run builds device/firmware/qemu-mps2 and sets it)"
+            "{IMAGES_VAR} is not set (.ci/run builds the images with .ci/qemu-images and sets it)"
         ));
     };
-    let elf = PathBuf::from(elf);
-    // A path that was asked for but is not there is always an error, CI or not.
-    assert!(elf.is_file(), "{ELF_VAR}={} is not a file", elf.display());
+    let dir = PathBuf::from(dir);
+    let images = Images {
+        boot: dir.join("boot.elf"),
+        factory: dir.join("factory.thfw"),
+        second: dir.join("second.thfw"),
+        failing: dir.join("failing.thfw"),
+    };
+    // A directory that was asked for but is incomplete is always an error, CI or not.
+    for file in [
+        &images.boot,
+        &images.factory,
+        &images.second,
+        &images.failing,
+    ] {
+        assert!(
+            file.is_file(),
+            "{IMAGES_VAR}={}: no {} (run .ci/qemu-images)",
+            dir.display(),
+            file.display()
+        );
+    }
     let found = Command::new(QEMU)
         .arg("--version")
         .stdout(Stdio::null())
@@ -66,7 +106,7 @@ pub fn firmware() -> Firmware {
             "{QEMU} is not installed (apt-get install qemu-system-arm)"
         ));
     }
-    Firmware::Elf(elf)
+    Firmware::Images(images)
 }
 
 /// A running QEMU with the firmware, its telemetry UART on a pty.
@@ -86,8 +126,9 @@ pub struct Qemu {
 const PRESENCE_LIMIT: Duration = Duration::from_secs(5);
 
 impl Qemu {
-    /// Starts QEMU halted, opens the pty, then lets the CPU run.
-    pub fn boot(elf: &Path) -> Qemu {
+    /// Starts QEMU halted with the bootloader and the factory package, opens the pty,
+    /// then lets the CPU run.
+    pub fn boot(images: &Images) -> Qemu {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("monitor.sock");
         let uart1 = dir.path().join("uart1.sock");
@@ -101,7 +142,13 @@ impl Qemu {
             .args(["-serial", "pty", "-serial"])
             .arg(format!("unix:{},server=on,wait=off", uart1.display()))
             .arg("-kernel")
-            .arg(elf)
+            .arg(&images.boot)
+            .arg("-device")
+            .arg(format!(
+                "loader,file={},addr={:#x},force-raw=on",
+                images.factory.display(),
+                layout::STAGING
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -172,6 +219,24 @@ impl Qemu {
                 "the firmware did not confirm the presence signal within {PRESENCE_LIMIT:?}"
             );
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits (up to `limit`) until the firmware's debug UART has printed `text` `count`
+    /// times in all; returns what it printed.
+    pub fn wait_debug(&self, text: &str, count: usize, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let debug = self.debug.lock().map(|s| s.clone()).unwrap_or_default();
+            if debug.matches(text).count() >= count {
+                return debug;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the firmware did not print {text:?} ({count}×) within {limit:?}; debug UART:\n{debug}\nQEMU:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -25,12 +25,7 @@ impl DeviceClock {
     /// Resumes after the device time of the newest stored snapshot (0 on a blank store or
     /// one that cannot be read; the pump then reports the storage fault itself).
     pub fn resume(storage: &mut impl Storage) -> Self {
-        let base_ms = match storage.load() {
-            Ok(stored) => stored
-                .snapshot
-                .map_or(0, |s| s.saved_at.0.saturating_add(1)),
-            Err(_) => 0,
-        };
+        let base_ms = thecal_device::store::resume_time(storage).0;
         defmt::info!("device clock resumes at {=u64} ms", base_ms);
         Self { base_ms }
     }

@@ -126,24 +126,23 @@ async fn main(spawner: Spawner) {
     serve(server, class, clock, led_alarm, rng, dog).await
 }
 
-/// Feature `boot`: the self-test of an image on trial after a swap. The pump booted from
-/// its store (no storage fault) and ticked: confirm, and the bootloader keeps this image.
-/// Otherwise restart without confirming: the bootloader swaps the previous image back
-/// (a hang instead is ended by the watchdog, with the same result).
+/// Feature `boot`: the self-test of an image on trial after a swap
+/// ([`Server::self_test`]): on success it confirms itself and the bootloader keeps it;
+/// on failure restart without confirming, and the bootloader swaps the previous image
+/// back (a hang instead is ended by the watchdog, with the same result).
 #[cfg(feature = "boot")]
 fn self_test(server: &mut PumpServer, now: Timestamp) {
-    use thecal_device::update::Boot;
-    if server.firmware().boot() != Boot::Trial {
-        return;
-    }
-    server.tick(now);
-    if server.pump().alarm_active(AlarmKind::StorageFault) {
-        error!("self-test failed (storage fault): back to the previous image");
-        cortex_m::peripheral::SCB::sys_reset();
-    }
-    match server.firmware_mut().confirm() {
-        Ok(()) => info!("new firmware confirmed"),
-        Err(_) => warn!("could not confirm the new firmware: the next restart rolls back"),
+    use thecal_device::link::server::SelfTest;
+    match server.self_test(now) {
+        SelfTest::NotOnTrial => {}
+        SelfTest::Confirmed => info!("new firmware confirmed"),
+        SelfTest::NotConfirmed => {
+            warn!("could not confirm the new firmware: the next restart rolls back")
+        }
+        SelfTest::Failed => {
+            error!("self-test failed (storage fault): back to the previous image");
+            cortex_m::peripheral::SCB::sys_reset();
+        }
     }
 }
 
@@ -230,12 +229,7 @@ async fn serve(
         // long after the programmer left): restart into it. The bootloader swaps; the
         // store keeps the therapy.
         #[cfg(feature = "boot")]
-        if server
-            .firmware()
-            .wants_restart(server.pump().bolus_running())
-        {
-            server.tick(now);
-            server.pump_mut().save_snapshot(now);
+        if server.restart_due(now) {
             info!("restarting into the new firmware");
             // Let the answer to UpdateFinish leave over USB first.
             Timer::after_millis(50).await;

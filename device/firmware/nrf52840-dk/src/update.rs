@@ -17,7 +17,7 @@ use embedded_storage::nor_flash::ReadNorFlash;
 use static_cell::StaticCell;
 use thecal_device::update::{read_header, Geometry, Updater, TRUSTED_KEY};
 use thecal_protocol::message::Version;
-use thecal_protocol::update::{Board, ImageHeader, KeyKind};
+use thecal_protocol::update::{Board, ImageHeader};
 
 /// The NVMC, shared by the partitions.
 pub type Flash = Mutex<NoopRawMutex, RefCell<Nvmc<'static>>>;
@@ -79,20 +79,16 @@ pub fn updater(flash: &'static Flash) -> Option<FwUpdater> {
 }
 
 /// The header of an image flashed without one (by a probe, during development): this
-/// crate's version at security version 0, so any signed image for the board may follow.
+/// crate's version at security version 0.
 fn unsigned() -> ImageHeader {
     defmt::warn!("the active slot has no image header: security version 0");
     let n = |s: &str| s.parse().unwrap_or(0);
-    ImageHeader {
-        key: KeyKind::Development,
-        board: Board::NRF52840_DK,
-        version: Version {
+    thecal_device::update::unsigned(
+        Board::NRF52840_DK,
+        Version {
             major: n(env!("CARGO_PKG_VERSION_MAJOR")),
             minor: n(env!("CARGO_PKG_VERSION_MINOR")),
             patch: n(env!("CARGO_PKG_VERSION_PATCH")),
         },
-        security: 0,
-        length: 0,
-        sha256: [0; 32],
-    }
+    )
 }

@@ -3,7 +3,14 @@
 //! The same `thecal-device` core as the simulator and the board, with:
 //! * the CMSDK UART0 as the telemetry link (`-serial pty` on the QEMU command line),
 //! * SysTick at 1 kHz as the device clock,
-//! * a RAM-backed NOR flash (`RamFlash`, real NOR semantics; lost at power-off),
+//! * memory-backed NOR flash (`SliceFlash`, real NOR semantics) over the board's code RAM,
+//!   which QEMU keeps across a reset and loses when it exits: the therapy store and the
+//!   firmware slots ([`layout`]),
+//! * signed A/B firmware updates: it runs from the active slot under the bootloader
+//!   `../qemu-mps2-boot` (embassy-boot), serves updates into the update slot, restarts
+//!   into a verified image when no bolus runs, and confirms a new image after its
+//!   self-test (or restarts without confirming, and the bootloader rolls back),
+//! * device time that resumes after the newest stored snapshot at every boot,
 //! * a motor stub that counts strokes,
 //! * UART1 as a debug channel: the stack high-water mark after each batch of requests;
 //!   an `M` received on it is the physical-presence signal (the magnet of a real
@@ -22,6 +29,10 @@
 #![no_main]
 
 use thecal_fw_common::stack;
+/// The memory map (shared with the bootloader and the build script; not all of it is
+/// used here).
+#[allow(dead_code)]
+mod layout;
 mod uart;
 
 use core::fmt::Write as _;
@@ -29,14 +40,16 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception};
-use thecal_device::link::server::Server;
+use thecal_device::link::server::{SelfTest, Server};
 use thecal_device::pump::Pump;
-use thecal_device::store::flash::RamFlash;
+use thecal_device::store::flash::SliceFlash;
 use thecal_device::store::{FlashStore, FLASH_SIZE};
 use thecal_device::therapy::motor::CountingMotor;
-use thecal_protocol::message::ResetCause;
+use thecal_device::update::{Boot, Geometry, Updater, TRUSTED_KEY};
+use thecal_protocol::message::{ResetCause, Version};
 use thecal_protocol::session::Ephemeral;
 use thecal_protocol::time::Timestamp;
+use thecal_protocol::update::{Board, ImageHeader, HEADER_LEN};
 use thecal_protocol::Response;
 
 use uart::{Port, Uart};
@@ -59,6 +72,35 @@ const CPU_HZ: u32 = 25_000_000;
 /// Wall clock at boot until a programmer sets it: 2026-01-01T00:00:00Z.
 const WALL_AT_BOOT: u64 = 1_767_225_600_000;
 
+/// What this build says of itself on the debug UART (`THECAL_FW_BUILD` at build time:
+/// the end-to-end suite updates to a second build and looks for its name).
+const BUILD: &str = match option_env!("THECAL_FW_BUILD") {
+    Some(name) => name,
+    None => "dev",
+};
+
+/// A build made with `THECAL_FW_SELF_TEST=fail` fails its self-test when it runs on trial
+/// (the end-to-end suite installs one and sees the bootloader roll it back).
+const SELF_TEST_FAILS: bool = match option_env!("THECAL_FW_SELF_TEST") {
+    Some(v) => matches!(v.as_bytes(), b"fail"),
+    None => false,
+};
+
+/// The restart-reason word in the retained page ([`layout::RETAINED`] + 16; the
+/// bootloader's factory mark is before it): set before a restart this image asks for,
+/// cleared at every boot.
+const RESTART_WORD: u32 = layout::RETAINED + 16;
+/// The restart was this image's own (into a verified update, or after a failed
+/// self-test).
+const RESTART_SOFTWARE: u32 = 0x5357_5253;
+/// The image is running: a boot that finds this was reset without asking.
+const RUNNING: u32 = 0;
+
+const _: () = assert!(
+    layout::STORE_LEN as usize == FLASH_SIZE,
+    "the store region of layout.rs must be the store's size"
+);
+
 static MS_LOW: AtomicU32 = AtomicU32::new(0);
 static MS_HIGH: AtomicU32 = AtomicU32::new(0);
 
@@ -69,14 +111,27 @@ fn SysTick() {
     }
 }
 
-/// Device time: milliseconds since boot.
-fn now() -> Timestamp {
+/// Milliseconds since this boot.
+fn uptime() -> u64 {
     loop {
         let high = MS_HIGH.load(Ordering::Relaxed);
         let low = MS_LOW.load(Ordering::Relaxed);
         if MS_HIGH.load(Ordering::Relaxed) == high {
-            return Timestamp((u64::from(high) << 32) | u64::from(low));
+            return (u64::from(high) << 32) | u64::from(low);
         }
+    }
+}
+
+/// Device time: SysTick restarts at every reset, so device time resumes just after the
+/// newest stored snapshot (`thecal_device::store::resume_time`) and runs on from there.
+#[derive(Clone, Copy)]
+struct Clock {
+    base_ms: u64,
+}
+
+impl Clock {
+    fn now(self) -> Timestamp {
+        Timestamp(self.base_ms.saturating_add(uptime()))
     }
 }
 
@@ -94,12 +149,16 @@ fn main() -> ! {
 
     let link = Uart::new(Port::Uart0);
     let mut debug = Uart::new(Port::Uart1);
-    let server = boot(&mut debug);
+    let (server, clock) = boot(&mut debug);
+    let now = move || clock.now();
+    self_test(server, now(), &mut debug);
     let boot_stack = stack::high_water();
     stack::paint();
+    let running = server.firmware().running();
     let _ = writeln!(
         debug,
-        "thecal-qemu up; boot stack high-water {boot_stack} B"
+        "thecal-qemu up (build {BUILD}, firmware {}.{}.{}, security {}); boot stack high-water {boot_stack} B",
+        running.version.major, running.version.minor, running.version.patch, running.security
     );
     let mut reported = 0;
     let mut rx = [0u8; 64];
@@ -107,6 +166,13 @@ fn main() -> ! {
         let t = now();
         if t >= server.next_wake() {
             server.tick(t);
+        }
+        // A verified image waits and no bolus runs: restart into it (the answer to
+        // UpdateFinish has left: the UART writes are synchronous). The bootloader swaps;
+        // the store keeps the therapy.
+        if server.restart_due(t) {
+            let _ = writeln!(debug, "restarting into the new firmware");
+            restart();
         }
         // The physical-presence signal: an `M` on the debug UART (the second -serial)
         // stands in for the magnet held over a real implant.
@@ -137,50 +203,154 @@ fn main() -> ! {
     }
 }
 
-type QemuServer = Server<FlashStore<&'static mut RamFlash<FLASH_SIZE>>, CountingMotor>;
+/// The memory-backed flash of one region of [`layout`].
+type Region = SliceFlash<'static>;
+type QemuServer = Server<FlashStore<Region>, CountingMotor, Updater<Region, Region>>;
 
-/// Mounts the store, boots the pump into its static server, makes its static key pair
-/// and provisions it. Never inlined: the pump and the server are built on this
-/// function's frame (about 25 KB) before they move into the static, and that frame is
-/// gone before `main` serves (docs/BENCHMARKS.md, "Stack").
+/// The region of `len` bytes at `at`, lent as flash.
+///
+/// # Safety
+/// `at .. at + len` is one of the regions of [`layout`] outside this image (the store,
+/// the update slot, the state partition), and it is lent once.
+unsafe fn region(at: u32, len: u32) -> Region {
+    // SAFETY: the caller lends a region nothing else names; it is RAM of the board's
+    // memory map, valid for the program's life.
+    SliceFlash::new(unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len as usize) })
+}
+
+/// Reads and clears the restart-reason word: why this boot happened.
+fn reset_cause() -> ResetCause {
+    let word = RESTART_WORD as *mut u32;
+    // SAFETY: the retained page is RAM only this image writes after the bootloader's
+    // factory step; an aligned word.
+    let was = unsafe { core::ptr::read_volatile(word) };
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(word, RUNNING) };
+    match was {
+        RESTART_SOFTWARE => ResetCause::Software,
+        // Erased by the bootloader's factory step: the first boot.
+        u32::MAX => ResetCause::PowerOn,
+        _ => ResetCause::Unknown,
+    }
+}
+
+/// Restarts the board (the bootloader runs first), noting that this image asked for it.
+fn restart() -> ! {
+    // SAFETY: see `reset_cause`.
+    unsafe { core::ptr::write_volatile(RESTART_WORD as *mut u32, RESTART_SOFTWARE) };
+    cortex_m::peripheral::SCB::sys_reset()
+}
+
+/// The header of the running image, in the active slot's trailer; an image without one
+/// runs as this crate's version at security version 0.
+fn running_header() -> ImageHeader {
+    let mut bytes = [0u8; HEADER_LEN];
+    let trailer = (layout::ACTIVE + layout::IMAGE_LEN) as *const u8;
+    // SAFETY: the trailer page is inside the active slot, readable RAM of the memory
+    // map; nothing writes the active slot while the image runs.
+    unsafe { core::ptr::copy_nonoverlapping(trailer, bytes.as_mut_ptr(), HEADER_LEN) };
+    ImageHeader::parse(&bytes).unwrap_or_else(|_| {
+        let n = |s: &str| s.parse().unwrap_or(0);
+        thecal_device::update::unsigned(
+            Board::QEMU_MPS2,
+            Version {
+                major: n(env!("CARGO_PKG_VERSION_MAJOR")),
+                minor: n(env!("CARGO_PKG_VERSION_MINOR")),
+                patch: n(env!("CARGO_PKG_VERSION_PATCH")),
+            },
+        )
+    })
+}
+
+/// The self-test of an image on trial (`Server::self_test`).
+fn self_test(server: &mut QemuServer, now: Timestamp, debug: &mut Uart) {
+    let outcome = if SELF_TEST_FAILS && server.firmware().boot() == Boot::Trial {
+        SelfTest::Failed
+    } else {
+        server.self_test(now)
+    };
+    match outcome {
+        SelfTest::NotOnTrial => {}
+        SelfTest::Confirmed => {
+            let _ = writeln!(debug, "new firmware confirmed");
+        }
+        SelfTest::NotConfirmed => {
+            let _ = writeln!(
+                debug,
+                "could not confirm the new firmware: the next restart rolls back"
+            );
+        }
+        SelfTest::Failed => {
+            let _ = writeln!(
+                debug,
+                "self-test of build {BUILD} failed: back to the previous image"
+            );
+            restart();
+        }
+    }
+}
+
+/// Mounts the store, resumes the clock, boots the pump and its updater into the static
+/// server, makes its static key pair and provisions it. Never inlined: the pump and the
+/// server are built on this function's frame (about 25 KB) before they move into the
+/// static, and that frame is gone before `main` serves (docs/BENCHMARKS.md, "Stack").
 #[inline(never)]
-fn boot(debug: &mut Uart) -> &'static mut QemuServer {
-    // Const-initialised (erased) in .data: building it at run time would put all of it
-    // on the stack first. Taken exactly once, here.
-    static mut FLASH: RamFlash<FLASH_SIZE> = RamFlash::new();
-    // SAFETY: `boot` runs once (from `main`) and nothing else names FLASH.
-    let flash: &'static mut RamFlash<FLASH_SIZE> = unsafe { &mut *core::ptr::addr_of_mut!(FLASH) };
-    let Ok(store) = FlashStore::new(flash) else {
+fn boot(debug: &mut Uart) -> (&'static mut QemuServer, Clock) {
+    // SAFETY: `boot` runs once (from `main`); each region is lent here only.
+    let (store, dfu, state) = unsafe {
+        (
+            region(layout::STORE, layout::STORE_LEN),
+            region(layout::DFU, layout::DFU_LEN),
+            region(layout::STATE, layout::STATE_LEN),
+        )
+    };
+    let Ok(mut store) = FlashStore::new(store) else {
         let _ = writeln!(debug, "flash store failed to mount");
+        halt()
+    };
+    let clock = Clock {
+        base_ms: thecal_device::store::resume_time(&mut store).0,
+    };
+    let cause = reset_cause();
+    let running = running_header();
+    let geometry = Geometry::of(layout::DFU_LEN as usize, layout::PAGE as usize);
+    if geometry.map(|g| g.active_bytes()) != Some(layout::ACTIVE_LEN) {
+        let _ = writeln!(debug, "the slots of layout.rs do not make the slot layout");
+        halt()
+    }
+    let Some(updater) = Updater::new(dfu, state, TRUSTED_KEY, Board::QEMU_MPS2, running) else {
+        let _ = writeln!(
+            debug,
+            "the update slot or the state partition is unreadable"
+        );
         halt()
     };
     let Some(prescription) = thecal_device::pump::demo::demo_prescription() else {
         halt()
     };
-    let info = thecal_device::pump::demo::device_info("thecal-qemu 20", "QEMU0001");
+    let mut info = thecal_device::pump::demo::device_info("thecal-qemu 20", "QEMU0001");
+    info.firmware = running.version;
     let factory = thecal_device::pump::demo::demo_factory(Timestamp(WALL_AT_BOOT), prescription);
-    let pump = Pump::boot(
-        info,
-        factory,
-        store,
-        CountingMotor::default(),
-        now(),
-        ResetCause::PowerOn,
-    );
-    let Some(server) = cortex_m::singleton!(: QemuServer = Server::new(pump)) else {
+    let now = clock.now();
+    let pump = Pump::boot(info, factory, store, CountingMotor::default(), now, cause);
+    let Some(server) = cortex_m::singleton!(
+        : QemuServer = Server::with_firmware(pump, updater, Timestamp(0))
+    ) else {
         halt()
     };
-    // Makes the static key pair on the first boot (the RAM flash starts erased at every
-    // boot), then provisions by key agreement (a no-op once provisioned).
+    // Makes the static key pair on the first boot (the store starts erased), then
+    // provisions by key agreement (a no-op once provisioned).
     server.stir(NO_ENTROPY);
     if !server.pump().is_provisioned() {
         let factory = Ephemeral::from_bytes(DEVELOPMENT_FACTORY_EPHEMERAL);
-        let answer = server.pump_mut().provision(now(), &factory.public(), false);
+        let answer = server
+            .pump_mut()
+            .provision(clock.now(), &factory.public(), false);
         if !matches!(answer, Response::Provisioned { .. }) {
             let _ = writeln!(debug, "cannot provision: {}", answer.name());
         }
     }
-    server
+    (server, clock)
 }
 
 fn halt() -> ! {

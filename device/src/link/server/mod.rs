@@ -42,9 +42,11 @@ use crate::update::{Firmware, NoUpdates};
 
 mod cache;
 mod handshake;
+mod platform;
 
 use cache::Cached;
 pub use cache::{CACHE_BODY, CACHE_ENTRIES, CACHE_TTL_MS, LARGEST_CACHED};
+pub use platform::SelfTest;
 
 /// Request tag logged for a sealed body that is not a valid `Command`.
 pub const UNDECODABLE: u8 = 0xFF;

@@ -1,8 +1,9 @@
 //! Flash devices with real NOR semantics: [`RamFlash`] (no_std, with power-cut injection)
-//! for tests and the QEMU firmware, and `FileFlash` (feature `sim`) for the simulator's
+//! for tests, [`SliceFlash`] (no_std, over memory a platform lends it) for the QEMU
+//! firmware's retained RAM, and `FileFlash` (feature `sim`) for the simulator's
 //! `--state FILE`.
 //!
-//! # NOR semantics (both devices)
+//! # NOR semantics (every device here)
 //!
 //! * Geometry: [`WORD`] = 4 bytes is both `READ_SIZE` and `WRITE_SIZE`; [`PAGE`] = 4096
 //!   bytes is `ERASE_SIZE`. A misaligned or out-of-range call returns
@@ -10,7 +11,7 @@
 //! * Erase sets every byte of a page to `0xFF`.
 //! * A write can only clear bits: writing a word **ANDs** the new bits into the old ones,
 //!   as a real NOR array does when a word is programmed twice. Nothing fails; writing over
-//!   non-erased data silently produces the AND. That is why both devices also implement
+//!   non-erased data silently produces the AND. That is why every device here also implements
 //!   `MultiwriteNorFlash` truthfully. (The store in [`crate::store`] never writes a word
 //!   twice and only needs `NorFlash`.)
 //!
@@ -37,6 +38,7 @@
 
 mod nor;
 mod ram;
+mod slice;
 
 #[cfg(feature = "sim")]
 mod file;
@@ -45,6 +47,7 @@ mod file;
 pub use file::{FileFlash, FileFlashError};
 pub use nor::{FlashStats, PowerCut};
 pub use ram::RamFlash;
+pub use slice::SliceFlash;
 
 use embedded_storage::nor_flash::{NorFlashError, NorFlashErrorKind};
 

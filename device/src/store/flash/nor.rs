@@ -138,7 +138,6 @@ pub(crate) struct Nor<M> {
 }
 
 impl<M: AsRef<[u8]> + AsMut<[u8]>> Nor<M> {
-    #[cfg(feature = "sim")]
     pub(crate) fn new(mem: M) -> Self {
         Self {
             mem,
