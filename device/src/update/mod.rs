@@ -38,6 +38,7 @@
 //!
 //! The panic rule holds: no operation panics, whatever is sent.
 
+pub mod gate;
 pub mod keys;
 #[cfg(test)]
 mod tests;
@@ -402,17 +403,7 @@ impl<DFU: NorFlash, STATE: NorFlash> Updater<DFU, STATE> {
     }
 
     fn hash_slot(&mut self, length: u32) -> Result<[u8; 32], ()> {
-        let mut hash = Sha256::new();
-        let mut at = 0u32;
-        while at < length {
-            let n = (length - at).min(MAX_CHUNK as u32) as usize;
-            let padded = n.next_multiple_of(DFU::READ_SIZE);
-            let buf = self.scratch.get_mut(..padded).ok_or(())?;
-            self.dfu.read(at, buf).map_err(|_| ())?;
-            hash.update(buf.get(..n).ok_or(())?);
-            at = at.saturating_add(n as u32);
-        }
-        Ok(hash.finalize().into())
+        hash_prefix(&mut self.dfu, length, &mut self.scratch)
     }
 
     fn write_trailer(&mut self, bytes: &HeaderBytes) -> Result<(), ()> {
@@ -437,6 +428,30 @@ impl<DFU: NorFlash, STATE: NorFlash> Updater<DFU, STATE> {
             .ok_or(FirmwareUpdaterError::BadState)?;
         BlockingFirmwareState::new(&mut self.state, buf).mark_updated()
     }
+}
+
+/// SHA-256 of the first `length` bytes of `flash`, read through `scratch` (its length a
+/// multiple of `F::READ_SIZE`; a last partial read padded).
+pub(crate) fn hash_prefix<F: NorFlash>(
+    flash: &mut F,
+    length: u32,
+    scratch: &mut [u8],
+) -> Result<[u8; 32], ()> {
+    let step = scratch.len() - scratch.len() % F::READ_SIZE.max(1);
+    if step == 0 {
+        return Err(());
+    }
+    let mut hash = Sha256::new();
+    let mut at = 0u32;
+    while at < length {
+        let n = ((length - at) as usize).min(step);
+        let padded = n.next_multiple_of(F::READ_SIZE);
+        let buf = scratch.get_mut(..padded).ok_or(())?;
+        flash.read(at, buf).map_err(|_| ())?;
+        hash.update(buf.get(..n).ok_or(())?);
+        at = at.saturating_add(n as u32);
+    }
+    Ok(hash.finalize().into())
 }
 
 fn progress(next: u32, length: u32, pending: bool) -> UpdateProgress {

@@ -45,6 +45,11 @@ pub async fn to_second_build(t: &mut Target<'_>, vm: &RefCell<Qemu>, package: &P
         debug.contains("restarting into the new firmware"),
         "{debug}"
     );
+    // The bootloader checked the marked image with its own key before it swapped.
+    assert!(
+        debug.contains("thecal-qemu-boot: image 0.2.0 (security 1) verified: installing"),
+        "{debug}"
+    );
     assert!(debug.contains("thecal-qemu-boot: Swap"), "{debug}");
     assert!(
         debug.contains("thecal-qemu up (build second, firmware 0.2.0, security 1)"),

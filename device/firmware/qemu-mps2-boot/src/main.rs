@@ -13,9 +13,12 @@
 //!    that did not confirm itself, page by page, power-fail safe.
 //! 3. **Jump** to the active slot (its vector table; VTOR set to it).
 //!
-//! It checks no signature: the application verified the image (Ed25519 over the signed
-//! header, SHA-256 of the slot read back) before it marked the update slot, and only the
-//! application writes the slots (no raw memory-write command exists). The factory package
+//! Before embassy-boot swaps a freshly marked image in, it checks it once more with the
+//! public key built into it (`thecal_device::update::gate`: signature, board, security
+//! version, SHA-256 of the update slot), as the application did before it marked it; an
+//! image that fails is not installed. A swap already under way, or a revert, is never
+//! stopped (the active slot is then half moved). It does not verify the active image at
+//! every boot (no secure boot). The factory package
 //! is checked for its form only (a header for this board, a length that fits): putting a
 //! package into staging takes the QEMU command line, as programming a pump at the factory
 //! takes the factory's fixture. Messages go to UART1 (the debug channel).
@@ -37,6 +40,8 @@ use cortex_m_rt::{entry, exception};
 use embassy_boot::{AlignedBuffer, BlockingFirmwareState, BootLoader, BootLoaderConfig, State};
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 use thecal_device::store::flash::{SliceFlash, WORD};
+use thecal_device::update::gate::{check_pending, Gate};
+use thecal_device::update::TRUSTED_KEY;
 use thecal_protocol::update::{Board, HeaderBytes, ImageHeader, HEADER_LEN};
 
 use uart::{Port, Uart};
@@ -131,7 +136,42 @@ fn main() -> ! {
             }
         }
     }
+    // The bootloader's own check of a freshly marked image (the trusted key is built in
+    // here too): one that fails is not swapped in.
+    let mut header = [0u8; HEADER_LEN];
+    let min_security = active
+        .read(layout::IMAGE_LEN, &mut header)
+        .ok()
+        .and_then(|()| ImageHeader::parse(&header).ok())
+        .map_or(0, |h| h.security);
     let mut buf = AlignedBuffer([0u8; 256]);
+    match check_pending(
+        &mut dfu,
+        &mut state,
+        &TRUSTED_KEY,
+        Board::QEMU_MPS2,
+        min_security,
+        &mut buf.0,
+    ) {
+        Gate::Idle | Gate::Underway => {}
+        Gate::Install(h) => {
+            let v = h.version;
+            let _ = writeln!(
+                debug,
+                "thecal-qemu-boot: image {}.{}.{} (security {}) verified: installing",
+                v.major, v.minor, v.patch, h.security
+            );
+        }
+        Gate::Refused(why) => {
+            let _ = writeln!(
+                debug,
+                "thecal-qemu-boot: the marked image fails the check ({why}): not installed"
+            );
+        }
+        Gate::Flash => {
+            let _ = writeln!(debug, "thecal-qemu-boot: the update slot cannot be checked");
+        }
+    }
     let marked = buf.0.get_mut(..WORD).and_then(|word| {
         BlockingFirmwareState::new(&mut state, word)
             .get_state()

@@ -22,6 +22,8 @@ use super::{read_header, Boot, Geometry, Updater};
 use crate::store::flash::{RamFlash, PAGE};
 use crate::store::STORE_BYTES;
 
+mod gate;
+
 const ACTIVE_PAGES: usize = 6;
 const STORE: usize = STORE_BYTES;
 const STATE_AT: usize = STORE;
