@@ -44,8 +44,9 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.global.json;
-    match runtime.block_on(cmd::run(cli.command, &cli.global)) {
+    let mut time = None;
+    match runtime.block_on(cmd::run(cli.command, &cli.global, &mut time)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => out::report_error(&e, json),
+        Err(e) => out::report_error(&e, json, time.as_ref()),
     }
 }

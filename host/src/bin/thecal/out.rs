@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Serialize;
-use thecal_host::error::ReadBack;
+use thecal_host::error::{refusal_words, request_words, ReadBack};
 use thecal_host::keys::KeyFileError;
 use thecal_host::schedule::ScheduleFileError;
-use thecal_host::view::ComparisonRow;
+use thecal_host::view::{ComparisonRow, PumpTime};
 use thecal_host::Error;
 use thecal_protocol::message::{Refusal, Role};
 
@@ -295,6 +295,37 @@ fn read_back_commands(read_back: &ReadBack) -> String {
     }
 }
 
+/// The error and its causes as one message, `outer: inner`: a refusal in clinical words
+/// with its times in the patient's local time (`time`), and the operating system's
+/// reason once, not again after the message that already tells it.
+fn render(e: &anyhow::Error, time: Option<&PumpTime>) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = match cause.downcast_ref::<Error>() {
+            Some(Error::Refused { request, refusal }) => format!(
+                "the pump refused {}: {}",
+                request_words(request),
+                refusal_words(refusal, time)
+            ),
+            _ => cause.to_string(),
+        };
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+        // The library's errors already tell their cause in their own words.
+        if cause.downcast_ref::<Error>().is_some()
+            || cause.downcast_ref::<ScheduleFileError>().is_some()
+        {
+            break;
+        }
+    }
+    text
+}
+
 #[derive(Serialize)]
 struct ErrorJson<'a> {
     error: ErrorBody<'a>,
@@ -309,7 +340,7 @@ struct ErrorBody<'a> {
 
 /// Prints `e` (as JSON on stdout with `--json`, else on stderr) and returns its exit
 /// code.
-pub fn report_error(e: &anyhow::Error, json_out: bool) -> ExitCode {
+pub fn report_error(e: &anyhow::Error, json_out: bool, time: Option<&PumpTime>) -> ExitCode {
     // The reader of our output went away (`thecal log | head`): nothing to report.
     let broken_pipe = e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
@@ -319,9 +350,10 @@ pub fn report_error(e: &anyhow::Error, json_out: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let (code, kind) = classify(e);
+    let text = render(e, time);
     let message = match hint(e) {
-        Some(hint) => format!("{e:#}\nhint: {hint}"),
-        None => format!("{e:#}"),
+        Some(hint) => format!("{text}\nhint: {hint}"),
+        None => text,
     };
     if json_out {
         let body = ErrorJson {

@@ -128,6 +128,9 @@ pub struct Session {
     pub client: Client<SerialStream>,
     /// What the pump said it is.
     pub identity: Identity,
+    /// The pump's clock as last read ([`Session::time`]), to show the times in an error
+    /// (a lockout's end) in the patient's local time.
+    pub last_time: Option<PumpTime>,
     link: Link,
 }
 
@@ -309,6 +312,7 @@ impl Session {
             Ok(identity) => Ok(Session {
                 client,
                 identity,
+                last_time: None,
                 link,
             }),
             Err(e) => {
@@ -326,6 +330,7 @@ impl Session {
             now: status.now,
             offset: status.offset,
         };
+        self.last_time = Some(t);
         Ok((status, t))
     }
 

@@ -2,6 +2,7 @@
 //! its own: it calls the library and prints.
 
 use clap::Subcommand;
+use thecal_host::view::PumpTime;
 
 use crate::session::{Access, Global, Session};
 
@@ -81,8 +82,9 @@ pub enum Command {
 }
 
 /// Runs `command`. Commands that need the pump open a session and close it (a
-/// simulator persists its state) whatever the outcome.
-pub async fn run(command: Command, g: &Global) -> anyhow::Result<()> {
+/// simulator persists its state) whatever the outcome. `time` is left holding the pump's
+/// clock if it was read, so an error shows its times in the patient's local time.
+pub async fn run(command: Command, g: &Global, time: &mut Option<PumpTime>) -> anyhow::Result<()> {
     match command {
         Command::Ports(a) => ports::run(a, g),
         Command::Schedule(c) => schedule::run(c, g).await,
@@ -98,6 +100,7 @@ pub async fn run(command: Command, g: &Global) -> anyhow::Result<()> {
             };
             let mut session = Session::open(g, access).await?;
             let result = online(other, &mut session, g).await;
+            *time = session.last_time;
             let closed = session.close().await;
             result.and(closed)
         }
