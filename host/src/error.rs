@@ -595,3 +595,91 @@ fn port_words(path: &str, e: &tokio_serial::Error) -> String {
         format!("serial port {path}: {reason}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thecal_protocol::time::Timestamp;
+    use thecal_protocol::units::Nanograms;
+
+    #[test]
+    fn refusals_read_as_clinical_words() {
+        let e = Error::Refused {
+            request: "PatientBolus",
+            refusal: Refusal::PatientLockout {
+                until: Timestamp(1_796_172_390_620),
+            },
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("the pump refused the patient bolus: "),
+            "{text}"
+        );
+        assert!(!text.contains("t=") && !text.contains(" ms"), "{text}");
+        assert!(
+            text.contains("2026 at ") && text.ends_with(" UTC"),
+            "{text}"
+        );
+        let t = PumpTime {
+            now: Timestamp(1_796_172_000_000),
+            offset: UtcOffset(60),
+        };
+        let local = refusal_words(
+            &Refusal::PatientLockout {
+                until: Timestamp(1_796_172_390_620),
+            },
+            Some(&t),
+        );
+        assert!(local.contains("(in 6 min)"), "{local}");
+        let busy = Error::Refused {
+            request: "ClinicianBolus",
+            refusal: Refusal::BolusInProgress,
+        };
+        assert_eq!(
+            busy.to_string(),
+            "the pump refused the bolus: a bolus is already running"
+        );
+        let timeout = Error::Timeout {
+            request: "ReadPrescription",
+            attempts: 3,
+            timeout: Duration::from_millis(1500),
+        };
+        assert!(
+            timeout
+                .to_string()
+                .starts_with("no answer from the pump to the prescription read after 3"),
+            "{timeout}"
+        );
+        let limit = refusal_words(
+            &Refusal::DailyLimit {
+                delivered: Nanograms(580_000),
+                requested: Nanograms(50_000),
+                limit: thecal_protocol::units::NanogramsPerDay(600_000),
+            },
+            None,
+        );
+        assert_eq!(
+            limit,
+            "50 µg more would exceed the daily limit of 600 µg/day (580 µg delivered in \
+             the last 24 h)"
+        );
+    }
+
+    #[test]
+    fn rules_have_no_rust_ranges() {
+        let low = rule_words(&ScheduleError::LowReservoirAlarmOutOfRange {
+            threshold: Nanolitres(100_000),
+        });
+        assert_eq!(
+            low,
+            "low-reservoir alarm 0.1 mL must be from 0.5 mL to 10 mL"
+        );
+        let pb = rule_words(&ScheduleError::PatientBolusInvalid {
+            dose: Nanograms(0),
+            lockout: Minutes(5),
+            max_per_day: 30,
+        });
+        assert!(!pb.contains("..="), "{pb}");
+        assert!(pb.contains("from 1 to 24 boluses per 24 h"), "{pb}");
+    }
+}

@@ -584,7 +584,7 @@ fn refill_bolus_stop_resume_alarms() {
     assert_eq!(on(&sim, &["--json", "status"]).json()["therapy"], "stopped");
     let unconfirmed = on(&sim, &["stop"]);
     assert_eq!(unconfirmed.code, Some(7));
-    let resume = on(&sim, &["resume"]);
+    let resume = on(&sim, &["resume", "--yes"]);
     assert!(resume.ok().contains("Therapy resumed"), "{resume:?}");
     let v = on(
         &sim,
@@ -604,13 +604,13 @@ fn refill_bolus_stop_resume_alarms() {
     assert_eq!(busy.code, Some(3), "{busy:?}");
     assert!(busy.stderr.contains("already running"), "{busy:?}");
     on(&sim, &["stop", "--yes"]).ok();
-    on(&sim, &["resume"]).ok();
+    on(&sim, &["resume", "--yes"]).ok();
     let v = on(&sim, &["--json", "bolus", "patient", "--yes"]).json();
     assert_eq!(v["kind"], "patient");
     let status = on(&sim, &["status"]);
     assert!(status.ok().contains("Bolus running"), "{status:?}");
     on(&sim, &["stop", "--yes"]).ok();
-    on(&sim, &["resume"]).ok();
+    on(&sim, &["resume", "--yes"]).ok();
     let priming = on(
         &sim,
         &[
@@ -619,7 +619,7 @@ fn refill_bolus_stop_resume_alarms() {
     );
     assert_eq!(priming.json()["kind"], "priming");
     on(&sim, &["stop", "--yes"]).ok();
-    on(&sim, &["resume"]).ok();
+    on(&sim, &["resume", "--yes"]).ok();
     let bridge = on(
         &sim,
         &[
@@ -643,7 +643,11 @@ fn log_clock_link_ping_ports() {
         ],
     )
     .ok();
-    let v = on(&sim, &["--json", "clock", "sync", "--offset", "+01:00"]).json();
+    let v = on(
+        &sim,
+        &["--json", "clock", "sync", "--offset", "+01:00", "--yes"],
+    )
+    .json();
     assert_eq!(v["utc_offset"], "+01:00");
     let status = on(&sim, &["--json", "status"]).json();
     assert_eq!(status["utc_offset"], "+01:00");
@@ -651,7 +655,7 @@ fn log_clock_link_ping_ports() {
         status["now"].as_str().unwrap().ends_with("+01:00"),
         "{status}"
     );
-    let bad = on(&sim, &["clock", "sync", "--offset", "+15:00"]);
+    let bad = on(&sim, &["clock", "sync", "--offset", "+15:00", "--yes"]);
     assert_eq!(bad.code, Some(2), "{bad:?}");
 
     let log = on(&sim, &["--json", "log"]).json();
@@ -785,4 +789,189 @@ fn device_that_stops_answering_gives_a_clear_error() {
     assert_eq!(missing.code, Some(4), "{missing:?}");
     assert!(missing.stderr.contains("/dev/thecal-none"));
     let _ = Nanolitres::ZERO;
+}
+
+/// No request or enum name, and no Rust syntax, in what a clinician reads.
+fn assert_clinical(text: &str) {
+    for word in [
+        "PatientBolus",
+        "ClinicianBolus",
+        "BolusInProgress",
+        "BolusInvalid",
+        "ReadPrescription",
+        "ResumeTherapy",
+        "SetClock",
+        "..=",
+        "expected i64",
+        "t=",
+    ] {
+        assert!(!text.contains(word), "`{word}` in:\n{text}");
+    }
+}
+
+#[test]
+fn bolus_refusals_name_the_cause_and_its_limit_in_clinical_words() {
+    let sim = sim();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["bolus", "priming", "--volume", "0.1 µL", "--over", "10 min"],
+            "less than one pump stroke: the smallest bolus is 0.00025 mL",
+        ),
+        (
+            &["bolus", "priming", "--volume", "10 mL", "--over", "1 min"],
+            "faster than the pump's fastest bolus flow, 60 mL/day: give it over 4 h or more",
+        ),
+        (
+            &["bolus", "single", "--dose", "50 µg", "--over", "25 h"],
+            "longer than the pump's longest bolus, 24 h",
+        ),
+        (
+            &["bolus", "single", "--dose", "50 µg", "--over", "0 min"],
+            "the bolus duration is 0 min",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = args.to_vec();
+        all.push("--yes");
+        let out = on(&sim, &all);
+        assert_eq!(out.code, Some(2), "{out:?}");
+        assert!(out.stderr.contains("bolus not given: "), "{out:?}");
+        assert!(out.stderr.contains(expected), "{expected}: {out:?}");
+        assert_clinical(&out.stderr);
+    }
+    // Nothing was sent: no bolus runs.
+    assert!(on(&sim, &["--json", "status"]).json()["bolus"].is_null());
+
+    // The pump's own refusals, in clinical words: a running bolus, the lockout in the
+    // patient's local time.
+    on(
+        &sim,
+        &["--json", "clock", "sync", "--offset", "+01:00", "--yes"],
+    )
+    .ok();
+    on(&sim, &["bolus", "patient", "--yes"]).ok();
+    on(&sim, &["bolus", "cancel", "--yes"]).ok();
+    let again = on(&sim, &["bolus", "patient", "--yes"]);
+    assert_eq!(again.code, Some(3), "{again:?}");
+    assert!(
+        again
+            .stderr
+            .contains("the pump refused the patient bolus: ")
+            && again.stderr.contains("the next patient bolus is allowed "),
+        "{again:?}"
+    );
+    let status = on(&sim, &["--json", "status"]).json();
+    let now = status["now"].as_str().unwrap();
+    // The pump clock's local date (`2026-12-03T…+01:00`), spelled: `3 December 2026 at`.
+    let day: u32 = now[8..10].parse().unwrap();
+    assert!(again.stderr.contains(&format!(" {day} ")), "{again:?}");
+    assert!(
+        again.stderr.contains(" at ") && again.stderr.contains("(in "),
+        "{again:?}"
+    );
+    assert_clinical(&again.stderr);
+    on(
+        &sim,
+        &[
+            "bolus", "single", "--dose", "20 µg", "--over", "30 min", "--yes",
+        ],
+    )
+    .ok();
+    let busy = on(
+        &sim,
+        &[
+            "bolus", "single", "--dose", "20 µg", "--over", "30 min", "--yes",
+        ],
+    );
+    assert_eq!(busy.code, Some(3), "{busy:?}");
+    assert!(
+        busy.stderr
+            .contains("the pump refused the bolus: a bolus is already running"),
+        "{busy:?}"
+    );
+    assert_clinical(&busy.stderr);
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn the_bolus_confirmation_shows_drug_dose_rate_and_the_24_h_total() {
+    let sim = sim();
+    let out = on(
+        &sim,
+        &["bolus", "single", "--dose", "50 µg", "--over", "30 min"],
+    );
+    assert_eq!(out.code, Some(7), "{out:?}");
+    for part in [
+        "Drug       baclofen 500 µg/mL",
+        "Dose       50 µg = 0.1 mL over 30 min (4.8 mL/day)",
+        "Last 24 h  0 µg delivered; 50 µg with this bolus, daily limit 600 µg/day",
+        "Give a single bolus of 50 µg over 30 min on pump",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {out:?}");
+    }
+    let patient = on(&sim, &["bolus", "patient"]);
+    assert_eq!(patient.code, Some(7), "{patient:?}");
+    assert!(
+        patient
+            .stderr
+            .contains("Dose       25 µg = 0.05 mL, as fast as the pump allows"),
+        "{patient:?}"
+    );
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn resume_and_clock_sync_ask_first() {
+    let sim = sim();
+    on(&sim, &["stop", "--yes"]).ok();
+    let resume = on(&sim, &["resume"]);
+    assert_eq!(resume.code, Some(7), "{resume:?}");
+    assert!(
+        resume.stderr.contains("Resume therapy on pump SIM000007?")
+            && resume.stderr.contains("pass --yes"),
+        "{resume:?}"
+    );
+    // Not resumed.
+    assert_eq!(on(&sim, &["--json", "status"]).json()["therapy"], "stopped");
+    on(&sim, &["resume", "--yes"]).ok();
+    assert_eq!(on(&sim, &["--json", "status"]).json()["therapy"], "running");
+
+    let sync = on(&sim, &["clock", "sync", "--offset", "+02:00"]);
+    assert_eq!(sync.code, Some(7), "{sync:?}");
+    assert!(
+        sync.stderr
+            .contains("Set the clock of pump SIM000007 from ")
+            && sync.stderr.contains("(UTC+02:00)?"),
+        "{sync:?}"
+    );
+    // Not set.
+    assert_ne!(
+        on(&sim, &["--json", "status"]).json()["utc_offset"],
+        "+02:00"
+    );
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn port_errors_say_what_is_wrong_once() {
+    let missing = thecal(&["--port", "/nonexistent/ttyACM9", "info"]);
+    assert_eq!(missing.code, Some(4), "{missing:?}");
+    assert!(
+        missing
+            .stderr
+            .contains("serial port /nonexistent/ttyACM9 does not exist"),
+        "{missing:?}"
+    );
+    assert_eq!(
+        missing.stderr.matches("No such file").count(),
+        0,
+        "{missing:?}"
+    );
+    let null = thecal(&["--port", "/dev/null", "info"]);
+    assert_eq!(null.code, Some(4), "{null:?}");
+    assert!(
+        null.stderr.contains("/dev/null is not a serial port"),
+        "{null:?}"
+    );
+    assert!(!null.stderr.contains("typewriter"), "{null:?}");
 }

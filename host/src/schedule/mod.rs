@@ -127,7 +127,12 @@ pub fn parse(file: &str, text: &str) -> Result<Prescription, ScheduleFileError> 
         convert::to_draft(&shape).map_err(|e| invalid(e.span, Some(e.field), e.message, None))?;
     Prescription::new(draft).map_err(|rule| {
         let (span, field) = convert::locate(&rule, &sources);
-        invalid(span, Some(field), rule.to_string(), Some(rule))
+        invalid(
+            span,
+            Some(field),
+            crate::error::rule_words(&rule),
+            Some(rule),
+        )
     })
 }
 
