@@ -975,3 +975,49 @@ fn port_errors_say_what_is_wrong_once() {
     );
     assert!(!null.stderr.contains("typewriter"), "{null:?}");
 }
+
+#[test]
+fn a_large_dose_change_is_warned_about_before_the_write() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let stopped = dir.path().join("stopped.toml");
+    std::fs::write(
+        &stopped,
+        "drug = \"baclofen\"\nconcentration = \"500 µg/mL\"\ndaily_limit = \"600 µg/day\"\n\
+         low_reservoir_alarm = \"2 mL\"\nmode = \"stopped\"\n",
+    )
+    .unwrap();
+    let cut = on(&sim, &["schedule", "write", s(&stopped)]);
+    assert_eq!(cut.code, Some(7), "{cut:?}");
+    assert!(
+        cut.stderr.contains("WARNING: the daily dose falls by 8")
+            && cut.stderr.contains("withdrawal")
+            && cut.stderr.contains("with this large dose change?"),
+        "{cut:?}"
+    );
+    let up = dir.path().join("up.toml");
+    std::fs::write(
+        &up,
+        "drug = \"baclofen\"\nconcentration = \"500 µg/mL\"\ndaily_limit = \"600 µg/day\"\n\
+         low_reservoir_alarm = \"2 mL\"\nmode = \"continuous\"\ndose = \"400 µg/day\"\n",
+    )
+    .unwrap();
+    let rise = on(&sim, &["schedule", "write", s(&up)]);
+    assert_eq!(rise.code, Some(7), "{rise:?}");
+    assert!(
+        rise.stderr.contains("WARNING: the daily dose rises by "),
+        "{rise:?}"
+    );
+    // A small change: no warning.
+    let small = on(
+        &sim,
+        &[
+            "schedule",
+            "write",
+            s(&example("flexible-baclofen-day.toml")),
+        ],
+    );
+    assert_eq!(small.code, Some(7), "{small:?}");
+    assert!(!small.stderr.contains("WARNING"), "{small:?}");
+    sim.shutdown().unwrap();
+}
