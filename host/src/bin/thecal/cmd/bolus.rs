@@ -1,13 +1,13 @@
 //! `thecal bolus single|priming|bridge|patient`
 
-use thecal_host::quantity::{self, parse_dose, parse_duration, parse_volume};
+use thecal_host::quantity;
 use thecal_host::view::{bolus_key, bolus_problem, bolus_volume, BolusOutcomeView, BolusView};
 use thecal_protocol::message::{BolusRequest, Role, StatusReport};
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres, NanolitresPerDay};
 
 use crate::out;
 use crate::session::{Global, Session};
-use crate::usage::UsageError;
+use crate::usage::{arg, UsageError};
 
 /// Boluses.
 #[derive(Debug, clap::Subcommand)]
@@ -15,10 +15,10 @@ pub enum Command {
     /// A single dose over a duration, e.g. `bolus single --dose "50 µg" --over 30min`.
     Single {
         /// Dose, e.g. "50 µg" or "0.5 mg".
-        #[arg(long, value_parser = parse_dose)]
+        #[arg(long, value_parser = arg::dose)]
         dose: Nanograms,
         /// Duration, e.g. "30 min" or "1 h".
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = arg::duration)]
         over: Minutes,
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -27,10 +27,10 @@ pub enum Command {
     /// Fill the catheter after implant or revision, e.g. `--volume "0.2 mL" --over 10min`.
     Priming {
         /// Volume.
-        #[arg(long, value_parser = parse_volume)]
+        #[arg(long, value_parser = arg::volume)]
         volume: Nanolitres,
         /// Duration.
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = arg::duration)]
         over: Minutes,
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -39,10 +39,10 @@ pub enum Command {
     /// Move old drug out of pump and catheter after a concentration change.
     Bridge {
         /// Volume.
-        #[arg(long, value_parser = parse_volume)]
+        #[arg(long, value_parser = arg::volume)]
         volume: Nanolitres,
         /// Duration.
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = arg::duration)]
         over: Minutes,
         /// Do not ask for confirmation.
         #[arg(long)]
