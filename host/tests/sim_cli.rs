@@ -1021,3 +1021,34 @@ fn a_large_dose_change_is_warned_about_before_the_write() {
     assert!(!small.stderr.contains("WARNING"), "{small:?}");
     sim.shutdown().unwrap();
 }
+
+#[test]
+fn help_shows_global_options_apart_with_examples_and_exit_codes() {
+    let top = thecal(&["--help"]);
+    let text = top.ok();
+    for part in [
+        "Global options:",
+        "Examples:",
+        "thecal --sim status",
+        "Exit codes:",
+        "5  OUTCOME UNCERTAIN",
+        "7  not confirmed",
+    ] {
+        assert!(text.contains(part), "{part}:\n{text}");
+    }
+    let bolus = thecal(&["bolus", "single", "--help"]);
+    let text = bolus.ok();
+    let (own, global) = text
+        .split_once("Global options:")
+        .unwrap_or_else(|| panic!("no Global options section:\n{text}"));
+    assert!(own.contains("--dose") && own.contains("--over"), "{text}");
+    assert!(
+        !own.contains("--port") && !own.contains("--key-file"),
+        "{text}"
+    );
+    assert!(
+        global.contains("--port") && global.contains("--key-file"),
+        "{text}"
+    );
+    assert!(!global.contains("--dose"), "{text}");
+}

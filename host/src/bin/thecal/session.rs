@@ -14,8 +14,10 @@ use tokio_serial::SerialStream;
 
 use crate::usage::UsageError;
 
-/// Options every command takes.
+/// Options every command takes (shown apart from a command's own, under "Global
+/// options").
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Serial port of the telemetry head, e.g. /dev/ttyACM0 (see `thecal ports`).
     #[arg(long, global = true, value_name = "PATH")]
