@@ -596,6 +596,27 @@ fn port_words(path: &str, e: &tokio_serial::Error) -> String {
     }
 }
 
+/// A quantity that did not parse, with the fix: a number without its unit says "missing
+/// unit" with an example, a decimal comma says "use a decimal point".
+pub fn quantity_words(text: &str, e: &quantity::QuantityError) -> String {
+    let t = text.trim();
+    let comma = t.contains(',');
+    match e {
+        _ if comma && t.chars().any(|c| c.is_ascii_digit()) => format!(
+            "`{t}`: use a decimal point, not a comma: \"{}\"",
+            t.replacen(',', ".", 1)
+        ),
+        quantity::QuantityError::Unit { unit, expected } if unit.is_empty() => {
+            let first = expected
+                .split([',', ' '])
+                .find(|s| !s.is_empty())
+                .unwrap_or("");
+            format!("missing unit: write \"{t} {first}\" (units: {expected})")
+        }
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -681,26 +702,5 @@ mod tests {
         });
         assert!(!pb.contains("..="), "{pb}");
         assert!(pb.contains("from 1 to 24 boluses per 24 h"), "{pb}");
-    }
-}
-
-/// A quantity that did not parse, with the fix: a number without its unit says "missing
-/// unit" with an example, a decimal comma says "use a decimal point".
-pub fn quantity_words(text: &str, e: &quantity::QuantityError) -> String {
-    let t = text.trim();
-    let comma = t.contains(',');
-    match e {
-        _ if comma && t.chars().any(|c| c.is_ascii_digit()) => format!(
-            "`{t}`: use a decimal point, not a comma: \"{}\"",
-            t.replacen(',', ".", 1)
-        ),
-        quantity::QuantityError::Unit { unit, expected } if unit.is_empty() => {
-            let first = expected
-                .split([',', ' '])
-                .find(|s| !s.is_empty())
-                .unwrap_or("");
-            format!("missing unit: write \"{t} {first}\" (units: {expected})")
-        }
-        other => other.to_string(),
     }
 }

@@ -640,7 +640,7 @@ fn a_patient_key_reads_status_and_gives_a_patient_bolus_but_cannot_program() {
         assert_eq!(out.code, Some(3), "{args:?}: {out:?}");
         assert!(
             out.stderr
-                .contains("not permitted: the patient role may not make")
+                .contains("not permitted: the patient role may not ask for")
                 && out.stderr.contains("it needs the clinician"),
             "{out:?}"
         );
@@ -830,7 +830,7 @@ async fn the_emergency_role_stops_therapy_without_a_key_file_only_with_the_magne
     let v = thecal(&[sim_args(true), vec!["status"]].concat()).json();
     assert_eq!(v["therapy"], "stopped", "{v}");
     // Nothing else: programming is refused to the emergency role.
-    let out = thecal(&[sim_args(true), vec!["resume", "--yes"]].concat());
+    let out = thecal(&[sim_args(true), vec!["resume"]].concat());
     assert_eq!(out.code, Some(3), "{out:?}");
     // A key file is not what authorises it.
     let out = thecal(&[sim_args(true), vec!["--key-file", "/dev/null", "status"]].concat());
