@@ -961,6 +961,12 @@ fn port_errors_say_what_is_wrong_once() {
         "{null:?}"
     );
     assert!(!null.stderr.contains("typewriter"), "{null:?}");
+    let schedule = thecal(&["schedule", "check", "/nonexistent/x.toml"]);
+    assert_eq!(schedule.code, Some(2), "{schedule:?}");
+    assert_eq!(
+        schedule.stderr,
+        "error: /nonexistent/x.toml: cannot read the schedule: No such file or directory\n"
+    );
 }
 
 #[test]

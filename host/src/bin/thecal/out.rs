@@ -309,6 +309,7 @@ fn render(e: &anyhow::Error, time: Option<&PumpTime>) -> String {
             ),
             _ => cause.to_string(),
         };
+        let part = without_os_codes(&part);
         if text.contains(&part) {
             continue;
         }
@@ -324,6 +325,26 @@ fn render(e: &anyhow::Error, time: Option<&PumpTime>) -> String {
         }
     }
     text
+}
+
+/// `No such file or directory (os error 2)` → `No such file or directory`: the number
+/// is for programmers.
+fn without_os_codes(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(" (os error ") {
+        let after = rest.get(at + " (os error ".len()..).unwrap_or("");
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        out.push_str(rest.get(..at).unwrap_or(""));
+        if digits > 0 && after.get(digits..).is_some_and(|s| s.starts_with(')')) {
+            rest = after.get(digits + 1..).unwrap_or("");
+        } else {
+            out.push_str(" (os error ");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[derive(Serialize)]
@@ -395,6 +416,26 @@ mod tests {
             refusal: Refusal::BolusInProgress,
         });
         assert_eq!(hint(&other), None);
+    }
+
+    #[test]
+    fn an_os_reason_is_told_once_without_its_number() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let e = anyhow::Error::new(ScheduleFileError::Read {
+            file: "x.toml".into(),
+            source: io,
+        });
+        assert_eq!(
+            render(&e, None),
+            "x.toml: cannot read the schedule: No such file or directory"
+        );
+        let wrapped =
+            anyhow::Error::new(std::io::Error::from_raw_os_error(2)).context("reading x.key");
+        assert_eq!(
+            render(&wrapped, None),
+            "reading x.key: No such file or directory"
+        );
+        assert_eq!(without_os_codes("a (os error x) b"), "a (os error x) b");
     }
 
     #[test]
