@@ -1044,4 +1044,18 @@ fn help_shows_global_options_apart_with_examples_and_exit_codes() {
         "{text}"
     );
     assert!(!global.contains("--dose"), "{text}");
+    for (command, example) in [
+        (
+            "bolus",
+            "thecal --sim bolus single --dose \"50 µg\" --over 30min",
+        ),
+        ("schedule", "thecal --sim schedule write FILE --dry-run"),
+    ] {
+        let help = thecal(&[command, "--help"]);
+        let text = help.ok();
+        assert!(
+            text.contains("Examples:") && text.contains(example),
+            "{command}:\n{text}"
+        );
+    }
 }

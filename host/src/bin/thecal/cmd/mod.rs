@@ -44,14 +44,27 @@ pub enum Command {
     /// Read the prescription memory (the prescription in force).
     Prescription(prescription::Args),
     /// Check a schedule file, or write it to the pump.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+            thecal schedule check examples/schedules/flexible-baclofen-day.toml\n  \
+            thecal --sim schedule write FILE --dry-run     compare only\n  \
+            thecal --sim schedule write FILE               compare, confirm, write, verify"
+    )]
     Schedule(schedule::Command),
     /// Record a refill: the new volume; a new drug or concentration with its whole
     /// prescription (`--schedule FILE`) and the bridge bolus.
     Refill(refill::Args),
     /// Give a clinician bolus (single, priming, bridge) or a patient bolus, or cancel the
     /// running bolus (`bolus cancel`).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+            thecal --sim bolus single --dose \"50 µg\" --over 30min\n  \
+            thecal --sim bolus priming --volume \"0.2 mL\" --over 10min\n  \
+            thecal --sim --role patient bolus patient\n  \
+            thecal --sim bolus cancel"
+    )]
     Bolus(bolus::Command),
     /// Stop therapy (the pump keeps the catheter open at the minimum flow).
     Stop(stop::Args),
