@@ -71,7 +71,8 @@ pub enum Error {
     },
     /// The pump answered with a message that does not answer the request.
     #[error(
-        "the pump gave an answer that does not fit {} (a {got} answer); protocol mismatch?",
+        "the pump's answer to {} was an answer to another request; protocol mismatch? \
+         (run with -v to see the link traffic)",
         request_words(request)
     )]
     UnexpectedResponse {
@@ -670,6 +671,15 @@ mod tests {
                 .to_string()
                 .starts_with("no answer from the pump to the prescription read after 3"),
             "{timeout}"
+        );
+        let odd = Error::UnexpectedResponse {
+            request: "ReadPrescription",
+            got: "Status",
+        };
+        assert_eq!(
+            odd.to_string(),
+            "the pump's answer to the prescription read was an answer to another request; \
+             protocol mismatch? (run with -v to see the link traffic)"
         );
         let limit = refusal_words(
             &Refusal::DailyLimit {
