@@ -4,16 +4,32 @@ use std::time::Duration;
 
 use thecal_protocol::frame::{BodyError, EncodeError};
 use thecal_protocol::message::{Refusal, Request, Revision, Role};
-use thecal_protocol::rules::ScheduleError;
+use thecal_protocol::projection::STROKE_NL;
+use thecal_protocol::rules::{
+    ScheduleError, MAX_LOW_ALARM, MAX_PATIENT_BOLUSES, MIN_LOCKOUT, MIN_LOW_ALARM,
+};
+use thecal_protocol::time::UtcOffset;
+use thecal_protocol::units::{Minutes, Nanolitres, NanolitresPerDay};
 
 use crate::keys::KeyFileError;
+use crate::view::PumpTime;
+use crate::{clock, quantity};
+
+/// The longest bolus the pump gives (its firmware's limit): 24 h.
+pub const MAX_BOLUS_DURATION: Minutes = Minutes(24 * 60);
+/// The fastest bolus flow the pump gives (its firmware's limit): 60 mL/day (2.5 mL/h).
+pub const MAX_BOLUS_FLOW: NanolitresPerDay = NanolitresPerDay(60_000_000);
 
 /// An error from [`crate::Client`]. Each variant says what the clinician should do.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The pump answered and refused; nothing changed on the pump.
-    #[error("the pump refused {request}: {refusal}")]
+    #[error(
+        "the pump refused {}: {}",
+        request_words(request),
+        refusal_words(refusal, None)
+    )]
     Refused {
         /// Request name.
         request: &'static str,
@@ -22,8 +38,9 @@ pub enum Error {
     },
     /// A read-only request got no answer after every retry. Nothing was changed.
     #[error(
-        "no answer from the pump to {request} after {attempts} attempts ({} each); \
+        "no answer from the pump to {} after {attempts} attempts ({} each); \
          check the port, the telemetry head position and that the pump is awake",
+        request_words(request),
         fmt_duration(*timeout)
     )]
     Timeout {
@@ -38,8 +55,9 @@ pub enum Error {
     /// may not have carried it out. `read_back` says what to read to find out before
     /// trying again (a program renders it in its own words, with its own commands).
     #[error(
-        "OUTCOME UNCERTAIN: {request} was sent ({attempts} attempts) and {cause}; the pump \
-         may or may not have carried it out. Before repeating it, {read_back}"
+        "OUTCOME UNCERTAIN: {} was sent ({attempts} attempts) and {cause}; the pump \
+         may or may not have carried it out. Before repeating it, {read_back}",
+        request_words(request)
     )]
     Uncertain {
         /// Request name.
@@ -52,7 +70,11 @@ pub enum Error {
         read_back: ReadBack,
     },
     /// The pump answered with a message that does not answer the request.
-    #[error("unexpected answer {got} to {request}")]
+    #[error(
+        "the pump's answer to {} was an answer to another request; protocol mismatch? \
+         (run with -v to see the link traffic)",
+        request_words(request)
+    )]
     UnexpectedResponse {
         /// Request name.
         request: &'static str,
@@ -61,7 +83,10 @@ pub enum Error {
     },
     /// A frame for this request arrived intact but its body did not decode: the pump
     /// speaks another revision of the messages.
-    #[error("the answer to {request} does not decode ({source}); protocol mismatch?")]
+    #[error(
+        "the answer to {} does not decode ({source}); protocol mismatch?",
+        request_words(request)
+    )]
     Decode {
         /// Request name.
         request: &'static str,
@@ -71,9 +96,10 @@ pub enum Error {
     /// Intact frames came back in another protocol version (their version byte), and
     /// nothing this programmer can read: the pump's firmware speaks another protocol.
     #[error(
-        "protocol mismatch: no answer to {request} this programmer can read; the pump answers \
+        "protocol mismatch: no answer to {} this programmer can read; the pump answers \
          in protocol {pump_protocol} frames, this programmer speaks protocol {host_protocol}; \
-         use a programmer built for this pump's firmware"
+         use a programmer built for this pump's firmware",
+        request_words(request)
     )]
     OtherProtocol {
         /// Request name.
@@ -101,7 +127,7 @@ pub enum Error {
         host_schema: u32,
     },
     /// The prescription breaks a rule; it was not sent.
-    #[error("prescription not sent: {0}")]
+    #[error("prescription not sent: {}", rule_words(.0))]
     Invalid(ScheduleError),
     /// A write was accepted but reading it back did not return what was written.
     #[error(
@@ -122,7 +148,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
     /// The serial port could not be opened or configured.
     #[cfg(feature = "serial")]
-    #[error("serial port {path}: {source}")]
+    #[error("{}", port_words(path, source))]
     Port {
         /// Port path.
         path: String,
@@ -168,8 +194,9 @@ pub enum Error {
     /// The pump ended the session (reset, or 5 minutes idle) and a new one could not be
     /// opened.
     #[error(
-        "session expired: the pump ended the session during {request} (reset, or 5 minutes \
-         without a request) and a new one could not be opened: {reason}"
+        "session expired: the pump ended the session during {} (reset, or 5 minutes \
+         without a request) and a new one could not be opened: {reason}",
+        request_words(request)
     )]
     SessionExpired {
         /// Request name.
@@ -179,15 +206,19 @@ pub enum Error {
     },
     /// A therapy-changing request was given to [`crate::Client::pipelined`]: only
     /// read-only requests are kept in flight together. Nothing was sent.
-    #[error("{request} changes therapy and is never pipelined; nothing was sent")]
+    #[error(
+        "{} changes therapy and is never pipelined; nothing was sent",
+        request_words(request)
+    )]
     NotPipelinable {
         /// Request name.
         request: &'static str,
     },
     /// The session's role may not make this request (the pump refused it).
     #[error(
-        "not permitted: the {} role may not make {request}; {}",
+        "not permitted: the {} role may not ask for {}; {}",
         role.name(),
+        request_words(request),
         needs(allowed)
     )]
     NotPermitted {
@@ -408,5 +439,278 @@ pub(crate) fn fmt_duration(d: Duration) -> String {
         format!("{} ms", d.as_millis())
     } else {
         format!("{}.{:03} s", d.as_secs(), d.subsec_millis())
+    }
+}
+
+/// A request in a clinician's words (`the patient bolus`, `the prescription read`), for
+/// messages: the protocol's request names (`PatientBolus`) never reach a clinician.
+pub fn request_words(name: &str) -> &'static str {
+    match name {
+        "Identify" => "the identification",
+        "Ping" => "the ping",
+        "Status" => "the status read",
+        "Battery" => "the battery read",
+        "Reservoir" => "the reservoir read",
+        "ReadPrescription" => "the prescription read",
+        "WritePrescription" => "the new prescription",
+        "Refill" => "the refill",
+        "ClinicianBolus" => "the bolus",
+        "PatientBolus" => "the patient bolus",
+        "StopTherapy" => "the therapy stop",
+        "ResumeTherapy" => "resuming therapy",
+        "ReadAlarms" => "the alarm read",
+        "AcknowledgeAlarm" => "the alarm acknowledgement",
+        "ReadLog" => "the event-log read",
+        "SetClock" => "setting the pump clock",
+        "LinkStats" => "the link-counter read",
+        "SessionHello" | "SessionProof" => "opening the session",
+        "SessionClose" => "closing the session",
+        "Provision" => "provisioning",
+        "RotateKey" => "the key change",
+        "CancelBolus" => "cancelling the bolus",
+        "UpdateBegin" | "UpdateChunk" | "UpdateFinish" | "UpdateStatus" => "the firmware update",
+        _ => "the request",
+    }
+}
+
+/// The pump's refusal in a clinician's words. `time` (the pump's clock and the
+/// patient's offset) shows a lockout's end in local time; without it, in UTC.
+pub fn refusal_words(refusal: &Refusal, time: Option<&PumpTime>) -> String {
+    match refusal {
+        Refusal::InvalidPrescription(e) => format!("prescription refused: {}", rule_words(e)),
+        Refusal::PatientLockout { until } => match time {
+            Some(t) => format!(
+                "the patient-bolus lockout is running: the next patient bolus is allowed \
+                 {}",
+                t.spelled(*until)
+            ),
+            None => format!(
+                "the patient-bolus lockout is running: the next patient bolus is allowed \
+                 {} UTC",
+                clock::spelled(*until, UtcOffset(0))
+            ),
+        },
+        Refusal::PatientDailyMaximum { max } => {
+            format!("the prescription allows {max} patient boluses in 24 h, and {max} were given")
+        }
+        Refusal::BolusInvalid => format!(
+            "the pump cannot give this bolus: it must hold at least one pump stroke ({}), \
+             last more than 0 min and at most {}, and be no faster than {}",
+            quantity::volume(Nanolitres(STROKE_NL)),
+            quantity::duration(MAX_BOLUS_DURATION),
+            quantity::flow(MAX_BOLUS_FLOW)
+        ),
+        Refusal::Alarm(a) => format!("the {} alarm prevents it", a.name()),
+        Refusal::AlarmNotActive(a) => format!("the {} alarm is not active", a.name()),
+        Refusal::ClockInvalid => "the clock or UTC offset is out of range".to_string(),
+        Refusal::AboveCapacity { volume, capacity } => format!(
+            "{} is more than the reservoir holds ({})",
+            quantity::volume(*volume),
+            quantity::volume(*capacity)
+        ),
+        Refusal::RefillTooSmall { volume, min } => format!(
+            "a refill of {} would leave the pump unable to deliver; record at least {}",
+            quantity::volume(*volume),
+            quantity::volume(*min)
+        ),
+        Refusal::DailyLimit {
+            delivered,
+            requested,
+            limit,
+        } => format!(
+            "{} more would exceed the daily limit of {} ({} delivered in the last 24 h)",
+            quantity::dose(*requested),
+            quantity::dose_rate(*limit),
+            quantity::dose(*delivered)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// A prescription rule broken, in a clinician's words (no `..=` ranges).
+pub fn rule_words(e: &ScheduleError) -> String {
+    match *e {
+        ScheduleError::ConcentrationOutOfRange {
+            drug,
+            concentration,
+            max,
+        } => format!(
+            "concentration {} of {drug} must be above 0 and at most {}",
+            quantity::concentration(concentration),
+            quantity::concentration(max)
+        ),
+        ScheduleError::DailyLimitOutOfRange {
+            drug,
+            limit,
+            ceiling,
+        } => format!(
+            "daily limit {} must be above 0 and at most {}, the firmware ceiling for {drug}",
+            quantity::dose_rate(limit),
+            quantity::dose_rate(ceiling)
+        ),
+        ScheduleError::LowReservoirAlarmOutOfRange { threshold } => format!(
+            "low-reservoir alarm {} must be from {} to {}",
+            quantity::volume(threshold),
+            quantity::volume(MIN_LOW_ALARM),
+            quantity::volume(MAX_LOW_ALARM)
+        ),
+        ScheduleError::PatientBolusInvalid {
+            dose,
+            lockout,
+            max_per_day,
+        } => format!(
+            "patient bolus rules (dose {}, lockout {}, {max_per_day} per 24 h): the dose must \
+             be above 0, the lockout at least {}, and from 1 to {MAX_PATIENT_BOLUSES} \
+             boluses per 24 h",
+            quantity::dose(dose),
+            quantity::duration(lockout),
+            quantity::duration(MIN_LOCKOUT)
+        ),
+        ref other => other.to_string(),
+    }
+}
+
+/// Why a serial port cannot be used, said once: the operating system's reason is not
+/// repeated, and a device that is not a serial port (`/dev/null`) is called that.
+#[cfg(feature = "serial")]
+fn port_words(path: &str, e: &tokio_serial::Error) -> String {
+    let reason = e.description.as_str();
+    let lower = reason.to_ascii_lowercase();
+    if matches!(
+        e.kind,
+        tokio_serial::ErrorKind::Io(std::io::ErrorKind::NotFound)
+    ) || lower.contains("no such file")
+    {
+        format!("serial port {path} does not exist; list the ports with `thecal ports`")
+    } else if lower.contains("not a typewriter") || lower.contains("inappropriate ioctl") {
+        format!(
+            "{path} is not a serial port (the telemetry head is a serial device such as \
+             /dev/ttyACM0; list the ports with `thecal ports`)"
+        )
+    } else if lower.contains("permission denied") {
+        format!(
+            "serial port {path}: permission denied (add your user to the group that owns \
+             it, often `dialout`)"
+        )
+    } else {
+        format!("serial port {path}: {reason}")
+    }
+}
+
+/// A quantity that did not parse, with the fix: a number without its unit says "missing
+/// unit" with an example, a decimal comma says "use a decimal point".
+pub fn quantity_words(text: &str, e: &quantity::QuantityError) -> String {
+    let t = text.trim();
+    let comma = t.contains(',');
+    match e {
+        _ if comma && t.chars().any(|c| c.is_ascii_digit()) => format!(
+            "`{t}`: use a decimal point, not a comma: \"{}\"",
+            t.replacen(',', ".", 1)
+        ),
+        quantity::QuantityError::Unit { unit, expected } if unit.is_empty() => {
+            let first = expected
+                .split([',', ' '])
+                .find(|s| !s.is_empty())
+                .unwrap_or("");
+            format!("missing unit: write \"{t} {first}\" (units: {expected})")
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thecal_protocol::time::Timestamp;
+    use thecal_protocol::units::Nanograms;
+
+    #[test]
+    fn refusals_read_as_clinical_words() {
+        let e = Error::Refused {
+            request: "PatientBolus",
+            refusal: Refusal::PatientLockout {
+                until: Timestamp(1_796_172_390_620),
+            },
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("the pump refused the patient bolus: "),
+            "{text}"
+        );
+        assert!(!text.contains("t=") && !text.contains(" ms"), "{text}");
+        assert!(
+            text.contains("2026 at ") && text.ends_with(" UTC"),
+            "{text}"
+        );
+        let t = PumpTime {
+            now: Timestamp(1_796_172_000_000),
+            offset: UtcOffset(60),
+        };
+        let local = refusal_words(
+            &Refusal::PatientLockout {
+                until: Timestamp(1_796_172_390_620),
+            },
+            Some(&t),
+        );
+        assert!(local.contains("(in 6 min)"), "{local}");
+        let busy = Error::Refused {
+            request: "ClinicianBolus",
+            refusal: Refusal::BolusInProgress,
+        };
+        assert_eq!(
+            busy.to_string(),
+            "the pump refused the bolus: a bolus is already running"
+        );
+        let timeout = Error::Timeout {
+            request: "ReadPrescription",
+            attempts: 3,
+            timeout: Duration::from_millis(1500),
+        };
+        assert!(
+            timeout
+                .to_string()
+                .starts_with("no answer from the pump to the prescription read after 3"),
+            "{timeout}"
+        );
+        let odd = Error::UnexpectedResponse {
+            request: "ReadPrescription",
+            got: "Status",
+        };
+        assert_eq!(
+            odd.to_string(),
+            "the pump's answer to the prescription read was an answer to another request; \
+             protocol mismatch? (run with -v to see the link traffic)"
+        );
+        let limit = refusal_words(
+            &Refusal::DailyLimit {
+                delivered: Nanograms(580_000),
+                requested: Nanograms(50_000),
+                limit: thecal_protocol::units::NanogramsPerDay(600_000),
+            },
+            None,
+        );
+        assert_eq!(
+            limit,
+            "50 µg more would exceed the daily limit of 600 µg/day (580 µg delivered in \
+             the last 24 h)"
+        );
+    }
+
+    #[test]
+    fn rules_have_no_rust_ranges() {
+        let low = rule_words(&ScheduleError::LowReservoirAlarmOutOfRange {
+            threshold: Nanolitres(100_000),
+        });
+        assert_eq!(
+            low,
+            "low-reservoir alarm 0.1 mL must be from 0.5 mL to 10 mL"
+        );
+        let pb = rule_words(&ScheduleError::PatientBolusInvalid {
+            dose: Nanograms(0),
+            lockout: Minutes(5),
+            max_per_day: 30,
+        });
+        assert!(!pb.contains("..="), "{pb}");
+        assert!(pb.contains("from 1 to 24 boluses per 24 h"), "{pb}");
     }
 }

@@ -267,7 +267,7 @@ async fn a_request_the_role_may_not_make_names_the_role_needed() {
     assert_eq!(e.refusal(), Some(&Refusal::NotPermitted));
     let text = e.to_string();
     assert!(
-        text.contains("the patient role may not make StopTherapy")
+        text.contains("the patient role may not ask for the therapy stop")
             && text.contains("needs the clinician or emergency role"),
         "{text}"
     );

@@ -640,7 +640,7 @@ fn a_patient_key_reads_status_and_gives_a_patient_bolus_but_cannot_program() {
         assert_eq!(out.code, Some(3), "{args:?}: {out:?}");
         assert!(
             out.stderr
-                .contains("not permitted: the patient role may not make")
+                .contains("not permitted: the patient role may not ask for")
                 && out.stderr.contains("it needs the clinician"),
             "{out:?}"
         );

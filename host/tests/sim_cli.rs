@@ -643,7 +643,11 @@ fn log_clock_link_ping_ports() {
         ],
     )
     .ok();
-    let v = on(&sim, &["--json", "clock", "sync", "--offset", "+01:00"]).json();
+    let v = on(
+        &sim,
+        &["--json", "clock", "sync", "--offset", "+01:00", "--yes"],
+    )
+    .json();
     assert_eq!(v["utc_offset"], "+01:00");
     let status = on(&sim, &["--json", "status"]).json();
     assert_eq!(status["utc_offset"], "+01:00");
@@ -651,7 +655,7 @@ fn log_clock_link_ping_ports() {
         status["now"].as_str().unwrap().ends_with("+01:00"),
         "{status}"
     );
-    let bad = on(&sim, &["clock", "sync", "--offset", "+15:00"]);
+    let bad = on(&sim, &["clock", "sync", "--offset", "+15:00", "--yes"]);
     assert_eq!(bad.code, Some(2), "{bad:?}");
 
     let log = on(&sim, &["--json", "log"]).json();
@@ -785,4 +789,273 @@ fn device_that_stops_answering_gives_a_clear_error() {
     assert_eq!(missing.code, Some(4), "{missing:?}");
     assert!(missing.stderr.contains("/dev/thecal-none"));
     let _ = Nanolitres::ZERO;
+}
+
+/// No request or enum name, and no Rust syntax, in what a clinician reads.
+fn assert_clinical(text: &str) {
+    for word in [
+        "PatientBolus",
+        "ClinicianBolus",
+        "BolusInProgress",
+        "BolusInvalid",
+        "ReadPrescription",
+        "ResumeTherapy",
+        "SetClock",
+        "..=",
+        "expected i64",
+        "t=",
+    ] {
+        assert!(!text.contains(word), "`{word}` in:\n{text}");
+    }
+}
+
+#[test]
+fn bolus_refusals_name_the_cause_and_its_limit_in_clinical_words() {
+    let sim = sim();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["bolus", "priming", "--volume", "0.1 µL", "--over", "10 min"],
+            "less than one pump stroke: the smallest bolus is 0.00025 mL",
+        ),
+        (
+            &["bolus", "priming", "--volume", "10 mL", "--over", "1 min"],
+            "faster than the pump's fastest bolus flow, 60 mL/day: give it over 4 h or more",
+        ),
+        (
+            &["bolus", "single", "--dose", "50 µg", "--over", "25 h"],
+            "longer than the pump's longest bolus, 24 h",
+        ),
+        (
+            &["bolus", "single", "--dose", "50 µg", "--over", "0 min"],
+            "the bolus duration is 0 min",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = args.to_vec();
+        all.push("--yes");
+        let out = on(&sim, &all);
+        assert_eq!(out.code, Some(2), "{out:?}");
+        assert!(out.stderr.contains("bolus not given: "), "{out:?}");
+        assert!(out.stderr.contains(expected), "{expected}: {out:?}");
+        assert_clinical(&out.stderr);
+    }
+    // Nothing was sent: no bolus runs.
+    assert!(on(&sim, &["--json", "status"]).json()["bolus"].is_null());
+
+    // The pump's own refusals, in clinical words: a running bolus, the lockout in the
+    // patient's local time.
+    on(
+        &sim,
+        &["--json", "clock", "sync", "--offset", "+01:00", "--yes"],
+    )
+    .ok();
+    on(&sim, &["bolus", "patient", "--yes"]).ok();
+    on(&sim, &["bolus", "cancel", "--yes"]).ok();
+    let again = on(&sim, &["bolus", "patient", "--yes"]);
+    assert_eq!(again.code, Some(3), "{again:?}");
+    assert!(
+        again
+            .stderr
+            .contains("the pump refused the patient bolus: ")
+            && again.stderr.contains("the next patient bolus is allowed "),
+        "{again:?}"
+    );
+    let status = on(&sim, &["--json", "status"]).json();
+    let now = status["now"].as_str().unwrap();
+    // The pump clock's local date (`2026-12-03T…+01:00`), spelled: `3 December 2026 at`.
+    let day: u32 = now[8..10].parse().unwrap();
+    assert!(again.stderr.contains(&format!(" {day} ")), "{again:?}");
+    assert!(
+        again.stderr.contains(" at ") && again.stderr.contains("(in "),
+        "{again:?}"
+    );
+    assert_clinical(&again.stderr);
+    on(
+        &sim,
+        &[
+            "bolus", "single", "--dose", "20 µg", "--over", "30 min", "--yes",
+        ],
+    )
+    .ok();
+    let busy = on(
+        &sim,
+        &[
+            "bolus", "single", "--dose", "20 µg", "--over", "30 min", "--yes",
+        ],
+    );
+    assert_eq!(busy.code, Some(3), "{busy:?}");
+    assert!(
+        busy.stderr
+            .contains("the pump refused the bolus: a bolus is already running"),
+        "{busy:?}"
+    );
+    assert_clinical(&busy.stderr);
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn the_bolus_confirmation_shows_drug_dose_rate_and_the_24_h_total() {
+    let sim = sim();
+    let out = on(
+        &sim,
+        &["bolus", "single", "--dose", "50 µg", "--over", "30 min"],
+    );
+    assert_eq!(out.code, Some(7), "{out:?}");
+    for part in [
+        "Drug       baclofen 500 µg/mL",
+        "Dose       50 µg = 0.1 mL over 30 min (4.8 mL/day)",
+        "Last 24 h  0 µg delivered; 50 µg with this bolus, daily limit 600 µg/day",
+        "Give a single bolus of 50 µg over 30 min on pump",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {out:?}");
+    }
+    let patient = on(&sim, &["bolus", "patient"]);
+    assert_eq!(patient.code, Some(7), "{patient:?}");
+    assert!(
+        patient
+            .stderr
+            .contains("Dose       25 µg = 0.05 mL, as fast as the pump allows"),
+        "{patient:?}"
+    );
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn clock_sync_asks_first() {
+    let sim = sim();
+    let sync = on(&sim, &["clock", "sync", "--offset", "+02:00"]);
+    assert_eq!(sync.code, Some(7), "{sync:?}");
+    assert!(
+        sync.stderr
+            .contains("Set the clock of pump SIM000007 from ")
+            && sync.stderr.contains("(UTC+02:00)?"),
+        "{sync:?}"
+    );
+    // Not set.
+    assert_ne!(
+        on(&sim, &["--json", "status"]).json()["utc_offset"],
+        "+02:00"
+    );
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn port_errors_say_what_is_wrong_once() {
+    let missing = thecal(&["--port", "/nonexistent/ttyACM9", "info"]);
+    assert_eq!(missing.code, Some(4), "{missing:?}");
+    assert!(
+        missing
+            .stderr
+            .contains("serial port /nonexistent/ttyACM9 does not exist"),
+        "{missing:?}"
+    );
+    assert_eq!(
+        missing.stderr.matches("No such file").count(),
+        0,
+        "{missing:?}"
+    );
+    let null = thecal(&["--port", "/dev/null", "info"]);
+    assert_eq!(null.code, Some(4), "{null:?}");
+    assert!(
+        null.stderr.contains("/dev/null is not a serial port"),
+        "{null:?}"
+    );
+    assert!(!null.stderr.contains("typewriter"), "{null:?}");
+    let schedule = thecal(&["schedule", "check", "/nonexistent/x.toml"]);
+    assert_eq!(schedule.code, Some(2), "{schedule:?}");
+    assert_eq!(
+        schedule.stderr,
+        "error: /nonexistent/x.toml: cannot read the schedule: No such file or directory\n"
+    );
+}
+
+#[test]
+fn a_large_dose_change_is_warned_about_before_the_write() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let stopped = dir.path().join("stopped.toml");
+    std::fs::write(
+        &stopped,
+        "drug = \"baclofen\"\nconcentration = \"500 µg/mL\"\ndaily_limit = \"600 µg/day\"\n\
+         low_reservoir_alarm = \"2 mL\"\nmode = \"stopped\"\n",
+    )
+    .unwrap();
+    let cut = on(&sim, &["schedule", "write", s(&stopped)]);
+    assert_eq!(cut.code, Some(7), "{cut:?}");
+    assert!(
+        cut.stderr.contains("WARNING: the daily dose falls by 8")
+            && cut.stderr.contains("withdrawal")
+            && cut.stderr.contains("with this large dose change?"),
+        "{cut:?}"
+    );
+    let up = dir.path().join("up.toml");
+    std::fs::write(
+        &up,
+        "drug = \"baclofen\"\nconcentration = \"500 µg/mL\"\ndaily_limit = \"600 µg/day\"\n\
+         low_reservoir_alarm = \"2 mL\"\nmode = \"continuous\"\ndose = \"400 µg/day\"\n",
+    )
+    .unwrap();
+    let rise = on(&sim, &["schedule", "write", s(&up)]);
+    assert_eq!(rise.code, Some(7), "{rise:?}");
+    assert!(
+        rise.stderr.contains("WARNING: the daily dose rises by "),
+        "{rise:?}"
+    );
+    // A small change: no warning.
+    let small = on(
+        &sim,
+        &[
+            "schedule",
+            "write",
+            s(&example("flexible-baclofen-day.toml")),
+        ],
+    );
+    assert_eq!(small.code, Some(7), "{small:?}");
+    assert!(!small.stderr.contains("WARNING"), "{small:?}");
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn help_shows_global_options_apart_with_examples_and_exit_codes() {
+    let top = thecal(&["--help"]);
+    let text = top.ok();
+    for part in [
+        "Global options:",
+        "Examples:",
+        "thecal --sim status",
+        "Exit codes:",
+        "5  OUTCOME UNCERTAIN",
+        "7  not confirmed",
+    ] {
+        assert!(text.contains(part), "{part}:\n{text}");
+    }
+    let bolus = thecal(&["bolus", "single", "--help"]);
+    let text = bolus.ok();
+    let (own, global) = text
+        .split_once("Global options:")
+        .unwrap_or_else(|| panic!("no Global options section:\n{text}"));
+    assert!(own.contains("--dose") && own.contains("--over"), "{text}");
+    assert!(
+        !own.contains("--port") && !own.contains("--key-file"),
+        "{text}"
+    );
+    assert!(
+        global.contains("--port") && global.contains("--key-file"),
+        "{text}"
+    );
+    assert!(!global.contains("--dose"), "{text}");
+    for (command, example) in [
+        (
+            "bolus",
+            "thecal --sim bolus single --dose \"50 µg\" --over 30min",
+        ),
+        ("schedule", "thecal --sim schedule write FILE --dry-run"),
+    ] {
+        let help = thecal(&[command, "--help"]);
+        let text = help.ok();
+        assert!(
+            text.contains("Examples:") && text.contains(example),
+            "{command}:\n{text}"
+        );
+    }
 }

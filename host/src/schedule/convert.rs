@@ -61,7 +61,13 @@ fn quantity<T>(
     field: &str,
     parse: fn(&str) -> Result<T, QuantityError>,
 ) -> Result<T, FieldError> {
-    parse(value.get_ref()).map_err(|e| FieldError::new(value.span(), field, e.to_string()))
+    parse(value.get_ref()).map_err(|e| {
+        FieldError::new(
+            value.span(),
+            field,
+            crate::error::quantity_words(value.get_ref(), &e),
+        )
+    })
 }
 
 /// Converts the file to a draft (not yet validated against the rules).

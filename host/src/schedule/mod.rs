@@ -44,6 +44,14 @@ pub enum ScheduleFileError {
         /// Why.
         source: std::io::Error,
     },
+    /// The file is larger than any schedule.
+    #[error("{file}: larger than {} KiB, so not a schedule file", max / 1024)]
+    TooLarge {
+        /// Path.
+        file: String,
+        /// The largest accepted, bytes.
+        max: u64,
+    },
     /// The file is not a valid schedule.
     #[error("{0}")]
     Invalid(Box<Invalid>),
@@ -54,7 +62,7 @@ impl ScheduleFileError {
     pub fn invalid(&self) -> Option<&Invalid> {
         match self {
             ScheduleFileError::Invalid(i) => Some(i),
-            ScheduleFileError::Read { .. } => None,
+            ScheduleFileError::Read { .. } | ScheduleFileError::TooLarge { .. } => None,
         }
     }
 }
@@ -94,14 +102,57 @@ impl fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
-/// Reads and validates a schedule file.
+/// The largest schedule file read: a prescription of seven day profiles of 48 steps
+/// each is under 20 KiB; anything larger is not a schedule.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads and validates a schedule file (at most [`MAX_FILE_BYTES`], UTF-8 text).
 pub fn load(path: &Path) -> Result<Prescription, ScheduleFileError> {
+    use std::io::Read as _;
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ScheduleFileError::Read {
+    let read_error = |source| ScheduleFileError::Read {
         file: file.clone(),
         source,
-    })?;
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ScheduleFileError::TooLarge {
+            file,
+            max: MAX_FILE_BYTES,
+        });
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => return Err(not_utf8(&file, e.as_bytes(), e.utf8_error())),
+    };
     parse(&file, &text)
+}
+
+/// Where the first byte that is not UTF-8 is: line, column, byte offset.
+fn not_utf8(file: &str, bytes: &[u8], e: std::str::Utf8Error) -> ScheduleFileError {
+    let at = e.valid_up_to();
+    let valid = std::str::from_utf8(bytes.get(..at).unwrap_or(&[])).unwrap_or("");
+    let (line, column, _) = position(valid, at);
+    let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+    let rest = bytes.get(line_start..).unwrap_or(&[]);
+    let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+    let source_line = String::from_utf8_lossy(rest.get(..end).unwrap_or(&[])).into_owned();
+    let byte = bytes.get(at).copied().unwrap_or(0);
+    ScheduleFileError::Invalid(Box::new(Invalid {
+        file: file.to_string(),
+        line,
+        column,
+        field: None,
+        message: format!(
+            "the file is not UTF-8 text: byte 0x{byte:02X} at byte offset {at} (shown as �); \
+             save it as UTF-8 (write µ as µ, or as u: \"50 ug\")"
+        ),
+        rule: None,
+        source_line,
+    }))
 }
 
 /// Parses and validates schedule `text`; `file` names it in errors.
@@ -120,14 +171,25 @@ pub fn parse(file: &str, text: &str) -> Result<Prescription, ScheduleFileError> 
     };
     let shape: file::FileToml = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        let field = field_of_toml_error(e.message(), text, span.start);
-        invalid(span, field, e.message().trim().to_string(), None)
+        let message = e.message().trim();
+        if message.starts_with("invalid type") {
+            let field = field_at(text, span.start);
+            let hint = type_hint(message, field.as_deref());
+            return invalid(span, field, hint, None);
+        }
+        let field = field_of_toml_error(message, text, span.start);
+        invalid(span, field, message.to_string(), None)
     })?;
     let (draft, sources) =
         convert::to_draft(&shape).map_err(|e| invalid(e.span, Some(e.field), e.message, None))?;
     Prescription::new(draft).map_err(|rule| {
         let (span, field) = convert::locate(&rule, &sources);
-        invalid(span, Some(field), rule.to_string(), Some(rule))
+        invalid(
+            span,
+            Some(field),
+            crate::error::rule_words(&rule),
+            Some(rule),
+        )
     })
 }
 
@@ -147,6 +209,72 @@ fn position(text: &str, offset: usize) -> (usize, usize, String) {
         .unwrap_or("")
         .to_string();
     (line, column, source_line)
+}
+
+/// The path of the value at byte `offset`: `steps[2].dose`, `profile[1].days[3]`
+/// (indices from 1).
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let table = toml::de::DeTable::parse(text).ok()?;
+    table_path(table.get_ref(), offset)
+}
+
+fn covers(span: &Range<usize>, offset: usize) -> bool {
+    span.contains(&offset) || span.start == offset
+}
+
+/// Within a table (whose span may be its header only): the key whose value holds
+/// `offset`.
+fn table_path(table: &toml::de::DeTable<'_>, offset: usize) -> Option<String> {
+    table.iter().find_map(|(key, value)| {
+        let rest = value_path(value, offset)?;
+        Some(format!("{}{rest}", key.get_ref()))
+    })
+}
+
+/// `""` for the value itself, `[2].dose` inside it; `None` if `offset` is elsewhere.
+fn value_path(value: &toml::Spanned<toml::de::DeValue<'_>>, offset: usize) -> Option<String> {
+    match value.get_ref() {
+        toml::de::DeValue::Table(t) => table_path(t, offset).map(|p| format!(".{p}")),
+        toml::de::DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            value_path(item, offset).map(|rest| format!("[{}]{rest}", i + 1))
+        }),
+        _ => covers(&value.span(), offset).then(String::new),
+    }
+}
+
+/// A type error in a clinician's words, with the fix: quantities and times are quoted
+/// text with their unit, counts are bare whole numbers.
+fn type_hint(message: &str, field: Option<&str>) -> String {
+    let found = message
+        .strip_prefix("invalid type: ")
+        .and_then(|m| m.split(", expected").next())
+        .unwrap_or("a value");
+    let name = field
+        .and_then(|f| f.rsplit('.').next())
+        .map(|n| n.split('[').next().unwrap_or(n))
+        .unwrap_or("");
+    let example = match name {
+        "dose" if field.is_some_and(|f| f.starts_with("patient_bolus")) => "\"25 µg\"",
+        "dose" | "daily_limit" => "\"250 µg/day\"",
+        "concentration" => "\"500 µg/mL\"",
+        "low_reservoir_alarm" => "\"2 mL\"",
+        "lockout" => "\"2 h\"",
+        "from" => "\"07:00\"",
+        "drug" => "\"baclofen\"",
+        "mode" => "\"continuous\"",
+        "days" => "[\"monday\", \"weekend\"]",
+        _ => "",
+    };
+    if message.ends_with("expected i64") || message.ends_with("expected an integer") {
+        return format!(
+            "{found} is not a whole number: write a count without quotes, e.g. {name} = 4"
+        );
+    }
+    if example.is_empty() {
+        format!("{found} is not the kind of value this field takes")
+    } else {
+        format!("{found} is not text: write it in quotes with its unit, e.g. {name} = {example}")
+    }
 }
 
 /// The field a TOML error concerns: a name quoted in the message (`missing field

@@ -182,3 +182,82 @@ fn missing_file_is_a_read_error() {
     let e = load(Path::new("/nonexistent/x.toml")).unwrap_err();
     assert!(matches!(e, ScheduleFileError::Read { .. }));
 }
+
+const HEAD: &str = "drug = \"baclofen\"\nconcentration = \"500 µg/mL\"\n\
+                    daily_limit = \"600 µg/day\"\nlow_reservoir_alarm = \"2 mL\"\n";
+
+#[test]
+fn a_type_error_names_the_field_path_and_the_fix() {
+    let i = invalid(&format!(
+        "{HEAD}mode = \"flexible\"\nsteps = [\n  {{ from = \"00:00\", dose = \"150 µg/day\" }},\n  \
+         {{ from = \"06:00\", dose = 250 }},\n]\n"
+    ));
+    assert_eq!(i.field.as_deref(), Some("steps[2].dose"), "{i}");
+    assert_eq!(i.line, 8, "{i}");
+    assert_eq!(
+        i.message,
+        "integer `250` is not text: write it in quotes with its unit, e.g. dose = \"250 µg/day\""
+    );
+    let i = invalid(&format!(
+        "{HEAD}mode = \"continuous\"\ndose = \"150 µg/day\"\n[patient_bolus]\n\
+         dose = \"25 µg\"\nlockout = \"2 h\"\nmax_per_day = \"4\"\n"
+    ));
+    assert_eq!(i.field.as_deref(), Some("patient_bolus.max_per_day"), "{i}");
+    assert!(!i.message.contains("i64"), "{i}");
+    assert!(i.message.contains("e.g. max_per_day = 4"), "{i}");
+}
+
+#[test]
+fn a_quantity_without_its_unit_or_with_a_decimal_comma_says_so() {
+    let i = invalid(&format!("{HEAD}mode = \"continuous\"\ndose = \"150\"\n"));
+    assert_eq!(
+        i.message,
+        "missing unit: write \"150 µg/day\" (units: µg/day or mg/day)"
+    );
+    let i = invalid(&format!(
+        "{HEAD}mode = \"continuous\"\ndose = \"0,15 mg/day\"\n"
+    ));
+    assert_eq!(
+        i.message,
+        "`0,15 mg/day`: use a decimal point, not a comma: \"0.15 mg/day\""
+    );
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_located_and_a_huge_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let latin1 = dir.path().join("latin1.toml");
+    let mut bytes = format!("{HEAD}mode = \"continuous\"\ndose = \"150 ").into_bytes();
+    let offset = bytes.len();
+    bytes.extend_from_slice(b"\xb5g/day\"\n");
+    std::fs::write(&latin1, &bytes).unwrap();
+    match load(&latin1) {
+        Err(ScheduleFileError::Invalid(i)) => {
+            assert_eq!((i.line, i.column), (6, 13), "{i}");
+            assert!(
+                i.message
+                    .contains(&format!("byte 0xB5 at byte offset {offset}")),
+                "{i}"
+            );
+            assert!(i.message.contains("save it as UTF-8"), "{i}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let huge = dir.path().join("huge.toml");
+    std::fs::write(&huge, vec![b'#'; 70_000]).unwrap();
+    let e = load(&huge).unwrap_err();
+    assert!(matches!(e, ScheduleFileError::TooLarge { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .ends_with("larger than 64 KiB, so not a schedule file"),
+        "{e}"
+    );
+    // A schedule file of the usual size still loads.
+    let ok = dir.path().join("ok.toml");
+    std::fs::write(
+        &ok,
+        format!("{HEAD}mode = \"continuous\"\ndose = \"150 µg/day\"\n"),
+    )
+    .unwrap();
+    assert!(load(&ok).is_ok());
+}

@@ -135,6 +135,22 @@ fn schema_name(ty: &str, tag: u8) -> String {
         .map_or_else(|| format!("{ty} {tag}"), |(_, _, name)| name.to_string())
 }
 
+/// A schema name in words: `BolusInProgress` → `bolus in progress`.
+fn spaced(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl LogEntryView {
     /// From a log entry; times shown in the pump's current offset.
     pub fn new(e: &LogEntry, t: &PumpTime) -> Self {
@@ -269,7 +285,12 @@ fn describe(e: &Event) -> (EventView, String) {
             } else {
                 String::new()
             };
-            let text = format!("{request} refused: {reason} ({}){times}", by.name());
+            let text = format!(
+                "{} refused: {} ({}){times}",
+                crate::error::request_words(&request),
+                spaced(&reason),
+                by.name()
+            );
             (
                 EventView::Refused {
                     by: by.name(),
@@ -422,6 +443,21 @@ fn describe(e: &Event) -> (EventView, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_reads_in_words() {
+        assert_eq!(spaced("BolusInProgress"), "bolus in progress");
+        let (_, text) = describe(&Event::Refused {
+            by: thecal_protocol::message::Role::Patient,
+            request: 9,
+            reason: 8,
+            count: 2,
+        });
+        assert_eq!(
+            text,
+            "the patient bolus refused: patient lockout (patient) (2 times)"
+        );
+    }
 
     #[test]
     fn schema_names_come_from_the_schema() {

@@ -10,6 +10,7 @@
 //! RFC 3339 strings in the pump's local offset (`null` when there is none); enumerations
 //! are `snake_case` strings.
 
+mod bolus;
 mod log;
 mod prescription;
 
@@ -25,6 +26,7 @@ use thecal_protocol::{PROTOCOL_VERSION, SCHEMA_HASH};
 
 use crate::clock;
 
+pub use bolus::{bolus_problem, bolus_volume};
 pub use log::{EventView, LogEntryView};
 pub use prescription::{
     Comparison, ComparisonRow, PatientBolusView, PrescriptionView, ProfileView, ProjectionView,

@@ -5,7 +5,7 @@ use thecal_protocol::message::PrescriptionRecord;
 use thecal_protocol::prescription::{Prescription, TherapyMode};
 use thecal_protocol::projection::{project, Projection, ReservoirState};
 use thecal_protocol::time::{MinuteOfDay, Weekday};
-use thecal_protocol::units::{NanogramsPerDay, MINUTES_PER_DAY};
+use thecal_protocol::units::{Nanograms, NanogramsPerDay, MINUTES_PER_DAY};
 
 use super::PumpTime;
 use crate::quantity;
@@ -348,7 +348,59 @@ impl Comparison {
     pub fn rows(&self) -> &[ComparisonRow] {
         &self.rows
     }
+
+    /// A warning when the daily dose changes by [`LARGE_DOSE_CHANGE_PERCENT`] or more on
+    /// some day (a `stopped` schedule is a cut of 90 % or more): the largest change, in
+    /// percent, with the day and both totals.
+    pub fn dose_change_warning(&self) -> Option<String> {
+        let (old, new) = (&self.old.daily_totals_ng, &self.new.daily_totals_ng);
+        let (day, percent) = (0..7)
+            .filter_map(|d| {
+                let (o, n) = (i64::from(*old.get(d)?), i64::from(*new.get(d)?));
+                (o > 0).then(|| (d, (n - o) * 100 / o))
+            })
+            .max_by_key(|(_, p)| p.abs())?;
+        if percent.abs() < LARGE_DOSE_CHANGE_PERCENT {
+            return None;
+        }
+        let total = |v: &[u32; 7]| quantity::dose(Nanograms(v.get(day).copied().unwrap_or(0)));
+        let when = if self.old.weekly || self.new.weekly {
+            format!(" on {}", WEEKDAYS.get(day).copied().unwrap_or("one day"))
+        } else {
+            String::new()
+        };
+        let (how, risk) = if percent < 0 {
+            (
+                "falls",
+                "an abrupt cut can bring on withdrawal (life-threatening with baclofen)",
+            )
+        } else {
+            (
+                "rises",
+                "check the new doses against the intended prescription",
+            )
+        };
+        Some(format!(
+            "the daily dose {how} by {}%{when}: {} a day in force, {} a day new; {risk}",
+            percent.abs(),
+            total(old),
+            total(new)
+        ))
+    }
 }
+
+/// A change of the daily dose by this much (up or down) is warned about before a write.
+pub const LARGE_DOSE_CHANGE_PERCENT: i64 = 25;
+
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 fn mode_text(p: &Prescription) -> String {
     match &p.draft().mode {

@@ -23,13 +23,40 @@ use session::Global;
 /// Talk to a pump through a telemetry head on a serial port (`--port`), or try it
 /// without hardware against the built-in simulated pump (`--sim`).
 #[derive(Debug, Parser)]
-#[command(name = "thecal", version, propagate_version = true)]
+#[command(
+    name = "thecal",
+    version,
+    propagate_version = true,
+    after_help = AFTER_HELP
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
     #[command(subcommand)]
     command: Command,
 }
+
+/// Examples and exit codes, after the options of `thecal --help`.
+const AFTER_HELP: &str = "\
+Examples:
+  thecal --sim status                          try it on the built-in simulated pump
+  thecal ports                                 find the telemetry head's port
+  thecal --port /dev/ttyACM0 info              identify a pump (no key needed)
+  thecal --port /dev/ttyACM0 --key-file SERIAL.clinician.key status
+  thecal --sim schedule check examples/schedules/flexible-baclofen-day.toml
+  thecal --sim schedule write FILE             compare, confirm, write, verify
+  thecal --sim bolus single --dose \"50 µg\" --over 30min
+
+Exit codes:
+  0  done
+  1  other error
+  2  invalid input (argument, schedule file, key file); nothing was sent
+  3  the pump refused; nothing changed
+  4  no answer from the pump, or the port failed
+  5  OUTCOME UNCERTAIN: a change was sent but not answered; read back before repeating
+  6  protocol mismatch, unexpected answer, or read-back mismatch
+  7  not confirmed
+  8  no session: wrong or stale key, not provisioned, no magnet for emergency access";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -44,8 +71,9 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.global.json;
-    match runtime.block_on(cmd::run(cli.command, &cli.global)) {
+    let mut time = None;
+    match runtime.block_on(cmd::run(cli.command, &cli.global, &mut time)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => out::report_error(&e, json),
+        Err(e) => out::report_error(&e, json, time.as_ref()),
     }
 }

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Serialize;
-use thecal_host::error::ReadBack;
+use thecal_host::error::{refusal_words, request_words, ReadBack};
 use thecal_host::keys::KeyFileError;
 use thecal_host::schedule::ScheduleFileError;
-use thecal_host::view::ComparisonRow;
+use thecal_host::view::{ComparisonRow, PumpTime};
 use thecal_host::Error;
 use thecal_protocol::message::{Refusal, Role};
 
@@ -295,6 +295,58 @@ fn read_back_commands(read_back: &ReadBack) -> String {
     }
 }
 
+/// The error and its causes as one message, `outer: inner`: a refusal in clinical words
+/// with its times in the patient's local time (`time`), and the operating system's
+/// reason once, not again after the message that already tells it.
+fn render(e: &anyhow::Error, time: Option<&PumpTime>) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = match cause.downcast_ref::<Error>() {
+            Some(Error::Refused { request, refusal }) => format!(
+                "the pump refused {}: {}",
+                request_words(request),
+                refusal_words(refusal, time)
+            ),
+            _ => cause.to_string(),
+        };
+        let part = without_os_codes(&part);
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+        // The library's errors already tell their cause in their own words.
+        if cause.downcast_ref::<Error>().is_some()
+            || cause.downcast_ref::<ScheduleFileError>().is_some()
+        {
+            break;
+        }
+    }
+    text
+}
+
+/// `No such file or directory (os error 2)` → `No such file or directory`: the number
+/// is for programmers.
+fn without_os_codes(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(" (os error ") {
+        let after = rest.get(at + " (os error ".len()..).unwrap_or("");
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        out.push_str(rest.get(..at).unwrap_or(""));
+        if digits > 0 && after.get(digits..).is_some_and(|s| s.starts_with(')')) {
+            rest = after.get(digits + 1..).unwrap_or("");
+        } else {
+            out.push_str(" (os error ");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[derive(Serialize)]
 struct ErrorJson<'a> {
     error: ErrorBody<'a>,
@@ -309,7 +361,7 @@ struct ErrorBody<'a> {
 
 /// Prints `e` (as JSON on stdout with `--json`, else on stderr) and returns its exit
 /// code.
-pub fn report_error(e: &anyhow::Error, json_out: bool) -> ExitCode {
+pub fn report_error(e: &anyhow::Error, json_out: bool, time: Option<&PumpTime>) -> ExitCode {
     // The reader of our output went away (`thecal log | head`): nothing to report.
     let broken_pipe = e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
@@ -319,9 +371,10 @@ pub fn report_error(e: &anyhow::Error, json_out: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let (code, kind) = classify(e);
+    let text = render(e, time);
     let message = match hint(e) {
-        Some(hint) => format!("{e:#}\nhint: {hint}"),
-        None => format!("{e:#}"),
+        Some(hint) => format!("{text}\nhint: {hint}"),
+        None => text,
     };
     if json_out {
         let body = ErrorJson {
@@ -363,6 +416,26 @@ mod tests {
             refusal: Refusal::BolusInProgress,
         });
         assert_eq!(hint(&other), None);
+    }
+
+    #[test]
+    fn an_os_reason_is_told_once_without_its_number() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let e = anyhow::Error::new(ScheduleFileError::Read {
+            file: "x.toml".into(),
+            source: io,
+        });
+        assert_eq!(
+            render(&e, None),
+            "x.toml: cannot read the schedule: No such file or directory"
+        );
+        let wrapped =
+            anyhow::Error::new(std::io::Error::from_raw_os_error(2)).context("reading x.key");
+        assert_eq!(
+            render(&wrapped, None),
+            "reading x.key: No such file or directory"
+        );
+        assert_eq!(without_os_codes("a (os error x) b"), "a (os error x) b");
     }
 
     #[test]

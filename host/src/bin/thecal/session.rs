@@ -14,8 +14,10 @@ use tokio_serial::SerialStream;
 
 use crate::usage::UsageError;
 
-/// Options every command takes.
+/// Options every command takes (shown apart from a command's own, under "Global
+/// options").
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Serial port of the telemetry head, e.g. /dev/ttyACM0 (see `thecal ports`).
     #[arg(long, global = true, value_name = "PATH")]
@@ -128,6 +130,9 @@ pub struct Session {
     pub client: Client<SerialStream>,
     /// What the pump said it is.
     pub identity: Identity,
+    /// The pump's clock as last read ([`Session::time`]), to show the times in an error
+    /// (a lockout's end) in the patient's local time.
+    pub last_time: Option<PumpTime>,
     link: Link,
 }
 
@@ -309,6 +314,7 @@ impl Session {
             Ok(identity) => Ok(Session {
                 client,
                 identity,
+                last_time: None,
                 link,
             }),
             Err(e) => {
@@ -326,6 +332,7 @@ impl Session {
             now: status.now,
             offset: status.offset,
         };
+        self.last_time = Some(t);
         Ok((status, t))
     }
 

@@ -1,13 +1,13 @@
 //! `thecal bolus single|priming|bridge|patient`
 
-use thecal_host::quantity::{self, parse_dose, parse_duration, parse_volume};
-use thecal_host::view::{bolus_key, BolusOutcomeView, BolusView};
-use thecal_protocol::message::BolusRequest;
-use thecal_protocol::units::{Minutes, Nanograms, Nanolitres};
+use thecal_host::quantity;
+use thecal_host::view::{bolus_key, bolus_problem, bolus_volume, BolusOutcomeView, BolusView};
+use thecal_protocol::message::{BolusRequest, Role, StatusReport};
+use thecal_protocol::units::{Minutes, Nanograms, Nanolitres, NanolitresPerDay};
 
 use crate::out;
 use crate::session::{Global, Session};
-use crate::usage::UsageError;
+use crate::usage::{arg, UsageError};
 
 /// Boluses.
 #[derive(Debug, clap::Subcommand)]
@@ -15,10 +15,10 @@ pub enum Command {
     /// A single dose over a duration, e.g. `bolus single --dose "50 µg" --over 30min`.
     Single {
         /// Dose, e.g. "50 µg" or "0.5 mg".
-        #[arg(long, value_parser = parse_dose)]
+        #[arg(long, value_parser = arg::dose)]
         dose: Nanograms,
         /// Duration, e.g. "30 min" or "1 h".
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = arg::duration)]
         over: Minutes,
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -27,10 +27,10 @@ pub enum Command {
     /// Fill the catheter after implant or revision, e.g. `--volume "0.2 mL" --over 10min`.
     Priming {
         /// Volume.
-        #[arg(long, value_parser = parse_volume)]
+        #[arg(long, value_parser = arg::volume)]
         volume: Nanolitres,
         /// Duration.
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = arg::duration)]
         over: Minutes,
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -39,10 +39,10 @@ pub enum Command {
     /// Move old drug out of pump and catheter after a concentration change.
     Bridge {
         /// Volume.
-        #[arg(long, value_parser = parse_volume)]
+        #[arg(long, value_parser = arg::volume)]
         volume: Nanolitres,
         /// Duration.
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = arg::duration)]
         over: Minutes,
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -89,10 +89,81 @@ pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> 
         ),
         Command::Patient { yes } => (None, yes),
     };
-    let text = request
-        .as_ref()
-        .map_or_else(|| "patient bolus".to_string(), describe);
-    let (_, t) = s.time().await?;
+    let (status, t) = s.time().await?;
+    // A patient session may not read the prescription: its bolus is confirmed with
+    // what the status tells.
+    let rx = if s.client.role() == Some(Role::Patient) {
+        None
+    } else {
+        Some(s.client.prescription().await?.prescription)
+    };
+    let mut details = Vec::new();
+    let text = match (&request, &rx) {
+        (Some(r), Some(rx)) => {
+            let c = rx.concentration();
+            // The pump's bolus limits, checked here so the clinician hears which one and
+            // by how much (the pump refuses them all with one reason).
+            if let Some(problem) = bolus_problem(r, c) {
+                return Err(UsageError(format!("bolus not given: {problem}")).into());
+            }
+            let volume = bolus_volume(r, c).unwrap_or(Nanolitres(0));
+            let over = duration_of(r);
+            let dose = volume.to_dose(c).unwrap_or(Nanograms(u32::MAX));
+            details.push((
+                "Drug",
+                format!("{} {}", rx.drug().name(), quantity::concentration(c)),
+            ));
+            details.push((
+                "Dose",
+                format!(
+                    "{} = {} over {} ({})",
+                    quantity::dose(dose),
+                    quantity::volume(volume),
+                    quantity::duration(over),
+                    quantity::flow(rate(volume, over))
+                ),
+            ));
+            details.push(last_24h(&status, dose));
+            describe(r)
+        }
+        (None, Some(rx)) => {
+            let Some(rules) = rx.patient_bolus() else {
+                return Err(UsageError(format!(
+                    "bolus not given: the prescription on pump {} allows no patient bolus",
+                    s.identity.serial
+                ))
+                .into());
+            };
+            let c = rx.concentration();
+            let volume = rules.dose.to_volume(c).unwrap_or(Nanolitres(0));
+            details.push((
+                "Drug",
+                format!("{} {}", rx.drug().name(), quantity::concentration(c)),
+            ));
+            details.push((
+                "Dose",
+                format!(
+                    "{} = {}, as fast as the pump allows; then locked out for {} ({} per 24 h \
+                     at most)",
+                    quantity::dose(rules.dose),
+                    quantity::volume(volume),
+                    quantity::duration(rules.lockout),
+                    rules.max_per_day
+                ),
+            ));
+            details.push(last_24h(&status, rules.dose));
+            format!("patient bolus of {}", quantity::dose(rules.dose))
+        }
+        (Some(r), None) => describe(r),
+        (None, None) => "patient bolus".to_string(),
+    };
+    if !yes && !g.json && !details.is_empty() {
+        eprintln!("Bolus on pump {}:", s.identity.serial);
+        let w = details.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (k, v) in &details {
+            eprintln!("  {k:<w$}  {v}");
+        }
+    }
     out::confirm(
         &format!("Give a {text} on pump {}?", s.identity.serial),
         yes,
@@ -113,6 +184,34 @@ pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> 
         t.spelled(report.ends_at)
     )?;
     Ok(())
+}
+
+/// The flow of `volume` over `over`.
+fn rate(volume: Nanolitres, over: Minutes) -> NanolitresPerDay {
+    let per_day = u64::from(volume.0) * 1_440 / u64::from(over.0.max(1));
+    NanolitresPerDay(u32::try_from(per_day).unwrap_or(u32::MAX))
+}
+
+/// `Last 24 h  120 µg delivered; 170 µg with this bolus, daily limit 600 µg/day`.
+fn last_24h(status: &StatusReport, dose: Nanograms) -> (&'static str, String) {
+    let after = Nanograms(status.delivered_24h.0.saturating_add(dose.0));
+    (
+        "Last 24 h",
+        format!(
+            "{} delivered; {} with this bolus, daily limit {}",
+            quantity::dose(status.delivered_24h),
+            quantity::dose(after),
+            quantity::dose_rate(status.daily_limit)
+        ),
+    )
+}
+
+fn duration_of(request: &BolusRequest) -> Minutes {
+    match *request {
+        BolusRequest::Single { duration, .. }
+        | BolusRequest::Priming { duration, .. }
+        | BolusRequest::Bridge { duration, .. } => duration,
+    }
 }
 
 /// `single bolus of 50 µg over 30 min`, `bridge bolus of 0.1 mL over 2 h`.

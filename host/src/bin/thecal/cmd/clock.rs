@@ -16,6 +16,9 @@ pub enum Command {
         /// The patient's UTC offset instead of this computer's, e.g. +01:00 or -05:30.
         #[arg(long, allow_hyphen_values = true)]
         offset: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -29,7 +32,7 @@ struct Synced {
 }
 
 pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> {
-    let Command::Sync { offset } = c;
+    let Command::Sync { offset, yes } = c;
     let offset: UtcOffset = match offset {
         Some(text) => clock::parse_offset(&text).ok_or_else(|| {
             UsageError(format!(
@@ -38,6 +41,20 @@ pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> 
         })?,
         None => clock::host_offset(),
     };
+    let (_, pump) = s.time().await?;
+    let host = clock::host_now();
+    out::confirm(
+        &format!(
+            "Set the clock of pump {} from {} (UTC{}) to {} (UTC{})? Schedule steps start \
+             by the pump's local time",
+            s.identity.serial,
+            clock::short(pump.now, pump.offset),
+            clock::fmt_offset(pump.offset),
+            clock::short(host, offset),
+            clock::fmt_offset(offset)
+        ),
+        yes,
+    )?;
     let now = clock::host_now();
     let previous = s.client.set_clock(now, offset).await?;
     let drift = i64::try_from(previous.0).unwrap_or(i64::MAX) - i64::try_from(now.0).unwrap_or(0);

@@ -2,6 +2,7 @@
 //! its own: it calls the library and prints.
 
 use clap::Subcommand;
+use thecal_host::view::PumpTime;
 
 use crate::session::{Access, Global, Session};
 
@@ -43,14 +44,27 @@ pub enum Command {
     /// Read the prescription memory (the prescription in force).
     Prescription(prescription::Args),
     /// Check a schedule file, or write it to the pump.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+            thecal schedule check examples/schedules/flexible-baclofen-day.toml\n  \
+            thecal --sim schedule write FILE --dry-run     compare only\n  \
+            thecal --sim schedule write FILE               compare, confirm, write, verify"
+    )]
     Schedule(schedule::Command),
     /// Record a refill: the new volume; a new drug or concentration with its whole
     /// prescription (`--schedule FILE`) and the bridge bolus.
     Refill(refill::Args),
     /// Give a clinician bolus (single, priming, bridge) or a patient bolus, or cancel the
     /// running bolus (`bolus cancel`).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+            thecal --sim bolus single --dose \"50 µg\" --over 30min\n  \
+            thecal --sim bolus priming --volume \"0.2 mL\" --over 10min\n  \
+            thecal --sim --role patient bolus patient\n  \
+            thecal --sim bolus cancel"
+    )]
     Bolus(bolus::Command),
     /// Stop therapy (the pump keeps the catheter open at the minimum flow).
     Stop(stop::Args),
@@ -81,8 +95,9 @@ pub enum Command {
 }
 
 /// Runs `command`. Commands that need the pump open a session and close it (a
-/// simulator persists its state) whatever the outcome.
-pub async fn run(command: Command, g: &Global) -> anyhow::Result<()> {
+/// simulator persists its state) whatever the outcome. `time` is left holding the pump's
+/// clock if it was read, so an error shows its times in the patient's local time.
+pub async fn run(command: Command, g: &Global, time: &mut Option<PumpTime>) -> anyhow::Result<()> {
     match command {
         Command::Ports(a) => ports::run(a, g),
         Command::Schedule(c) => schedule::run(c, g).await,
@@ -98,6 +113,7 @@ pub async fn run(command: Command, g: &Global) -> anyhow::Result<()> {
             };
             let mut session = Session::open(g, access).await?;
             let result = online(other, &mut session, g).await;
+            *time = session.last_time;
             let closed = session.close().await;
             result.and(closed)
         }

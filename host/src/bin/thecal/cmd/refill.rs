@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use thecal_host::quantity::{self, parse_volume};
+use thecal_host::quantity;
 use thecal_host::schedule;
 use thecal_host::view::{alarm_date, BolusView, Comparison, ReservoirView};
 use thecal_host::workflow::refill::{
@@ -15,13 +15,13 @@ use thecal_protocol::Prescription;
 
 use crate::out;
 use crate::session::{Access, Global, Session};
-use crate::usage::UsageError;
+use crate::usage::{arg, UsageError};
 
 /// Record a refill.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Volume in the reservoir after the refill, e.g. "20 mL".
-    #[arg(long, value_parser = parse_volume)]
+    #[arg(long, value_parser = arg::volume)]
     volume: Nanolitres,
     /// The prescription for the new solution (a schedule file), stored with the refill:
     /// the only way to change the drug or concentration. Its doses are for the new
@@ -30,7 +30,7 @@ pub struct Args {
     schedule: Option<PathBuf>,
     /// With a drug or concentration change: the volume of old drug still in the pump
     /// and catheter, delivered as a bridge bolus at the old rate, e.g. "0.25 mL".
-    #[arg(long, value_parser = parse_volume, requires = "schedule", conflicts_with = "no_bridge")]
+    #[arg(long, value_parser = arg::volume, requires = "schedule", conflicts_with = "no_bridge")]
     bridge_volume: Option<Nanolitres>,
     /// With a drug or concentration change: give no bridge bolus.
     #[arg(long, requires = "schedule")]

@@ -150,10 +150,20 @@ async fn write_to(
         let why = needs_refill(&plan.old, &plan.new, &file);
         return Err(UsageError(format!("{why}; nothing was written")).into());
     }
+    let warning = plan.comparison.dose_change_warning();
+    if let Some(w) = &warning {
+        eprintln!("WARNING: {w}.");
+    }
     out::confirm(
         &format!(
-            "Write this prescription to pump {} (replacing revision {})?",
-            s.identity.serial, plan.expected.0
+            "Write this prescription to pump {} (replacing revision {}){}?",
+            s.identity.serial,
+            plan.expected.0,
+            if warning.is_some() {
+                ", with this large dose change"
+            } else {
+                ""
+            }
         ),
         a.yes,
     )?;
