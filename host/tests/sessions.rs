@@ -830,7 +830,7 @@ async fn the_emergency_role_stops_therapy_without_a_key_file_only_with_the_magne
     let v = thecal(&[sim_args(true), vec!["status"]].concat()).json();
     assert_eq!(v["therapy"], "stopped", "{v}");
     // Nothing else: programming is refused to the emergency role.
-    let out = thecal(&[sim_args(true), vec!["resume"]].concat());
+    let out = thecal(&[sim_args(true), vec!["resume", "--yes"]].concat());
     assert_eq!(out.code, Some(3), "{out:?}");
     // A key file is not what authorises it.
     let out = thecal(&[sim_args(true), vec!["--key-file", "/dev/null", "status"]].concat());

@@ -584,7 +584,7 @@ fn refill_bolus_stop_resume_alarms() {
     assert_eq!(on(&sim, &["--json", "status"]).json()["therapy"], "stopped");
     let unconfirmed = on(&sim, &["stop"]);
     assert_eq!(unconfirmed.code, Some(7));
-    let resume = on(&sim, &["resume"]);
+    let resume = on(&sim, &["resume", "--yes"]);
     assert!(resume.ok().contains("Therapy resumed"), "{resume:?}");
     let v = on(
         &sim,
@@ -604,13 +604,13 @@ fn refill_bolus_stop_resume_alarms() {
     assert_eq!(busy.code, Some(3), "{busy:?}");
     assert!(busy.stderr.contains("already running"), "{busy:?}");
     on(&sim, &["stop", "--yes"]).ok();
-    on(&sim, &["resume"]).ok();
+    on(&sim, &["resume", "--yes"]).ok();
     let v = on(&sim, &["--json", "bolus", "patient", "--yes"]).json();
     assert_eq!(v["kind"], "patient");
     let status = on(&sim, &["status"]);
     assert!(status.ok().contains("Bolus running"), "{status:?}");
     on(&sim, &["stop", "--yes"]).ok();
-    on(&sim, &["resume"]).ok();
+    on(&sim, &["resume", "--yes"]).ok();
     let priming = on(
         &sim,
         &[
@@ -619,7 +619,7 @@ fn refill_bolus_stop_resume_alarms() {
     );
     assert_eq!(priming.json()["kind"], "priming");
     on(&sim, &["stop", "--yes"]).ok();
-    on(&sim, &["resume"]).ok();
+    on(&sim, &["resume", "--yes"]).ok();
     let bridge = on(
         &sim,
         &[
@@ -921,8 +921,21 @@ fn the_bolus_confirmation_shows_drug_dose_rate_and_the_24_h_total() {
 }
 
 #[test]
-fn clock_sync_asks_first() {
+fn resume_and_clock_sync_ask_first() {
     let sim = sim();
+    on(&sim, &["stop", "--yes"]).ok();
+    let resume = on(&sim, &["resume"]);
+    assert_eq!(resume.code, Some(7), "{resume:?}");
+    assert!(
+        resume.stderr.contains("Resume therapy on pump SIM000007?")
+            && resume.stderr.contains("pass --yes"),
+        "{resume:?}"
+    );
+    // Not resumed.
+    assert_eq!(on(&sim, &["--json", "status"]).json()["therapy"], "stopped");
+    on(&sim, &["resume", "--yes"]).ok();
+    assert_eq!(on(&sim, &["--json", "status"]).json()["therapy"], "running");
+
     let sync = on(&sim, &["clock", "sync", "--offset", "+02:00"]);
     assert_eq!(sync.code, Some(7), "{sync:?}");
     assert!(

@@ -437,9 +437,14 @@ async fn emergency_stop(t: &mut Target<'_>) {
     let v = emergency(&["status"]).json();
     assert_eq!(v["therapy"], "stopped", "[{}] {v}", t.name);
     // Anything else is refused to the emergency role.
-    assert_eq!(emergency(&["resume"]).code, Some(3), "[{}]", t.name);
+    assert_eq!(
+        emergency(&["resume", "--yes"]).code,
+        Some(3),
+        "[{}]",
+        t.name
+    );
     // The clinician resumes; the log names who stopped it.
-    t.thecal(&["resume"]).ok();
+    t.thecal(&["resume", "--yes"]).ok();
     let mut c = t.connect().await;
     let log = thecal_host::eventlog::read_log(
         &mut c,

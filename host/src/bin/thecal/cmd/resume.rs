@@ -8,7 +8,11 @@ use crate::session::{Global, Session};
 
 /// Resume therapy.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+}
 
 #[derive(Serialize)]
 struct Resumed {
@@ -16,7 +20,18 @@ struct Resumed {
     basal_dose_ng_per_day: u32,
 }
 
-pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
+pub async fn run(a: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
+    let (before, _) = s.time().await?;
+    out::confirm(
+        &format!(
+            "Resume therapy on pump {}? It returns to delivering its prescription \
+             (revision {}, {})",
+            s.identity.serial,
+            before.revision.0,
+            before.drug.name()
+        ),
+        a.yes,
+    )?;
     s.client.resume().await?;
     let (status, _) = s.time().await?;
     if g.json {
