@@ -9,16 +9,14 @@ use thecal_protocol::rules::{
     ScheduleError, MAX_LOW_ALARM, MAX_PATIENT_BOLUSES, MIN_LOCKOUT, MIN_LOW_ALARM,
 };
 use thecal_protocol::time::UtcOffset;
-use thecal_protocol::units::{Minutes, Nanolitres, NanolitresPerDay};
+use thecal_protocol::units::Nanolitres;
 
 use crate::keys::KeyFileError;
 use crate::view::PumpTime;
 use crate::{clock, quantity};
 
-/// The longest bolus the pump gives (its firmware's limit): 24 h.
-pub const MAX_BOLUS_DURATION: Minutes = Minutes(24 * 60);
-/// The fastest bolus flow the pump gives (its firmware's limit): 60 mL/day (2.5 mL/h).
-pub const MAX_BOLUS_FLOW: NanolitresPerDay = NanolitresPerDay(60_000_000);
+/// The longest bolus the pump gives and its fastest bolus flow (the contract's limits).
+pub use thecal_protocol::rules::{MAX_BOLUS_DURATION, MAX_BOLUS_FLOW};
 
 /// An error from [`crate::Client`]. Each variant says what the clinician should do.
 #[derive(Debug, thiserror::Error)]
@@ -622,7 +620,7 @@ pub fn quantity_words(text: &str, e: &quantity::QuantityError) -> String {
 mod tests {
     use super::*;
     use thecal_protocol::time::Timestamp;
-    use thecal_protocol::units::Nanograms;
+    use thecal_protocol::units::{Minutes, Nanograms};
 
     #[test]
     fn refusals_read_as_clinical_words() {

@@ -44,6 +44,11 @@ pub use crate::cycle::{min_flow_dose, MIN_FLOW};
 
 /// Highest basal flow (24 mL/day).
 pub const MAX_FLOW: NanolitresPerDay = NanolitresPerDay(24_000_000);
+/// Longest bolus the pump gives: 24 h (the pump refuses a longer one `BadBolus`).
+pub const MAX_BOLUS_DURATION: Minutes = Minutes(24 * 60);
+/// Fastest bolus flow the mechanism allows: 60 mL/day (2.5 mL/h; the pump refuses a
+/// faster bolus `BadBolus`).
+pub const MAX_BOLUS_FLOW: NanolitresPerDay = NanolitresPerDay(60_000_000);
 /// Lowest programmable low-reservoir alarm threshold.
 pub const MIN_LOW_ALARM: Nanolitres = Nanolitres(500_000);
 /// Highest programmable low-reservoir alarm threshold.

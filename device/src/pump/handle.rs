@@ -18,10 +18,11 @@ use crate::therapy::motor::{Motor, STROKE_NL};
 
 /// Wall clock values the pump accepts: 2020-01-01 ..= 2100-01-01 UTC.
 pub const CLOCK_RANGE: core::ops::RangeInclusive<u64> = 1_577_836_800_000..=4_102_444_800_000;
-/// Longest bolus.
-pub const MAX_BOLUS_MS: u64 = MS_PER_DAY;
-/// Fastest bolus flow the mechanism allows: 2.5 mL/h (60 mL/day).
-pub const MAX_BOLUS_FLOW: u64 = 60_000_000;
+/// Longest bolus, ms ([`thecal_protocol::rules::MAX_BOLUS_DURATION`]).
+pub const MAX_BOLUS_MS: u64 = thecal_protocol::rules::MAX_BOLUS_DURATION.0 as u64 * 60_000;
+/// Fastest bolus flow the mechanism allows, nL/day
+/// ([`thecal_protocol::rules::MAX_BOLUS_FLOW`]: 2.5 mL/h, 60 mL/day).
+pub const MAX_BOLUS_FLOW: u64 = thecal_protocol::rules::MAX_BOLUS_FLOW.0 as u64;
 
 impl<S: Storage, M: Motor> Pump<S, M> {
     /// Serves one request at device time `now` as a clinician at the bedside would make
