@@ -102,6 +102,31 @@ pub fn parse_offset(text: &str) -> Option<UtcOffset> {
     offset.is_valid().then_some(offset)
 }
 
+/// The pump's clock and offset, needed to show any of its times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PumpTime {
+    /// Pump clock (UTC).
+    pub now: Timestamp,
+    /// Patient's UTC offset.
+    pub offset: UtcOffset,
+}
+
+impl PumpTime {
+    /// RFC 3339 in the pump's offset.
+    pub fn rfc3339(&self, t: Timestamp) -> String {
+        rfc3339(t, self.offset)
+    }
+    /// Optional time as RFC 3339.
+    pub fn opt(&self, t: Option<Timestamp>) -> Option<String> {
+        t.map(|t| self.rfc3339(t))
+    }
+    /// A date spelled out with how far away it is: `Thursday 3 December 2026 at 14:20
+    /// (in 12 days)`.
+    pub fn spelled(&self, t: Timestamp) -> String {
+        format!("{} ({})", spelled(t, self.offset), relative(self.now, t))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,9 +11,9 @@ use thecal_protocol::rules::{
 use thecal_protocol::time::UtcOffset;
 use thecal_protocol::units::Nanolitres;
 
+use crate::clock::{self, PumpTime};
 use crate::keys::KeyFileError;
-use crate::view::PumpTime;
-use crate::{clock, quantity};
+use crate::quantity;
 
 /// The longest bolus the pump gives and its fastest bolus flow (the contract's limits).
 pub use thecal_protocol::rules::{MAX_BOLUS_DURATION, MAX_BOLUS_FLOW};

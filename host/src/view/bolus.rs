@@ -5,8 +5,8 @@ use thecal_protocol::message::BolusRequest;
 use thecal_protocol::projection::STROKE_NL;
 use thecal_protocol::units::{Minutes, NanogramsPerMillilitre, Nanolitres, MS_PER_DAY};
 
-use crate::error::{MAX_BOLUS_DURATION, MAX_BOLUS_FLOW};
 use crate::quantity;
+use thecal_protocol::rules::{MAX_BOLUS_DURATION, MAX_BOLUS_FLOW};
 
 /// The volume of `request` at `concentration` (`None`: a dose too large to hold).
 pub fn bolus_volume(

@@ -20,47 +20,19 @@ use thecal_protocol::message::{
     BolusProgress, BolusReport, Capabilities, Identity, LinkStats, ReservoirReport, StatusReport,
     TherapyState,
 };
-use thecal_protocol::time::{Timestamp, UtcOffset};
+use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::MS_PER_DAY;
 use thecal_protocol::{PROTOCOL_VERSION, SCHEMA_HASH};
 
 use crate::clock;
 
+pub use crate::clock::PumpTime;
 pub use bolus::{bolus_problem, bolus_volume};
 pub use log::{EventView, LogEntryView};
 pub use prescription::{
     Comparison, ComparisonRow, PatientBolusView, PrescriptionView, ProfileView, ProjectionView,
-    StandingView, StepView,
+    StandingView, StepView, LARGE_DOSE_CHANGE_PERCENT,
 };
-
-/// The pump's clock and offset, needed to show any of its times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PumpTime {
-    /// Pump clock (UTC).
-    pub now: Timestamp,
-    /// Patient's UTC offset.
-    pub offset: UtcOffset,
-}
-
-impl PumpTime {
-    /// RFC 3339 in the pump's offset.
-    pub fn rfc3339(&self, t: Timestamp) -> String {
-        clock::rfc3339(t, self.offset)
-    }
-    /// Optional time as RFC 3339.
-    pub fn opt(&self, t: Option<Timestamp>) -> Option<String> {
-        t.map(|t| self.rfc3339(t))
-    }
-    /// A date spelled out with how far away it is: `Thursday 3 December 2026 at 14:20
-    /// (in 12 days)`.
-    pub fn spelled(&self, t: Timestamp) -> String {
-        format!(
-            "{} ({})",
-            clock::spelled(t, self.offset),
-            clock::relative(self.now, t)
-        )
-    }
-}
 
 /// `snake_case` key of an alarm kind.
 pub fn alarm_key(kind: AlarmKind) -> &'static str {
@@ -564,6 +536,7 @@ mod tests {
     use super::*;
     use thecal_protocol::drug::Drug;
     use thecal_protocol::message::Revision;
+    use thecal_protocol::time::UtcOffset;
     use thecal_protocol::units::{Nanograms, NanogramsPerDay, Nanolitres, NanolitresPerDay};
 
     /// 2026-12-03T12:00:00Z.
