@@ -10,6 +10,7 @@ use crate::keys::KeyFileError;
 
 mod words;
 
+#[cfg(feature = "serial")]
 pub(crate) use words::port_words;
 pub use words::{quantity_words, refusal_words, request_words, rule_words};
 
