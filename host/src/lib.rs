@@ -29,7 +29,8 @@
 //!    prescriptions, exactly), [`quantity`] (exact decimal doses, volumes, durations),
 //!    [`clock`] (device timestamps as local time, alarm dates spelled out), [`view`]
 //!    (the records a programmer prints: the `--json` format, the side-by-side comparison
-//!    before a schedule write), [`plot`] (dose-profile and reservoir charts, SVG, PNG).
+//!    before a schedule write), [`plot`] (dose-profile and reservoir charts, SVG, PNG),
+//!    [`report`] (the session report for the chart: before, every change, after).
 //!
 //! Nothing here uses floating point for a dose or a volume.
 #![warn(missing_docs)]
@@ -41,6 +42,7 @@ pub mod eventlog;
 pub mod keys;
 pub mod plot;
 pub mod quantity;
+pub mod report;
 pub mod schedule;
 #[cfg(feature = "serial")]
 pub mod serial;

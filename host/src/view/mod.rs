@@ -29,6 +29,7 @@ use crate::clock;
 pub use crate::clock::PumpTime;
 pub use bolus::{bolus_problem, bolus_volume};
 pub use log::{EventView, LogEntryView};
+pub(crate) use prescription::chart_step_lines;
 pub use prescription::{
     Comparison, ComparisonRow, PatientBolusView, PrescriptionView, ProfileView, ProjectionView,
     StandingView, StepView, LARGE_DOSE_CHANGE_PERCENT,

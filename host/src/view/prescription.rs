@@ -452,6 +452,25 @@ fn day_span(first: u32, last: u32) -> String {
     }
 }
 
+/// The steps of `p`, one line per run of days with the same steps:
+/// `Mon–Fri: 00:00 2.4 µg/day, 08:00 3.6 µg/day`.
+pub(crate) fn chart_step_lines(p: &Prescription) -> Vec<String> {
+    let mut rows = Vec::new();
+    by_day("", &mut rows, |d| {
+        let steps = day_steps(p, d)
+            .into_iter()
+            .map(|(start, dose)| format!("{start} {}", quantity::dose_rate(dose)))
+            .collect::<Vec<_>>();
+        (vec![steps.join(", ")], Vec::new())
+    });
+    rows.into_iter()
+        .map(|r| {
+            let days = r.label.trim_start_matches(" (").trim_end_matches(')');
+            format!("{days}: {}", r.old.join(""))
+        })
+        .collect()
+}
+
 /// Groups consecutive weekdays whose (old, new) lines are equal into one row each.
 fn by_day(
     label: &str,

@@ -9,7 +9,7 @@
 //! returns a typed outcome. Errors are one enum per operation, so a caller can tell
 //! "nothing happened" from "it happened, but the follow-up did not" from "unknown".
 //!
-//! * [`refill`] — a refill, with a new prescription and the bridge bolus for a drug or
+//! * [`refill`] — a refill, checked against the volume aspirated ([`aspiration`]), with a new prescription and the bridge bolus for a drug or
 //!   concentration change.
 //! * [`schedule`] — a prescription write: compare, (confirm), write, read back.
 //! * [`provision`] — the factory step: key agreement and the three role key files.
@@ -24,6 +24,7 @@ use thecal_protocol::projection::ReservoirState;
 use crate::view::PumpTime;
 use crate::{Client, Error};
 
+pub mod aspiration;
 pub mod keys;
 pub mod provision;
 pub mod refill;

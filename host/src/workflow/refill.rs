@@ -20,6 +20,7 @@ use thecal_protocol::time::local_week_position;
 use thecal_protocol::units::{Minutes, Nanograms, NanogramsPerDay, Nanolitres, NanolitresPerDay};
 use thecal_protocol::Prescription;
 
+pub use super::aspiration::{Aspiration, Discrepancy};
 use super::Current;
 use crate::view::Comparison;
 use crate::{Client, Error};
@@ -37,6 +38,10 @@ pub struct RefillInputs {
     /// The reservoir capacity (from `Identify`), to warn about a volume above it;
     /// `None`: not known, no warning.
     pub capacity: Option<Nanolitres>,
+    /// The volume the clinician aspirated from the reservoir before filling it (the
+    /// field record: the pump's volume is a calculation, not a measurement); compared
+    /// with the volume the pump expects ([`Aspiration`]). `None`: not measured.
+    pub aspirated: Option<Nanolitres>,
 }
 
 /// The least refill the pump records: one stroke of its mechanism (0.25 µL). Less would
@@ -78,6 +83,15 @@ pub enum RefillWarning {
         /// The new hard daily limit.
         limit: NanogramsPerDay,
     },
+    /// The volume aspirated from the reservoir differs from the volume the pump expects
+    /// by more than the tolerance: possible over- or under-infusion, or a pump or
+    /// catheter problem, to be assessed before the refill is recorded.
+    AspiratedDiscrepancy {
+        /// The measurement and the estimate.
+        aspiration: Aspiration,
+        /// Which way.
+        discrepancy: Discrepancy,
+    },
 }
 
 impl std::fmt::Display for RefillWarning {
@@ -114,6 +128,36 @@ impl std::fmt::Display for RefillWarning {
                 dose(boluses),
                 dose_rate(limit)
             ),
+            RefillWarning::AspiratedDiscrepancy {
+                aspiration: a,
+                discrepancy,
+            } => {
+                let gap =
+                    Nanolitres(u32::try_from(a.difference().unsigned_abs()).unwrap_or(u32::MAX));
+                let (way, meaning) = match discrepancy {
+                    Discrepancy::Less => (
+                        "less",
+                        "more drug left the reservoir than the pump counted: possible \
+                         OVER-infusion (assess the patient for overdose), a leak or a \
+                         previous fill into the pocket, or an incomplete aspiration",
+                    ),
+                    Discrepancy::More => (
+                        "more",
+                        "less drug was delivered than programmed: possible UNDER-infusion \
+                         (assess the patient for withdrawal), a catheter occlusion or a \
+                         pump problem",
+                    ),
+                };
+                write!(
+                    f,
+                    "the aspirated volume {} is {} {way} than the {} the pump expects \
+                     (tolerance ±{}): {meaning}; check the pump and catheter before refilling",
+                    vol(a.aspirated),
+                    vol(gap),
+                    vol(a.expected),
+                    vol(a.tolerance),
+                )
+            }
         }
     }
 }
@@ -184,6 +228,8 @@ pub struct RefillPlan {
     pub comparison: Option<Comparison>,
     /// What happens to the prescription.
     pub change: Change,
+    /// The aspirated volume against the expected one (when measured).
+    pub aspiration: Option<Aspiration>,
     /// What the clinician must confirm knowingly.
     pub warnings: Vec<RefillWarning>,
 }
@@ -270,6 +316,15 @@ pub fn plan(current: &Current, inputs: RefillInputs) -> Result<RefillPlan, Refil
     };
     let mut warnings = Vec::new();
     let expected = current.status.reservoir;
+    let aspiration = inputs.aspirated.map(|a| Aspiration::new(expected, a));
+    if let Some((aspiration, discrepancy)) =
+        aspiration.and_then(|a| a.discrepancy().map(|d| (a, d)))
+    {
+        warnings.push(RefillWarning::AspiratedDiscrepancy {
+            aspiration,
+            discrepancy,
+        });
+    }
     if inputs.volume.0 < expected.0 / 2 {
         warnings.push(RefillWarning::FarBelowExpected {
             volume: inputs.volume,
@@ -293,6 +348,7 @@ pub fn plan(current: &Current, inputs: RefillInputs) -> Result<RefillPlan, Refil
         new: inputs.prescription,
         comparison,
         change,
+        aspiration,
         warnings,
     })
 }
@@ -470,7 +526,7 @@ pub async fn execute<T: AsyncRead + AsyncWrite + Unpin>(
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use thecal_protocol::message::{BatteryState, PrescriptionRecord, StatusReport};
     use thecal_protocol::time::{Timestamp, UtcOffset};
@@ -522,6 +578,7 @@ pub(super) mod tests {
             volume: Nanolitres(20_000_000),
             prescription: text.map(prescription),
             bridge,
+            aspirated: None,
             capacity: Some(Nanolitres(40_000_000)),
         }
     }
@@ -719,6 +776,47 @@ pub(super) mod tests {
             text.contains("WITHHOLD") && text.contains("125 µg"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_aspirated_volume_far_from_the_expected_one_is_flagged_before_anything_is_sent() {
+        // The pump expects 3 mL; ±1 mL is tolerated.
+        let c = current(300_000);
+        let with = |aspirated: u32| {
+            let mut i = inputs(None, None);
+            i.aspirated = Some(Nanolitres(aspirated));
+            plan(&c, i).unwrap()
+        };
+        let close = with(2_100_000);
+        assert!(close.warnings.is_empty(), "{:?}", close.warnings);
+        assert_eq!(close.aspiration.map(|a| a.difference()), Some(-900_000));
+        let less = with(1_500_000);
+        let text = less
+            .warnings
+            .first()
+            .map(|w| w.to_string())
+            .unwrap_or_default();
+        assert!(
+            matches!(
+                less.warnings.first(),
+                Some(RefillWarning::AspiratedDiscrepancy {
+                    discrepancy: Discrepancy::Less,
+                    ..
+                })
+            ) && text.contains("OVER-infusion")
+                && text.contains("1.5 mL less than the 3 mL"),
+            "{text}"
+        );
+        let more = with(4_500_000);
+        let text = more
+            .warnings
+            .first()
+            .map(|w| w.to_string())
+            .unwrap_or_default();
+        assert!(text.contains("UNDER-infusion"), "{text}");
+        // Not measured: no aspiration, no warning.
+        let none = plan(&c, inputs(None, None)).unwrap();
+        assert!(none.aspiration.is_none() && none.warnings.is_empty());
     }
 
     #[test]

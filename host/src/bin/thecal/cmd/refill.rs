@@ -7,7 +7,8 @@ use thecal_host::quantity;
 use thecal_host::schedule;
 use thecal_host::view::{alarm_date, BolusView, Comparison, ReservoirView};
 use thecal_host::workflow::refill::{
-    self, Bridge, Change, RefillError, RefillInputs, RefillPlan, RefillPlanError,
+    self, Aspiration, Bridge, Change, Discrepancy, RefillError, RefillInputs, RefillPlan,
+    RefillPlanError,
 };
 use thecal_host::workflow::Current;
 use thecal_protocol::units::Nanolitres;
@@ -23,6 +24,11 @@ pub struct Args {
     /// Volume in the reservoir after the refill, e.g. "20 mL".
     #[arg(long, value_parser = arg::volume)]
     volume: Nanolitres,
+    /// The volume aspirated from the reservoir before filling, e.g. "2.8 mL": compared
+    /// with the volume the pump expects, and a discrepancy beyond the tolerance (±10 %,
+    /// at least ±1 mL) is flagged before the refill is recorded.
+    #[arg(long, value_parser = arg::volume, value_name = "VOL")]
+    aspirated: Option<Nanolitres>,
     /// The prescription for the new solution (a schedule file), stored with the refill:
     /// the only way to change the drug or concentration. Its doses are for the new
     /// solution.
@@ -51,9 +57,34 @@ struct RefillJson {
     comparison: Option<Comparison>,
     /// Whether a new prescription was stored with the refill (and read back identical).
     prescription_written: bool,
-    /// What the clinician confirmed despite (far below the expected volume, above the
+    /// The volume aspirated and the volume the pump expected (`--aspirated` only).
+    aspiration: Option<AspirationJson>,
+    /// What the clinician confirmed despite (an aspirated volume beyond the tolerance, far below the expected volume, above the
     /// capacity, a bridge that reaches the new daily limit in the first 24 h).
     warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct AspirationJson {
+    expected_nl: u32,
+    aspirated_nl: u32,
+    tolerance_nl: u32,
+    /// `null` within the tolerance, `less` or `more` beyond it.
+    discrepancy: Option<&'static str>,
+}
+
+impl From<Aspiration> for AspirationJson {
+    fn from(a: Aspiration) -> Self {
+        AspirationJson {
+            expected_nl: a.expected.0,
+            aspirated_nl: a.aspirated.0,
+            tolerance_nl: a.tolerance.0,
+            discrepancy: a.discrepancy().map(|d| match d {
+                Discrepancy::Less => "less",
+                Discrepancy::More => "more",
+            }),
+        }
+    }
 }
 
 pub async fn run(a: Args, g: &Global) -> anyhow::Result<()> {
@@ -85,6 +116,7 @@ async fn refill(
         prescription: new,
         bridge,
         capacity: Some(s.identity.reservoir_capacity),
+        aspirated: a.aspirated,
     };
     let plan = refill::plan(&current, inputs).map_err(|e| plan_error(e, &current, file))?;
     if !g.json {
@@ -121,6 +153,7 @@ async fn refill(
             bridge_bolus: done.bridge_bolus.map(|b| BolusView::new(&b, &t)),
             file: a.schedule.as_ref().map(|f| f.display().to_string()),
             comparison: plan.comparison,
+            aspiration: plan.aspiration.map(AspirationJson::from),
             prescription_written: done.prescription_written,
             warnings: plan.warnings.iter().map(|w| w.to_string()).collect(),
         });
@@ -201,11 +234,25 @@ fn show(plan: &RefillPlan, s: &Session, file: &str) -> anyhow::Result<()> {
 }
 
 fn plan_lines(plan: &RefillPlan, file: &str) -> Vec<String> {
-    let mut lines = vec![format!(
+    let mut lines = Vec::new();
+    if let Some(a) = plan.aspiration {
+        lines.push(format!(
+            "aspirated {} (the pump expected {}, tolerance ±{}){}",
+            quantity::volume(a.aspirated),
+            quantity::volume(a.expected),
+            quantity::volume(a.tolerance),
+            if a.discrepancy().is_some() {
+                ": DISCREPANCY"
+            } else {
+                ": within tolerance"
+            }
+        ));
+    }
+    lines.push(format!(
         "reservoir {} → {}",
         quantity::volume(plan.volume_before),
         quantity::volume(plan.volume)
-    )];
+    ));
     let (old, new) = (&plan.old, plan.new.as_ref());
     match (plan.change, new) {
         (Change::NewDrug { bridge }, Some(new)) => {
