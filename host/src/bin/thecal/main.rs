@@ -10,6 +10,8 @@ mod session;
 #[cfg(feature = "sim")]
 mod sim;
 mod usage;
+#[cfg(feature = "serve")]
+mod web;
 
 use std::process::ExitCode;
 

@@ -295,6 +295,15 @@ fn read_back_commands(read_back: &ReadBack) -> String {
     }
 }
 
+/// The error in clinical words, and what to do about it when there is something to
+/// say (the programmer's screens show the same text as the command line).
+pub fn message(e: &anyhow::Error, time: Option<&PumpTime>) -> String {
+    match hint(e) {
+        Some(h) => format!("{}\n{h}", render(e, time)),
+        None => render(e, time),
+    }
+}
+
 /// The error and its causes as one message, `outer: inner`: a refusal in clinical words
 /// with its times in the patient's local time (`time`), and the operating system's
 /// reason once, not again after the message that already tells it.

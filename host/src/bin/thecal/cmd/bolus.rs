@@ -4,6 +4,7 @@ use thecal_host::quantity;
 use thecal_host::view::{bolus_key, bolus_problem, bolus_volume, BolusOutcomeView, BolusView};
 use thecal_protocol::message::{BolusRequest, Role, StatusReport};
 use thecal_protocol::units::{Minutes, Nanograms, Nanolitres, NanolitresPerDay};
+use thecal_protocol::Prescription;
 
 use crate::out;
 use crate::session::{Global, Session};
@@ -100,31 +101,10 @@ pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> 
     let mut details = Vec::new();
     let text = match (&request, &rx) {
         (Some(r), Some(rx)) => {
-            let c = rx.concentration();
-            // The pump's bolus limits, checked here so the clinician hears which one and
-            // by how much (the pump refuses them all with one reason).
-            if let Some(problem) = bolus_problem(r, c) {
-                return Err(UsageError(format!("bolus not given: {problem}")).into());
-            }
-            let volume = bolus_volume(r, c).unwrap_or(Nanolitres(0));
-            let over = duration_of(r);
-            let dose = volume.to_dose(c).unwrap_or(Nanograms(u32::MAX));
-            details.push((
-                "Drug",
-                format!("{} {}", rx.drug().name(), quantity::concentration(c)),
-            ));
-            details.push((
-                "Dose",
-                format!(
-                    "{} = {} over {} ({})",
-                    quantity::dose(dose),
-                    quantity::volume(volume),
-                    quantity::duration(over),
-                    quantity::flow(rate(volume, over))
-                ),
-            ));
-            details.push(last_24h(&status, dose));
-            describe(r)
+            let (d, text) = clinician_bolus(r, rx, &status)
+                .map_err(|problem| UsageError(format!("bolus not given: {problem}")))?;
+            details = d;
+            text
         }
         (None, Some(rx)) => {
             let Some(rules) = rx.patient_bolus() else {
@@ -186,6 +166,46 @@ pub async fn run(c: Command, s: &mut Session, g: &Global) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Label–value lines shown before a bolus is confirmed.
+pub type Details = Vec<(&'static str, String)>;
+
+/// A clinician bolus on the pump as `status` shows it, under the prescription `rx`:
+/// the lines to confirm (drug, dose with volume, time and rate, the last 24 h against
+/// the limit) and its name; or which of the pump's bolus limits it breaks (checked here
+/// so the clinician hears which one and by how much: the pump refuses them all with one
+/// reason).
+pub fn clinician_bolus(
+    r: &BolusRequest,
+    rx: &Prescription,
+    status: &StatusReport,
+) -> Result<(Details, String), String> {
+    let c = rx.concentration();
+    if let Some(problem) = bolus_problem(r, c) {
+        return Err(problem);
+    }
+    let volume = bolus_volume(r, c).unwrap_or(Nanolitres(0));
+    let over = duration_of(r);
+    let dose = volume.to_dose(c).unwrap_or(Nanograms(u32::MAX));
+    let details = vec![
+        (
+            "Drug",
+            format!("{} {}", rx.drug().name(), quantity::concentration(c)),
+        ),
+        (
+            "Dose",
+            format!(
+                "{} = {} over {} ({})",
+                quantity::dose(dose),
+                quantity::volume(volume),
+                quantity::duration(over),
+                quantity::flow(rate(volume, over))
+            ),
+        ),
+        last_24h(status, dose),
+    ];
+    Ok((details, describe(r)))
+}
+
 /// The flow of `volume` over `over`.
 fn rate(volume: Nanolitres, over: Minutes) -> NanolitresPerDay {
     let per_day = u64::from(volume.0) * 1_440 / u64::from(over.0.max(1));
@@ -215,7 +235,7 @@ fn duration_of(request: &BolusRequest) -> Minutes {
 }
 
 /// `single bolus of 50 µg over 30 min`, `bridge bolus of 0.1 mL over 2 h`.
-fn describe(request: &BolusRequest) -> String {
+pub fn describe(request: &BolusRequest) -> String {
     let (kind, amount, over) = match *request {
         BolusRequest::Single { dose, duration } => ("single", quantity::dose(dose), duration),
         BolusRequest::Priming { volume, duration } => {

@@ -8,7 +8,7 @@ use crate::session::{Access, Global, Session};
 
 mod alarms;
 mod battery;
-mod bolus;
+pub mod bolus;
 mod clock;
 mod info;
 mod keys;
@@ -23,7 +23,7 @@ mod refill;
 mod reservoir;
 mod resume;
 mod schedule;
-mod status;
+pub mod status;
 mod stop;
 mod update;
 
@@ -92,6 +92,13 @@ pub enum Command {
     Keys(keys::Command),
     /// Install a signed firmware image (resumable; the pump installs it when no bolus runs).
     Update(update::Args),
+    /// The programmer in the browser: serve the clinician's screens on this machine
+    /// (loopback only, with a per-launch token in the address it prints).
+    #[cfg(feature = "serve")]
+    #[command(after_help = "Examples:\n  \
+        thecal serve --sim                  try it on the built-in simulated pump\n  \
+        thecal --port /dev/ttyACM0 --key-file SERIAL.clinician.key serve")]
+    Serve(crate::web::Args),
 }
 
 /// Runs `command`. Commands that need the pump open a session and close it (a
@@ -105,6 +112,8 @@ pub async fn run(command: Command, g: &Global, time: &mut Option<PumpTime>) -> a
         Command::Plot(c) => plot::run(c, g).await,
         Command::Provision(a) => provision::run(a, g).await,
         Command::Keys(c) => keys::run(c, g).await,
+        #[cfg(feature = "serve")]
+        Command::Serve(a) => crate::web::run(a, g).await,
         other => {
             let access = if matches!(other, Command::Info(_)) {
                 Access::Survey
@@ -142,5 +151,7 @@ async fn online(command: Command, s: &mut Session, g: &Global) -> anyhow::Result
         | Command::Plot(_)
         | Command::Provision(_)
         | Command::Keys(_) => Ok(()),
+        #[cfg(feature = "serve")]
+        Command::Serve(_) => Ok(()),
     }
 }

@@ -1,8 +1,8 @@
 //! `thecal status`
 
-use thecal_host::view::{mark_date, status_alarm_date, StatusView};
+use thecal_host::view::{mark_date, status_alarm_date, PumpTime, StatusView};
 use thecal_host::{clock, quantity};
-use thecal_protocol::message::{BatteryState, TherapyState};
+use thecal_protocol::message::{BatteryState, Identity, StatusReport, TherapyState};
 
 use crate::out;
 use crate::session::{Global, Session};
@@ -17,6 +17,25 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
     if g.json {
         return out::json(&StatusView::new(&st));
     }
+    out::fields(&summary(&st, &s.identity, &t, true))?;
+    Ok(())
+}
+
+/// The one-screen summary as label–value rows (also the programmer's interrogation
+/// screen); `hints` adds the commands that go further (`thecal alarms`).
+pub fn summary(
+    st: &StatusReport,
+    identity: &Identity,
+    t: &PumpTime,
+    hints: bool,
+) -> Vec<(&'static str, String)> {
+    let see = |cmd: &str| {
+        if hints {
+            format!(" (see `thecal {cmd}`)")
+        } else {
+            String::new()
+        }
+    };
     let since = |at| t.spelled(at);
     let therapy = match (st.therapy, st.withheld) {
         (TherapyState::Halted(a), _) => match st.halted_since {
@@ -59,8 +78,8 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
     };
     let alarms = match (st.alarms, st.critical) {
         (0, _) => "none".to_string(),
-        (n, true) => format!("{n} active, CRITICAL (see `thecal alarms`)"),
-        (n, false) => format!("{n} active (see `thecal alarms`)"),
+        (n, true) => format!("{n} active, CRITICAL{}", see("alarms")),
+        (n, false) => format!("{n} active{}", see("alarms")),
     };
     let mut rows = vec![
         (
@@ -71,12 +90,9 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
                 clock::fmt_offset(st.offset)
             ),
         ),
-        (
-            "Pump",
-            format!("{} {}", s.identity.model, s.identity.serial),
-        ),
+        ("Pump", format!("{} {}", identity.model, identity.serial)),
         ("Therapy", therapy),
-        ("Prescription", prescription_line(&st)),
+        ("Prescription", prescription_line(st)),
         ("Drug", st.drug.to_string()),
         ("Basal now", basal),
         (
@@ -88,8 +104,8 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
             ),
         ),
         ("Reservoir", quantity::volume(st.reservoir)),
-        ("Alarm date", status_alarm_date(&st)),
-        ("Empty", mark_date(st.empty_at, st.therapy, &t)),
+        ("Alarm date", status_alarm_date(st)),
+        ("Empty", mark_date(st.empty_at, st.therapy, t)),
         ("Battery", battery.to_string()),
         ("Alarms", alarms),
     ];
@@ -97,16 +113,20 @@ pub async fn run(_: Args, s: &mut Session, g: &Global) -> anyhow::Result<()> {
         rows.push((
             "Bolus running",
             format!(
-                "{} bolus: {} of {} delivered, ends {} (`thecal bolus cancel` ends it)",
+                "{} bolus: {} of {} delivered, ends {}{}",
                 thecal_host::view::bolus_key(b.kind),
                 quantity::volume(b.delivered),
                 quantity::volume(b.total),
-                clock::short(b.ends_at, st.offset)
+                clock::short(b.ends_at, st.offset),
+                if hints {
+                    " (`thecal bolus cancel` ends it)"
+                } else {
+                    ""
+                }
             ),
         ));
     }
-    out::fields(&rows)?;
-    Ok(())
+    rows
 }
 
 /// The revision in force, and what stands against it (PROTOCOL.md 5.7).
