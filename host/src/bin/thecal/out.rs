@@ -297,6 +297,7 @@ fn read_back_commands(read_back: &ReadBack) -> String {
 
 /// The error in clinical words, and what to do about it when there is something to
 /// say (the programmer's screens show the same text as the command line).
+#[cfg_attr(not(feature = "serve"), allow(dead_code))]
 pub fn message(e: &anyhow::Error, time: Option<&PumpTime>) -> String {
     match hint(e) {
         Some(h) => format!("{}\n{h}", render(e, time)),
