@@ -19,6 +19,8 @@ mod plot;
 mod ports;
 mod prescription;
 mod provision;
+#[cfg(feature = "records")]
+mod records;
 mod refill;
 mod reservoir;
 mod resume;
@@ -92,6 +94,18 @@ pub enum Command {
     Keys(keys::Command),
     /// Install a signed firmware image (resumable; the pump installs it when no bolus runs).
     Update(update::Args),
+    /// The session records (--records): list the sessions, show one, export one as an
+    /// HL7 FHIR R4 bundle.
+    #[cfg(feature = "records")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+            thecal records list --serial TH-0001\n  \
+            thecal records show --last --serial TH-0001\n  \
+            thecal records fhir ID > session.fhir.json\n  \
+            thecal --records postgres://thecal@records.clinic/thecal records list"
+    )]
+    Records(records::Command),
 }
 
 /// Runs `command`. Commands that need the pump open a session and close it (a
@@ -105,6 +119,8 @@ pub async fn run(command: Command, g: &Global, time: &mut Option<PumpTime>) -> a
         Command::Plot(c) => plot::run(c, g).await,
         Command::Provision(a) => provision::run(a, g).await,
         Command::Keys(c) => keys::run(c, g).await,
+        #[cfg(feature = "records")]
+        Command::Records(c) => records::run(c, g).await,
         other => {
             let access = if matches!(other, Command::Info(_)) {
                 Access::Survey
@@ -142,5 +158,7 @@ async fn online(command: Command, s: &mut Session, g: &Global) -> anyhow::Result
         | Command::Plot(_)
         | Command::Provision(_)
         | Command::Keys(_) => Ok(()),
+        #[cfg(feature = "records")]
+        Command::Records(_) => Ok(()),
     }
 }
