@@ -163,7 +163,8 @@ impl Records {
             .await
             .map_err(open_error)?;
         let records = Records { pool, location };
-        schema::migrate(&records.pool, &records.location).await?;
+        let postgres = matches!(target, Target::Postgres(_));
+        schema::migrate(&records.pool, &records.location, postgres).await?;
         Ok(records)
     }
 

@@ -2,8 +2,8 @@
 //! (TEXT and INTEGER columns only; the report is its JSON text).
 //!
 //! `thecal_schema` holds one row per migration applied. Opening the records applies the
-//! missing ones, each in a transaction (both databases change their schema inside one),
-//! and refuses records whose schema is newer than this list.
+//! missing ones in one transaction (both databases change their schema inside one), and
+//! refuses records whose schema is newer than this list.
 
 use sqlx::AnyPool;
 
@@ -39,23 +39,41 @@ pub fn newest() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
-/// Applies the migrations the records at `location` lack.
-pub(super) async fn migrate(pool: &AnyPool, location: &str) -> Result<(), RecordsError> {
+/// The PostgreSQL advisory lock that serialises the migrations of several programmers
+/// opening the same fresh server at once (`thecal` in ASCII).
+const MIGRATION_LOCK: i64 = 0x7468_6563_616c;
+
+/// Applies the migrations the records at `location` lack, all in one transaction; on
+/// PostgreSQL under an advisory lock, so programmers starting together migrate once
+/// (SQLite serialises writers itself).
+pub(super) async fn migrate(
+    pool: &AnyPool,
+    location: &str,
+    postgres: bool,
+) -> Result<(), RecordsError> {
     let open = |e: sqlx::Error| RecordsError::Open {
         location: location.to_string(),
         reason: super::database_words(&e),
     };
+    let mut tx = pool.begin().await.map_err(open)?;
+    if postgres {
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS locked")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(open)?;
+    }
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS thecal_schema (
             version INTEGER PRIMARY KEY NOT NULL,
             description TEXT NOT NULL
         )",
     )
-    .execute(pool)
+    .execute(&mut *tx)
     .await
     .map_err(open)?;
     let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM thecal_schema")
-        .fetch_one(pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(open)?;
     let found = found.unwrap_or(0);
@@ -67,7 +85,6 @@ pub(super) async fn migrate(pool: &AnyPool, location: &str) -> Result<(), Record
         });
     }
     for m in MIGRATIONS.iter().filter(|m| m.version > found) {
-        let mut tx = pool.begin().await.map_err(open)?;
         for statement in m.statements {
             sqlx::query(statement)
                 .execute(&mut *tx)
@@ -80,7 +97,7 @@ pub(super) async fn migrate(pool: &AnyPool, location: &str) -> Result<(), Record
             .execute(&mut *tx)
             .await
             .map_err(open)?;
-        tx.commit().await.map_err(open)?;
     }
+    tx.commit().await.map_err(open)?;
     Ok(())
 }
