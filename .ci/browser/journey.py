@@ -34,6 +34,7 @@ SHOTS = os.environ.get("THECAL_SCREENSHOTS", "target/browser-screenshots")
 os.makedirs(SHOTS, exist_ok=True)
 WORK = tempfile.mkdtemp(prefix="thecal-browser-")
 STATE = os.path.join(WORK, "pump.state")
+RECORDS = os.path.join(WORK, "records.sqlite")
 failures = []
 
 
@@ -45,7 +46,7 @@ def check(ok, what):
 
 def start_server():
     p = subprocess.Popen(
-        [THECAL, "--sim", "--sim-state", STATE, "serve", "--listen", "127.0.0.1:0"],
+        [THECAL, "--sim", "--sim-state", STATE, "--records", RECORDS, "serve", "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 60
     for line in p.stdout:
@@ -266,6 +267,27 @@ def main():
         p = json.loads(out.stdout)
         check(p["revision"] == 3 and p["concentration_ng_per_ml"] == 1_000_000 and p["weekly"],
               f"the pump holds the new weekly prescription at 1000 µg/mL (revision {p['revision']})")
+    # The session kept in the records, and its FHIR export.
+    out = subprocess.run([THECAL, "--records", RECORDS, "--json", "records", "show", "--last"],
+                         capture_output=True, text=True)
+    check(out.returncode == 0, "the session is in the records: " + out.stderr.strip())
+    if out.returncode == 0:
+        r = json.loads(out.stdout)
+        kinds = [c["kind"] for c in r["changes"]]
+        check(r["ended_utc"] is not None and kinds[:2] == ["prescription", "refill"]
+              and r["after"]["prescription"]["concentration_ng_per_ml"] == 1_000_000,
+              f"records: the ended session with its changes ({kinds})")
+    out = subprocess.run([THECAL, "--records", RECORDS, "records", "fhir", "--last"],
+                         capture_output=True, text=True)
+    if out.returncode == 0:
+        b = json.loads(out.stdout)
+        types = sorted({e["resource"]["resourceType"] for e in b["entry"]})
+        check(b["resourceType"] == "Bundle" and "Device" in types and "AuditEvent" in types
+              and "MedicationAdministration" in types, f"records: the FHIR bundle ({types})")
+        with open(os.path.join(SHOTS, "session.fhir.json"), "w") as f:
+            f.write(out.stdout)
+    else:
+        check(False, "records fhir --last: " + out.stderr.strip())
     if failures:
         print(f"\n{len(failures)} browser check(s) failed", flush=True)
         sys.exit(1)

@@ -31,6 +31,9 @@
 //!    (the records a programmer prints: the `--json` format, the side-by-side comparison
 //!    before a schedule write), [`plot`] (dose-profile and reservoir charts, SVG, PNG),
 //!    [`report`] (the session report for the chart: before, every change, after).
+//! 5. **Records** — `records` (feature `records`): every session's report kept in a local
+//!    SQLite file or a clinic's PostgreSQL server, read back, listed, and exported as an
+//!    HL7 FHIR R4 bundle.
 //!
 //! Nothing here uses floating point for a dose or a volume.
 #![warn(missing_docs)]
@@ -42,6 +45,8 @@ pub mod eventlog;
 pub mod keys;
 pub mod plot;
 pub mod quantity;
+#[cfg(feature = "records")]
+pub mod records;
 pub mod report;
 pub mod schedule;
 #[cfg(feature = "serial")]

@@ -48,6 +48,8 @@ Examples:
   thecal --sim schedule check examples/schedules/flexible-baclofen-day.toml
   thecal --sim schedule write FILE             compare, confirm, write, verify
   thecal --sim bolus single --dose \"50 µg\" --over 30min
+  thecal records list --serial SERIAL          the sessions kept, newest first
+  thecal records fhir --last                   the newest session as a FHIR R4 bundle
 
 Exit codes:
   0  done

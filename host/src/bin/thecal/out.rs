@@ -231,6 +231,13 @@ fn classify(e: &anyhow::Error) -> (u8, &'static str) {
         if cause.downcast_ref::<crate::usage::UsageError>().is_some() {
             return (code::INVALID_INPUT, "usage");
         }
+        #[cfg(feature = "records")]
+        if cause
+            .downcast_ref::<thecal_host::records::RecordsError>()
+            .is_some()
+        {
+            return (1, "records");
+        }
     }
     (1, "error")
 }
@@ -330,11 +337,25 @@ fn render(e: &anyhow::Error, time: Option<&PumpTime>) -> String {
         // The library's errors already tell their cause in their own words.
         if cause.downcast_ref::<Error>().is_some()
             || cause.downcast_ref::<ScheduleFileError>().is_some()
+            || is_records_error(cause)
         {
             break;
         }
     }
     text
+}
+
+/// Whether `cause` is an error of the session records (its message tells its cause).
+fn is_records_error(cause: &(dyn std::error::Error + 'static)) -> bool {
+    #[cfg(feature = "records")]
+    if cause
+        .downcast_ref::<thecal_host::records::RecordsError>()
+        .is_some()
+    {
+        return true;
+    }
+    let _ = cause;
+    false
 }
 
 /// `No such file or directory (os error 2)` → `No such file or directory`: the number

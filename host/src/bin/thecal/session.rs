@@ -62,6 +62,13 @@ pub struct Global {
     /// simulated pump supplies its key.
     #[arg(long, global = true, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
+    /// The session records: a SQLite file (default:
+    /// $XDG_DATA_HOME/thecal/records.sqlite, else ~/.local/share/thecal/records.sqlite)
+    /// or a clinic's PostgreSQL server, postgres://USER@HOST/DATABASE (the password from
+    /// PGPASSWORD or ~/.pgpass, not the command line).
+    #[cfg(feature = "records")]
+    #[arg(long, global = true, value_name = "URL")]
+    pub records: Option<String>,
 }
 
 /// `--role`.

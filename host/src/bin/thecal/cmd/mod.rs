@@ -19,6 +19,8 @@ mod plot;
 mod ports;
 mod prescription;
 mod provision;
+#[cfg(feature = "records")]
+pub mod records;
 mod refill;
 mod reservoir;
 mod resume;
@@ -99,6 +101,18 @@ pub enum Command {
         thecal serve --sim                  try it on the built-in simulated pump\n  \
         thecal --port /dev/ttyACM0 --key-file SERIAL.clinician.key serve")]
     Serve(crate::web::Args),
+    /// The session records (--records): list the sessions, show one, export one as an
+    /// HL7 FHIR R4 bundle.
+    #[cfg(feature = "records")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+            thecal records list --serial TH-0001\n  \
+            thecal records show --last --serial TH-0001\n  \
+            thecal records fhir ID > session.fhir.json\n  \
+            thecal --records postgres://thecal@records.clinic/thecal records list"
+    )]
+    Records(records::Command),
 }
 
 /// Runs `command`. Commands that need the pump open a session and close it (a
@@ -114,6 +128,8 @@ pub async fn run(command: Command, g: &Global, time: &mut Option<PumpTime>) -> a
         Command::Keys(c) => keys::run(c, g).await,
         #[cfg(feature = "serve")]
         Command::Serve(a) => crate::web::run(a, g).await,
+        #[cfg(feature = "records")]
+        Command::Records(c) => records::run(c, g).await,
         other => {
             let access = if matches!(other, Command::Info(_)) {
                 Access::Survey
@@ -153,5 +169,7 @@ async fn online(command: Command, s: &mut Session, g: &Global) -> anyhow::Result
         | Command::Keys(_) => Ok(()),
         #[cfg(feature = "serve")]
         Command::Serve(_) => Ok(()),
+        #[cfg(feature = "records")]
+        Command::Records(_) => Ok(()),
     }
 }

@@ -235,7 +235,11 @@ pub async fn confirm(State(app): State<Shared>, Form(c): Form<Confirmation>) -> 
         }
     }
     let (path, outcome) = carry_out(&mut desk, action).await;
-    let _ = desk.interrogate().await;
+    // The pump as left after the change; the report saved with it (also when the
+    // interrogation fails).
+    if desk.interrogate().await.is_err() {
+        desk.save().await;
+    }
     let alarm = desk
         .report
         .after

@@ -1,6 +1,7 @@
 //! What the server holds between requests: the session with the pump, the session
 //! report, and at most one plan waiting for its confirmation.
 
+use thecal_host::records::Records;
 use thecal_host::report::{Change, Interrogation, SessionReport};
 use thecal_host::view::PumpTime;
 use thecal_host::workflow::refill::RefillPlan;
@@ -51,6 +52,10 @@ pub struct Desk {
     /// The latest status read (for the pump clock and the banner).
     pub status: Option<StatusReport>,
     pending: Option<Pending>,
+    /// The session records the report is saved in.
+    records: Records,
+    /// Why the report could not be saved the last time (shown on every page).
+    pub unsaved: Option<String>,
 }
 
 /// 32 hex digits from the operating system's random source.
@@ -70,7 +75,7 @@ pub fn utc_now() -> String {
 
 impl Desk {
     /// A desk for the open `session`.
-    pub fn new(session: Session, g: &Global) -> anyhow::Result<Desk> {
+    pub fn new(session: Session, g: &Global, records: Records) -> anyhow::Result<Desk> {
         let report = SessionReport::new(
             random_hex()?,
             &session.identity,
@@ -82,6 +87,8 @@ impl Desk {
             report,
             status: None,
             pending: None,
+            records,
+            unsaved: None,
         })
     }
 
@@ -122,6 +129,7 @@ impl Desk {
             pump: format!("{} {}", id.model, id.serial),
             drug,
             role: self.report.role.clone(),
+            unsaved: self.unsaved.clone(),
         }
     }
 
@@ -155,10 +163,28 @@ impl Desk {
         self.report.record(at, change);
     }
 
-    /// Ends the session: the report's end time, the session closed (a simulator saves
-    /// its state).
+    /// Saves the report in the session records (replacing its last save); a failure is
+    /// kept in [`Desk::unsaved`] and shown on every page.
+    pub async fn save(&mut self) {
+        self.unsaved = self
+            .records
+            .save(&self.report)
+            .await
+            .err()
+            .map(|e| format!("{e} (in {})", self.records.location()));
+    }
+
+    /// Ends the session: the report's end time and its last save, the session closed
+    /// (a simulator saves its state).
     pub async fn close(mut self) -> anyhow::Result<()> {
-        self.report.ended_utc = Some(utc_now());
+        if self.report.ended_utc.is_none() {
+            self.report.ended_utc = Some(utc_now());
+        }
+        self.save().await;
+        if let Some(e) = &self.unsaved {
+            eprintln!("warning: the session report was not saved: {e}");
+        }
+        self.records.close().await;
         self.session.close().await
     }
 }

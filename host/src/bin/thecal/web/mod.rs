@@ -86,8 +86,17 @@ pub async fn run(a: Args, g: &Global) -> anyhow::Result<()> {
         .await
         .map_err(|e| UsageError(format!("cannot listen on {}: {e}", a.listen)))?;
     let port = listener.local_addr()?.port();
+    let url = crate::cmd::records::url(g);
+    let records = thecal_host::records::Records::open(&url)
+        .await
+        .map_err(|e| {
+            UsageError(format!(
+                "{e}: every session is kept in the session records; give --records PATH (a \
+             SQLite file) or --records postgres://… (the clinic's server)"
+            ))
+        })?;
     let session = Session::open(g, Access::Session).await?;
-    let mut desk = Desk::new(session, g)?;
+    let mut desk = Desk::new(session, g, records)?;
     if let Err(e) = desk.interrogate().await {
         eprintln!("warning: the first interrogation failed: {e}");
     }
@@ -110,6 +119,7 @@ pub async fn run(a: Args, g: &Global) -> anyhow::Result<()> {
         app.desk.lock().await.banner().pump
     );
     println!("Open in this machine's browser: http://127.0.0.1:{port}/?token={token}");
+    println!("Session records: {url}");
     println!("(End the session on the page, or press Ctrl-C.)");
     let router = routes(app.clone());
     let stop = {

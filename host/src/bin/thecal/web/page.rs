@@ -26,6 +26,8 @@ pub struct Banner {
     pub drug: String,
     /// `clinician`.
     pub role: String,
+    /// Why the session report could not be saved in the records, if it could not.
+    pub unsaved: Option<String>,
 }
 
 /// A whole page: `title`, the screen at `path` highlighted, `body` inside.
@@ -55,6 +57,9 @@ pub fn page(banner: &Banner, path: &str, title: &str, body: Markup) -> Markup {
                     }
                 }
                 main {
+                    @if let Some(e) = &banner.unsaved {
+                        (warning(&format!("the session report is NOT saved in the session records: {e}; print the report before ending the session")))
+                    }
                     h1 { (title) }
                     (body)
                 }

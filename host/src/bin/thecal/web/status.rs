@@ -104,6 +104,7 @@ pub async fn acknowledge(State(app): State<Shared>, Form(a): Form<Ack>) -> Respo
             desk.record(Change::AlarmAcknowledged {
                 alarm: alarm_key(kind).to_string(),
             });
+            desk.save().await;
             drop(desk);
             axum::response::IntoResponse::into_response(Redirect::to("/"))
         }
