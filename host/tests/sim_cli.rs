@@ -835,6 +835,55 @@ fn plots_are_written() {
 }
 
 #[test]
+fn plots_name_the_drug_mark_now_and_the_worst_case_inside_the_picture() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let reservoir = dir.path().join("reservoir.svg");
+    let schedule = dir.path().join("schedule.svg");
+    on(&sim, &["plot", "reservoir", "--out", s(&reservoir)]).ok();
+    on(&sim, &["plot", "schedule", "--out", s(&schedule)]).ok();
+    let reservoir = std::fs::read_to_string(&reservoir).unwrap();
+    let schedule = std::fs::read_to_string(&schedule).unwrap();
+    // The demo prescription: baclofen 500 µg/mL, patient boluses allowed.
+    for needle in [
+        "prescription revision 1 — baclofen 500 µg/mL: projected reservoir volume",
+        "now: ",
+        "low-reservoir alarm:",
+        "empty:",
+        "low, every bolus taken:",
+        "empty, every bolus taken:",
+        "every allowed patient bolus taken",
+        "ticks at midnight",
+    ] {
+        assert!(
+            reservoir.contains(needle),
+            "{needle:?} missing:\n{reservoir}"
+        );
+    }
+    assert!(
+        schedule.contains("prescription revision 1 — baclofen 500 µg/mL: basal dose profile"),
+        "{schedule}"
+    );
+    // Every text's anchor is inside the 1000×500 picture.
+    for svg in [&reservoir, &schedule] {
+        assert!(svg.starts_with(r#"<svg width="1000" height="500" viewBox="0 0 1000 500""#));
+        for tag in svg.split("<text ").skip(1) {
+            let num = |name: &str| -> f64 {
+                let at = tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                let rest = &tag[at..];
+                rest[..rest.find('"').unwrap()].parse().unwrap()
+            };
+            let (x, y) = (num("x"), num("y"));
+            assert!(
+                (0.0..=1000.0).contains(&x) && (0.0..=500.0).contains(&y),
+                "{tag}"
+            );
+        }
+    }
+    sim.shutdown().unwrap();
+}
+
+#[test]
 fn device_that_stops_answering_gives_a_clear_error() {
     // A pty pair nobody serves.
     let rt = tokio::runtime::Runtime::new().unwrap();

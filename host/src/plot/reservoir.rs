@@ -232,10 +232,14 @@ impl Chart {
             let Some(at) = at.filter(|_| shown) else {
                 continue;
             };
-            let when = if at <= self.state.now {
-                "reached now".to_string()
+            // A mark already reached sits on the curve, at the volume now.
+            let (when, level) = if at <= self.state.now {
+                (
+                    "reached now".to_string(),
+                    level.min(u64::from(self.state.volume.0)),
+                )
             } else {
-                self.spelled(at)
+                (self.spelled(at), level)
             };
             out.push(Mark {
                 at: i64::try_from(at.since(self.state.now)).unwrap_or(i64::MAX),

@@ -254,3 +254,14 @@ fn a_long_title_is_drawn_smaller_not_cut() {
     let texts = texts_inside(&file);
     assert!(has(&texts, heading), "{texts:#?}");
 }
+
+#[test]
+fn a_reservoir_already_low_says_so_and_stays_inside() {
+    let p = example("continuous-morphine.toml");
+    let texts = render("reservoir-low", |f| {
+        plot_reservoir(&p, state(1_000_000), None, "Pump SIM000001", f)
+    });
+    for needle in ["low-reservoir alarm:", "reached now", "empty:", "now: "] {
+        assert!(has(&texts, needle), "{needle:?} missing: {texts:#?}");
+    }
+}
