@@ -229,12 +229,19 @@ fn stacked(
     for r in rows {
         let mark = if r.changed() { CHANGED } else { "" };
         let own = r.label.trim_start();
-        if own.len() == r.label.len() || parent.is_empty() {
+        let label = if own.len() == r.label.len() || parent.is_empty() {
             parent = r.label.as_str();
-            out.push(format!("{own}{mark}"));
+            own.to_string()
         } else {
-            out.push(format!("{parent}, {own}{mark}"));
+            format!("{parent}, {own}")
+        };
+        let mut pieces = wrap(&label, columns);
+        match pieces.last_mut() {
+            Some(last) if width(last) + width(mark) <= columns => last.push_str(mark),
+            _ if !mark.is_empty() => pieces.push(mark.trim_start().to_string()),
+            _ => {}
         }
+        out.extend(pieces);
         for (name, lines) in names.iter().zip([&r.old, &r.new]) {
             let mut prefix = format!("  {}", pad(&format!("{name}:"), name_w));
             if lines.is_empty() {
