@@ -23,6 +23,8 @@ use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+
+use layout::Layout;
 use thecal_protocol::prescription::Prescription;
 
 use crate::quantity;
@@ -203,4 +205,55 @@ fn dose_label(ng: &u64) -> String {
     quantity::dose_rate(thecal_protocol::units::NanogramsPerDay(
         u32::try_from(*ng).unwrap_or(u32::MAX),
     ))
+}
+
+/// The legend box (a line sample of `width` px, none for 0, and the text per row) in
+/// the first free corner of the plot area `(xr, yr)`.
+fn draw_legend<DB: DrawingBackend>(
+    screen: &Area<'_, DB>,
+    layout: &mut Layout,
+    rows: &[(RGBColor, u32, String)],
+    (xr, yr): (std::ops::Range<i32>, std::ops::Range<i32>),
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let style = font(13);
+    let mut w = 0;
+    let mut row_h = 14;
+    for (_, _, text) in rows {
+        let (tw, th) = text_size(screen, text, &style)?;
+        w = w.max(tw);
+        row_h = row_h.max(th);
+    }
+    let (bw, bh) = (
+        w + 44,
+        (row_h + 6) * i32::try_from(rows.len()).unwrap_or(0) + 8,
+    );
+    let corners = [
+        (xr.end - bw - 8, yr.start + 8),
+        (xr.end - bw - 8, yr.end - bh - 8),
+        (xr.start + 8, yr.end - bh - 8),
+        ((xr.start + xr.end - bw) / 2, yr.start + 8),
+        (xr.start + 8, yr.start + 8),
+    ];
+    let (x, y) = layout.place((bw, bh), &corners);
+    screen.draw(&Rectangle::new(
+        [(x, y), (x + bw, y + bh)],
+        WHITE.mix(0.9).filled(),
+    ))?;
+    screen.draw(&Rectangle::new([(x, y), (x + bw, y + bh)], BLACK))?;
+    let mut ry = y + 6;
+    for (color, width, text) in rows {
+        let mid = ry + row_h / 2;
+        if *width > 0 {
+            screen.draw(&PathElement::new(
+                vec![(x + 8, mid), (x + 32, mid)],
+                color.stroke_width(*width),
+            ))?;
+        }
+        screen.draw(&Text::new(text.clone(), (x + 38, ry), style.clone()))?;
+        ry += row_h + 6;
+    }
+    Ok(())
 }

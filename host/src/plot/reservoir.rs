@@ -5,14 +5,17 @@
 use std::path::Path;
 
 use plotters::prelude::*;
-use thecal_protocol::message::AlarmKind;
+use thecal_protocol::message::{AlarmKind, TherapyState};
 use thecal_protocol::prescription::Prescription;
-use thecal_protocol::projection::{project, Projection, ReservoirState};
+use thecal_protocol::projection::{project, Projection, ReservoirState, HORIZON_DAYS};
 use thecal_protocol::time::Timestamp;
 use thecal_protocol::units::{Nanolitres, MS_PER_DAY};
 
 use super::layout::{Layout, Rect};
-use super::{font, text_size, title, with_backend, with_title, Area, DrawResult, PlotError, SIZE};
+use super::{
+    draw_legend, font, text_size, title, with_backend, with_title, Area, DrawResult, PlotError,
+    SIZE,
+};
 use crate::{clock, quantity};
 
 /// Where the projected volume curve crosses each level.
@@ -363,6 +366,22 @@ impl Chart {
             ),
         ));
         legend.push((NOW, 2, "now (pump clock at reading)".into()));
+        if self.halted.is_none() {
+            if self.state.therapy == TherapyState::Stopped {
+                legend.push((
+                    BLACK,
+                    0,
+                    "therapy stopped by a clinician: minimum flow only".into(),
+                ));
+            }
+            let horizon = format!("not within the {HORIZON_DAYS}-day projection");
+            if self.marks.low_at.is_none() {
+                legend.push((BLUE, 0, format!("low-reservoir alarm: {horizon}")));
+            }
+            if self.marks.empty_at.is_none() {
+                legend.push((BLUE, 0, format!("empty: {horizon}")));
+            }
+        }
         let marks = self.marks();
         for m in &marks {
             let c = px((m.at, m.level));
@@ -446,57 +465,8 @@ impl Chart {
                 &[(40, 8), (40, -8), (200, 8), (200, -8)],
             )?;
         }
-        self.legend(&screen, &mut layout, &legend, (xr, yr))?;
+        draw_legend(&screen, &mut layout, &legend, (xr, yr))?;
         root.present()?;
-        Ok(())
-    }
-
-    /// The legend box in the first free corner of the plot area.
-    fn legend<DB: DrawingBackend>(
-        &self,
-        screen: &Area<'_, DB>,
-        layout: &mut Layout,
-        rows: &[(RGBColor, u32, String)],
-        (xr, yr): (std::ops::Range<i32>, std::ops::Range<i32>),
-    ) -> DrawResult
-    where
-        DB::ErrorType: 'static,
-    {
-        let style = font(13);
-        let mut w = 0;
-        let mut row_h = 14;
-        for (_, _, text) in rows {
-            let (tw, th) = text_size(screen, text, &style)?;
-            w = w.max(tw);
-            row_h = row_h.max(th);
-        }
-        let (bw, bh) = (
-            w + 44,
-            (row_h + 6) * i32::try_from(rows.len()).unwrap_or(0) + 8,
-        );
-        let corners = [
-            (xr.end - bw - 8, yr.start + 8),
-            (xr.end - bw - 8, yr.end - bh - 8),
-            (xr.start + 8, yr.end - bh - 8),
-            ((xr.start + xr.end - bw) / 2, yr.start + 8),
-            (xr.start + 8, yr.start + 8),
-        ];
-        let (x, y) = layout.place((bw, bh), &corners);
-        screen.draw(&Rectangle::new(
-            [(x, y), (x + bw, y + bh)],
-            WHITE.mix(0.9).filled(),
-        ))?;
-        screen.draw(&Rectangle::new([(x, y), (x + bw, y + bh)], BLACK))?;
-        let mut ry = y + 6;
-        for (color, width, text) in rows {
-            let mid = ry + row_h / 2;
-            screen.draw(&PathElement::new(
-                vec![(x + 8, mid), (x + 32, mid)],
-                color.stroke_width(*width),
-            ))?;
-            screen.draw(&Text::new(text.clone(), (x + 38, ry), style.clone()))?;
-            ry += row_h + 6;
-        }
         Ok(())
     }
 }

@@ -265,3 +265,23 @@ fn a_reservoir_already_low_says_so_and_stays_inside() {
         assert!(has(&texts, needle), "{needle:?} missing: {texts:#?}");
     }
 }
+
+#[test]
+fn a_stopped_pump_says_so_and_a_date_beyond_the_horizon_is_named() {
+    let p = example("continuous-morphine.toml");
+    let s = ReservoirState {
+        therapy: TherapyState::Stopped,
+        ..state(18_000_000)
+    };
+    let proj = project(&p, s);
+    let texts = render("reservoir-stopped", |f| {
+        plot_reservoir(&p, s, None, "Pump SIM000001", f)
+    });
+    assert!(
+        has(&texts, "therapy stopped by a clinician: minimum flow only"),
+        "{texts:#?}"
+    );
+    let beyond = "empty: not within the 400-day projection";
+    assert_eq!(has(&texts, beyond), proj.empty_at.is_none(), "{texts:#?}");
+    assert_eq!(has(&texts, "empty:"), true, "{texts:#?}");
+}
