@@ -283,5 +283,5 @@ fn a_stopped_pump_says_so_and_a_date_beyond_the_horizon_is_named() {
     );
     let beyond = "empty: not within the 400-day projection";
     assert_eq!(has(&texts, beyond), proj.empty_at.is_none(), "{texts:#?}");
-    assert_eq!(has(&texts, "empty:"), true, "{texts:#?}");
+    assert!(has(&texts, "empty:"), "{texts:#?}");
 }
