@@ -223,6 +223,109 @@ fn schedule_write_shows_old_and_new_side_by_side() {
     sim.shutdown().unwrap();
 }
 
+/// `thecal args…` with `COLUMNS` set, stdin closed, stdout a pipe.
+fn thecal_columns(columns: &str, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_thecal"));
+    cmd.args(args)
+        .env("COLUMNS", columns)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = {
+        let _guard = common::fork_guard();
+        cmd.spawn().unwrap()
+    };
+    let out = out.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// Every dose of a prescription as the review prints it: the step doses, the daily
+/// totals, the patient bolus.
+fn review_doses(p: &thecal_protocol::Prescription) -> Vec<String> {
+    use thecal_host::quantity;
+    let v = thecal_host::view::PrescriptionView::new(p);
+    let mut doses: Vec<String> = v
+        .profiles
+        .iter()
+        .flat_map(|d| &d.steps)
+        .map(|s| quantity::dose_rate(thecal_protocol::units::NanogramsPerDay(s.dose_ng_per_day)))
+        .collect();
+    doses.extend(
+        v.daily_totals_ng
+            .iter()
+            .map(|n| quantity::dose(thecal_protocol::units::Nanograms(*n))),
+    );
+    doses.extend(
+        v.patient_bolus
+            .iter()
+            .map(|b| quantity::dose(thecal_protocol::units::Nanograms(b.dose_ng))),
+    );
+    doses.sort();
+    doses.dedup();
+    doses
+}
+
+#[test]
+fn the_review_fits_an_80_column_terminal_and_shows_every_dose() {
+    let file = example("weekday-ziconotide.toml");
+    let args = ["--sim", "schedule", "write", s(&file), "--dry-run"];
+    let in_force = thecal(&["--sim", "prescription", "--toml"])
+        .ok()
+        .to_string();
+    let old = schedule::parse("in-force.toml", &in_force).unwrap();
+    let new = schedule::load(&file).unwrap();
+    let narrow = thecal_columns("80", &args);
+    let wide = thecal_columns("250", &args);
+    for (text, columns) in [(&narrow, 80), (&wide, 250)] {
+        // The review: from the first blank line to the dry-run line (the lines around it
+        // are prose printed by the command, not the table).
+        let review: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.is_empty())
+            .take_while(|l| !l.starts_with("Dry run"))
+            .collect();
+        assert!(review.len() > 10, "{text}");
+        for line in &review {
+            assert!(
+                line.chars().count() <= columns,
+                "{} columns > {columns}: {line:?}\n{text}",
+                line.chars().count()
+            );
+        }
+        let review = review.join("\n");
+        for dose in review_doses(&old).iter().chain(&review_doses(&new)) {
+            assert!(review.contains(dose.as_str()), "{dose} missing:\n{review}");
+        }
+        for needle in [
+            "baclofen",
+            "ziconotide",
+            "◀ changed",
+            "Low-reservoir alarm date",
+        ] {
+            assert!(review.contains(needle), "{needle:?} missing:\n{review}");
+        }
+    }
+    // 80 columns: stacked, each row's two values under its label.
+    assert!(
+        narrow.contains("\n  in force: 00:00  220 µg/day"),
+        "{narrow}"
+    );
+    assert!(
+        narrow.contains("\n  new:      00:00  2.4 µg/day"),
+        "{narrow}"
+    );
+    assert!(!narrow.contains(" │ ziconotide"), "{narrow}");
+    // Wide enough: two columns.
+    assert!(wide.contains("│ ziconotide"), "{wide}");
+    assert!(!wide.contains("\n  in force:"), "{wide}");
+}
+
 /// The pump's refusal counter: a request refused by the pump raises it.
 fn pump_refusals(sim: &thecal_device::sim::Simulator) -> u64 {
     on(sim, &["--json", "link"]).json()["pump"]["refusals"]
@@ -728,6 +831,55 @@ fn plots_are_written() {
         s(&dir.path().join("x.gif")),
     ]);
     assert_ne!(wrong.code, Some(0));
+    sim.shutdown().unwrap();
+}
+
+#[test]
+fn plots_name_the_drug_mark_now_and_the_worst_case_inside_the_picture() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let reservoir = dir.path().join("reservoir.svg");
+    let schedule = dir.path().join("schedule.svg");
+    on(&sim, &["plot", "reservoir", "--out", s(&reservoir)]).ok();
+    on(&sim, &["plot", "schedule", "--out", s(&schedule)]).ok();
+    let reservoir = std::fs::read_to_string(&reservoir).unwrap();
+    let schedule = std::fs::read_to_string(&schedule).unwrap();
+    // The demo prescription: baclofen 500 µg/mL, patient boluses allowed.
+    for needle in [
+        "prescription revision 1 — baclofen 500 µg/mL: projected reservoir volume",
+        "now: ",
+        "low-reservoir alarm:",
+        "empty:",
+        "low, every bolus taken:",
+        "empty, every bolus taken:",
+        "every allowed patient bolus taken",
+        "ticks at midnight",
+    ] {
+        assert!(
+            reservoir.contains(needle),
+            "{needle:?} missing:\n{reservoir}"
+        );
+    }
+    assert!(
+        schedule.contains("prescription revision 1 — baclofen 500 µg/mL: basal dose profile"),
+        "{schedule}"
+    );
+    // Every text's anchor is inside the 1000×500 picture.
+    for svg in [&reservoir, &schedule] {
+        assert!(svg.starts_with(r#"<svg width="1000" height="500" viewBox="0 0 1000 500""#));
+        for tag in svg.split("<text ").skip(1) {
+            let num = |name: &str| -> f64 {
+                let at = tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                let rest = &tag[at..];
+                rest[..rest.find('"').unwrap()].parse().unwrap()
+            };
+            let (x, y) = (num("x"), num("y"));
+            assert!(
+                (0.0..=1000.0).contains(&x) && (0.0..=500.0).contains(&y),
+                "{tag}"
+            );
+        }
+    }
     sim.shutdown().unwrap();
 }
 

@@ -46,7 +46,12 @@ pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
             file: Some(schedule_file),
         } => {
             let p = schedule::load(&schedule_file)?;
-            let title = format!("{} — basal dose profile", schedule_file.display());
+            // The file's name (a full path would crowd the title).
+            let title = schedule_file
+                .file_name()
+                .unwrap_or(schedule_file.as_os_str())
+                .to_string_lossy()
+                .into_owned();
             plot::plot_schedule(&p, week, &title, &out)?;
             ("schedule", out)
         }
@@ -59,10 +64,8 @@ pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
             let result = async {
                 let record = s.client.prescription().await?;
                 let title = format!(
-                    "Pump {} — prescription revision {} ({})",
-                    s.identity.serial,
-                    record.revision.0,
-                    record.prescription.drug()
+                    "Pump {}, prescription revision {}",
+                    s.identity.serial, record.revision.0
                 );
                 plot::plot_schedule(&record.prescription, week, &title, &out)?;
                 anyhow::Ok(())
@@ -85,7 +88,10 @@ pub async fn run(c: Command, g: &Global) -> anyhow::Result<()> {
                     }),
                     _ => None,
                 };
-                let title = format!("Pump {} — projected reservoir volume", s.identity.serial);
+                let title = format!(
+                    "Pump {}, prescription revision {}",
+                    s.identity.serial, record.revision.0
+                );
                 plot::plot_reservoir(&record.prescription, state, halted, &title, &out)?;
                 anyhow::Ok(())
             }
