@@ -288,6 +288,21 @@ def main():
             f.write(out.stdout)
     else:
         check(False, "records fhir --last: " + out.stderr.strip())
+    # `thecal report`: the same report as a file, and printed to PDF by Chromium.
+    html_out = os.path.join(SHOTS, "thecal-report.html")
+    pdf_out = os.path.join(SHOTS, "thecal-report.pdf")
+    for path in [html_out, pdf_out]:
+        out = subprocess.run([THECAL, "--records", RECORDS, "report", "--last", "--out", path],
+                             capture_output=True, text=True,
+                             env={**os.environ, "THECAL_CHROMIUM": os.environ.get("THECAL_CHROMIUM", "/usr/bin/chromium")})
+        check(out.returncode == 0, f"thecal report --out {os.path.basename(path)}: " + out.stderr.strip())
+    if os.path.exists(html_out):
+        page = open(html_out, encoding="utf-8").read()
+        check("Refill recorded" in page and "YES: less than expected" in page and "SIM000001" in page,
+              "thecal report: the HTML holds the refill's field record")
+    if os.path.exists(pdf_out):
+        pdf = open(pdf_out, "rb").read()
+        check(pdf.startswith(b"%PDF") and len(pdf) > 10_000, f"thecal report: a PDF ({len(pdf)} bytes)")
     if failures:
         print(f"\n{len(failures)} browser check(s) failed", flush=True)
         sys.exit(1)

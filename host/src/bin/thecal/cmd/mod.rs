@@ -22,6 +22,8 @@ mod provision;
 #[cfg(feature = "records")]
 pub mod records;
 mod refill;
+#[cfg(feature = "serve")]
+mod report;
 mod reservoir;
 mod resume;
 mod schedule;
@@ -101,6 +103,14 @@ pub enum Command {
         thecal serve --sim                  try it on the built-in simulated pump\n  \
         thecal --port /dev/ttyACM0 --key-file SERIAL.clinician.key serve")]
     Serve(crate::web::Args),
+    /// A session's report from the session records, for the chart: HTML, PDF (printed by
+    /// a headless Chromium) or JSON.
+    #[cfg(feature = "serve")]
+    #[command(after_help = "Examples:\n  \
+        thecal report --last --out session.pdf\n  \
+        thecal report ID --out session.html\n  \
+        thecal --json report --last --serial SIM000001")]
+    Report(report::Args),
     /// The session records (--records): list the sessions, show one, export one as an
     /// HL7 FHIR R4 bundle.
     #[cfg(feature = "records")]
@@ -128,6 +138,8 @@ pub async fn run(command: Command, g: &Global, time: &mut Option<PumpTime>) -> a
         Command::Keys(c) => keys::run(c, g).await,
         #[cfg(feature = "serve")]
         Command::Serve(a) => crate::web::run(a, g).await,
+        #[cfg(feature = "serve")]
+        Command::Report(a) => report::run(a, g).await,
         #[cfg(feature = "records")]
         Command::Records(c) => records::run(c, g).await,
         other => {
@@ -168,7 +180,7 @@ async fn online(command: Command, s: &mut Session, g: &Global) -> anyhow::Result
         | Command::Provision(_)
         | Command::Keys(_) => Ok(()),
         #[cfg(feature = "serve")]
-        Command::Serve(_) => Ok(()),
+        Command::Serve(_) | Command::Report(_) => Ok(()),
         #[cfg(feature = "records")]
         Command::Records(_) => Ok(()),
     }

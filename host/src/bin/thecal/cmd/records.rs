@@ -108,7 +108,7 @@ async fn list(records: &Records, a: ListArgs, g: &Global) -> anyhow::Result<()> 
 }
 
 /// The session `w` names; a missing one is an invalid argument.
-async fn find(records: &Records, w: &Which) -> anyhow::Result<SessionReport> {
+pub async fn find(records: &Records, w: &Which) -> anyhow::Result<SessionReport> {
     let found = match &w.id {
         Some(id) => records.get(id).await?,
         None => records.latest(w.serial.as_deref()).await?,

@@ -13,7 +13,7 @@
 //! * [`page`]: the frame and the shared pieces.
 //! * the screens: [`status`] (interrogation, alarms), [`prescription`], [`schedule`]
 //!   (editor, review, write), [`refill`] (the refill wizard), [`actions`] (bolus,
-//!   stop, resume, clock), [`records`] (event log, link, session report).
+//!   stop, resume, clock), [`log`] (event log, link), [`report`] (the session report).
 //!
 //! Every therapy change is planned first and shown; the plan stays on the server under
 //! a one-time number, and only a POST of that number to `/confirm` carries it out —
@@ -22,10 +22,11 @@
 mod actions;
 mod desk;
 mod guard;
+mod log;
 mod page;
 mod prescription;
-mod records;
 mod refill;
+pub mod report;
 mod schedule;
 mod schedule_form;
 mod status;
@@ -45,6 +46,7 @@ use tokio::sync::{Mutex, Notify};
 
 use crate::session::{Access, Global, Session};
 use crate::usage::UsageError;
+pub use desk::random_hex;
 use desk::Desk;
 use guard::Door;
 
@@ -155,10 +157,10 @@ fn routes(app: Shared) -> Router {
         .route("/bolus/review", post(actions::bolus_review))
         .route("/therapy", get(actions::therapy))
         .route("/therapy/review", post(actions::therapy_review))
-        .route("/log", get(records::log))
-        .route("/link", get(records::link))
-        .route("/report", get(records::report))
-        .route("/report.json", get(records::report_json))
+        .route("/log", get(log::log))
+        .route("/link", get(log::link))
+        .route("/report", get(report::report))
+        .route("/report.json", get(report::report_json))
         .route("/app.js", get(schedule::script))
         .route("/confirm", post(actions::confirm))
         .route("/end", post(end))
@@ -230,7 +232,7 @@ fn secure(r: &mut Response) {
 async fn end(State(app): State<Shared>) -> Response {
     let mut desk = app.desk.lock().await;
     let _ = desk.interrogate().await;
-    let page = records::final_report(&mut desk);
+    let page = report::final_report(&mut desk);
     app.ended.notify_one();
     let mut r = html(page);
     r.headers_mut()

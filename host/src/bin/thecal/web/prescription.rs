@@ -122,18 +122,10 @@ pub async fn plot(State(app): State<Shared>, Path(which): Path<String>) -> Respo
         super::desk::random_hex().unwrap_or_default()
     ));
     let p = &record.prescription;
+    // As `thecal plot` heads them (the plot adds the drug, concentration and what).
+    let heading = format!("Pump {serial}, prescription revision {}", record.revision.0);
     let drawn = match which.as_str() {
-        "schedule.svg" => plot::plot_schedule(
-            p,
-            true,
-            &format!(
-                "Pump {serial} — revision {} — {} {}",
-                record.revision.0,
-                p.drug(),
-                quantity::concentration(p.concentration())
-            ),
-            &file,
-        ),
+        "schedule.svg" => plot::plot_schedule(p, true, &heading, &file),
         "reservoir.svg" => {
             let halted = match status.therapy {
                 TherapyState::Halted(by) => Some(plot::Halt {
@@ -142,17 +134,8 @@ pub async fn plot(State(app): State<Shared>, Path(which): Path<String>) -> Respo
                 }),
                 _ => None,
             };
-            plot::plot_reservoir(
-                p,
-                thecal_host::workflow::reservoir_state(&status),
-                halted,
-                &format!(
-                    "Pump {serial} — projected reservoir volume — {} {}",
-                    p.drug(),
-                    quantity::concentration(p.concentration())
-                ),
-                &file,
-            )
+            let state = thecal_host::workflow::reservoir_state(&status);
+            plot::plot_reservoir(p, state, halted, &heading, &file)
         }
         _ => {
             return text(
