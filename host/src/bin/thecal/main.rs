@@ -63,7 +63,10 @@ Exit codes:
   8  no session: wrong or stale key, not provisioned, no magnet for emergency access";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return out::argument_error(e),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -533,6 +533,55 @@ struct ErrorBody<'a> {
     kind: &'a str,
     exit_code: u8,
     message: String,
+    /// A command line refused: why (`invalid_value`, `unknown_argument`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    /// A command line refused: the argument at fault (`--dose <DOSE>`), if one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    argument: Option<String>,
+}
+
+/// A command line the parser refused (exit code 2). With `--json` among the arguments,
+/// also the JSON error document on stdout: kind `usage`, a `reason` code and the
+/// `argument` at fault. Help and version are printed as asked.
+pub fn argument_error(e: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ErrorKind};
+    let reason = match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::InvalidUtf8 => {
+            "invalid_value"
+        }
+        ErrorKind::UnknownArgument => "unknown_argument",
+        ErrorKind::InvalidSubcommand => "unknown_command",
+        ErrorKind::MissingRequiredArgument => "missing_argument",
+        ErrorKind::MissingSubcommand => "missing_command",
+        ErrorKind::ArgumentConflict => "conflicting_arguments",
+        ErrorKind::NoEquals
+        | ErrorKind::TooManyValues
+        | ErrorKind::TooFewValues
+        | ErrorKind::WrongNumberOfValues => "wrong_number_of_values",
+        _ => "invalid_arguments",
+    };
+    if std::env::args().any(|a| a == "--json") {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let body = ErrorJson {
+            error: ErrorBody {
+                kind: "usage",
+                exit_code: 2,
+                message: first.strip_prefix("error: ").unwrap_or(first).to_string(),
+                reason: Some(reason),
+                argument: e.get(ContextKind::InvalidArg).map(|a| a.to_string()),
+            },
+        };
+        if let Ok(text) = serde_json::to_string_pretty(&body) {
+            let _ = outln!("{text}");
+        }
+    }
+    let _ = e.print();
+    ExitCode::from(2)
 }
 
 /// Prints `e` (as JSON on stdout with `--json`, else on stderr) and returns its exit
@@ -558,6 +607,8 @@ pub fn report_error(e: &anyhow::Error, json_out: bool, time: Option<&PumpTime>) 
                 kind,
                 exit_code: code,
                 message: message.clone(),
+                reason: None,
+                argument: None,
             },
         };
         if let Ok(text) = serde_json::to_string_pretty(&body) {
