@@ -8,7 +8,7 @@
 //! fails with a clear error instead of drawing a chart without labels.
 //!
 //! Every title names the drug and its concentration. Every label is measured with the
-//! font and placed inside the plot area ([`layout`]), a title too wide for the picture
+//! font and placed inside the plot area (the `layout` module), a title too wide for the picture
 //! is drawn smaller, and dates are the patient's local time spelled out as everywhere in
 //! the CLI (`Wednesday 13 January 2027 at 05:25`).
 

@@ -5,7 +5,7 @@
 //! this server's own pages (`Origin`, against cross-site form posts).
 //!
 //! The checks are a pure function of the request's method, headers and query
-//! ([`check`]), tested apart from the server.
+//! ([`Door::check`]), tested apart from the server.
 
 use axum::http::{header, HeaderMap, Method};
 
